@@ -1,0 +1,146 @@
+//! The cursor of an SSE or long-poll stream: one string that resumes *every* channel of the
+//! stream (DESIGN.md 2.4, 2.5).
+//!
+//! Clients treat it as opaque. Its form is `channel~epoch~offset` per channel, joined by `,`
+//! (neither `~` nor `,` can appear in a channel name or an epoch), so it survives URLs and
+//! HTTP headers without escaping and stays readable in logs. Positions are kept in the order
+//! of first insertion.
+
+use std::{fmt, sync::Arc};
+
+use crate::{ChannelName, StreamPosition};
+
+/// The longest epoch accepted in a cursor, in bytes.
+pub const MAX_EPOCH_LEN: usize = 32;
+
+/// Positions for the channels of one stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cursor {
+    positions: Vec<(ChannelName, StreamPosition)>,
+}
+
+/// Why a string is not a cursor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid cursor: {0}")]
+pub struct InvalidCursor(&'static str);
+
+/// Whether `epoch` has the form of an epoch Herald issues: 1–32 ASCII letters or digits.
+pub fn is_valid_epoch(epoch: &str) -> bool {
+    !epoch.is_empty() && epoch.len() <= MAX_EPOCH_LEN && epoch.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+// === impl Cursor ===
+
+impl Cursor {
+    /// An empty cursor.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The position recorded for `channel`.
+    pub fn get(&self, channel: &ChannelName) -> Option<&StreamPosition> {
+        self.positions.iter().find(|(c, _)| c == channel).map(|(_, p)| p)
+    }
+
+    /// Records `position` for `channel`, replacing an earlier one.
+    pub fn set(&mut self, channel: &ChannelName, position: StreamPosition) {
+        match self.positions.iter_mut().find(|(c, _)| c == channel) {
+            Some((_, p)) => *p = position,
+            None => self.positions.push((channel.clone(), position)),
+        }
+    }
+
+    /// Advances `channel` to `offset` in its recorded epoch, when the channel is recorded.
+    pub fn advance(&mut self, channel: &ChannelName, offset: u64) {
+        if let Some((_, p)) = self.positions.iter_mut().find(|(c, _)| c == channel) {
+            p.offset = offset;
+        }
+    }
+
+    /// The recorded positions, in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&ChannelName, &StreamPosition)> {
+        self.positions.iter().map(|(c, p)| (c, p))
+    }
+
+    /// Whether no position is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+
+    /// Parses a cursor issued by [`Cursor::to_string`]. An empty string is an empty cursor.
+    pub fn parse(text: &str) -> Result<Self, InvalidCursor> {
+        let mut cursor = Self::new();
+        if text.is_empty() {
+            return Ok(cursor);
+        }
+        for entry in text.split(',') {
+            let mut parts = entry.rsplitn(3, '~');
+            let (Some(offset), Some(epoch), Some(channel)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(InvalidCursor("expected channel~epoch~offset"));
+            };
+            let offset = offset.parse::<u64>().map_err(|_| InvalidCursor("offset is not a number"))?;
+            if !is_valid_epoch(epoch) {
+                return Err(InvalidCursor("malformed epoch"));
+            }
+            let channel = ChannelName::new(channel).map_err(|_| InvalidCursor("malformed channel name"))?;
+            cursor.set(&channel, StreamPosition { epoch: Arc::from(epoch), offset });
+        }
+        Ok(cursor)
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (channel, p)) in self.positions.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{channel}~{}~{}", p.epoch, p.offset)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ch(s: &str) -> ChannelName {
+        ChannelName::new(s).expect("valid channel")
+    }
+
+    fn pos(epoch: &str, offset: u64) -> StreamPosition {
+        StreamPosition { epoch: Arc::from(epoch), offset }
+    }
+
+    #[test]
+    fn round_trips_every_channel() {
+        let mut c = Cursor::new();
+        c.set(&ch("jobs"), pos("k3j2", 42));
+        c.set(&ch("chat:room/1=@x.y-z_"), pos("A9", 0));
+        c.set(&ch("jobs"), pos("k3j2", 43));
+        let text = c.to_string();
+        assert_eq!(text, "jobs~k3j2~43,chat:room/1=@x.y-z_~A9~0");
+        assert_eq!(Cursor::parse(&text), Ok(c));
+    }
+
+    #[test]
+    fn advance_moves_only_a_recorded_channel() {
+        let mut c = Cursor::new();
+        c.set(&ch("a"), pos("e", 1));
+        c.advance(&ch("a"), 5);
+        c.advance(&ch("b"), 9);
+        assert_eq!(c.get(&ch("a")), Some(&pos("e", 5)));
+        assert_eq!(c.get(&ch("b")), None);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in
+            ["x", "a~b", "a~e~-1", "a~e~1x", "a~~1", "a b~e~1", "a~e!~1", "a~e~1,", "~e~1", "a~e~99999999999999999999"]
+        {
+            assert!(Cursor::parse(bad).is_err(), "{bad:?} parsed");
+        }
+        assert_eq!(Cursor::parse(""), Ok(Cursor::new()));
+    }
+}

@@ -1,0 +1,23 @@
+//! Herald's stream logic, with no I/O and no clock.
+//!
+//! This crate owns everything that decides *what* a client receives:
+//!
+//! - [`channel`]: channel names and namespaces (DESIGN.md 2.1);
+//! - [`stream`]: one channel's stream — epoch, gap-free offsets, the bounded history window and
+//!   the recovery decision (DESIGN.md 2.2);
+//! - [`cursor`]: the opaque cursor that resumes every channel of an SSE or long-poll stream;
+//! - [`protocol`]: the wire vocabulary shared by every transport — WebSocket commands, error
+//!   codes, disconnect codes and the JSON shapes of pushes.
+//!
+//! Time is always passed in as milliseconds since the Unix epoch, and randomness (new epochs)
+//! is supplied by the caller, so every decision here is deterministic and tested as such.
+
+pub mod channel;
+pub mod cursor;
+pub mod protocol;
+pub mod stream;
+
+pub use channel::{ChannelName, InvalidChannel};
+pub use cursor::{Cursor, InvalidCursor};
+pub use protocol::{Command, DisconnectCode, ErrorCode, ProtocolError, Request};
+pub use stream::{ChannelStream, HistoryLimits, Recovery, ResetReason, StreamPosition};

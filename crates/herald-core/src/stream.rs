@@ -1,0 +1,357 @@
+//! One channel's stream: its epoch, gap-free offsets, the bounded history window, and the
+//! recovery decision of DESIGN.md 2.2.
+//!
+//! Guarantees:
+//! - offsets are assigned 1, 2, 3 … within an epoch, without gaps;
+//! - history keeps at most [`HistoryLimits::size`] entries, none older than
+//!   [`HistoryLimits::ttl_ms`] at the `now` of the latest call;
+//! - [`ChannelStream::recover`] either yields *every* entry after a position (in order), or a
+//!   [`Recovery::Reset`] naming the current position — never a silent gap.
+
+use std::{collections::VecDeque, sync::Arc};
+
+/// Where a client is in a channel's stream: the epoch and the offset of the last message it has.
+/// Offset 0 means "before the first message".
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StreamPosition {
+    /// The stream's epoch; offsets are only comparable within one epoch.
+    pub epoch: Arc<str>,
+    /// The offset of the last message seen (0: none).
+    pub offset: u64,
+}
+
+/// How much history a channel keeps. The zero value keeps nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// Most entries kept.
+    pub size: usize,
+    /// Longest an entry is kept, in milliseconds; 0 means no age limit.
+    pub ttl_ms: u64,
+}
+
+/// Why a recovery was not possible.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetReason {
+    /// The position's epoch is not the stream's (the stream was lost and recreated).
+    EpochChanged,
+    /// Messages after the position have left the history window.
+    HistoryExceeded,
+    /// The position is ahead of the stream: it was never issued by this stream.
+    OffsetAhead,
+}
+
+/// What a client starting at some position receives.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Recovery<T> {
+    /// No position was given: the client starts live after `position`.
+    Live {
+        /// The stream's current position.
+        position: StreamPosition,
+    },
+    /// Every message after the given position, oldest first (possibly none).
+    Recovered {
+        /// The stream's current position.
+        position: StreamPosition,
+        /// The missed entries, oldest first.
+        messages: Vec<T>,
+        /// True when `messages` was cut at the requested limit and more follow.
+        truncated: bool,
+    },
+    /// Recovery is impossible; the client continues live after `position`.
+    Reset {
+        /// The stream's current position.
+        position: StreamPosition,
+        /// Why.
+        reason: ResetReason,
+    },
+}
+
+struct Entry<T> {
+    offset: u64,
+    time_ms: u64,
+    item: T,
+}
+
+/// One channel's stream. `T` is the stored message (the server keeps its pre-encoded frames).
+pub struct ChannelStream<T> {
+    epoch: Arc<str>,
+    offset: u64,
+    limits: HistoryLimits,
+    history: VecDeque<Entry<T>>,
+}
+
+// === impl ResetReason ===
+
+impl ResetReason {
+    /// The snake_case reason sent to clients in `reset` pushes.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::EpochChanged => "epoch_changed",
+            Self::HistoryExceeded => "history_exceeded",
+            Self::OffsetAhead => "offset_ahead",
+        }
+    }
+}
+
+// === impl Recovery ===
+
+impl<T> Recovery<T> {
+    /// The stream's current position, whatever the outcome.
+    pub fn position(&self) -> &StreamPosition {
+        match self {
+            Self::Live { position } | Self::Recovered { position, .. } | Self::Reset { position, .. } => position,
+        }
+    }
+}
+
+// === impl ChannelStream ===
+
+impl<T: Clone> ChannelStream<T> {
+    /// A new, empty stream in `epoch` (the caller picks a fresh random epoch).
+    pub fn new(epoch: Arc<str>, limits: HistoryLimits) -> Self {
+        Self { epoch, offset: 0, limits, history: VecDeque::new() }
+    }
+
+    /// The current position: the epoch and the offset of the latest message.
+    pub fn position(&self) -> StreamPosition {
+        StreamPosition { epoch: self.epoch.clone(), offset: self.offset }
+    }
+
+    /// The stream's epoch.
+    pub fn epoch(&self) -> &Arc<str> {
+        &self.epoch
+    }
+
+    /// The offset of the latest message (0: none yet).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Entries currently in the history window.
+    pub fn history_len(&self) -> usize {
+        self.history.len()
+    }
+
+    /// Time of the newest entry in history, if any.
+    pub fn newest_time_ms(&self) -> Option<u64> {
+        self.history.back().map(|e| e.time_ms)
+    }
+
+    /// Assigns the next offset, builds the message with `make(position)` and appends it to
+    /// history. Returns a clone of the stored message.
+    pub fn append(&mut self, now_ms: u64, make: impl FnOnce(&StreamPosition) -> T) -> T {
+        self.offset += 1;
+        let item = make(&self.position());
+        if self.limits.size > 0 {
+            if self.history.len() == self.limits.size {
+                self.history.pop_front();
+            }
+            self.history.push_back(Entry { offset: self.offset, time_ms: now_ms, item: item.clone() });
+        }
+        self.expire(now_ms);
+        item
+    }
+
+    /// Drops history entries older than the age limit.
+    pub fn expire(&mut self, now_ms: u64) {
+        if self.limits.ttl_ms == 0 {
+            return;
+        }
+        let oldest_kept = now_ms.saturating_sub(self.limits.ttl_ms);
+        while self.history.front().is_some_and(|e| e.time_ms < oldest_kept) {
+            self.history.pop_front();
+        }
+    }
+
+    /// Decides what a client at `since` receives (DESIGN.md 2.2), returning at most `limit`
+    /// messages (`truncated` tells when more follow; the client then continues from the last
+    /// one it got).
+    pub fn recover(&mut self, since: Option<&StreamPosition>, now_ms: u64, limit: usize) -> Recovery<T> {
+        self.expire(now_ms);
+        let position = self.position();
+        let Some(since) = since else {
+            return Recovery::Live { position };
+        };
+        if since.epoch != self.epoch {
+            return Recovery::Reset { position, reason: ResetReason::EpochChanged };
+        }
+        if since.offset > self.offset {
+            return Recovery::Reset { position, reason: ResetReason::OffsetAhead };
+        }
+        if since.offset == self.offset {
+            return Recovery::Recovered { position, messages: Vec::new(), truncated: false };
+        }
+        // Entries are contiguous, so the oldest one tells whether everything after `since` is here.
+        let first_needed = since.offset + 1;
+        match self.history.front() {
+            Some(oldest) if oldest.offset <= first_needed => {
+                let skip = usize::try_from(first_needed - oldest.offset).unwrap_or(usize::MAX);
+                let available = self.history.len().saturating_sub(skip);
+                let take = available.min(limit);
+                let messages = self.history.iter().skip(skip).take(take).map(|e| e.item.clone()).collect();
+                Recovery::Recovered { position, messages, truncated: take < available }
+            }
+            _ => Recovery::Reset { position, reason: ResetReason::HistoryExceeded },
+        }
+    }
+
+    /// The latest `limit` messages after offset `since` (all of history when `since` is
+    /// `None`), oldest first. For the history API: no epoch check and no reset.
+    pub fn history(&mut self, since: Option<u64>, limit: usize, now_ms: u64) -> Vec<T> {
+        self.expire(now_ms);
+        let after = since.unwrap_or(0);
+        let newer = self.history.iter().filter(|e| e.offset > after);
+        let count = newer.clone().count();
+        newer.skip(count.saturating_sub(limit)).map(|e| e.item.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: HistoryLimits = HistoryLimits { size: 5, ttl_ms: 1_000 };
+
+    fn stream() -> ChannelStream<u64> {
+        ChannelStream::new(Arc::from("e1"), LIMITS)
+    }
+
+    fn pos(epoch: &str, offset: u64) -> StreamPosition {
+        StreamPosition { epoch: Arc::from(epoch), offset }
+    }
+
+    fn publish(s: &mut ChannelStream<u64>, n: u64, now: u64) {
+        for _ in 0..n {
+            s.append(now, |p| p.offset);
+        }
+    }
+
+    #[test]
+    fn offsets_are_gap_free_from_one() {
+        let mut s = stream();
+        let got: Vec<u64> = (0..7).map(|_| s.append(0, |p| p.offset)).collect();
+        assert_eq!(got, [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(s.position(), pos("e1", 7));
+        assert_eq!(s.history_len(), 5);
+    }
+
+    #[test]
+    fn no_position_starts_live() {
+        let mut s = stream();
+        publish(&mut s, 3, 0);
+        assert_eq!(s.recover(None, 0, 100), Recovery::Live { position: pos("e1", 3) });
+    }
+
+    #[test]
+    fn recovers_exactly_what_was_missed() {
+        let mut s = stream();
+        publish(&mut s, 4, 0);
+        let r = s.recover(Some(&pos("e1", 2)), 0, 100);
+        assert_eq!(r, Recovery::Recovered { position: pos("e1", 4), messages: vec![3, 4], truncated: false });
+        let r = s.recover(Some(&pos("e1", 4)), 0, 100);
+        assert_eq!(r, Recovery::Recovered { position: pos("e1", 4), messages: vec![], truncated: false });
+        let r = s.recover(Some(&pos("e1", 0)), 0, 100);
+        assert_eq!(r, Recovery::Recovered { position: pos("e1", 4), messages: vec![1, 2, 3, 4], truncated: false });
+    }
+
+    #[test]
+    fn recovery_respects_the_limit() {
+        let mut s = stream();
+        publish(&mut s, 5, 0);
+        let r = s.recover(Some(&pos("e1", 1)), 0, 2);
+        assert_eq!(r, Recovery::Recovered { position: pos("e1", 5), messages: vec![2, 3], truncated: true });
+    }
+
+    #[test]
+    fn resets_when_history_no_longer_covers_the_gap() {
+        let mut s = stream();
+        publish(&mut s, 8, 0); // history holds 4..=8
+        assert_eq!(
+            s.recover(Some(&pos("e1", 2)), 0, 100),
+            Recovery::Reset { position: pos("e1", 8), reason: ResetReason::HistoryExceeded }
+        );
+        let r = s.recover(Some(&pos("e1", 3)), 0, 100);
+        assert_eq!(r, Recovery::Recovered { position: pos("e1", 8), messages: vec![4, 5, 6, 7, 8], truncated: false });
+    }
+
+    #[test]
+    fn resets_on_another_epoch_or_a_position_ahead() {
+        let mut s = stream();
+        publish(&mut s, 2, 0);
+        assert_eq!(
+            s.recover(Some(&pos("old", 1)), 0, 100),
+            Recovery::Reset { position: pos("e1", 2), reason: ResetReason::EpochChanged }
+        );
+        assert_eq!(
+            s.recover(Some(&pos("e1", 9)), 0, 100),
+            Recovery::Reset { position: pos("e1", 2), reason: ResetReason::OffsetAhead }
+        );
+    }
+
+    #[test]
+    fn expired_history_forces_a_reset_but_an_up_to_date_client_recovers() {
+        let mut s = stream();
+        publish(&mut s, 2, 0);
+        publish(&mut s, 1, 600);
+        // At 1_300 the two entries from t=0 are older than the 1 s ttl.
+        assert_eq!(
+            s.recover(Some(&pos("e1", 1)), 1_300, 100),
+            Recovery::Reset { position: pos("e1", 3), reason: ResetReason::HistoryExceeded }
+        );
+        let r = s.recover(Some(&pos("e1", 2)), 1_300, 100);
+        assert_eq!(r, Recovery::Recovered { position: pos("e1", 3), messages: vec![3], truncated: false });
+        let r = s.recover(Some(&pos("e1", 3)), 10_000, 100);
+        assert_eq!(r, Recovery::Recovered { position: pos("e1", 3), messages: vec![], truncated: false });
+    }
+
+    #[test]
+    fn without_history_only_an_up_to_date_client_recovers() {
+        let mut s = ChannelStream::new(Arc::from("e"), HistoryLimits { size: 0, ttl_ms: 0 });
+        publish(&mut s, 3, 0);
+        assert_eq!(s.history_len(), 0);
+        assert!(matches!(s.recover(Some(&pos("e", 2)), 0, 10), Recovery::Reset { .. }));
+        assert!(matches!(s.recover(Some(&pos("e", 3)), 0, 10), Recovery::Recovered { .. }));
+    }
+
+    #[test]
+    fn history_returns_the_latest_after_since() {
+        let mut s = stream();
+        publish(&mut s, 5, 0);
+        assert_eq!(s.history(None, 2, 0), vec![4, 5]);
+        assert_eq!(s.history(Some(2), 100, 0), vec![3, 4, 5]);
+        assert_eq!(s.history(Some(2), 1, 0), vec![5]);
+        assert_eq!(s.history(Some(5), 10, 0), Vec::<u64>::new());
+    }
+
+    /// A simulated client that disconnects at random points and resumes from its position
+    /// always ends with every offset exactly once, or an explicit reset.
+    #[test]
+    fn simulated_reconnects_never_gap_or_duplicate() {
+        let mut s = ChannelStream::new(Arc::from("e"), HistoryLimits { size: 16, ttl_ms: 0 });
+        let mut seen: Vec<u64> = Vec::new();
+        let mut resets = 0;
+        let mut at = s.position();
+        let mut seed = 0x2545_f491_u64;
+        for round in 0..500u64 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            publish(&mut s, seed % 20, round);
+            match s.recover(Some(&at), round, 8) {
+                Recovery::Recovered { messages, .. } => {
+                    for m in messages {
+                        assert_eq!(m, at.offset + 1, "gap or duplicate");
+                        seen.push(m);
+                        at.offset = m;
+                    }
+                }
+                Recovery::Reset { position, .. } => {
+                    resets += 1;
+                    at = position;
+                }
+                Recovery::Live { .. } => unreachable!("a position was given"),
+            }
+        }
+        assert!(resets > 0 && !seen.is_empty());
+    }
+}

@@ -250,6 +250,10 @@ impl DisconnectCode {
 impl Request {
     /// Parses and validates one WebSocket text frame.
     pub fn parse(text: &str) -> Result<Self, ProtocolError> {
+        // serde would also read a struct from a JSON array; a command is an object.
+        if !text.trim_start().starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+            return Err(ProtocolError::new(ErrorCode::BadRequest, "a command is a JSON object"));
+        }
         let raw: RawCommand<'_> = serde_json::from_str(text).map_err(|e| {
             let code = if e.is_data() { ErrorCode::BadRequest } else { ErrorCode::InvalidJson };
             ProtocolError::new(code, format!("cannot read command: {e}"))

@@ -370,9 +370,22 @@ pub fn encode_envelope(
 
 /// Encodes a reset: `{"type":"reset","channel":…,"epoch":…,"offset":N,"reason":…}`.
 pub fn encode_reset(channel: &ChannelName, at: &StreamPosition, reason: crate::ResetReason) -> Vec<u8> {
-    encode(&serde_json::json!({
-        "type": "reset", "channel": channel.as_str(), "epoch": &*at.epoch, "offset": at.offset, "reason": reason.as_str(),
-    }))
+    #[derive(Serialize)]
+    struct Reset<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        channel: &'a str,
+        epoch: &'a str,
+        offset: u64,
+        reason: &'static str,
+    }
+    encode(&Reset {
+        kind: "reset",
+        channel: channel.as_str(),
+        epoch: &at.epoch,
+        offset: at.offset,
+        reason: reason.as_str(),
+    })
 }
 
 /// Serializes a value that cannot fail to serialize (no maps with non-string keys).

@@ -1,1 +1,29 @@
-//! placeholder
+//! Herald's server: everything with I/O around the pure stream logic of `herald-core`.
+//!
+//! - [`config`]: configuration from TOML, environment and flags;
+//! - [`broker`]: the in-memory engine and hub (streams, history, subscribers, fan-out);
+//! - [`publication`]: a message encoded once and shared by every subscriber;
+//! - [`outbox`]: the bounded per-connection queue and slow-consumer rule;
+//! - [`registry`]: open connections, heartbeats and the shutdown signal;
+//! - [`transport`]: WebSocket, SSE and long polling;
+//! - [`http`]: the router, the server API, health endpoints and the demo page;
+//! - [`server`]: binding, serving and graceful shutdown.
+
+pub mod broker;
+pub mod config;
+pub mod http;
+pub mod outbox;
+pub mod publication;
+pub mod registry;
+pub mod server;
+pub mod transport;
+
+pub use config::Config;
+pub use server::{Server, ServerHandle};
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,1 +1,168 @@
-fn main() {}
+//! The `herald` command: `serve` runs the server; `publish` and `subscribe` talk to one.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use herald_client::Client;
+use herald_server::{Config, Server};
+
+/// Herald: a real-time push server over WebSocket, Server-Sent Events and long polling.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (in-memory engine, demo page at `/`).
+    Serve(ServeArgs),
+    /// Publish one message through the server API.
+    Publish {
+        /// The channel.
+        channel: String,
+        /// The data: JSON, or any other text (sent as a JSON string).
+        data: String,
+        /// The event name.
+        #[arg(long)]
+        event: Option<String>,
+        /// The server.
+        #[arg(long, env = "HERALD_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// The API key.
+        #[arg(long, env = "HERALD_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+    },
+    /// Subscribe and print every message envelope and reset as one JSON line.
+    Subscribe {
+        /// The channels.
+        #[arg(required = true)]
+        channels: Vec<String>,
+        /// The transport.
+        #[arg(long, value_enum, default_value = "ws")]
+        transport: TransportArg,
+        /// Exit after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+        /// The server.
+        #[arg(long, env = "HERALD_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// A TOML configuration file.
+    #[arg(long, short, env = "HERALD_CONFIG")]
+    config: Option<PathBuf>,
+    /// The address to listen on (config `listen`).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// The API key for `/api` (config `api_key`, env `HERALD_API_KEY`).
+    #[arg(long, hide_env_values = true)]
+    api_key: Option<String>,
+    /// Turn the API key check off: anyone who reaches the port may publish. Development only.
+    #[arg(long)]
+    insecure_no_api_key: bool,
+    /// Any configuration field, as `field=value` (repeatable), e.g. `--set history_size=50`.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TransportArg {
+    Ws,
+    Sse,
+    Poll,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::Publish { channel, data, event, url, api_key } => {
+            let data = serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data));
+            let reply = Client::new(&url, api_key).publish(&channel, &data, event.as_deref()).await?;
+            println!("{reply}");
+            Ok(())
+        }
+        Command::Subscribe { channels, transport, count, url } => {
+            let transport = match transport {
+                TransportArg::Ws => herald_client::Transport::Ws,
+                TransportArg::Sse => herald_client::Transport::Sse,
+                TransportArg::Poll => herald_client::Transport::Poll,
+            };
+            let mut seen = 0u64;
+            Client::new(&url, None)
+                .subscribe(transport, &channels, Duration::from_secs(1), |push| {
+                    println!("{push}");
+                    seen += 1;
+                    count.is_none_or(|c| seen < c)
+                })
+                .await?;
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut overrides: Vec<(String, String)> = Vec::new();
+    for pair in &args.set {
+        let (k, v) = pair.split_once('=').with_context(|| format!("--set {pair}: expected FIELD=VALUE"))?;
+        overrides.push((k.trim().to_string(), v.to_string()));
+    }
+    if let Some(listen) = args.listen {
+        overrides.push(("listen".into(), format!("\"{listen}\"")));
+    }
+    if let Some(key) = args.api_key {
+        overrides.push(("api_key".into(), serde_json::to_string(&key)?));
+    }
+    if args.insecure_no_api_key {
+        overrides.push(("insecure_no_api_key".into(), "true".into()));
+    }
+    let mut config = Config::load(args.config.as_deref(), std::env::vars(), overrides)?;
+    if config.insecure_no_api_key {
+        tracing::warn!("API key check is OFF (insecure_no_api_key): anyone who reaches this port can publish");
+    } else if config.api_key.is_none() {
+        let key = herald_server::config::generate_api_key();
+        eprintln!("herald: no api_key configured; generated one for this run: {key}");
+        config.api_key = Some(key);
+    }
+    let server = Server::bind(config).await.context("cannot bind the listen address")?;
+    let addr = server.local_addr()?;
+    // One machine-readable line on stdout: scripts and tests read the address from it.
+    println!("herald listening on http://{addr}");
+    tracing::info!(%addr, engine = "memory", "serving; demo page at http://{addr}/");
+    let handle = server.handle();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: telling clients to reconnect");
+        handle.shutdown();
+    });
+    server.run().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,233 @@
+//! The in-memory engine and hub: every channel's stream (offsets, epoch, history) and its
+//! subscribers, in shards keyed by channel name.
+//!
+//! Contract:
+//! - publish, history append and fan-out are atomic per channel: subscribers of a channel see
+//!   its messages in offset order, each once;
+//! - subscribe decides the recovery and registers the subscriber under the same lock, so a
+//!   message published meanwhile is either among the recovered ones or among the live ones —
+//!   never both, never neither;
+//! - fan-out only pushes shared frames into bounded queues: it never waits for a connection.
+
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, Hash, Hasher},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use herald_core::{ChannelName, ChannelStream, Recovery, StreamPosition};
+use parking_lot::Mutex;
+use rand::{Rng, distr::Alphanumeric};
+use serde_json::value::RawValue;
+
+use crate::{
+    config::Config,
+    now_ms,
+    outbox::{Frame, Outbox},
+    publication::{Message, Publication},
+};
+
+const SHARDS: usize = 64;
+
+/// The outcome of a subscribe, for the reply to the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscribed {
+    /// The stream's position when the subscription started.
+    pub position: StreamPosition,
+    /// `Some(true)`: every missed message was queued; `Some(false)`: a reset was queued;
+    /// `None`: no position was given.
+    pub recovered: Option<bool>,
+    /// Whether live messages follow. False when the recovery was cut at its limit: the client
+    /// has to come back from its new position for the rest (long polling does).
+    pub live: bool,
+}
+
+/// One channel as listed by the API.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ChannelSummary {
+    /// The channel name.
+    pub channel: String,
+    /// Local subscribers.
+    pub subscribers: usize,
+    /// The latest offset.
+    pub offset: u64,
+    /// The stream's epoch.
+    pub epoch: String,
+}
+
+struct Channel {
+    stream: ChannelStream<Message>,
+    subscribers: HashMap<u64, Arc<Outbox>>,
+}
+
+type Shard = HashMap<ChannelName, Channel>;
+
+/// The in-memory engine and hub.
+pub struct Broker {
+    config: Arc<Config>,
+    shards: Box<[Mutex<Shard>]>,
+    hasher: std::collections::hash_map::RandomState,
+    published: AtomicU64,
+    delivered: AtomicU64,
+}
+
+// === impl Broker ===
+
+impl Broker {
+    /// An empty broker.
+    pub fn new(config: Arc<Config>) -> Self {
+        Self {
+            config,
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            published: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, channel: &ChannelName) -> &Mutex<Shard> {
+        let mut h = self.hasher.build_hasher();
+        channel.hash(&mut h);
+        &self.shards[(h.finish() as usize) % SHARDS]
+    }
+
+    fn with_channel<R>(&self, channel: &ChannelName, f: impl FnOnce(&mut Channel) -> R) -> R {
+        let mut shard = self.shard(channel).lock();
+        let entry = shard.entry(channel.clone()).or_insert_with(|| Channel {
+            stream: ChannelStream::new(new_epoch(), self.config.history_limits(channel)),
+            subscribers: HashMap::new(),
+        });
+        f(entry)
+    }
+
+    /// Appends a message to `channel` and queues it for every subscriber.
+    pub fn publish(&self, channel: &ChannelName, data: &RawValue, event: Option<&str>) -> Message {
+        let now = now_ms();
+        let message = self.with_channel(channel, |ch| {
+            let message = ch.stream.append(now, |at| Publication::new(channel.clone(), at, event, data, now));
+            for subscriber in ch.subscribers.values() {
+                subscriber.push(Frame::Message(message.clone()));
+            }
+            self.delivered.fetch_add(ch.subscribers.len() as u64, Ordering::Relaxed);
+            message
+        });
+        self.published.fetch_add(1, Ordering::Relaxed);
+        message
+    }
+
+    /// Subscribes `outbox` to `channel`. First queues `lead(&outcome)` (e.g. the WebSocket
+    /// reply), then up to `limit` missed messages or a reset, then — from the same instant —
+    /// live messages, unless more than `limit` were missed (see [`Subscribed::live`]).
+    /// Subscribing again replaces the earlier subscription.
+    pub fn subscribe(
+        &self,
+        channel: &ChannelName,
+        outbox: &Arc<Outbox>,
+        since: Option<&StreamPosition>,
+        limit: usize,
+        lead: impl FnOnce(&Subscribed) -> Option<Frame>,
+    ) -> Subscribed {
+        self.with_channel(channel, |ch| {
+            let recovery = ch.stream.recover(since, now_ms(), limit);
+            let live = !matches!(recovery, Recovery::Recovered { truncated: true, .. });
+            let subscribed = Subscribed {
+                live,
+                position: recovery.position().clone(),
+                recovered: match &recovery {
+                    Recovery::Live { .. } => None,
+                    Recovery::Recovered { .. } => Some(true),
+                    Recovery::Reset { .. } => Some(false),
+                },
+            };
+            if let Some(frame) = lead(&subscribed) {
+                outbox.push(frame);
+            }
+            match recovery {
+                Recovery::Live { .. } => {}
+                Recovery::Recovered { messages, .. } => {
+                    for m in messages {
+                        outbox.push(Frame::Message(m));
+                    }
+                }
+                Recovery::Reset { position, reason } => {
+                    outbox.push(Frame::Reset { channel: channel.clone(), position, reason });
+                }
+            }
+            if live {
+                ch.subscribers.insert(outbox.id(), outbox.clone());
+            }
+            subscribed
+        })
+    }
+
+    /// Removes connection `id` from `channel`. Returns whether it was subscribed.
+    pub fn unsubscribe(&self, channel: &ChannelName, id: u64) -> bool {
+        let mut shard = self.shard(channel).lock();
+        let Some(ch) = shard.get_mut(channel) else { return false };
+        let was = ch.subscribers.remove(&id).is_some();
+        if ch.subscribers.capacity() > 32 && ch.subscribers.len() < ch.subscribers.capacity() / 4 {
+            ch.subscribers.shrink_to_fit();
+        }
+        was
+    }
+
+    /// The channel's current position and up to `limit` latest messages after offset `since`.
+    pub fn history(&self, channel: &ChannelName, since: Option<u64>, limit: usize) -> (StreamPosition, Vec<Message>) {
+        self.with_channel(channel, |ch| {
+            let messages = ch.stream.history(since, limit, now_ms());
+            (ch.stream.position(), messages)
+        })
+    }
+
+    /// Every channel the node knows, sorted by name.
+    pub fn channels(&self) -> Vec<ChannelSummary> {
+        let mut all: Vec<ChannelSummary> = self
+            .shards
+            .iter()
+            .flat_map(|shard| {
+                let shard = shard.lock();
+                shard
+                    .iter()
+                    .map(|(name, ch)| ChannelSummary {
+                        channel: name.to_string(),
+                        subscribers: ch.subscribers.len(),
+                        offset: ch.stream.offset(),
+                        epoch: ch.stream.epoch().to_string(),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        all.sort_by(|a, b| a.channel.cmp(&b.channel));
+        all
+    }
+
+    /// Forgets channels with no subscribers and no history left, so that short-lived channels
+    /// do not accumulate. Their next message starts a new epoch.
+    pub fn sweep(&self) -> usize {
+        let now = now_ms();
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            let before = shard.len();
+            shard.retain(|_, ch| {
+                ch.stream.expire(now);
+                !ch.subscribers.is_empty() || ch.stream.history_len() > 0
+            });
+            removed += before - shard.len();
+        }
+        removed
+    }
+
+    /// Messages published, and deliveries queued, since start.
+    pub fn counters(&self) -> (u64, u64) {
+        (self.published.load(Ordering::Relaxed), self.delivered.load(Ordering::Relaxed))
+    }
+}
+
+fn new_epoch() -> Arc<str> {
+    let epoch: String = rand::rng().sample_iter(Alphanumeric).take(8).map(char::from).collect();
+    Arc::from(epoch)
+}

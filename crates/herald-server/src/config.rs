@@ -1,0 +1,225 @@
+//! Server configuration: a TOML file, `HERALD_*` environment variables and command-line
+//! overrides, in that order of precedence (later wins). Every field has a documented default,
+//! so an empty configuration runs the embedded in-memory engine.
+
+use std::{collections::HashMap, net::SocketAddr, path::Path, time::Duration};
+
+use herald_core::{ChannelName, HistoryLimits};
+use serde::Deserialize;
+
+/// Herald's configuration. See the README's configuration reference.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// The key backends present on `/api` (`Authorization: Bearer` or `X-API-Key`). When unset
+    /// and `insecure_no_api_key` is false, a random key is generated and printed at start.
+    pub api_key: Option<String>,
+    /// Turns the API key check off. For local development only; logged loudly. Default false.
+    pub insecure_no_api_key: bool,
+    /// History kept per channel when its namespace sets nothing else. Default 1000 messages.
+    pub history_size: usize,
+    /// Longest a message stays in history, in seconds (0: no age limit). Default 600.
+    pub history_ttl_secs: u64,
+    /// Per-namespace options, keyed by namespace (the part of a channel name before `:`).
+    pub namespaces: HashMap<String, NamespaceConfig>,
+    /// Largest message `data`, in bytes of JSON. Default 65536.
+    pub max_message_bytes: usize,
+    /// Most channels one connection or request may subscribe to. Default 128.
+    pub max_channels_per_connection: usize,
+    /// Messages queued for one connection before it counts as a slow consumer and is
+    /// disconnected. Default 4096.
+    pub max_queued_messages: usize,
+    /// Bytes queued for one connection before it counts as a slow consumer. Default 4 MiB.
+    pub max_queued_bytes: usize,
+    /// Interval of heartbeats (WebSocket ping frame + `ping` push, SSE comment), in seconds.
+    /// Default 15.
+    pub heartbeat_secs: u64,
+    /// A WebSocket peer silent for this long (no frame, no pong) is dropped, in seconds.
+    /// Default 45.
+    pub ws_idle_timeout_secs: u64,
+    /// Long-poll wait when the request gives no `timeout`, in seconds. Default 25.
+    pub poll_timeout_secs: u64,
+    /// Longest long-poll wait a request may ask for, in seconds. Default 60.
+    pub poll_max_timeout_secs: u64,
+    /// The SSE `retry:` the server suggests to browsers, in milliseconds. Default 2000.
+    pub sse_retry_ms: u64,
+    /// How long a graceful shutdown may take before the process exits anyway, in seconds.
+    /// Default 10.
+    pub shutdown_deadline_secs: u64,
+    /// How long an `idempotency_key` is remembered, in seconds. Default 300.
+    pub idempotency_window_secs: u64,
+}
+
+/// Options of one namespace. Unset fields fall back to the top-level defaults.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NamespaceConfig {
+    /// History kept per channel, in messages (0 turns history off).
+    pub history_size: Option<usize>,
+    /// Longest a message stays in history, in seconds (0: no age limit).
+    pub history_ttl_secs: Option<u64>,
+}
+
+/// A configuration that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML or a value in it is invalid.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            api_key: None,
+            insecure_no_api_key: false,
+            history_size: 1000,
+            history_ttl_secs: 600,
+            namespaces: HashMap::new(),
+            max_message_bytes: 64 * 1024,
+            max_channels_per_connection: 128,
+            max_queued_messages: 4096,
+            max_queued_bytes: 4 * 1024 * 1024,
+            heartbeat_secs: 15,
+            ws_idle_timeout_secs: 45,
+            poll_timeout_secs: 25,
+            poll_max_timeout_secs: 60,
+            sse_retry_ms: 2000,
+            shutdown_deadline_secs: 10,
+            idempotency_window_secs: 300,
+        }
+    }
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Loads the configuration: the TOML file at `path` (if any), then every `HERALD_<FIELD>`
+    /// variable in `env` (e.g. `HERALD_HISTORY_SIZE=50`), then `overrides` (field, value) pairs.
+    /// Values are read as TOML (`50`, `true`, `"x"`), falling back to a plain string.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        let from_env = env.into_iter().filter_map(|(k, v)| {
+            let field = k.strip_prefix("HERALD_")?.to_ascii_lowercase();
+            // Variables the CLI reads for itself are not configuration fields.
+            (!matches!(field.as_str(), "config" | "url" | "log")).then_some((field, v))
+        });
+        for (key, value) in from_env.chain(overrides) {
+            table.insert(key, parse_value(&value));
+        }
+        let config: Self = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.heartbeat_secs == 0 {
+            return bad("heartbeat_secs must be at least 1");
+        }
+        if self.ws_idle_timeout_secs <= self.heartbeat_secs {
+            return bad("ws_idle_timeout_secs must be longer than heartbeat_secs");
+        }
+        if self.max_queued_messages == 0 || self.max_channels_per_connection == 0 {
+            return bad("max_queued_messages and max_channels_per_connection must be at least 1");
+        }
+        if self.api_key.as_deref().is_some_and(str::is_empty) {
+            return bad("api_key must not be empty");
+        }
+        Ok(())
+    }
+
+    /// The history limits of `channel`'s namespace.
+    pub fn history_limits(&self, channel: &ChannelName) -> HistoryLimits {
+        let ns = self.namespaces.get(channel.namespace());
+        HistoryLimits {
+            size: ns.and_then(|n| n.history_size).unwrap_or(self.history_size),
+            ttl_ms: ns.and_then(|n| n.history_ttl_secs).unwrap_or(self.history_ttl_secs) * 1000,
+        }
+    }
+
+    /// [`Config::heartbeat_secs`] as a duration.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs)
+    }
+}
+
+/// A random 32-character API key, for a server started without one.
+pub fn generate_api_key() -> String {
+    use rand::Rng;
+    rand::rng().sample_iter(rand::distr::Alphanumeric).take(32).map(char::from).collect()
+}
+
+fn parse_value(text: &str) -> toml::Value {
+    format!("v = {text}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(text.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, env: &[(&str, &str)], overrides: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("herald-config-{}-{}", std::process::id(), toml.len()));
+        std::fs::write(&dir, toml).map_err(|source| ConfigError::Read { path: String::new(), source })?;
+        let owned = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        let result = Config::load(Some(&dir), owned(env), owned(overrides));
+        let _ = std::fs::remove_file(&dir);
+        result
+    }
+
+    #[test]
+    fn empty_configuration_gives_the_defaults() {
+        let c = load("", &[], &[]).expect("loads");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!((c.history_size, c.history_ttl_secs, c.api_key), (1000, 600, None));
+    }
+
+    #[test]
+    fn file_then_env_then_overrides() {
+        let c = load(
+            "history_size = 5\nmax_message_bytes = 10\n[namespaces.chat]\nhistory_size = 2\n",
+            &[("HERALD_MAX_MESSAGE_BYTES", "20"), ("HERALD_API_KEY", "secret"), ("PATH", "/bin")],
+            &[("history_ttl_secs", "0")],
+        )
+        .expect("loads");
+        assert_eq!((c.history_size, c.max_message_bytes, c.history_ttl_secs), (5, 20, 0));
+        assert_eq!(c.api_key.as_deref(), Some("secret"));
+        let chat = ChannelName::new("chat:1").expect("valid");
+        assert_eq!(c.history_limits(&chat), HistoryLimits { size: 2, ttl_ms: 0 });
+    }
+
+    #[test]
+    fn unknown_or_mistyped_fields_are_errors() {
+        assert!(matches!(load("histroy_size = 5", &[], &[]), Err(ConfigError::Invalid(_))));
+        assert!(matches!(load("", &[("HERALD_HISTORY_SIZE", "many")], &[]), Err(ConfigError::Invalid(_))));
+        assert!(matches!(load("heartbeat_secs = 0", &[], &[]), Err(ConfigError::Invalid(_))));
+    }
+}

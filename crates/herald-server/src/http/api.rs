@@ -1,0 +1,287 @@
+//! The server API for backends (DESIGN.md 2.3), guarded by the API key.
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, Path, Query, Request, State, rejection::BytesRejection},
+    http::{HeaderMap, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use herald_core::{ChannelName, ErrorCode, protocol::validate_event};
+use parking_lot::Mutex;
+use serde::Deserialize;
+use serde_json::{json, value::RawValue};
+
+use super::{ApiError, AppState, json_ok};
+use crate::{now_ms, publication::Message};
+
+/// Remembered results of publishes made with an `idempotency_key`, per channel and key.
+#[derive(Default)]
+pub struct IdempotencyCache {
+    entries: Mutex<HashMap<(ChannelName, String), (serde_json::Value, u64)>>,
+}
+
+#[derive(Deserialize)]
+struct PublishBody {
+    channel: String,
+    data: Box<RawValue>,
+    #[serde(default)]
+    event: Option<String>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct BroadcastBody {
+    channels: Vec<String>,
+    data: Box<RawValue>,
+    #[serde(default)]
+    event: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    limit: Option<usize>,
+    since: Option<u64>,
+}
+
+type Shared = (AppState, Arc<IdempotencyCache>);
+
+/// The `/api` routes.
+pub fn router(state: AppState, idempotency: Arc<IdempotencyCache>) -> Router<AppState> {
+    let body_limit = state.config.max_message_bytes.saturating_mul(2) + 64 * 1024;
+    Router::new()
+        .route("/publish", post(publish))
+        .route("/publish/{channel}", post(publish_to))
+        .route("/broadcast", post(broadcast))
+        .route("/channels", get(channels))
+        .route("/channels/{channel}/history", get(history))
+        .route("/channels/{channel}/presence", get(not_available))
+        .route("/disconnect", post(not_available))
+        .route("/info", get(info))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key))
+        .with_state((state, idempotency))
+}
+
+async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.config.insecure_no_api_key {
+        return next.run(request).await;
+    }
+    let Some(expected) = state.config.api_key.as_deref() else {
+        return ApiError::new(ErrorCode::Unauthorized, "no API key is configured").into_response();
+    };
+    let headers = request.headers();
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    let given = bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+    match given {
+        None => ApiError::new(
+            ErrorCode::Unauthorized,
+            "missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+        )
+        .into_response(),
+        Some(key) if constant_time_eq(key.trim().as_bytes(), expected.as_bytes()) => next.run(request).await,
+        Some(_) => ApiError::new(ErrorCode::Unauthorized, "wrong API key").into_response(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Reads a request body, mapping an over-limit body to `message_too_large`.
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(ErrorCode::MessageTooLarge, "request body is over the size limit")
+        } else {
+            ApiError::new(ErrorCode::BadRequest, e.body_text())
+        }
+    })
+}
+
+/// Parses a JSON body into `T`, telling malformed JSON from a wrong shape.
+pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let code = if e.is_data() { ErrorCode::BadRequest } else { ErrorCode::InvalidJson };
+        ApiError::new(code, format!("cannot read request body: {e}"))
+    })
+}
+
+fn check_size(state: &AppState, data: &RawValue) -> Result<(), ApiError> {
+    let limit = state.config.max_message_bytes;
+    if data.get().len() > limit {
+        return Err(ApiError::new(
+            ErrorCode::MessageTooLarge,
+            format!("data is {} bytes; the limit is {limit}", data.get().len()),
+        ));
+    }
+    Ok(())
+}
+
+fn refuse_while_shutting_down(state: &AppState) -> Result<(), ApiError> {
+    if state.registry.is_shutting_down() {
+        return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down"));
+    }
+    Ok(())
+}
+
+fn published(message: &Message) -> serde_json::Value {
+    json!({ "channel": message.channel.as_str(), "offset": message.offset, "epoch": &*message.epoch })
+}
+
+/// Validates and publishes one message (the logic every publish route shares).
+pub fn publish_one(
+    state: &AppState,
+    channel: &str,
+    data: &RawValue,
+    event: Option<String>,
+) -> Result<serde_json::Value, ApiError> {
+    refuse_while_shutting_down(state)?;
+    let channel = ChannelName::new(channel)?;
+    let event = validate_event(event)?;
+    check_size(state, data)?;
+    Ok(published(&state.broker.publish(&channel, data, event.as_deref())))
+}
+
+async fn publish(
+    State((state, idempotency)): State<Shared>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let bytes = body_bytes(body)?;
+    let body: PublishBody = parse_json(&bytes)?;
+    let Some(key) = body.idempotency_key else {
+        return Ok(json_ok(
+            serde_json::to_vec(&publish_one(&state, &body.channel, &body.data, body.event)?).unwrap_or_default(),
+        ));
+    };
+    let channel = ChannelName::new(&body.channel)?;
+    if key.is_empty() || key.len() > 256 {
+        return Err(ApiError::new(ErrorCode::BadRequest, "idempotency_key must be 1-256 bytes"));
+    }
+    let now = now_ms();
+    let window = state.config.idempotency_window_secs * 1000;
+    // The lock spans the publish, so that two concurrent retries publish once.
+    let mut entries = idempotency.entries.lock();
+    if let Some((result, expires)) = entries.get(&(channel.clone(), key.clone()))
+        && *expires > now
+    {
+        return Ok(json_ok(serde_json::to_vec(result).unwrap_or_default()));
+    }
+    let result = publish_one(&state, &body.channel, &body.data, body.event)?;
+    if entries.len() >= 4096 {
+        entries.retain(|_, (_, expires)| *expires > now);
+    }
+    entries.insert((channel, key), (result.clone(), now + window));
+    Ok(json_ok(serde_json::to_vec(&result).unwrap_or_default()))
+}
+
+async fn publish_to(
+    State((state, _)): State<Shared>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let bytes = body_bytes(body)?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+    let data: Box<RawValue> = if is_json {
+        parse_json(&bytes)?
+    } else {
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| ApiError::new(ErrorCode::BadRequest, "a non-JSON body must be UTF-8 text"))?;
+        RawValue::from_string(serde_json::to_string(text).unwrap_or_default())
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+    };
+    Ok(json_ok(serde_json::to_vec(&publish_one(&state, &channel, &data, None)?).unwrap_or_default()))
+}
+
+async fn broadcast(
+    State((state, _)): State<Shared>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let bytes = body_bytes(body)?;
+    let body: BroadcastBody = parse_json(&bytes)?;
+    if body.channels.is_empty() || body.channels.len() > state.config.max_channels_per_connection {
+        return Err(ApiError::new(
+            ErrorCode::TooManyChannels,
+            format!("channels must list 1-{} channels", state.config.max_channels_per_connection),
+        ));
+    }
+    let event = validate_event(body.event)?;
+    check_size(&state, &body.data)?;
+    let results: Vec<serde_json::Value> = body
+        .channels
+        .iter()
+        .map(|c| match publish_one(&state, c, &body.data, event.clone()) {
+            Ok(r) => r,
+            Err(e) => json!({ "channel": c, "error": e.0.to_error_object() }),
+        })
+        .collect();
+    Ok(json_ok(serde_json::to_vec(&json!({ "results": results })).unwrap_or_default()))
+}
+
+async fn channels(State((state, _)): State<Shared>) -> Response {
+    json_ok(serde_json::to_vec(&json!({ "channels": state.broker.channels() })).unwrap_or_default())
+}
+
+async fn history(
+    State((state, _)): State<Shared>,
+    Path(channel): Path<String>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let channel = ChannelName::new(&channel)?;
+    let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
+    let (position, messages) = state.broker.history(&channel, query.since, query.limit.unwrap_or(usize::MAX));
+    Ok(json_ok(history_body(&channel, &position, &messages)))
+}
+
+/// `{"channel":…,"epoch":…,"offset":…,"messages":[…]}` with the shared envelopes spliced in.
+pub fn history_body(channel: &ChannelName, position: &herald_core::StreamPosition, messages: &[Message]) -> Vec<u8> {
+    let head = json!({ "channel": channel.as_str(), "epoch": &*position.epoch, "offset": position.offset });
+    let mut out = serde_json::to_vec(&head).unwrap_or_default();
+    out.pop(); // the closing brace
+    out.extend_from_slice(b",\"messages\":");
+    splice_envelopes(&mut out, messages);
+    out.push(b'}');
+    out
+}
+
+/// Writes `[env,env,…]` from the pre-encoded envelopes.
+pub fn splice_envelopes(out: &mut Vec<u8>, messages: &[Message]) {
+    out.push(b'[');
+    for (i, m) in messages.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(m.envelope());
+    }
+    out.push(b']');
+}
+
+async fn info(State((state, _)): State<Shared>) -> Response {
+    let counts = state.registry.counts();
+    let (published, delivered) = state.broker.counters();
+    let body = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": state.started.elapsed().as_secs(),
+        "engine": "memory",
+        "connections": { "ws": counts.ws, "sse": counts.sse, "poll": counts.poll, "total": state.registry.total() },
+        "channels": state.broker.channels().len(),
+        "messages": { "published": published, "delivered": delivered },
+    });
+    json_ok(serde_json::to_vec(&body).unwrap_or_default())
+}
+
+async fn not_available() -> ApiError {
+    ApiError::new(ErrorCode::NotAvailable, "presence and disconnect arrive with authentication (issue 5)")
+}

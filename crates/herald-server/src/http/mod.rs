@@ -1,0 +1,112 @@
+//! The HTTP surface: the router, JSON errors, the server API, health endpoints and the demo
+//! page. Every error is `{"error":{"code":…,"message":…}}` with a matching status.
+
+pub mod api;
+
+use std::{sync::Arc, time::Instant};
+
+use axum::{
+    Router,
+    body::Body,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use herald_core::{ErrorCode, ProtocolError};
+
+use crate::{broker::Broker, config::Config, registry::Registry, transport};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The engine and hub.
+    pub broker: Arc<Broker>,
+    /// Open connections.
+    pub registry: Arc<Registry>,
+    /// When the server started.
+    pub started: Instant,
+}
+
+/// An error answered as JSON with its status.
+#[derive(Debug)]
+pub struct ApiError(pub ProtocolError);
+
+const DEMO_PAGE: &str = include_str!("../../../../web/index.html");
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    let idempotency = Arc::new(api::IdempotencyCache::default());
+    Router::new()
+        .route("/", get(demo_page))
+        .route("/healthz", get(|| async { json_ok(br#"{"status":"ok"}"#.to_vec()) }))
+        .route("/readyz", get(readyz))
+        .route("/ws", get(transport::ws::upgrade))
+        .route("/sse", get(transport::sse::stream))
+        .route("/sse/{channel}", get(transport::sse::stream_one))
+        .route("/poll", get(transport::poll::poll))
+        .nest("/api", api::router(state.clone(), idempotency))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")
+        })
+        .with_state(state)
+}
+
+async fn demo_page() -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], DEMO_PAGE).into_response()
+}
+
+async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    if state.registry.is_shutting_down() {
+        return ApiError::new(ErrorCode::ShuttingDown, "shutting down").into_response();
+    }
+    json_ok(br#"{"status":"ready"}"#.to_vec())
+}
+
+/// A `200` JSON response from encoded bytes.
+pub fn json_ok(body: Vec<u8>) -> Response {
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+// === impl ApiError ===
+
+impl ApiError {
+    /// An error with `code` and a human message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self(ProtocolError::new(code, message))
+    }
+}
+
+impl From<ProtocolError> for ApiError {
+    fn from(e: ProtocolError) -> Self {
+        Self(e)
+    }
+}
+
+impl From<herald_core::InvalidChannel> for ApiError {
+    fn from(e: herald_core::InvalidChannel) -> Self {
+        Self(e.into())
+    }
+}
+
+impl From<herald_core::InvalidCursor> for ApiError {
+    fn from(e: herald_core::InvalidCursor) -> Self {
+        Self(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = json_ok(self.0.to_http_body());
+        *response.status_mut() = status;
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

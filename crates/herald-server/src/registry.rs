@@ -1,0 +1,152 @@
+//! Every open connection of the node: ids, counts per transport, heartbeats and the shutdown
+//! signal.
+//!
+//! Heartbeats come from one shared task that walks the registry (no timer per connection):
+//! it queues a [`Frame::Heartbeat`] for each streaming connection and closes WebSocket peers
+//! that have been silent for longer than the idle timeout.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+    },
+};
+
+use herald_core::DisconnectCode;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::{
+    now_ms,
+    outbox::{Frame, Outbox, QueueLimits, Transport},
+};
+
+const SHARDS: usize = 16;
+
+/// Open connections by transport.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct ConnectionCounts {
+    /// WebSocket connections.
+    pub ws: usize,
+    /// SSE streams.
+    pub sse: usize,
+    /// Long polls waiting.
+    pub poll: usize,
+}
+
+/// The registry of open connections.
+pub struct Registry {
+    shards: Box<[Mutex<HashMap<u64, Arc<Outbox>>>]>,
+    next_id: AtomicU64,
+    counts: [AtomicUsize; 3],
+    limits: QueueLimits,
+    shutting_down: AtomicBool,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+/// A registered connection; dropping it removes the connection from the registry.
+pub struct Registration {
+    registry: Arc<Registry>,
+    outbox: Arc<Outbox>,
+}
+
+// === impl Registry ===
+
+impl Registry {
+    /// An empty registry whose connections get queues bounded by `limits`.
+    pub fn new(limits: QueueLimits) -> Arc<Self> {
+        Arc::new(Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            next_id: AtomicU64::new(1),
+            counts: Default::default(),
+            limits,
+            shutting_down: AtomicBool::new(false),
+            shutdown_tx: watch::Sender::new(false),
+        })
+    }
+
+    /// Registers a new connection.
+    pub fn register(self: &Arc<Self>, transport: Transport) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let outbox = Arc::new(Outbox::new(id, transport, self.limits, now_ms()));
+        self.shards[id as usize % SHARDS].lock().insert(id, outbox.clone());
+        self.counts[transport as usize].fetch_add(1, Ordering::Relaxed);
+        // A connection that registers while the shutdown walk runs must still hear of it.
+        if self.is_shutting_down() {
+            outbox.close(DisconnectCode::SHUTDOWN);
+        }
+        Registration { registry: self.clone(), outbox }
+    }
+
+    /// Open connections by transport.
+    pub fn counts(&self) -> ConnectionCounts {
+        let get = |t: Transport| self.counts[t as usize].load(Ordering::Relaxed);
+        ConnectionCounts { ws: get(Transport::Ws), sse: get(Transport::Sse), poll: get(Transport::Poll) }
+    }
+
+    /// Open connections in all.
+    pub fn total(&self) -> usize {
+        let c = self.counts();
+        c.ws + c.sse + c.poll
+    }
+
+    fn for_each(&self, mut f: impl FnMut(&Arc<Outbox>)) {
+        for shard in self.shards.iter() {
+            // Clone out so that no registry lock is held while touching queues.
+            let outboxes: Vec<Arc<Outbox>> = shard.lock().values().cloned().collect();
+            outboxes.iter().for_each(&mut f);
+        }
+    }
+
+    /// One heartbeat round: queue a heartbeat on every streaming connection and close
+    /// WebSocket peers silent for longer than `ws_idle_ms`.
+    pub fn heartbeat(&self, ws_idle_ms: u64) {
+        let now = now_ms();
+        self.for_each(|outbox| match outbox.transport() {
+            Transport::Ws if now.saturating_sub(outbox.last_seen_ms()) > ws_idle_ms => {
+                outbox.close(DisconnectCode::STALE);
+            }
+            Transport::Ws | Transport::Sse => {
+                outbox.push(Frame::Heartbeat);
+            }
+            Transport::Poll => {}
+        });
+    }
+
+    /// Starts the shutdown: new connections are refused and every open one is told to
+    /// reconnect elsewhere.
+    pub fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.shutdown_tx.send_replace(true);
+        self.for_each(|outbox| outbox.close(DisconnectCode::SHUTDOWN));
+    }
+
+    /// Whether the shutdown has started.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the shutdown has started.
+    pub async fn shutdown_started(&self) {
+        let mut rx = self.shutdown_tx.subscribe();
+        let _ = rx.wait_for(|down| *down).await;
+    }
+}
+
+// === impl Registration ===
+
+impl Registration {
+    /// The connection's queue.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let id = self.outbox.id();
+        self.registry.shards[id as usize % SHARDS].lock().remove(&id);
+        self.registry.counts[self.outbox.transport() as usize].fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,114 @@
+//! Binding, serving and graceful shutdown (DESIGN.md 2.7).
+//!
+//! Shutdown: the listener stops accepting, every connection is told to reconnect (WebSocket
+//! disconnect push and close 4001, SSE `retry:` then end of stream, long polls answered at
+//! once), and the server returns when the last connection is gone or the deadline passes.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+
+use crate::{
+    broker::Broker,
+    config::Config,
+    http::{self, AppState},
+    outbox::QueueLimits,
+    registry::Registry,
+};
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+}
+
+/// A handle to start the shutdown of a running server.
+#[derive(Clone)]
+pub struct ServerHandle {
+    registry: Arc<Registry>,
+}
+
+// === impl Server ===
+
+impl Server {
+    /// Binds `config.listen`. The API key must be settled (`Some`, or the insecure mode on).
+    pub async fn bind(config: Config) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let config = Arc::new(config);
+        let registry =
+            Registry::new(QueueLimits { frames: config.max_queued_messages, bytes: config.max_queued_bytes });
+        let broker = Arc::new(Broker::new(config.clone()));
+        Ok(Self { listener, state: AppState { config, broker, registry, started: std::time::Instant::now() } })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// A handle that can start the shutdown.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle { registry: self.state.registry.clone() }
+    }
+
+    /// Serves until the shutdown is started through a [`ServerHandle`], then drains within
+    /// `shutdown_deadline_secs`.
+    pub async fn run(self) -> std::io::Result<()> {
+        let Self { listener, state } = self;
+        let registry = state.registry.clone();
+        let deadline = Duration::from_secs(state.config.shutdown_deadline_secs);
+        spawn_housekeeping(&state);
+        let app = http::router(state);
+        let shutdown = {
+            let registry = registry.clone();
+            async move { registry.shutdown_started().await }
+        };
+        let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown);
+        let serving = tokio::spawn(async move { serve.await });
+        registry.shutdown_started().await;
+        let drained = async {
+            // Upgraded WebSockets leave hyper's bookkeeping: wait for the registry to empty too.
+            let _ = serving.await;
+            while registry.total() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        if tokio::time::timeout(deadline, drained).await.is_err() {
+            tracing::warn!(open = registry.total(), "shutdown deadline passed; exiting with connections open");
+        }
+        Ok(())
+    }
+}
+
+fn spawn_housekeeping(state: &AppState) {
+    let registry = state.registry.clone();
+    let broker = state.broker.clone();
+    let heartbeat = state.config.heartbeat();
+    let ws_idle_ms = state.config.ws_idle_timeout_secs * 1000;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = registry.shutdown_started() => return,
+            }
+            registry.heartbeat(ws_idle_ms);
+            let removed = broker.sweep();
+            if removed > 0 {
+                tracing::debug!(removed, "forgot idle channels");
+            }
+        }
+    });
+}
+
+// === impl ServerHandle ===
+
+impl ServerHandle {
+    /// Starts the graceful shutdown.
+    pub fn shutdown(&self) {
+        self.registry.shutdown();
+    }
+}

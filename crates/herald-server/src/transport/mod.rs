@@ -1,0 +1,167 @@
+//! The three transports — [`ws`], [`sse`] and [`poll`] — and what they share: reading the
+//! channel list and cursor of a stream request, and subscriptions that end with the connection.
+
+pub mod poll;
+pub mod sse;
+pub mod ws;
+
+use std::sync::Arc;
+
+use herald_core::{ChannelName, Cursor, ErrorCode};
+
+use crate::{
+    broker::{Broker, Subscribed},
+    http::{ApiError, AppState},
+    outbox::{Frame, Outbox},
+};
+
+/// The channels and starting positions of an SSE or long-poll request.
+pub struct StreamRequest {
+    /// The channels, deduplicated, in request order.
+    pub channels: Vec<ChannelName>,
+    /// The positions the client resumes from (may be empty).
+    pub cursor: Cursor,
+    /// The `timeout` parameter (long polling), in seconds.
+    pub timeout_secs: Option<u64>,
+}
+
+/// A connection's subscriptions; dropping it unsubscribes from all of them.
+pub struct Subscriptions {
+    broker: Arc<Broker>,
+    outbox: Arc<Outbox>,
+    channels: Vec<ChannelName>,
+}
+
+// === impl StreamRequest ===
+
+impl StreamRequest {
+    /// Reads `channel=…` (repeated), `cursor`, `last_event_id`/`lastEventId` and `timeout` from a
+    /// query string, plus `extra` (a channel from the path) and a `Last-Event-ID` header.
+    pub fn parse(
+        state: &AppState,
+        query: Option<&str>,
+        extra: Option<&str>,
+        last_event_id: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        let mut names: Vec<String> = extra.map(str::to_string).into_iter().collect();
+        let mut cursor_text: Option<String> = None;
+        let mut timeout_secs = None;
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match &*key {
+                "channel" => names.extend(value.split(',').filter(|s| !s.is_empty()).map(str::to_string)),
+                "cursor" | "last_event_id" | "lastEventId" => cursor_text = Some(value.into_owned()),
+                "timeout" => {
+                    timeout_secs = Some(value.parse::<u64>().map_err(|_| {
+                        ApiError::new(ErrorCode::BadRequest, "timeout must be a whole number of seconds")
+                    })?);
+                }
+                _ => {}
+            }
+        }
+        // Browsers send the header on their own reconnects; it wins over the URL's value.
+        if let Some(id) = last_event_id.filter(|id| !id.is_empty()) {
+            cursor_text = Some(id.to_string());
+        }
+        let mut channels: Vec<ChannelName> = Vec::with_capacity(names.len());
+        for name in &names {
+            let channel = ChannelName::new(name)?;
+            if !channels.contains(&channel) {
+                channels.push(channel);
+            }
+        }
+        if channels.is_empty() {
+            return Err(ApiError::new(ErrorCode::BadRequest, "name at least one channel: ?channel=name"));
+        }
+        let limit = state.config.max_channels_per_connection;
+        if channels.len() > limit {
+            return Err(ApiError::new(ErrorCode::TooManyChannels, format!("at most {limit} channels per stream")));
+        }
+        let cursor = Cursor::parse(cursor_text.as_deref().unwrap_or(""))?;
+        Ok(Self { channels, cursor, timeout_secs })
+    }
+}
+
+// === impl Subscriptions ===
+
+impl Subscriptions {
+    /// No subscriptions yet for `outbox`.
+    pub fn new(broker: Arc<Broker>, outbox: Arc<Outbox>) -> Self {
+        Self { broker, outbox, channels: Vec::new() }
+    }
+
+    /// Subscribes to `channel` (see [`Broker::subscribe`]).
+    pub fn add(
+        &mut self,
+        channel: &ChannelName,
+        since: Option<&herald_core::StreamPosition>,
+        limit: usize,
+        lead: impl FnOnce(&Subscribed) -> Option<Frame>,
+    ) -> Subscribed {
+        let subscribed = self.broker.subscribe(channel, &self.outbox, since, limit, lead);
+        if subscribed.live && !self.channels.contains(channel) {
+            self.channels.push(channel.clone());
+        }
+        subscribed
+    }
+
+    /// Unsubscribes from `channel`; false if it was not subscribed.
+    pub fn remove(&mut self, channel: &ChannelName) -> bool {
+        let Some(i) = self.channels.iter().position(|c| c == channel) else { return false };
+        self.channels.swap_remove(i);
+        self.broker.unsubscribe(channel, self.outbox.id());
+        true
+    }
+
+    /// Unsubscribes from every channel.
+    pub fn clear(&mut self) {
+        for channel in self.channels.drain(..) {
+            self.broker.unsubscribe(&channel, self.outbox.id());
+        }
+    }
+
+    /// Whether `channel` is subscribed.
+    pub fn contains(&self, channel: &ChannelName) -> bool {
+        self.channels.contains(channel)
+    }
+
+    /// How many channels are subscribed.
+    pub fn len(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Whether nothing is subscribed.
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty()
+    }
+
+    /// Subscribes to every channel of `request`, recovering at most `limit` messages per
+    /// channel, and returns the cursor the stream starts at: the client's position where it
+    /// recovers, else the channel's current position (a reset frame, already queued, says so).
+    pub fn add_stream(&mut self, request: &StreamRequest, limit: usize) -> Cursor {
+        let mut cursor = Cursor::new();
+        for channel in &request.channels {
+            let since = request.cursor.get(channel);
+            let subscribed = self.add(channel, since, limit, |_| None);
+            match (subscribed.recovered, since) {
+                (Some(true), Some(since)) => cursor.set(channel, since.clone()),
+                _ => cursor.set(channel, subscribed.position),
+            }
+        }
+        cursor
+    }
+}
+
+impl Drop for Subscriptions {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// Moves `cursor` past `frame` (a delivered message or a reset).
+pub fn advance_cursor(cursor: &mut Cursor, frame: &Frame) {
+    match frame {
+        Frame::Message(m) => cursor.advance(&m.channel, m.offset),
+        Frame::Reset { channel, position, .. } => cursor.set(channel, position.clone()),
+        Frame::Text(_) | Frame::Heartbeat => {}
+    }
+}

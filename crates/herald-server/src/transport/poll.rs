@@ -1,0 +1,74 @@
+//! Long polling (DESIGN.md 2.5): `GET /poll?channel=a&channel=b&cursor=…&timeout=…`.
+//!
+//! No session lives on the server between polls: each request subscribes from its cursor
+//! (recovering what it missed, atomically with registering for live messages), answers as soon
+//! as anything is queued or the timeout passes, and unsubscribes. The cursor it returns
+//! resumes every channel on any node.
+
+use std::time::Duration;
+
+use axum::{
+    extract::{RawQuery, State},
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+};
+use herald_core::{ErrorCode, protocol::encode_reset};
+
+use super::{StreamRequest, Subscriptions, advance_cursor};
+use crate::{
+    http::{ApiError, AppState, api::splice_envelopes, json_ok},
+    outbox::{Frame, Transport},
+};
+
+/// Most messages recovered per channel in one poll; the client's next poll gets the rest.
+const POLL_BATCH: usize = 1000;
+
+/// `GET /poll`.
+pub async fn poll(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    match wait(&state, query.as_deref()).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn wait(state: &AppState, query: Option<&str>) -> Result<Response, ApiError> {
+    let request = StreamRequest::parse(state, query, None, None)?;
+    if state.registry.is_shutting_down() {
+        return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down; retry shortly"));
+    }
+    let timeout =
+        request.timeout_secs.unwrap_or(state.config.poll_timeout_secs).min(state.config.poll_max_timeout_secs);
+    let registration = state.registry.register(Transport::Poll);
+    let outbox = registration.outbox().clone();
+    let mut subscriptions = Subscriptions::new(state.broker.clone(), outbox.clone());
+    let mut cursor = subscriptions.add_stream(&request, POLL_BATCH);
+    if !outbox.is_ready() {
+        let _ = tokio::time::timeout(Duration::from_secs(timeout), outbox.ready()).await;
+    }
+    drop(subscriptions);
+    let mut frames = Vec::new();
+    outbox.drain(&mut frames);
+    drop(registration);
+
+    let mut messages = Vec::new();
+    let mut resets = Vec::new();
+    for frame in &frames {
+        advance_cursor(&mut cursor, frame);
+        match frame {
+            Frame::Message(m) => messages.push(m.clone()),
+            Frame::Reset { channel, position, reason } => resets.push(encode_reset(channel, position, *reason)),
+            Frame::Text(_) | Frame::Heartbeat => {}
+        }
+    }
+    let mut body = Vec::with_capacity(64 + messages.iter().map(|m| m.envelope().len() + 1).sum::<usize>());
+    body.extend_from_slice(b"{\"messages\":");
+    splice_envelopes(&mut body, &messages);
+    body.extend_from_slice(b",\"cursor\":");
+    body.extend_from_slice(&herald_core::protocol::encode(&cursor.to_string()));
+    body.extend_from_slice(b",\"resets\":[");
+    body.extend_from_slice(&resets.join(&b","[..]));
+    body.extend_from_slice(b"]}");
+    let mut response = json_ok(body);
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}

@@ -1,0 +1,223 @@
+//! WebSocket (DESIGN.md 2.6): `GET /ws`, one JSON object per text frame.
+//!
+//! One task per connection reads commands and writes what its queue holds. Replies go through
+//! the queue too, so a subscribe reply always precedes the recovered messages, which precede
+//! live ones. Buffers are sized on purpose: a 4 KiB read buffer (tungstenite's default is
+//! 128 KiB) and a write buffer that grows only while a batch is written.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{
+        State,
+        ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection},
+    },
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use herald_core::{
+    Command, DisconnectCode, ErrorCode, ProtocolError, Request,
+    protocol::{encode, encode_reset},
+};
+use serde_json::json;
+
+use super::Subscriptions;
+use crate::{
+    broker::Subscribed,
+    http::{
+        ApiError, AppState,
+        api::{history_body, publish_one},
+    },
+    now_ms,
+    outbox::{Frame, Outbox, Transport},
+};
+
+const READ_BUFFER: usize = 4 * 1024;
+const WRITE_BUFFER: usize = 8 * 1024;
+const PING_PUSH: &str = r#"{"type":"ping"}"#;
+
+/// `GET /ws`.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            return ApiError::new(ErrorCode::BadRequest, format!("/ws needs a WebSocket upgrade: {}", e.body_text()))
+                .into_response();
+        }
+    };
+    if state.registry.is_shutting_down() {
+        return ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down; retry shortly").into_response();
+    }
+    // Frames a bit over the message limit still parse, so an oversize publish gets a clear reply.
+    let frame_limit = state.config.max_message_bytes.saturating_mul(2) + 4096;
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(frame_limit)
+        .max_frame_size(frame_limit)
+        .on_upgrade(move |socket| run(state, socket))
+}
+
+async fn run(state: AppState, socket: WebSocket) {
+    let registration = state.registry.register(Transport::Ws);
+    let outbox = registration.outbox().clone();
+    let mut subscriptions = Subscriptions::new(state.broker.clone(), outbox.clone());
+    let (mut sink, mut stream) = socket.split();
+    let mut batch: Vec<Frame> = Vec::new();
+    let close = loop {
+        tokio::select! {
+            () = outbox.ready() => {
+                let close = outbox.drain(&mut batch);
+                let mut failed = false;
+                for frame in batch.drain(..) {
+                    if failed {
+                        continue;
+                    }
+                    for message in ws_messages(frame) {
+                        failed |= sink.feed(message).await.is_err();
+                    }
+                }
+                if failed || sink.flush().await.is_err() {
+                    break None;
+                }
+                if close.is_some() {
+                    break close;
+                }
+            }
+            incoming = stream.next() => {
+                outbox.touch(now_ms());
+                match incoming {
+                    Some(Ok(Message::Text(text))) => handle(&state, &outbox, &mut subscriptions, &text),
+                    Some(Ok(Message::Binary(_))) => {
+                        let e = ProtocolError::new(ErrorCode::BadRequest, "binary frames are not supported; send JSON text");
+                        outbox.push(Frame::Text(Bytes::from(e.to_reply())));
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => break None,
+                    Some(Err(e)) => {
+                        tracing::debug!(id = outbox.id(), error = %e, "websocket read failed");
+                        break oversize(&e).then_some(DisconnectCode::BAD_FRAME);
+                    }
+                }
+            }
+        }
+    };
+    subscriptions.clear();
+    if let Some(code) = close {
+        let push = Message::Text(Utf8Bytes::try_from(code.to_push()).unwrap_or_default());
+        let frame = CloseFrame { code: code.code, reason: Utf8Bytes::from_static(code.reason) };
+        let _ = sink.send(push).await;
+        let _ = sink.send(Message::Close(Some(frame))).await;
+        // Let the peer answer the close before the socket drops.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            while let Some(Ok(m)) = stream.next().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    drop(registration);
+}
+
+fn oversize(e: &axum::Error) -> bool {
+    e.to_string().contains("Space limit exceeded") || e.to_string().to_ascii_lowercase().contains("too long")
+}
+
+/// The WebSocket messages of one queued frame.
+fn ws_messages(frame: Frame) -> impl Iterator<Item = Message> {
+    let (first, second) = match frame {
+        Frame::Message(m) => (Message::Text(m.ws_text()), None),
+        Frame::Reset { channel, position, reason } => {
+            (Message::Text(text(encode_reset(&channel, &position, reason))), None)
+        }
+        Frame::Text(bytes) => (Message::Text(Utf8Bytes::try_from(bytes).unwrap_or_default()), None),
+        Frame::Heartbeat => (Message::Ping(Bytes::new()), Some(Message::Text(Utf8Bytes::from_static(PING_PUSH)))),
+    };
+    std::iter::once(first).chain(second)
+}
+
+fn text(bytes: Vec<u8>) -> Utf8Bytes {
+    Utf8Bytes::try_from(bytes).unwrap_or_default()
+}
+
+fn reply(id: Option<u64>, result: &serde_json::Value) -> Frame {
+    Frame::Text(Bytes::from(encode(&json!({ "id": id, "result": result }))))
+}
+
+fn handle(state: &AppState, outbox: &Arc<Outbox>, subscriptions: &mut Subscriptions, text: &str) {
+    let request = match Request::parse(text) {
+        Ok(request) => request,
+        Err(e) => {
+            outbox.push(Frame::Text(Bytes::from(e.to_reply())));
+            return;
+        }
+    };
+    let id = request.id;
+    if let Err(mut e) = execute(state, outbox, subscriptions, request) {
+        e.id = id;
+        outbox.push(Frame::Text(Bytes::from(e.to_reply())));
+    }
+}
+
+fn execute(
+    state: &AppState,
+    outbox: &Arc<Outbox>,
+    subscriptions: &mut Subscriptions,
+    request: Request,
+) -> Result<(), ProtocolError> {
+    let id = request.id;
+    match request.command {
+        Command::Subscribe { channel, since } => {
+            if subscriptions.contains(&channel) {
+                return Err(ProtocolError::new(
+                    ErrorCode::AlreadySubscribed,
+                    format!("already subscribed to {channel}"),
+                ));
+            }
+            let limit = state.config.max_channels_per_connection;
+            if subscriptions.len() >= limit {
+                return Err(ProtocolError::new(ErrorCode::TooManyChannels, format!("at most {limit} channels")));
+            }
+            subscriptions.add(&channel, since.as_ref(), usize::MAX, |s: &Subscribed| {
+                let mut result = json!({
+                    "channel": channel.as_str(), "epoch": &*s.position.epoch, "offset": s.position.offset,
+                });
+                if let Some(recovered) = s.recovered {
+                    result["recovered"] = json!(recovered);
+                }
+                Some(reply(id, &result))
+            });
+        }
+        Command::Unsubscribe { channel } => {
+            if !subscriptions.remove(&channel) {
+                return Err(ProtocolError::new(ErrorCode::NotSubscribed, format!("not subscribed to {channel}")));
+            }
+            outbox.push(reply(id, &json!({ "channel": channel.as_str() })));
+        }
+        Command::Publish { channel, data, event } => {
+            let result = publish_one(state, channel.as_str(), &data, event).map_err(|e| e.0)?;
+            outbox.push(reply(id, &result));
+        }
+        Command::History { channel, limit, since } => {
+            let (position, messages) = state.broker.history(&channel, since, limit.unwrap_or(usize::MAX));
+            let body = history_body(&channel, &position, &messages);
+            let mut out =
+                format!("{{\"id\":{},\"result\":", id.map_or("null".to_string(), |i| i.to_string())).into_bytes();
+            out.extend_from_slice(&body);
+            out.push(b'}');
+            outbox.push(Frame::Text(Bytes::from(out)));
+        }
+        Command::Presence { .. } | Command::Auth { .. } => {
+            return Err(ProtocolError::new(
+                ErrorCode::NotAvailable,
+                "presence and auth arrive with authentication (issue 5)",
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! Black-box test support: a real `herald serve` process on 127.0.0.1 and small clients for
+//! the three transports, written against the public contract (DESIGN.md section 2).
+
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+pub const API_KEY: &str = "test-key";
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running server; killed on drop.
+pub struct TestServer {
+    pub child: Child,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    /// Starts `herald serve` with `--set field=value` pairs.
+    pub fn start(settings: &[&str]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_herald"));
+        command.args(["serve", "--listen", "127.0.0.1:0", "--api-key", API_KEY]);
+        for s in settings {
+            command.args(["--set", s]);
+        }
+        let mut child = command
+            .env_remove("HERALD_API_KEY")
+            .env("HERALD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("herald starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("reads the listening line");
+        let base = line.trim().strip_prefix("herald listening on ").expect("listening line").to_string();
+        Self { child, base, http: reqwest::Client::new() }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("{}/ws", self.base.replacen("http", "ws", 1))
+    }
+
+    /// `POST /api/publish`; returns the reply.
+    pub async fn publish(&self, channel: &str, data: Value) -> Value {
+        self.publish_body(json!({ "channel": channel, "data": data })).await
+    }
+
+    pub async fn publish_body(&self, body: Value) -> Value {
+        let response =
+            self.http.post(format!("{}/api/publish", self.base)).bearer_auth(API_KEY).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 200, "publish failed");
+        response.json().await.unwrap()
+    }
+
+    /// `GET /poll` with raw query; returns (status, body).
+    pub async fn poll(&self, query: &str) -> (u16, Value) {
+        let response = self.http.get(format!("{}/poll?{query}", self.base)).send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    pub async fn sse(&self, query: &str, last_event_id: Option<&str>) -> SseClient {
+        SseClient::connect(&self.http, &format!("{}/sse?{query}", self.base), last_event_id).await
+    }
+
+    pub async fn ws(&self) -> WsClient {
+        WsClient::connect(&self.ws_url()).await
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One SSE event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: Value,
+}
+
+/// A streaming SSE reader.
+pub struct SseClient {
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: Vec<u8>,
+    pub last_id: Option<String>,
+    pub retry: Option<u64>,
+    pub headers: reqwest::header::HeaderMap,
+    pub ended: bool,
+}
+
+impl SseClient {
+    pub async fn connect(http: &reqwest::Client, url: &str, last_event_id: Option<&str>) -> Self {
+        let mut request = http.get(url);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "SSE refused");
+        let headers = response.headers().clone();
+        Self {
+            body: Box::pin(response.bytes_stream()),
+            buffer: Vec::new(),
+            last_id: None,
+            retry: None,
+            headers,
+            ended: false,
+        }
+    }
+
+    /// The next event with data (comments and id-only blocks update `last_id` and are skipped).
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        tokio::time::timeout(WAIT, self.next_inner()).await.expect("SSE event in time")
+    }
+
+    async fn next_inner(&mut self) -> Option<SseEvent> {
+        let (mut id, mut event, mut data) = (None, String::from("message"), String::new());
+        loop {
+            while let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                let line = String::from_utf8(line).unwrap();
+                let line = line.trim_end_matches('\n');
+                if line.is_empty() {
+                    if let Some(i) = id.take() {
+                        self.last_id = Some(i);
+                    }
+                    if !data.is_empty() {
+                        let data = serde_json::from_str(&data).expect("data is JSON");
+                        return Some(SseEvent { id: self.last_id.clone(), event, data });
+                    }
+                    event = String::from("message");
+                } else if let Some(v) = line.strip_prefix("id: ") {
+                    id = Some(v.to_string());
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    event = v.to_string();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push_str(v);
+                } else if let Some(v) = line.strip_prefix("retry: ") {
+                    self.retry = v.parse().ok();
+                }
+            }
+            match self.body.next().await {
+                Some(Ok(chunk)) => self.buffer.extend_from_slice(&chunk),
+                _ => {
+                    self.ended = true;
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// A WebSocket client speaking Herald's JSON commands.
+pub struct WsClient {
+    pub socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    next_id: u64,
+    /// Pushes that arrived while waiting for a reply, handed out by `next` first.
+    pub pending: std::collections::VecDeque<Value>,
+}
+
+impl WsClient {
+    pub async fn connect(url: &str) -> Self {
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        Self { socket, next_id: 1, pending: Default::default() }
+    }
+
+    pub async fn send(&mut self, command: Value) {
+        self.socket.send(Message::text(command.to_string())).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.socket.send(Message::text(text)).await.unwrap();
+    }
+
+    /// Sends a command with a fresh id and returns its reply (pushes before it are kept out).
+    pub async fn request(&mut self, mut command: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        command["id"] = json!(id);
+        self.send(command).await;
+        loop {
+            let frame = self.next_from_socket().await.expect("a reply");
+            if frame["id"] == json!(id) {
+                return frame;
+            }
+            self.pending.push_back(frame);
+        }
+    }
+
+    /// The next JSON frame, skipping `ping` pushes; `None` when the socket closed.
+    pub async fn next(&mut self) -> Option<Value> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Some(frame);
+        }
+        self.next_from_socket().await
+    }
+
+    async fn next_from_socket(&mut self) -> Option<Value> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match self.socket.next().await {
+                    Some(Ok(Message::Text(t))) => {
+                        let v: Value = serde_json::from_str(&t).expect("frame is JSON");
+                        if v["type"] != "ping" {
+                            return Some(v);
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await
+        .expect("websocket frame in time")
+    }
+
+    /// Subscribes and returns the reply.
+    pub async fn subscribe(&mut self, channel: &str, since: Option<Value>) -> Value {
+        let mut command = json!({ "op": "subscribe", "channel": channel });
+        if let Some(since) = since {
+            command["since"] = since;
+        }
+        let reply = self.request(command).await;
+        assert!(reply.get("result").is_some(), "subscribe failed: {reply}");
+        reply
+    }
+}
+
+/// Checks an envelope's fields.
+pub fn assert_envelope(env: &Value, channel: &str, offset: u64, epoch: &str, data: &Value) {
+    assert_eq!(env["type"], "message", "{env}");
+    assert_eq!(env["channel"], channel, "{env}");
+    assert_eq!(env["offset"], offset, "{env}");
+    assert_eq!(env["epoch"], epoch, "{env}");
+    assert_eq!(&env["data"], data, "{env}");
+    assert!(env["time"].as_u64().is_some_and(|t| t > 1_600_000_000_000), "{env}");
+}

@@ -1,0 +1,228 @@
+//! Recovery (DESIGN.md 2.2) on every transport: a client that comes back with its position gets
+//! exactly what it missed, in order, then live messages; a position history no longer covers,
+//! or from another epoch, gets an explicit reset, then live messages.
+
+mod common;
+
+use common::{SseClient, TestServer};
+use serde_json::{Value, json};
+
+async fn publish_n(server: &TestServer, channel: &str, from: u64, n: u64) {
+    for i in from..from + n {
+        server.publish(channel, json!({ "i": i })).await;
+    }
+}
+
+fn data_i(messages: &[Value]) -> Vec<u64> {
+    messages.iter().map(|m| m["data"]["i"].as_u64().expect("data.i")).collect()
+}
+
+#[tokio::test]
+async fn websocket_recovers_exactly_the_missed_messages_then_live() {
+    let server = TestServer::start(&[]);
+    let mut ws = server.ws().await;
+    let sub = ws.subscribe("jobs", None).await;
+    let epoch = sub["result"]["epoch"].clone();
+    publish_n(&server, "jobs", 1, 5).await;
+    let mut last = 0;
+    for _ in 0..5 {
+        last = ws.next().await.unwrap()["offset"].as_u64().unwrap();
+    }
+    drop(ws);
+    publish_n(&server, "jobs", 6, 50).await;
+
+    let mut ws = server.ws().await;
+    let reply = ws.subscribe("jobs", Some(json!({ "epoch": epoch, "offset": last }))).await;
+    assert_eq!(reply["result"]["recovered"], true);
+    assert_eq!(reply["result"]["offset"], 55);
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        got.push(ws.next().await.unwrap());
+    }
+    assert_eq!(data_i(&got), (6..56).collect::<Vec<_>>());
+    server.publish("jobs", json!({ "i": 56 })).await;
+    assert_eq!(ws.next().await.unwrap()["data"]["i"], 56);
+}
+
+#[tokio::test]
+async fn websocket_resets_for_a_lost_position_or_epoch() {
+    let server = TestServer::start(&["history_size=10"]);
+    let mut ws = server.ws().await;
+    let sub = ws.subscribe("jobs", None).await;
+    let epoch = sub["result"]["epoch"].clone();
+    drop(ws);
+    publish_n(&server, "jobs", 1, 30).await;
+
+    let lost = [json!({ "epoch": epoch, "offset": 0 }), json!({ "epoch": "otherEpoch", "offset": 29 })];
+    for (round, since) in lost.into_iter().enumerate() {
+        let mut ws = server.ws().await;
+        let reply = ws.subscribe("jobs", Some(since)).await;
+        assert_eq!(reply["result"]["recovered"], false);
+        let reset = ws.next().await.unwrap();
+        assert_eq!(reset["type"], "reset", "{reset}");
+        assert_eq!(
+            (reset["channel"].clone(), reset["offset"].clone(), reset["epoch"].clone()),
+            (json!("jobs"), json!(30 + round), epoch.clone())
+        );
+        server.publish("jobs", json!({ "i": 100 })).await;
+        assert_eq!(ws.next().await.unwrap()["data"]["i"], 100, "live after the reset");
+    }
+}
+
+#[tokio::test]
+async fn sse_recovers_with_last_event_id_header_and_query() {
+    let server = TestServer::start(&[]);
+    for (round, use_header) in [(0u64, true), (1, false)] {
+        let channel = format!("feed{round}");
+        let mut sse = server.sse(&format!("channel={channel}"), None).await;
+        publish_n(&server, &channel, 1, 3).await;
+        for _ in 0..3 {
+            sse.next().await.unwrap();
+        }
+        let last_id = sse.last_id.clone().expect("an id");
+        drop(sse);
+        publish_n(&server, &channel, 4, 50).await;
+
+        let mut sse = if use_header {
+            server.sse(&format!("channel={channel}"), Some(&last_id)).await
+        } else {
+            server.sse(&format!("channel={channel}&lastEventId={last_id}"), None).await
+        };
+        let mut got = Vec::new();
+        for _ in 0..50 {
+            got.push(sse.next().await.unwrap().data);
+        }
+        assert_eq!(data_i(&got), (4..54).collect::<Vec<_>>());
+        server.publish(&channel, json!({ "i": 54 })).await;
+        assert_eq!(sse.next().await.unwrap().data["data"]["i"], 54);
+    }
+}
+
+#[tokio::test]
+async fn sse_stream_that_saw_nothing_still_resumes_from_its_start() {
+    let server = TestServer::start(&[]);
+    server.publish("quiet", json!({ "i": 0 })).await;
+    // The stream's first bytes carry an id: the position it started at.
+    let mut raw = reqwest::get(format!("{}/sse?channel=quiet", server.base)).await.unwrap();
+    let mut prelude = String::new();
+    while !prelude.contains("\n\n") {
+        let chunk = tokio::time::timeout(common::WAIT, raw.chunk()).await.unwrap().unwrap().unwrap();
+        prelude.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let start_id = prelude.lines().find_map(|l| l.strip_prefix("id: ")).expect("an id in the prelude").to_string();
+    drop(raw);
+    // The connection drops before any message; the browser reconnects with that id.
+    publish_n(&server, "quiet", 1, 3).await;
+    let mut resumed = server.sse("channel=quiet", Some(&start_id)).await;
+    for i in 1..=3 {
+        assert_eq!(resumed.next().await.unwrap().data["data"]["i"], i);
+    }
+}
+
+#[tokio::test]
+async fn sse_resets_for_a_lost_position() {
+    let server = TestServer::start(&["history_size=5"]);
+    let mut sse = server.sse("channel=a", None).await;
+    server.publish("a", json!({ "i": 1 })).await;
+    sse.next().await.unwrap();
+    let id = sse.last_id.clone().unwrap();
+    drop(sse);
+    publish_n(&server, "a", 2, 20).await;
+    let mut sse = server.sse("channel=a", Some(&id)).await;
+    let reset = sse.next().await.unwrap();
+    assert_eq!(reset.event, "reset");
+    assert_eq!((reset.data["type"].clone(), reset.data["offset"].clone()), (json!("reset"), json!(21)));
+    assert_eq!(reset.data["reason"], "history_exceeded");
+    server.publish("a", json!({ "i": 99 })).await;
+    let live = sse.next().await.unwrap();
+    assert_eq!(live.data["data"]["i"], 99);
+    // The reset moved the cursor: resuming from the live message's id loses nothing more.
+    assert!(live.id.unwrap().ends_with("~22"));
+}
+
+#[tokio::test]
+async fn long_poll_recovers_from_its_cursor_and_resets_a_lost_one() {
+    let server = TestServer::start(&["history_size=60"]);
+    let (_, first) = server.poll("channel=jobs&timeout=0").await;
+    let cursor = first["cursor"].as_str().unwrap().to_string();
+    publish_n(&server, "jobs", 1, 50).await;
+    let (_, body) = server.poll(&format!("channel=jobs&cursor={cursor}")).await;
+    assert_eq!(data_i(body["messages"].as_array().unwrap()), (1..51).collect::<Vec<_>>());
+    assert_eq!(body["resets"], json!([]));
+
+    // Live after the recovery.
+    let next = body["cursor"].as_str().unwrap().to_string();
+    let base = server.base.clone();
+    let waiting = tokio::spawn(async move {
+        reqwest::get(format!("{base}/poll?channel=jobs&cursor={next}")).await.unwrap().json::<Value>().await.unwrap()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    server.publish("jobs", json!({ "i": 51 })).await;
+    assert_eq!(data_i(waiting.await.unwrap()["messages"].as_array().unwrap()), [51]);
+
+    // A cursor history no longer covers: an explicit reset with the current position.
+    publish_n(&server, "jobs", 52, 70).await;
+    let (_, body) = server.poll(&format!("channel=jobs&cursor={cursor}")).await;
+    assert_eq!(body["messages"], json!([]));
+    assert_eq!(body["resets"][0]["reason"], "history_exceeded");
+    assert_eq!(body["resets"][0]["offset"], 121);
+    let epoch = body["resets"][0]["epoch"].as_str().unwrap();
+    assert_eq!(body["cursor"], format!("jobs~{epoch}~121"));
+    // Another epoch: a reset too.
+    let (_, body) = server.poll("channel=jobs&cursor=jobs~gone~5&timeout=0").await;
+    assert_eq!(body["resets"][0]["reason"], "epoch_changed");
+}
+
+#[tokio::test]
+async fn one_cursor_resumes_three_channels_on_sse_and_long_poll() {
+    let server = TestServer::start(&[]);
+    let channels = ["a", "b:x", "c/y"];
+    let query = "channel=a&channel=b:x&channel=c/y";
+    let mut sse: SseClient = server.sse(query, None).await;
+    for c in channels {
+        server.publish(c, json!({ "i": 0 })).await;
+    }
+    for _ in 0..3 {
+        sse.next().await.unwrap();
+    }
+    let sse_id = sse.last_id.clone().unwrap();
+    drop(sse);
+    let (_, poll) = server.poll(&format!("{query}&timeout=0")).await;
+    let poll_cursor = poll["cursor"].as_str().unwrap().to_string();
+
+    for round in 1..=10u64 {
+        for c in channels {
+            server.publish(c, json!({ "i": round })).await;
+        }
+    }
+    let mut want: Vec<(String, u64)> = Vec::new();
+    for round in 1..=10u64 {
+        for c in channels {
+            want.push((c.to_string(), round));
+        }
+    }
+
+    let mut sse = server.sse(query, Some(&sse_id)).await;
+    let mut got = Vec::new();
+    for _ in 0..30 {
+        let e = sse.next().await.unwrap().data;
+        got.push((e["channel"].as_str().unwrap().to_string(), e["data"]["i"].as_u64().unwrap()));
+    }
+    let per_channel =
+        |v: &[(String, u64)], c: &str| v.iter().filter(|(ch, _)| ch == c).map(|(_, i)| *i).collect::<Vec<_>>();
+    for c in channels {
+        assert_eq!(per_channel(&got, c), per_channel(&want, c), "sse channel {c}");
+    }
+
+    let encoded: String = poll_cursor.replace('/', "%2F").replace(':', "%3A");
+    let (_, body) = server.poll(&format!("{query}&cursor={encoded}")).await;
+    let got: Vec<(String, u64)> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["channel"].as_str().unwrap().to_string(), e["data"]["i"].as_u64().unwrap()))
+        .collect();
+    for c in channels {
+        assert_eq!(per_channel(&got, c), per_channel(&want, c), "poll channel {c}");
+    }
+}

@@ -36,7 +36,12 @@ async fn api_rejects_bad_requests_and_others_keep_receiving() {
     let huge = json!({ "channel": "a", "data": "x".repeat(200_000) });
     let r = http.post(url("/api/publish")).bearer_auth(API_KEY).json(&huge).send().await.unwrap();
     expect_error(r, 413, "message_too_large").await;
-    let r = http.post(url("/api/publish/ok")).bearer_auth(API_KEY).header("content-type", "application/json").body("{nope").send();
+    let r = http
+        .post(url("/api/publish/ok"))
+        .bearer_auth(API_KEY)
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send();
     expect_error(r.await.unwrap(), 400, "invalid_json").await;
     let r = http.post(url("/api/broadcast")).bearer_auth(API_KEY).json(&json!({"channels":[],"data":1})).send();
     expect_error(r.await.unwrap(), 400, "too_many_channels").await;
@@ -49,7 +54,12 @@ async fn api_rejects_bad_requests_and_others_keep_receiving() {
     expect_error(r, 400, "invalid_cursor").await;
     expect_error(http.get(url("/ws")).send().await.unwrap(), 400, "bad_request").await;
     expect_error(http.get(url("/nope")).send().await.unwrap(), 404, "not_found").await;
-    expect_error(http.delete(url("/api/publish")).bearer_auth(API_KEY).send().await.unwrap(), 405, "method_not_allowed").await;
+    expect_error(
+        http.delete(url("/api/publish")).bearer_auth(API_KEY).send().await.unwrap(),
+        405,
+        "method_not_allowed",
+    )
+    .await;
 
     server.publish("calm", json!("still here")).await;
     assert_eq!(bystander.next().await.unwrap().data["data"], "still here");

@@ -101,6 +101,8 @@ pub struct SseClient {
     buffer: Vec<u8>,
     pub last_id: Option<String>,
     pub retry: Option<u64>,
+    /// How many `retry:` fields arrived (the prelude has one; a shutdown sends another).
+    pub retries_seen: usize,
     pub headers: reqwest::header::HeaderMap,
     pub ended: bool,
 }
@@ -119,6 +121,7 @@ impl SseClient {
             buffer: Vec::new(),
             last_id: None,
             retry: None,
+            retries_seen: 0,
             headers,
             ended: false,
         }
@@ -153,6 +156,7 @@ impl SseClient {
                     data.push_str(v);
                 } else if let Some(v) = line.strip_prefix("retry: ") {
                     self.retry = v.parse().ok();
+                    self.retries_seen += 1;
                 }
             }
             match self.body.next().await {

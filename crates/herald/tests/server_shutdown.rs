@@ -1,0 +1,100 @@
+//! SIGTERM with 1,000 clients across the three transports: every client is told to reconnect
+//! (WebSocket disconnect push and close 4001, SSE `retry:` then end of stream, long polls
+//! answered), and the process exits before its deadline.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use futures_util::{StreamExt, future::join_all};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_tells_every_client_to_reconnect_and_exits_in_time() {
+    let mut server = TestServer::start(&["shutdown_deadline_secs=8", "poll_timeout_secs=60"]);
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+
+    let mut ws_clients = Vec::new();
+    for _ in 0..4 {
+        ws_clients.extend(
+            join_all((0..100).map(|_| async {
+                let mut ws = server.ws().await;
+                ws.subscribe("news", None).await;
+                ws
+            }))
+            .await,
+        );
+    }
+    let sse_url = format!("{}/sse?channel=news", server.base);
+    let mut sse_clients = Vec::new();
+    for _ in 0..4 {
+        sse_clients.extend(join_all((0..100).map(|_| common::SseClient::connect(&http, &sse_url, None))).await);
+    }
+    let polls: Vec<_> = (0..200)
+        .map(|_| {
+            let (http, url) = (http.clone(), format!("{}/poll?channel=news&timeout=60", server.base));
+            tokio::spawn(async move {
+                let r = http.get(url).send().await.unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    // Let the polls arrive and wait.
+    let info_url = format!("{}/api/info", server.base);
+    for _ in 0..100 {
+        let info: Value = http.get(&info_url).bearer_auth(common::API_KEY).send().await.unwrap().json().await.unwrap();
+        if info["connections"]["poll"] == 200 {
+            assert_eq!(
+                (info["connections"]["ws"].clone(), info["connections"]["sse"].clone()),
+                (json!(400), json!(400))
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let started = Instant::now();
+    let killed = std::process::Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap();
+    assert!(killed.success());
+
+    let ws_done = ws_clients.into_iter().map(|mut ws| async move {
+        let push = ws.next().await.expect("a disconnect push before the close");
+        assert_eq!(push, json!({"type":"disconnect","code":4001,"reason":"shutdown","reconnect":true}));
+        let close = tokio::time::timeout(common::WAIT, async {
+            loop {
+                match ws.socket.next().await {
+                    Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                    Some(Ok(_)) => {}
+                    _ => return None,
+                }
+            }
+        })
+        .await
+        .expect("close in time");
+        assert_eq!(close, Some(4001));
+    });
+    let sse_done = sse_clients.into_iter().map(|mut sse| async move {
+        assert!(sse.next().await.is_none(), "the stream ends");
+        assert!(sse.ended);
+        assert_eq!(sse.retries_seen, 2, "a retry: before the end");
+    });
+    join_all(ws_done).await;
+    join_all(sse_done).await;
+    for poll in join_all(polls).await {
+        let (status, body) = poll.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body["messages"], json!([]));
+        assert!(body["cursor"].as_str().is_some_and(|c| c.starts_with("news~")));
+    }
+
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(8), "exited before the deadline");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "clean exit: {status:?}");
+}

@@ -11,7 +11,7 @@
 
 use std::{
     collections::HashMap,
-    hash::{BuildHasher, Hash, Hasher},
+    hash::BuildHasher,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -89,9 +89,7 @@ impl Broker {
     }
 
     fn shard(&self, channel: &ChannelName) -> &Mutex<Shard> {
-        let mut h = self.hasher.build_hasher();
-        channel.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        &self.shards[(self.hasher.hash_one(channel) as usize) % SHARDS]
     }
 
     fn with_channel<R>(&self, channel: &ChannelName, f: impl FnOnce(&mut Channel) -> R) -> R {

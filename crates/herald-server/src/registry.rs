@@ -24,6 +24,8 @@ use crate::{
 
 const SHARDS: usize = 16;
 
+type ConnectionShard = HashMap<u64, Arc<Outbox>>;
+
 /// Open connections by transport.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct ConnectionCounts {
@@ -37,7 +39,7 @@ pub struct ConnectionCounts {
 
 /// The registry of open connections.
 pub struct Registry {
-    shards: Box<[Mutex<HashMap<u64, Arc<Outbox>>>]>,
+    shards: Box<[Mutex<ConnectionShard>]>,
     next_id: AtomicU64,
     counts: [AtomicUsize; 3],
     limits: QueueLimits,

@@ -1,6 +1,8 @@
 //! Bad input gets the documented error — a status with `{"error":{"code","message"}}`, or a
 //! WebSocket error reply — and the server keeps serving everyone else.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // black-box tests fail loudly
+
 mod common;
 
 use common::{API_KEY, TestServer};

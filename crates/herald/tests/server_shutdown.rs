@@ -2,6 +2,8 @@
 //! (WebSocket disconnect push and close 4001, SSE `retry:` then end of stream, long polls
 //! answered), and the process exits before its deadline.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // black-box tests fail loudly
+
 mod common;
 
 use std::time::{Duration, Instant};

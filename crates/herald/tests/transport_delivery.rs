@@ -1,5 +1,7 @@
 //! Each transport delivers the published envelope: channel, offset, epoch, event and data.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // black-box tests fail loudly
+
 mod common;
 
 use common::{TestServer, assert_envelope};

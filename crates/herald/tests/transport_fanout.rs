@@ -1,6 +1,8 @@
 //! 1,000 concurrent subscribers on one channel each receive all of 200 messages published as
 //! fast as the API takes them: none lost, none duplicated, in order — on each transport.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // black-box tests fail loudly
+
 mod common;
 
 use std::time::Duration;
@@ -39,7 +41,7 @@ async fn publish_all(server: &TestServer, channel: &str) {
 }
 
 /// Every subscriber saw offsets 1..=MESSAGES exactly once, in order.
-fn assert_all_in_order(received: Vec<Vec<u64>>) {
+fn assert_all_in_order(received: &[Vec<u64>]) {
     let want: Vec<u64> = (1..=MESSAGES).collect();
     assert_eq!(received.len(), SUBSCRIBERS);
     for (n, got) in received.iter().enumerate() {
@@ -76,8 +78,8 @@ async fn a_thousand_websocket_subscribers_get_every_message() {
     });
     let readers: Vec<_> = readers.collect();
     publish_all(&server, "fan").await;
-    let received = join_all(readers).await.into_iter().map(Result::unwrap).collect();
-    assert_all_in_order(received);
+    let received: Vec<Vec<u64>> = join_all(readers).await.into_iter().map(Result::unwrap).collect();
+    assert_all_in_order(&received);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,8 +104,8 @@ async fn a_thousand_sse_subscribers_get_every_message() {
         })
         .collect();
     publish_all(&server, "fan").await;
-    let received = join_all(readers).await.into_iter().map(Result::unwrap).collect();
-    assert_all_in_order(received);
+    let received: Vec<Vec<u64>> = join_all(readers).await.into_iter().map(Result::unwrap).collect();
+    assert_all_in_order(&received);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,6 +139,6 @@ async fn a_thousand_long_pollers_get_every_message() {
         })
         .collect();
     publish_all(&server, "fan").await;
-    let received = join_all(readers).await.into_iter().map(Result::unwrap).collect();
-    assert_all_in_order(received);
+    let received: Vec<Vec<u64>> = join_all(readers).await.into_iter().map(Result::unwrap).collect();
+    assert_all_in_order(&received);
 }

@@ -2,6 +2,8 @@
 //! exactly what it missed, in order, then live messages; a position history no longer covers,
 //! or from another epoch, gets an explicit reset, then live messages.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // black-box tests fail loudly
+
 mod common;
 
 use common::{SseClient, TestServer};

@@ -118,7 +118,7 @@ impl SseStream {
 fn write_frame(out: &mut Vec<u8>, cursor: &Cursor, frame: &Frame) {
     match frame {
         Frame::Message(m) => {
-            let _ = write!(out, "id: {cursor}\n");
+            let _ = writeln!(out, "id: {cursor}");
             out.extend_from_slice(m.sse_body());
         }
         Frame::Reset { channel, position, reason } => {

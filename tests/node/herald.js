@@ -1,0 +1,51 @@
+// Starts a real `herald serve` on 127.0.0.1 for a test file and stops it afterwards.
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const API_KEY = "node-test-key";
+
+export async function startHerald(settings = []) {
+  const bin = process.env.HERALD_BIN || path.join(root, "target/debug/herald");
+  const args = ["serve", "--listen", "127.0.0.1:0", "--api-key", API_KEY];
+  for (const s of settings) args.push("--set", s);
+  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, HERALD_LOG: "warn" } });
+  const line = await new Promise((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout });
+    rl.once("line", resolve);
+    child.once("exit", (code) => reject(new Error(`herald exited with ${code}`)));
+  });
+  const base = line.replace("herald listening on ", "").trim();
+  return {
+    base,
+    child,
+    async publish(channel, data, event) {
+      const r = await fetch(`${base}/api/publish`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+        body: JSON.stringify(event ? { channel, data, event } : { channel, data }),
+      });
+      if (!r.ok) throw new Error(`publish failed: ${r.status} ${await r.text()}`);
+      return r.json();
+    },
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+/** Resolves with the first value `check()` returns truthy, polling every 20 ms, or rejects after `ms`. */
+export async function waitFor(check, ms = 10000, what = "condition") {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

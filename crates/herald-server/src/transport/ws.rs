@@ -99,7 +99,7 @@ async fn run(state: AppState, socket: WebSocket) {
                     Some(Ok(Message::Close(_))) | None => break None,
                     Some(Err(e)) => {
                         tracing::debug!(id = outbox.id(), error = %e, "websocket read failed");
-                        break oversize(&e).then_some(DisconnectCode::BAD_FRAME);
+                        break is_bad_frame(e).then_some(DisconnectCode::BAD_FRAME);
                     }
                 }
             }
@@ -124,8 +124,18 @@ async fn run(state: AppState, socket: WebSocket) {
     drop(registration);
 }
 
-fn oversize(e: &axum::Error) -> bool {
-    e.to_string().contains("Space limit exceeded") || e.to_string().to_ascii_lowercase().contains("too long")
+/// Whether a read error is the peer's fault (an oversize, malformed or non-UTF-8 frame) rather
+/// than a lost connection: such a peer is told not to reconnect.
+fn is_bad_frame(e: axum::Error) -> bool {
+    use tungstenite::error::{Error, ProtocolError};
+    match e.into_inner().downcast::<Error>() {
+        Ok(e) => match *e {
+            Error::Capacity(_) | Error::Utf8(_) => true,
+            Error::Protocol(p) => !matches!(p, ProtocolError::ResetWithoutClosingHandshake),
+            _ => false,
+        },
+        Err(_) => false,
+    }
 }
 
 /// The WebSocket messages of one queued frame.

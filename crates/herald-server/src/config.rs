@@ -5,10 +5,10 @@
 use std::{collections::HashMap, net::SocketAddr, path::Path, time::Duration};
 
 use herald_core::{ChannelName, HistoryLimits};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Herald's configuration. See the README's configuration reference.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address to listen on. Default `127.0.0.1:8080`.
@@ -53,7 +53,7 @@ pub struct Config {
 }
 
 /// Options of one namespace. Unset fields fall back to the top-level defaults.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NamespaceConfig {
     /// History kept per channel, in messages (0 turns history off).
@@ -106,7 +106,9 @@ impl Default for Config {
 
 impl Config {
     /// Loads the configuration: the TOML file at `path` (if any), then every `HERALD_<FIELD>`
-    /// variable in `env` (e.g. `HERALD_HISTORY_SIZE=50`), then `overrides` (field, value) pairs.
+    /// variable in `env` naming a field (e.g. `HERALD_HISTORY_SIZE=50`; other `HERALD_*`
+    /// variables, such as the CLI's `HERALD_URL`, are not configuration and are ignored), then
+    /// `overrides` (field, value) pairs, where an unknown field is an error.
     /// Values are read as TOML (`50`, `true`, `"x"`), falling back to a plain string.
     pub fn load(
         path: Option<&Path>,
@@ -121,10 +123,10 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        let fields = Self::field_names();
         let from_env = env.into_iter().filter_map(|(k, v)| {
             let field = k.strip_prefix("HERALD_")?.to_ascii_lowercase();
-            // Variables the CLI reads for itself are not configuration fields.
-            (!matches!(field.as_str(), "config" | "url" | "log")).then_some((field, v))
+            fields.contains(&field).then_some((field, v))
         });
         for (key, value) in from_env.chain(overrides) {
             table.insert(key, parse_value(&value));
@@ -134,6 +136,14 @@ impl Config {
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The names of the top-level fields.
+    fn field_names() -> Vec<String> {
+        match toml::Value::try_from(Self::default()) {
+            Ok(toml::Value::Table(t)) => t.keys().cloned().chain(["api_key".to_string()]).collect(),
+            _ => Vec::new(),
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -206,7 +216,12 @@ mod tests {
     fn file_then_env_then_overrides() {
         let c = load(
             "history_size = 5\nmax_message_bytes = 10\n[namespaces.chat]\nhistory_size = 2\n",
-            &[("HERALD_MAX_MESSAGE_BYTES", "20"), ("HERALD_API_KEY", "secret"), ("PATH", "/bin")],
+            &[
+                ("HERALD_MAX_MESSAGE_BYTES", "20"),
+                ("HERALD_API_KEY", "secret"),
+                ("HERALD_URL", "http://elsewhere"),
+                ("PATH", "/bin"),
+            ],
             &[("history_ttl_secs", "0")],
         )
         .expect("loads");
@@ -221,5 +236,6 @@ mod tests {
         assert!(matches!(load("histroy_size = 5", &[], &[]), Err(ConfigError::Invalid(_))));
         assert!(matches!(load("", &[("HERALD_HISTORY_SIZE", "many")], &[]), Err(ConfigError::Invalid(_))));
         assert!(matches!(load("heartbeat_secs = 0", &[], &[]), Err(ConfigError::Invalid(_))));
+        assert!(matches!(load("", &[], &[("histroy_size", "1")]), Err(ConfigError::Invalid(_))));
     }
 }

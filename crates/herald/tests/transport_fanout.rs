@@ -40,6 +40,13 @@ async fn publish_all(server: &TestServer, channel: &str) {
     }
 }
 
+/// Publishes to the channel the `readers` subscribe to, then checks what each one received.
+async fn publish_and_check(server: &TestServer, readers: Vec<tokio::task::JoinHandle<Vec<u64>>>) {
+    publish_all(server, "fan").await;
+    let received: Vec<Vec<u64>> = join_all(readers).await.into_iter().map(Result::unwrap).collect();
+    assert_all_in_order(&received);
+}
+
 /// Every subscriber saw offsets 1..=MESSAGES exactly once, in order.
 fn assert_all_in_order(received: &[Vec<u64>]) {
     let want: Vec<u64> = (1..=MESSAGES).collect();
@@ -54,7 +61,7 @@ async fn a_thousand_websocket_subscribers_get_every_message() {
     let server = TestServer::start(&[]);
     let url = server.ws_url();
     let mut clients = Vec::new();
-    for chunk in 0..SUBSCRIBERS / 100 {
+    for _ in 0..SUBSCRIBERS / 100 {
         let batch = (0..100).map(|_| {
             let url = url.clone();
             async move {
@@ -64,22 +71,20 @@ async fn a_thousand_websocket_subscribers_get_every_message() {
             }
         });
         clients.extend(join_all(batch).await);
-        let _ = chunk;
     }
-    let readers = clients.into_iter().map(|mut ws| {
-        tokio::spawn(async move {
-            let mut got = Vec::new();
-            while got.len() < MESSAGES as usize {
-                let m = ws.next().await.expect("message");
-                got.push(m["offset"].as_u64().unwrap());
-            }
-            got
+    let readers = clients
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                while got.len() < MESSAGES as usize {
+                    got.push(ws.next().await.expect("message")["offset"].as_u64().unwrap());
+                }
+                got
+            })
         })
-    });
-    let readers: Vec<_> = readers.collect();
-    publish_all(&server, "fan").await;
-    let received: Vec<Vec<u64>> = join_all(readers).await.into_iter().map(Result::unwrap).collect();
-    assert_all_in_order(&received);
+        .collect();
+    publish_and_check(&server, readers).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +96,7 @@ async fn a_thousand_sse_subscribers_get_every_message() {
     for _ in 0..SUBSCRIBERS / 100 {
         clients.extend(join_all((0..100).map(|_| common::SseClient::connect(&http, &url, None))).await);
     }
-    let readers: Vec<_> = clients
+    let readers = clients
         .into_iter()
         .map(|mut sse| {
             tokio::spawn(async move {
@@ -103,9 +108,7 @@ async fn a_thousand_sse_subscribers_get_every_message() {
             })
         })
         .collect();
-    publish_all(&server, "fan").await;
-    let received: Vec<Vec<u64>> = join_all(readers).await.into_iter().map(Result::unwrap).collect();
-    assert_all_in_order(&received);
+    publish_and_check(&server, readers).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,7 +118,7 @@ async fn a_thousand_long_pollers_get_every_message() {
     // Every poller starts from the same position, then polls in a loop with its cursor.
     let (_, first) = server.poll("channel=fan&timeout=0").await;
     let start = first["cursor"].as_str().unwrap().to_string();
-    let readers: Vec<_> = (0..SUBSCRIBERS)
+    let readers = (0..SUBSCRIBERS)
         .map(|_| {
             let (http, base, mut cursor) = (http.clone(), server.base.clone(), start.clone());
             tokio::spawn(async move {
@@ -138,7 +141,5 @@ async fn a_thousand_long_pollers_get_every_message() {
             })
         })
         .collect();
-    publish_all(&server, "fan").await;
-    let received: Vec<Vec<u64>> = join_all(readers).await.into_iter().map(Result::unwrap).collect();
-    assert_all_in_order(&received);
+    publish_and_check(&server, readers).await;
 }

@@ -167,7 +167,13 @@ impl Client {
         on_push: &mut impl FnMut(&Value) -> bool,
     ) -> Result<bool, Error> {
         loop {
-            let response = self.http.get(self.stream_url("/poll", channels, "cursor", cursor)).send().await?;
+            let mut url = self.stream_url("/poll", channels, "cursor", cursor);
+            // Without a cursor, ask for one at once (timeout=0), so that nothing published
+            // before the first long wait begins is missed.
+            if cursor.is_empty() {
+                url.push_str("&timeout=0");
+            }
+            let response = self.http.get(url).send().await?;
             let status = response.status();
             let body: Value = response.json().await?;
             if !status.is_success() {

@@ -202,6 +202,11 @@ impl Broker {
         all
     }
 
+    /// How many channels the node knows.
+    pub fn channel_count(&self) -> usize {
+        self.shards.iter().map(|shard| shard.lock().len()).sum()
+    }
+
     /// Forgets channels with no subscribers and no history left, so that short-lived channels
     /// do not accumulate. Their next message starts a new epoch.
     pub fn sweep(&self) -> usize {

@@ -276,7 +276,7 @@ async fn info(State((state, _)): State<Shared>) -> Response {
         "uptime_secs": state.started.elapsed().as_secs(),
         "engine": "memory",
         "connections": { "ws": counts.ws, "sse": counts.sse, "poll": counts.poll, "total": state.registry.total() },
-        "channels": state.broker.channels().len(),
+        "channels": state.broker.channel_count(),
         "messages": { "published": published, "delivered": delivered },
     });
     json_ok(serde_json::to_vec(&body).unwrap_or_default())

@@ -8,12 +8,6 @@ mod common;
 use common::{API_KEY, TestServer};
 use serde_json::{Value, json};
 
-async fn get(server: &TestServer, path: &str) -> Value {
-    let r = server.http.get(format!("{}{path}", server.base)).bearer_auth(API_KEY).send().await.unwrap();
-    assert_eq!(r.status(), 200, "{path}");
-    r.json().await.unwrap()
-}
-
 #[tokio::test]
 async fn idempotent_publish_is_delivered_once() {
     let server = TestServer::start(&[]);
@@ -42,7 +36,7 @@ async fn publish_to_path_takes_json_or_text() {
     };
     assert_eq!(post("application/json", r#"{"a":[1,2]}"#).await.unwrap().status(), 200);
     assert_eq!(post("text/plain", "just words").await.unwrap().status(), 200);
-    let history = get(&server, "/api/channels/notes/history").await;
+    let history = server.api_get("/api/channels/notes/history").await;
     let data: Vec<Value> = history["messages"].as_array().unwrap().iter().map(|m| m["data"].clone()).collect();
     assert_eq!(data, [json!({"a":[1,2]}), json!("just words")]);
 }
@@ -64,7 +58,7 @@ async fn broadcast_answers_per_channel() {
     assert_eq!((results[0]["channel"].clone(), results[0]["offset"].clone()), (json!("a"), json!(1)));
     assert_eq!((results[1]["channel"].clone(), results[1]["offset"].clone()), (json!("b"), json!(1)));
     assert_eq!(results[2]["error"]["code"], "invalid_channel");
-    assert_eq!(get(&server, "/api/channels/b/history").await["messages"][0]["event"], "e");
+    assert_eq!(server.api_get("/api/channels/b/history").await["messages"][0]["event"], "e");
 }
 
 #[tokio::test]
@@ -73,12 +67,12 @@ async fn history_limit_and_since() {
     for i in 1..=5 {
         server.publish("h", json!(i)).await;
     }
-    let body = get(&server, "/api/channels/h/history?limit=2").await;
+    let body = server.api_get("/api/channels/h/history?limit=2").await;
     assert_eq!((body["channel"].clone(), body["offset"].clone()), (json!("h"), json!(5)));
     let offsets =
         |b: &Value| b["messages"].as_array().unwrap().iter().map(|m| m["offset"].as_u64().unwrap()).collect::<Vec<_>>();
     assert_eq!(offsets(&body), [4, 5]);
-    assert_eq!(offsets(&get(&server, "/api/channels/h/history?since=2").await), [3, 4, 5]);
+    assert_eq!(offsets(&server.api_get("/api/channels/h/history?since=2").await), [3, 4, 5]);
 }
 
 #[tokio::test]
@@ -89,10 +83,10 @@ async fn channels_and_info_count_what_is_there() {
     let _sse = server.sse("channel=x&channel=y", None).await;
     server.publish("x", json!(1)).await;
     ws.next().await.unwrap();
-    let channels = get(&server, "/api/channels").await;
+    let channels = server.api_get("/api/channels").await;
     let x = channels["channels"].as_array().unwrap().iter().find(|c| c["channel"] == "x").unwrap().clone();
     assert_eq!((x["subscribers"].clone(), x["offset"].clone()), (json!(2), json!(1)));
-    let info = get(&server, "/api/info").await;
+    let info = server.api_get("/api/info").await;
     assert_eq!(info["connections"], json!({ "ws": 1, "sse": 1, "poll": 0, "total": 2 }));
     assert_eq!(info["channels"], 2);
     assert_eq!(info["messages"], json!({ "published": 1, "delivered": 2 }));

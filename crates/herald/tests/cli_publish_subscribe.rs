@@ -14,8 +14,8 @@ use std::{
 use common::{API_KEY, TestServer};
 use serde_json::Value;
 
-#[test]
-fn subscribe_prints_what_publish_sends_on_every_transport() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_prints_what_publish_sends_on_every_transport() {
     let server = TestServer::start(&[]);
     for transport in ["ws", "sse", "poll"] {
         let channel = format!("cli-{transport}");
@@ -27,12 +27,17 @@ fn subscribe_prints_what_publish_sends_on_every_transport() {
         // The subscriber connects before anything is published: wait for the server to see it.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let channels = channels_now(&server.base);
-            if channels.iter().any(|c| c["channel"] == channel.as_str() && c["subscribers"].as_u64() > Some(0)) {
+            let channels = server.api_get("/api/channels").await;
+            if channels["channels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["channel"] == channel.as_str() && c["subscribers"].as_u64() > Some(0))
+            {
                 break;
             }
             assert!(std::time::Instant::now() < deadline, "{transport} subscriber never connected");
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         for data in [r#"{"n":1}"#, "plain text"] {
             let out = Command::new(env!("CARGO_BIN_EXE_herald"))
@@ -54,21 +59,4 @@ fn subscribe_prints_what_publish_sends_on_every_transport() {
         assert_eq!(lines[1]["data"], "plain text");
         assert_eq!((lines[0]["offset"].as_u64(), lines[1]["offset"].as_u64()), (Some(1), Some(2)));
     }
-}
-
-/// `GET /api/channels`, from this synchronous test through a one-off runtime.
-fn channels_now(base: &str) -> Vec<Value> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let body: Value = reqwest::Client::new()
-            .get(format!("{base}/api/channels"))
-            .bearer_auth(API_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["channels"].as_array().cloned().unwrap_or_default()
-    })
 }

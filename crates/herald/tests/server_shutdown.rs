@@ -44,9 +44,8 @@ async fn sigterm_tells_every_client_to_reconnect_and_exits_in_time() {
         })
         .collect();
     // Let the polls arrive and wait.
-    let info_url = format!("{}/api/info", server.base);
     for _ in 0..100 {
-        let info: Value = http.get(&info_url).bearer_auth(common::API_KEY).send().await.unwrap().json().await.unwrap();
+        let info = server.api_get("/api/info").await;
         if info["connections"]["poll"] == 200 {
             assert_eq!(
                 (info["connections"]["ws"].clone(), info["connections"]["sse"].clone()),

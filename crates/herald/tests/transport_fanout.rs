@@ -40,6 +40,35 @@ async fn publish_all(server: &TestServer, channel: &str) {
     }
 }
 
+/// A subscriber whose next message offset can be awaited.
+trait Subscriber: Send + 'static {
+    fn next_offset(&mut self) -> impl std::future::Future<Output = u64> + Send;
+}
+
+impl Subscriber for common::WsClient {
+    async fn next_offset(&mut self) -> u64 {
+        self.next().await.expect("message")["offset"].as_u64().unwrap()
+    }
+}
+
+impl Subscriber for common::SseClient {
+    async fn next_offset(&mut self) -> u64 {
+        self.next().await.expect("event").data["offset"].as_u64().unwrap()
+    }
+}
+
+/// Spawns one task per subscriber collecting MESSAGES offsets.
+fn spawn_readers<S: Subscriber>(clients: Vec<S>) -> Vec<tokio::task::JoinHandle<Vec<u64>>> {
+    let read = |mut s: S| async move {
+        let mut got = Vec::new();
+        while got.len() < MESSAGES as usize {
+            got.push(s.next_offset().await);
+        }
+        got
+    };
+    clients.into_iter().map(|s| tokio::spawn(read(s))).collect()
+}
+
 /// Publishes to the channel the `readers` subscribe to, then checks what each one received.
 async fn publish_and_check(server: &TestServer, readers: Vec<tokio::task::JoinHandle<Vec<u64>>>) {
     publish_all(server, "fan").await;
@@ -72,19 +101,7 @@ async fn a_thousand_websocket_subscribers_get_every_message() {
         });
         clients.extend(join_all(batch).await);
     }
-    let readers = clients
-        .into_iter()
-        .map(|mut ws| {
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                while got.len() < MESSAGES as usize {
-                    got.push(ws.next().await.expect("message")["offset"].as_u64().unwrap());
-                }
-                got
-            })
-        })
-        .collect();
-    publish_and_check(&server, readers).await;
+    publish_and_check(&server, spawn_readers(clients)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,19 +113,7 @@ async fn a_thousand_sse_subscribers_get_every_message() {
     for _ in 0..SUBSCRIBERS / 100 {
         clients.extend(join_all((0..100).map(|_| common::SseClient::connect(&http, &url, None))).await);
     }
-    let readers = clients
-        .into_iter()
-        .map(|mut sse| {
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                while got.len() < MESSAGES as usize {
-                    got.push(sse.next().await.expect("event").data["offset"].as_u64().unwrap());
-                }
-                got
-            })
-        })
-        .collect();
-    publish_and_check(&server, readers).await;
+    publish_and_check(&server, spawn_readers(clients)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

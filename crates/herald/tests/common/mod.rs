@@ -61,6 +61,13 @@ impl TestServer {
         response.json().await.unwrap()
     }
 
+    /// `GET` an `/api` route with the key; asserts 200 and returns the body.
+    pub async fn api_get(&self, path: &str) -> Value {
+        let r = self.http.get(format!("{}{path}", self.base)).bearer_auth(API_KEY).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        r.json().await.unwrap()
+    }
+
     /// `GET /poll` with raw query; returns (status, body).
     pub async fn poll(&self, query: &str) -> (u16, Value) {
         let response = self.http.get(format!("{}/poll?{query}", self.base)).send().await.unwrap();

@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 
-use super::{ApiError, AppState, json_ok};
+use super::{ApiError, AppState, json_ok, json_response};
 use crate::{now_ms, publication::Message};
 
 /// Remembered results of publishes made with an `idempotency_key`, per channel and key.
@@ -133,22 +133,22 @@ fn refuse_while_shutting_down(state: &AppState) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn published(message: &Message) -> serde_json::Value {
+/// The reply to a publish: `{"channel":…,"offset":…,"epoch":…}`.
+pub fn published(message: &Message) -> serde_json::Value {
     json!({ "channel": message.channel.as_str(), "offset": message.offset, "epoch": &*message.epoch })
 }
 
-/// Validates and publishes one message (the logic every publish route shares).
+/// Publishes one message to a validated channel with a validated event, after the checks every
+/// publish route shares (not shutting down, data within the size limit).
 pub fn publish_one(
     state: &AppState,
-    channel: &str,
+    channel: &ChannelName,
     data: &RawValue,
-    event: Option<String>,
-) -> Result<serde_json::Value, ApiError> {
+    event: Option<&str>,
+) -> Result<Message, ApiError> {
     refuse_while_shutting_down(state)?;
-    let channel = ChannelName::new(channel)?;
-    let event = validate_event(event)?;
     check_size(state, data)?;
-    Ok(published(&state.broker.publish(&channel, data, event.as_deref())))
+    Ok(state.broker.publish(channel, data, event))
 }
 
 async fn publish(
@@ -157,30 +157,31 @@ async fn publish(
 ) -> Result<Response, ApiError> {
     let bytes = body_bytes(body)?;
     let body: PublishBody = parse_json(&bytes)?;
-    let Some(key) = body.idempotency_key else {
-        return Ok(json_ok(
-            serde_json::to_vec(&publish_one(&state, &body.channel, &body.data, body.event)?).unwrap_or_default(),
-        ));
-    };
     let channel = ChannelName::new(&body.channel)?;
+    let event = validate_event(body.event)?;
+    let publish = || publish_one(&state, &channel, &body.data, event.as_deref()).map(|m| published(&m));
+    let Some(key) = body.idempotency_key else {
+        return Ok(json_response(&publish()?));
+    };
     if key.is_empty() || key.len() > 256 {
         return Err(ApiError::new(ErrorCode::BadRequest, "idempotency_key must be 1-256 bytes"));
     }
     let now = now_ms();
-    let window = state.config.idempotency_window_secs * 1000;
-    // The lock spans the publish, so that two concurrent retries publish once.
+    // One lock for every keyed publish, held across the publish so that two concurrent
+    // retries publish once. Publishes without a key never take it.
     let mut entries = idempotency.entries.lock();
-    if let Some((result, expires)) = entries.get(&(channel.clone(), key.clone()))
+    let key = (channel.clone(), key);
+    if let Some((result, expires)) = entries.get(&key)
         && *expires > now
     {
-        return Ok(json_ok(serde_json::to_vec(result).unwrap_or_default()));
+        return Ok(json_response(result));
     }
-    let result = publish_one(&state, &body.channel, &body.data, body.event)?;
+    let result = publish()?;
     if entries.len() >= 4096 {
         entries.retain(|_, (_, expires)| *expires > now);
     }
-    entries.insert((channel, key), (result.clone(), now + window));
-    Ok(json_ok(serde_json::to_vec(&result).unwrap_or_default()))
+    entries.insert(key, (result.clone(), now + state.config.idempotency_window_secs * 1000));
+    Ok(json_response(&result))
 }
 
 async fn publish_to(
@@ -202,7 +203,8 @@ async fn publish_to(
         RawValue::from_string(serde_json::to_string(text).unwrap_or_default())
             .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
     };
-    Ok(json_ok(serde_json::to_vec(&publish_one(&state, &channel, &data, None)?).unwrap_or_default()))
+    let channel = ChannelName::new(&channel)?;
+    Ok(json_response(&published(&publish_one(&state, &channel, &data, None)?)))
 }
 
 async fn broadcast(
@@ -222,16 +224,18 @@ async fn broadcast(
     let results: Vec<serde_json::Value> = body
         .channels
         .iter()
-        .map(|c| match publish_one(&state, c, &body.data, event.clone()) {
-            Ok(r) => r,
-            Err(e) => json!({ "channel": c, "error": e.0.to_error_object() }),
+        .map(|name| {
+            let result = ChannelName::new(name)
+                .map_err(ApiError::from)
+                .and_then(|channel| publish_one(&state, &channel, &body.data, event.as_deref()));
+            result.map_or_else(|e| json!({ "channel": name, "error": e.0.to_error_object() }), |m| published(&m))
         })
         .collect();
-    Ok(json_ok(serde_json::to_vec(&json!({ "results": results })).unwrap_or_default()))
+    Ok(json_response(&json!({ "results": results })))
 }
 
 async fn channels(State((state, _)): State<Shared>) -> Response {
-    json_ok(serde_json::to_vec(&json!({ "channels": state.broker.channels() })).unwrap_or_default())
+    json_response(&json!({ "channels": state.broker.channels() }))
 }
 
 async fn history(
@@ -279,9 +283,9 @@ async fn info(State((state, _)): State<Shared>) -> Response {
         "channels": state.broker.channel_count(),
         "messages": { "published": published, "delivered": delivered },
     });
-    json_ok(serde_json::to_vec(&body).unwrap_or_default())
+    json_response(&body)
 }
 
 async fn not_available() -> ApiError {
-    ApiError::new(ErrorCode::NotAvailable, "presence and disconnect arrive with authentication (issue 5)")
+    ApiError::new(ErrorCode::NotAvailable, "presence and disconnect are not available in this version")
 }

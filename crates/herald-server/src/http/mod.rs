@@ -65,6 +65,11 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
     json_ok(br#"{"status":"ready"}"#.to_vec())
 }
 
+/// A `200` JSON response serializing `value`.
+pub fn json_response<T: serde::Serialize + ?Sized>(value: &T) -> Response {
+    json_ok(herald_core::protocol::encode(value))
+}
+
 /// A `200` JSON response from encoded bytes.
 pub fn json_ok(body: Vec<u8>) -> Response {
     let mut response = Response::new(Body::from(body));

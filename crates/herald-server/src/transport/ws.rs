@@ -27,7 +27,7 @@ use crate::{
     broker::Subscribed,
     http::{
         ApiError, AppState,
-        api::{history_body, publish_one},
+        api::{history_body, publish_one, published},
     },
     now_ms,
     outbox::{Frame, Outbox, Transport},
@@ -155,8 +155,19 @@ fn text(bytes: Vec<u8>) -> Utf8Bytes {
     Utf8Bytes::try_from(bytes).unwrap_or_default()
 }
 
+/// `{"id":…,"result":<result>}` around an already encoded result.
+fn reply_raw(id: Option<u64>, result: &[u8]) -> Frame {
+    let mut out = Vec::with_capacity(result.len() + 32);
+    out.extend_from_slice(b"{\"id\":");
+    out.extend_from_slice(&encode(&id));
+    out.extend_from_slice(b",\"result\":");
+    out.extend_from_slice(result);
+    out.push(b'}');
+    Frame::Text(Bytes::from(out))
+}
+
 fn reply(id: Option<u64>, result: &serde_json::Value) -> Frame {
-    Frame::Text(Bytes::from(encode(&json!({ "id": id, "result": result }))))
+    reply_raw(id, &encode(result))
 }
 
 fn handle(state: &AppState, outbox: &Arc<Outbox>, subscriptions: &mut Subscriptions, text: &str) {
@@ -210,22 +221,17 @@ fn execute(
             outbox.push(reply(id, &json!({ "channel": channel.as_str() })));
         }
         Command::Publish { channel, data, event } => {
-            let result = publish_one(state, channel.as_str(), &data, event).map_err(|e| e.0)?;
-            outbox.push(reply(id, &result));
+            let message = publish_one(state, &channel, &data, event.as_deref()).map_err(|e| e.0)?;
+            outbox.push(reply(id, &published(&message)));
         }
         Command::History { channel, limit, since } => {
             let (position, messages) = state.broker.history(&channel, since, limit.unwrap_or(usize::MAX));
-            let body = history_body(&channel, &position, &messages);
-            let mut out =
-                format!("{{\"id\":{},\"result\":", id.map_or("null".to_string(), |i| i.to_string())).into_bytes();
-            out.extend_from_slice(&body);
-            out.push(b'}');
-            outbox.push(Frame::Text(Bytes::from(out)));
+            outbox.push(reply_raw(id, &history_body(&channel, &position, &messages)));
         }
         Command::Presence { .. } | Command::Auth { .. } => {
             return Err(ProtocolError::new(
                 ErrorCode::NotAvailable,
-                "presence and auth arrive with authentication (issue 5)",
+                "presence and auth are not available in this version",
             ));
         }
     }

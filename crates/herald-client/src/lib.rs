@@ -70,12 +70,7 @@ impl Client {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
-        let response = request.send().await?;
-        let status = response.status();
-        let text = response.text().await?;
-        if !status.is_success() {
-            return Err(Error::Server { status: status.as_u16(), body: text });
-        }
+        let text = success(request.send().await?).await?.text().await?;
         Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
@@ -127,12 +122,8 @@ impl Client {
         cursor: &mut String,
         on_push: &mut impl FnMut(&Value) -> bool,
     ) -> Result<bool, Error> {
-        let response = self.http.get(self.stream_url("/sse", channels, "last_event_id", cursor)).send().await?;
-        if !response.status().is_success() {
-            let status = response.status().as_u16();
-            return Err(Error::Server { status, body: response.text().await.unwrap_or_default() });
-        }
-        let mut body = response.bytes_stream();
+        let url = self.stream_url("/sse", channels, "last_event_id", cursor);
+        let mut body = success(self.http.get(url).send().await?).await?.bytes_stream();
         let mut buffer: Vec<u8> = Vec::new();
         let mut data = String::new();
         while let Some(chunk) = body.next().await {
@@ -173,12 +164,7 @@ impl Client {
             if cursor.is_empty() {
                 url.push_str("&timeout=0");
             }
-            let response = self.http.get(url).send().await?;
-            let status = response.status();
-            let body: Value = response.json().await?;
-            if !status.is_success() {
-                return Err(Error::Server { status: status.as_u16(), body: body.to_string() });
-            }
+            let body: Value = success(self.http.get(url).send().await?).await?.json().await?;
             let pushes = body["resets"].as_array().into_iter().chain(body["messages"].as_array()).flatten();
             for push in pushes {
                 if !on_push(push) {
@@ -237,6 +223,15 @@ impl Client {
         }
         Ok(false)
     }
+}
+
+/// The response when its status is a success, else [`Error::Server`] with the body.
+async fn success(response: reqwest::Response) -> Result<reqwest::Response, Error> {
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status().as_u16();
+    Err(Error::Server { status, body: response.text().await.unwrap_or_default() })
 }
 
 fn set_position(positions: &mut Vec<(String, Value)>, channel: String, position: Value) {

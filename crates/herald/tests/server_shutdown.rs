@@ -43,18 +43,10 @@ async fn sigterm_tells_every_client_to_reconnect_and_exits_in_time() {
             })
         })
         .collect();
-    // Let the polls arrive and wait.
-    for _ in 0..100 {
-        let info = server.api_get("/api/info").await;
-        if info["connections"]["poll"] == 200 {
-            assert_eq!(
-                (info["connections"]["ws"].clone(), info["connections"]["sse"].clone()),
-                (json!(400), json!(400))
-            );
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Every client is connected, and every poll is waiting, before the signal.
+    server.wait_for_connections("ws", 400).await;
+    server.wait_for_connections("sse", 400).await;
+    server.wait_for_connections("poll", 200).await;
 
     let started = Instant::now();
     let killed = std::process::Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap();

@@ -60,7 +60,7 @@ async fn long_poll_answers_when_a_message_arrives() {
         let cache = response.headers()["cache-control"].to_str().unwrap().to_string();
         (cache, response.json::<serde_json::Value>().await.unwrap())
     });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.wait_for_connections("poll", 1).await;
     let published = server.publish_body(json!({"channel":"jobs","data":{"n":1},"event":"e"})).await;
     let (cache, body) = tokio::time::timeout(common::WAIT, waiting).await.expect("answered in time").unwrap();
     assert_eq!(cache, "no-store");

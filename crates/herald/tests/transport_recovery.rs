@@ -158,7 +158,7 @@ async fn long_poll_recovers_from_its_cursor_and_resets_a_lost_one() {
     let waiting = tokio::spawn(async move {
         reqwest::get(format!("{base}/poll?channel=jobs&cursor={next}")).await.unwrap().json::<Value>().await.unwrap()
     });
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    server.wait_for_connections("poll", 1).await;
     server.publish("jobs", json!({ "i": 51 })).await;
     assert_eq!(data_i(waiting.await.unwrap()["messages"].as_array().unwrap()), [51]);
 

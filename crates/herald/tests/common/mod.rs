@@ -68,6 +68,20 @@ impl TestServer {
         r.json().await.unwrap()
     }
 
+    /// Waits until `/api/info` reports `want` open connections of `transport` (`ws`, `sse`,
+    /// `poll`); panics after [`WAIT`].
+    pub async fn wait_for_connections(&self, transport: &str, want: u64) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let info = self.api_get("/api/info").await;
+            if info["connections"][transport] == want {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never saw {want} {transport} connections: {info}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// `GET /poll` with raw query; returns (status, body).
     pub async fn poll(&self, query: &str) -> (u16, Value) {
         let response = self.http.get(format!("{}/poll?{query}", self.base)).send().await.unwrap();

@@ -1,10 +1,12 @@
 //! The cursor of an SSE or long-poll stream: one string that resumes *every* channel of the
 //! stream (DESIGN.md 2.4, 2.5).
 //!
-//! Clients treat it as opaque. Its form is `channel~epoch~offset` per channel, joined by `,`
-//! (neither `~` nor `,` can appear in a channel name or an epoch), so it survives URLs and
-//! HTTP headers without escaping and stays readable in logs. Positions are kept in the order
-//! of first insertion.
+//! Third-party clients treat it as opaque. Its form is `channel~epoch~offset` per channel,
+//! joined by `,` (neither `~` nor `,` can appear in a channel name or an epoch), so it survives
+//! URLs and HTTP headers without escaping and stays readable in logs. Herald's own clients (the
+//! demo page, and the TypeScript client to come) build it from the per-channel positions they
+//! keep, to resume on SSE or long polling after using another transport: changing the form is a
+//! change for them too. Positions are kept in the order of first insertion.
 
 use std::{fmt, sync::Arc};
 

@@ -1,4 +1,5 @@
-//! The `herald` command: `serve` runs the server; `publish` and `subscribe` talk to one.
+//! The `herald` command: `serve` runs the server; `publish` and `subscribe` talk to one;
+//! `bench` measures one (and Nchan beside it).
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -50,6 +51,8 @@ enum Command {
         #[arg(long, env = "HERALD_URL", default_value = "http://127.0.0.1:8080")]
         url: String,
     },
+    /// Measure the transports under load (see BENCHMARKS.md).
+    Bench(Box<herald_bench::BenchArgs>),
 }
 
 #[derive(clap::Args)]
@@ -86,6 +89,12 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+        Command::Bench(args) => {
+            let exe = std::env::current_exe().context("cannot find the herald executable")?;
+            let command = std::env::args().collect::<Vec<_>>().join(" ");
+            herald_bench::run(*args, exe, command).await?;
+            Ok(())
+        }
         Command::Publish { channel, data, event, url, api_key } => {
             let data = serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data));
             let reply = Client::new(&url, api_key).publish(&channel, &data, event.as_deref()).await?;
@@ -126,6 +135,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.insecure_no_api_key {
         overrides.push(("insecure_no_api_key".into(), "true".into()));
     }
+    herald_bench::raise_open_file_limit();
     let mut config = Config::load(args.config.as_deref(), std::env::vars(), overrides)?;
     if config.insecure_no_api_key {
         tracing::warn!("API key check is OFF (insecure_no_api_key): anyone who reaches this port can publish");

@@ -1,0 +1,176 @@
+//! `herald bench`: a load generator that measures Herald — and, side by side in the same run,
+//! Nchan — over WebSocket, Server-Sent Events and long polling.
+//!
+//! It opens subscribers spread over several `127.0.0.x` source addresses, publishes through the
+//! server's API with a send timestamp and a per-channel sequence number in each payload
+//! ([`tracker`]), and reports delivery latency (HDR histograms), lost, duplicated and reordered
+//! deliveries, connect times, server RSS and CPU (from `/proc` for a local server), bytes on
+//! the wire, and its own CPU. Every phase is bounded in time. See `BENCHMARKS.md`.
+
+pub mod net;
+pub mod procstat;
+pub mod publisher;
+pub mod report;
+pub mod scenario;
+pub mod subscriber;
+pub mod target;
+pub mod tracker;
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context as _;
+
+pub use scenario::{Row, Scenario, Sizes};
+pub use target::{LocalServer, ServerKind, Target, Transport};
+
+/// Which transports to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportChoice {
+    /// WebSocket.
+    Ws,
+    /// Server-Sent Events.
+    Sse,
+    /// Long polling.
+    Poll,
+    /// All three in turn.
+    All,
+}
+
+/// The `herald bench` command line.
+#[derive(Clone, Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Scenarios to run, in order (comma separated).
+    #[arg(long, value_delimiter = ',', default_values = ["seed"])]
+    pub scenario: Vec<Scenario>,
+    /// Transport of the subscribers.
+    #[arg(long, default_value = "all")]
+    pub transport: TransportChoice,
+    /// A running server to measure (`http://host:port`). Without it the bench starts a fresh
+    /// local `herald serve` for every scenario and transport.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// What the `--url` server is.
+    #[arg(long, default_value = "herald")]
+    pub server: ServerKind,
+    /// The API key of the `--url` server.
+    #[arg(long, env = "HERALD_API_KEY")]
+    pub api_key: Option<String>,
+    /// The process id of the `--url` server, when it runs on this machine (for RSS and CPU).
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Also run every scenario against a local nginx + Nchan started by the bench.
+    #[arg(long)]
+    pub peer: Option<ServerKind>,
+    /// The nginx executable for `--peer nchan`.
+    #[arg(long, default_value = "/usr/sbin/nginx")]
+    pub nginx: PathBuf,
+    /// Settings for the local Herald (`field=value`, repeatable), as `herald serve --set`.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    pub settings: Vec<String>,
+    /// Subscribers in seed, fanout, ramp and reconnect.
+    #[arg(long, default_value_t = 10_000)]
+    pub subscribers: usize,
+    /// Channels in seed, idle and reconnect.
+    #[arg(long, default_value_t = 100)]
+    pub channels: usize,
+    /// Messages per second in total in seed and reconnect.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Messages per second in fanout (the first step of ramp).
+    #[arg(long, default_value_t = 5.0)]
+    pub fanout_rate: f64,
+    /// Seconds of publishing per scenario.
+    #[arg(long, default_value_t = 30)]
+    pub duration: u64,
+    /// Connections in idle.
+    #[arg(long, default_value_t = 15_000)]
+    pub idle_connections: usize,
+    /// Seconds idle watches its connections.
+    #[arg(long, default_value_t = 30)]
+    pub idle_window: u64,
+    /// Keep-alive connections in publish.
+    #[arg(long, default_value_t = 32)]
+    pub publish_connections: usize,
+    /// Loopback source addresses (127.0.0.1 … 127.0.0.N).
+    #[arg(long, default_value_t = 8)]
+    pub sources: u8,
+    /// Where bench.json, bench.md and bench.svg are written.
+    #[arg(long, default_value = "bench-results")]
+    pub out: PathBuf,
+}
+
+/// Runs the bench; `herald` is the executable to start local servers with.
+pub async fn run(args: BenchArgs, herald: PathBuf, command: String) -> anyhow::Result<Vec<Row>> {
+    raise_open_file_limit();
+    let sizes = Sizes {
+        subscribers: args.subscribers,
+        channels: args.channels,
+        seed_rate: args.rate,
+        fanout_rate: args.fanout_rate,
+        duration: Duration::from_secs(args.duration),
+        idle_connections: args.idle_connections,
+        idle_window: Duration::from_secs(args.idle_window),
+        publish_connections: args.publish_connections,
+        sources: args.sources,
+    };
+    let transports: Vec<Transport> = match args.transport {
+        TransportChoice::Ws => vec![Transport::Ws],
+        TransportChoice::Sse => vec![Transport::Sse],
+        TransportChoice::Poll => vec![Transport::Poll],
+        TransportChoice::All => vec![Transport::Ws, Transport::Sse, Transport::Poll],
+    };
+    let remote = match &args.url {
+        Some(url) => {
+            Some(Target { kind: args.server, addr: parse_url(url)?, api_key: args.api_key.clone(), pid: args.pid })
+        }
+        None => None,
+    };
+    let mut rows = Vec::new();
+    for &scenario in &args.scenario {
+        let runs: Vec<Option<Transport>> =
+            if scenario == Scenario::Publish { vec![None] } else { transports.iter().copied().map(Some).collect() };
+        for transport in runs {
+            let mut servers = vec![args.server];
+            servers.extend(args.peer.filter(|p| remote.is_none() || *p != args.server));
+            for kind in servers {
+                eprintln!("bench: {scenario:?} over {} against {kind:?} …", transport.map_or("api", Transport::name));
+                let row = match (&remote, kind == args.server) {
+                    (Some(target), true) => run_one(scenario, target, transport, &sizes).await,
+                    _ => {
+                        let local = match kind {
+                            ServerKind::Herald => LocalServer::herald(&herald, &args.settings).await?,
+                            ServerKind::Nchan => LocalServer::nchan(&args.nginx).await?,
+                        };
+                        let row = run_one(scenario, &local.target, transport, &sizes).await;
+                        local.stop().await;
+                        row
+                    }
+                };
+                eprintln!("bench: {}", serde_json::to_string(&row.figures).unwrap_or_default());
+                rows.push(row);
+            }
+        }
+    }
+    println!("{}", report::summary(&rows));
+    report::write(&args.out, &rows, &command).with_context(|| format!("writing {}", args.out.display()))?;
+    println!("wrote {}/bench.json, bench.md and bench.svg", args.out.display());
+    Ok(rows)
+}
+
+async fn run_one(scenario: Scenario, target: &Target, transport: Option<Transport>, sizes: &Sizes) -> Row {
+    scenario::run(scenario, target, transport.unwrap_or(Transport::Ws), sizes).await
+}
+
+fn parse_url(url: &str) -> anyhow::Result<SocketAddr> {
+    let rest = url.strip_prefix("http://").context("--url must be http://host:port")?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    use std::net::ToSocketAddrs as _;
+    authority.to_socket_addrs()?.next().with_context(|| format!("cannot resolve {authority}"))
+}
+
+/// Raises this process's open-file limit to its hard limit (the load opens thousands of sockets).
+pub fn raise_open_file_limit() {
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("bench: could not raise the open-file limit: {e}");
+    }
+}

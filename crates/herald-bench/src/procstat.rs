@@ -1,0 +1,64 @@
+//! Server and bench process figures from `/proc`: resident memory and CPU time.
+
+use std::time::Instant;
+
+/// Linux reports CPU time in clock ticks of 1/100 s (`USER_HZ` is 100 on every Linux ABI).
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// One reading of a process.
+#[derive(Clone, Copy, Debug)]
+pub struct ProcSample {
+    /// Resident set size in bytes.
+    pub rss_bytes: u64,
+    /// User + system CPU time in seconds.
+    pub cpu_secs: f64,
+    /// When it was read.
+    pub at: Instant,
+}
+
+/// Reads process `pid` (`None`: this process).
+pub fn sample(pid: Option<u32>) -> std::io::Result<ProcSample> {
+    let base = pid.map_or_else(|| "/proc/self".to_string(), |p| format!("/proc/{p}"));
+    let at = Instant::now();
+    let status = std::fs::read_to_string(format!("{base}/status"))?;
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("{base}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let cpu_secs = (ticks(11) + ticks(12)) as f64 / TICKS_PER_SEC;
+    Ok(ProcSample { rss_bytes: rss_kib * 1024, cpu_secs, at })
+}
+
+// === impl ProcSample ===
+
+impl ProcSample {
+    /// CPU used between `earlier` and this sample, in % of one core.
+    pub fn cpu_percent_since(&self, earlier: &ProcSample) -> f64 {
+        let wall = self.at.duration_since(earlier.at).as_secs_f64();
+        if wall <= 0.0 { 0.0 } else { 100.0 * (self.cpu_secs - earlier.cpu_secs) / wall }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let s = sample(None).expect("/proc/self");
+        assert!(s.rss_bytes > 1024 * 1024, "{s:?}");
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        std::hint::black_box(x);
+        let t = sample(None).expect("/proc/self");
+        assert!(t.cpu_secs >= s.cpu_secs);
+    }
+}

@@ -1,0 +1,399 @@
+//! The scenarios: `seed`, `fanout`, `ramp`, `idle`, `publish` and `reconnect`. Each runs
+//! against one server and one transport and returns a [`Row`] of figures.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use tokio::{sync::watch, task::JoinHandle};
+
+use crate::{
+    net::{Connector, WireCounters},
+    procstat::{self, ProcSample},
+    publisher::{self, Channels},
+    subscriber::{Control, Fleet, Subscriber},
+    target::{ServerKind, Target, Transport},
+    tracker::Tally,
+};
+
+/// A scenario's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// Many subscribers over many channels, each receiving about one message per second.
+    Seed,
+    /// One channel, many subscribers, a few messages per second.
+    Fanout,
+    /// `fanout` with the rate raised step by step until delivery falls behind.
+    Ramp,
+    /// Idle connections: memory per connection, idle CPU and keepalive bytes.
+    Idle,
+    /// API publishes per second on keep-alive connections.
+    Publish,
+    /// Every subscriber dropped at once, then resumed: time to resubscribe and recover.
+    Reconnect,
+}
+
+/// Sizes of the scenarios.
+#[derive(Clone, Debug)]
+pub struct Sizes {
+    /// Subscribers in `seed`, `fanout`, `ramp` and `reconnect`.
+    pub subscribers: usize,
+    /// Channels in `seed` and `reconnect`.
+    pub channels: usize,
+    /// Messages per second in total, `seed` and `reconnect`.
+    pub seed_rate: f64,
+    /// Messages per second in `fanout` (the start rate of `ramp`).
+    pub fanout_rate: f64,
+    /// How long messages are published.
+    pub duration: Duration,
+    /// Connections in `idle`.
+    pub idle_connections: usize,
+    /// How long `idle` watches the idle connections.
+    pub idle_window: Duration,
+    /// Keep-alive connections in `publish`.
+    pub publish_connections: usize,
+    /// Loopback source addresses.
+    pub sources: u8,
+}
+
+/// One scenario's figures for one server and transport.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Row {
+    /// The server.
+    pub server: ServerKind,
+    /// The scenario.
+    pub scenario: Scenario,
+    /// The transport (`None` for `publish`).
+    pub transport: Option<Transport>,
+    /// Figures by name (see [`crate::report::FIGURES`]).
+    pub figures: BTreeMap<String, f64>,
+}
+
+/// The subscribers of one phase.
+struct Crowd {
+    fleet: Arc<Fleet>,
+    channels: Arc<Channels>,
+    subscribers: Vec<Arc<Subscriber>>,
+    control: watch::Sender<Control>,
+    tasks: Vec<JoinHandle<()>>,
+    connected_in: Duration,
+}
+
+/// Server, bench and wire readings at one moment.
+struct Reading {
+    server: Option<ProcSample>,
+    bench: Option<ProcSample>,
+    rx: u64,
+    tx: u64,
+}
+
+// === impl Row ===
+
+impl Row {
+    fn new(server: ServerKind, scenario: Scenario, transport: Option<Transport>) -> Self {
+        Self { server, scenario, transport, figures: BTreeMap::new() }
+    }
+
+    fn set(&mut self, name: &str, value: f64) {
+        self.figures.insert(name.to_string(), value);
+    }
+}
+
+// === impl Reading ===
+
+impl Reading {
+    fn now(target: &Target, wire: &WireCounters) -> Self {
+        Self {
+            server: target.pid.and_then(|pid| procstat::sample(Some(pid)).ok()),
+            bench: procstat::sample(None).ok(),
+            rx: wire.rx.load(Ordering::Relaxed),
+            tx: wire.tx.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Server and bench CPU (% of a core), server CPU seconds and wire bytes since `earlier`.
+    fn usage_since(&self, earlier: &Reading, row: &mut Row, prefix: &str) -> (f64, u64) {
+        let mut server_cpu_secs = 0.0;
+        if let (Some(now), Some(then)) = (self.server, earlier.server) {
+            row.set(&format!("{prefix}server_cpu_pct"), now.cpu_percent_since(&then));
+            server_cpu_secs = now.cpu_secs - then.cpu_secs;
+        }
+        if let (Some(now), Some(then)) = (self.bench, earlier.bench) {
+            row.set(&format!("{prefix}bench_cpu_pct"), now.cpu_percent_since(&then));
+        }
+        (server_cpu_secs, (self.rx - earlier.rx) + (self.tx - earlier.tx))
+    }
+}
+
+// === impl Crowd ===
+
+impl Crowd {
+    /// Opens `subscribers` subscribers over `channels` channels and waits (up to a minute) for all
+    /// to be subscribed. Connections open in waves so the server's accept queue never overflows.
+    async fn gather(target: &Target, transport: Transport, subscribers: usize, channels: usize, sources: u8) -> Self {
+        let connector = Arc::new(Connector::new(target.addr, sources));
+        let fleet = Fleet::new(target.clone(), transport, connector);
+        let prefix = format!("bench{:08x}", rand::random::<u32>());
+        let channels = Channels::new(&prefix, channels.max(1));
+        let (control, watcher) = watch::channel(Control::Run);
+        let started = Instant::now();
+        let mut crowd = Self {
+            fleet,
+            channels,
+            subscribers: Vec::with_capacity(subscribers),
+            control,
+            tasks: Vec::new(),
+            connected_in: Duration::ZERO,
+        };
+        const WAVE: usize = 500;
+        for i in 0..subscribers {
+            let channel = i % crowd.channels.names.len();
+            let subscriber = Subscriber::new(i, channel as u32, crowd.channels.names[channel].clone());
+            crowd.subscribers.push(subscriber.clone());
+            crowd.tasks.push(tokio::spawn(subscriber.run(crowd.fleet.clone(), watcher.clone())));
+            if (i + 1) % WAVE == 0 {
+                crowd.wait_subscribed(i + 1 - WAVE / 2, Duration::from_secs(5)).await;
+            }
+        }
+        crowd.wait_subscribed(subscribers, Duration::from_secs(60)).await;
+        crowd.connected_in = started.elapsed();
+        // Let the last registrations settle (Nchan's long polls have no reply to wait for).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        crowd
+    }
+
+    async fn wait_subscribed(&self, count: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.fleet.subscribed.load(Ordering::Relaxed) < count {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    /// Whether every subscriber has every message published so far on its channel.
+    fn complete(&self) -> bool {
+        self.subscribers.iter().all(|s| s.receipts.lock().has_all_below(self.channels.published(s.channel as usize)))
+    }
+
+    /// Waits up to `limit` for [`Self::complete`].
+    async fn drain(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.complete() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn tally(&self) -> Tally {
+        let mut tally = Tally::default();
+        for s in &self.subscribers {
+            let ch = s.channel as usize;
+            let expected = self.channels.published(ch) - self.channels.failed[ch].load(Ordering::Relaxed);
+            s.receipts.lock().add_to(&mut tally, expected);
+        }
+        tally
+    }
+
+    fn connect_figures(&self, row: &mut Row) {
+        let h = self.fleet.connect_times.lock();
+        row.set("connect_p50_ms", h.value_at_quantile(0.5) as f64 / 1000.0);
+        row.set("connect_p99_ms", h.value_at_quantile(0.99) as f64 / 1000.0);
+        row.set("connect_all_secs", self.connected_in.as_secs_f64());
+        row.set("connect_failures", self.fleet.connect_failures.load(Ordering::Relaxed) as f64);
+        row.set("subscribed", self.fleet.subscribed.load(Ordering::Relaxed) as f64);
+    }
+
+    fn delivery_figures(&self, row: &mut Row) {
+        let p = self.fleet.latencies.take();
+        for (name, us) in [("p50", p.p50), ("p90", p.p90), ("p99", p.p99), ("p999", p.p999), ("max", p.max)] {
+            row.set(&format!("latency_{name}_ms"), us as f64 / 1000.0);
+        }
+        let tally = self.tally();
+        row.set("published", self.channels.total_published() as f64);
+        row.set("publish_failures", self.channels.failures() as f64);
+        row.set("delivered", tally.delivered as f64);
+        row.set("lost", tally.lost as f64);
+        row.set("duplicated", tally.duplicated as f64);
+        row.set("out_of_order", tally.out_of_order as f64);
+        row.set("disconnects", self.fleet.disconnects.load(Ordering::Relaxed) as f64);
+    }
+
+    async fn publish(&self, rate: f64, duration: Duration) {
+        let connector = Connector::new(self.fleet.target.addr, 1);
+        publisher::paced(&self.fleet.target, &connector, &self.channels, rate, duration, 4).await;
+    }
+
+    async fn stop(self) {
+        let _ = self.control.send(Control::Stop);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+/// Runs `scenario` over `transport` against `target`.
+pub async fn run(scenario: Scenario, target: &Target, transport: Transport, sizes: &Sizes) -> Row {
+    match scenario {
+        Scenario::Seed => deliveries(scenario, target, transport, sizes, sizes.channels, sizes.seed_rate).await,
+        Scenario::Fanout => deliveries(scenario, target, transport, sizes, 1, sizes.fanout_rate).await,
+        Scenario::Ramp => ramp(target, transport, sizes).await,
+        Scenario::Idle => idle(target, transport, sizes).await,
+        Scenario::Reconnect => reconnect(target, transport, sizes).await,
+        Scenario::Publish => publish(target, sizes).await,
+    }
+}
+
+async fn deliveries(
+    scenario: Scenario,
+    target: &Target,
+    transport: Transport,
+    sizes: &Sizes,
+    channels: usize,
+    rate: f64,
+) -> Row {
+    let mut row = Row::new(target.kind, scenario, Some(transport));
+    let crowd = Crowd::gather(target, transport, sizes.subscribers, channels, sizes.sources).await;
+    crowd.connect_figures(&mut row);
+    let wire = &crowd.fleet.connector.wire;
+    let before = Reading::now(target, wire);
+    crowd.publish(rate, sizes.duration).await;
+    crowd.drain(Duration::from_secs(10)).await;
+    let after = Reading::now(target, wire);
+    crowd.delivery_figures(&mut row);
+    let (server_cpu_secs, bytes) = after.usage_since(&before, &mut row, "");
+    let delivered = row.figures.get("delivered").copied().unwrap_or(0.0).max(1.0);
+    if after.server.is_some() {
+        row.set("server_cpu_us_per_delivery", server_cpu_secs * 1e6 / delivered);
+        row.set("server_rss_mb", after.server.map_or(0.0, |s| s.rss_bytes as f64 / 1e6));
+    }
+    row.set("bytes_per_delivery", bytes as f64 / delivered);
+    row.set("deliveries_per_sec", delivered / sizes.duration.as_secs_f64());
+    crowd.stop().await;
+    row
+}
+
+async fn ramp(target: &Target, transport: Transport, sizes: &Sizes) -> Row {
+    const STEPS: usize = 8;
+    const STEP: Duration = Duration::from_secs(10);
+    const LATE: Duration = Duration::from_secs(1);
+    let mut row = Row::new(target.kind, Scenario::Ramp, Some(transport));
+    let crowd = Crowd::gather(target, transport, sizes.subscribers, 1, sizes.sources).await;
+    crowd.connect_figures(&mut row);
+    let mut rate = sizes.fanout_rate;
+    let mut sustained = 0.0;
+    for _ in 0..STEPS {
+        crowd.publish(rate, STEP).await;
+        crowd.drain(LATE * 2).await;
+        let p99 = crowd.fleet.latencies.take().p99;
+        let tally = crowd.tally();
+        if tally.lost > 0 || tally.duplicated > 0 || p99 > LATE.as_micros() as u64 {
+            break;
+        }
+        sustained = rate;
+        rate *= 2.0;
+    }
+    row.set("max_sustained_rate", sustained);
+    row.set("max_sustained_deliveries_per_sec", sustained * sizes.subscribers as f64);
+    crowd.stop().await;
+    row
+}
+
+async fn idle(target: &Target, transport: Transport, sizes: &Sizes) -> Row {
+    let mut row = Row::new(target.kind, Scenario::Idle, Some(transport));
+    let baseline = target.pid.and_then(|pid| procstat::sample(Some(pid)).ok());
+    let crowd = Crowd::gather(target, transport, sizes.idle_connections, sizes.channels, sizes.sources).await;
+    crowd.connect_figures(&mut row);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let wire = &crowd.fleet.connector.wire;
+    let before = Reading::now(target, wire);
+    if let (Some(now), Some(baseline)) = (before.server, baseline) {
+        let connections = crowd.fleet.subscribed.load(Ordering::Relaxed).max(1) as f64;
+        row.set("rss_per_connection_kib", (now.rss_bytes as f64 - baseline.rss_bytes as f64) / connections / 1024.0);
+        row.set("server_rss_mb", now.rss_bytes as f64 / 1e6);
+    }
+    tokio::time::sleep(sizes.idle_window).await;
+    let after = Reading::now(target, wire);
+    let (_, bytes) = after.usage_since(&before, &mut row, "idle_");
+    let minutes = sizes.idle_window.as_secs_f64() / 60.0;
+    row.set("idle_bytes_per_client_min", bytes as f64 / sizes.idle_connections.max(1) as f64 / minutes);
+    row.set("disconnects", crowd.fleet.disconnects.load(Ordering::Relaxed) as f64);
+    crowd.stop().await;
+    row
+}
+
+async fn reconnect(target: &Target, transport: Transport, sizes: &Sizes) -> Row {
+    const AWAY: Duration = Duration::from_secs(1);
+    let mut row = Row::new(target.kind, Scenario::Reconnect, Some(transport));
+    let crowd = Arc::new(Crowd::gather(target, transport, sizes.subscribers, sizes.channels, sizes.sources).await);
+    crowd.connect_figures(&mut row);
+    let publishing = {
+        let crowd = crowd.clone();
+        let (rate, duration) = (sizes.seed_rate, sizes.duration.max(Duration::from_secs(8)));
+        tokio::spawn(async move { crowd.publish(rate, duration).await })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = crowd.control.send(Control::Drop(1, AWAY));
+    tokio::time::sleep(AWAY).await;
+    let back = Instant::now();
+    // What each channel had when the clients started coming back: all of it must be recovered.
+    let owed: Vec<u64> = (0..crowd.channels.names.len()).map(|i| crowd.channels.published(i)).collect();
+    let _ = crowd.control.send(Control::Run);
+    let deadline = back + Duration::from_secs(60);
+    let resubscribed = crowd.wait_subscribed(crowd.subscribers.len(), Duration::from_secs(60)).await;
+    if resubscribed {
+        row.set("resubscribed_secs", back.elapsed().as_secs_f64());
+    }
+    loop {
+        let recovered = crowd.subscribers.iter().all(|s| s.receipts.lock().has_all_below(owed[s.channel as usize]));
+        if recovered {
+            row.set("recovered_secs", back.elapsed().as_secs_f64());
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = publishing.await;
+    crowd.drain(Duration::from_secs(10)).await;
+    crowd.delivery_figures(&mut row);
+    if let Ok(crowd) = Arc::try_unwrap(crowd) {
+        crowd.stop().await;
+    }
+    row
+}
+
+async fn publish(target: &Target, sizes: &Sizes) -> Row {
+    let mut row = Row::new(target.kind, Scenario::Publish, None);
+    let connector = Connector::new(target.addr, sizes.sources);
+    let prefix = format!("pub{:08x}", rand::random::<u32>());
+    let payload = r#"{"b":"publish"}"#;
+    let before = Reading::now(target, &connector.wire);
+    let started = Instant::now();
+    let make = {
+        let (target, prefix) = (target.clone(), prefix.clone());
+        move |k: usize, _| target.publish(&format!("{prefix}-{k}"), payload.to_string())
+    };
+    let (ok, failed) = publisher::flood(&connector, sizes.publish_connections, sizes.duration, make).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    Reading::now(target, &connector.wire).usage_since(&before, &mut row, "");
+    row.set("publishes_per_sec", ok as f64 / elapsed);
+    row.set("publish_failures", failed as f64);
+    if target.kind == ServerKind::Herald {
+        const FAN: usize = 10;
+        let channels: Vec<String> = (0..FAN).map(|i| format!("{prefix}-b{i}")).collect();
+        let started = Instant::now();
+        let target = target.clone();
+        let make = move |_, _| target.broadcast(&channels, payload).unwrap_or_default();
+        let (ok, _) = publisher::flood(&connector, sizes.publish_connections, sizes.duration, make).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        row.set("broadcasts_per_sec", ok as f64 / elapsed);
+        row.set("broadcast_messages_per_sec", (ok * FAN as u64) as f64 / elapsed);
+    }
+    row
+}

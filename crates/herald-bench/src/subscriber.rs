@@ -1,0 +1,437 @@
+//! Subscriber tasks: one per simulated client, over WebSocket, SSE or long polling, against
+//! Herald or Nchan. Each counts what it receives (see [`crate::tracker`]), remembers where to
+//! resume, and on command drops its connection and comes back from where it was.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use futures_util::{SinkExt as _, StreamExt as _};
+use hdrhistogram::Histogram;
+use http_body_util::BodyExt as _;
+use hyper::{StatusCode, header};
+use memchr::memmem;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::{Message, protocol::WebSocketConfig};
+
+use crate::{
+    net::{Connector, now_us},
+    target::{ServerKind, Target, Transport},
+    tracker::{Latencies, Receipt, Receipts, markers, new_histogram},
+};
+
+/// What the orchestrator tells every subscriber.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Stay connected (or connect).
+    Run,
+    /// Drop the connection now, stay away for the duration, then resume (the number tells one
+    /// drop from the next).
+    Drop(u32, Duration),
+    /// Disconnect and end.
+    Stop,
+}
+
+/// What all subscribers of a run share.
+pub struct Fleet {
+    /// The server.
+    pub target: Target,
+    /// The transport.
+    pub transport: Transport,
+    /// Opens the connections.
+    pub connector: Arc<Connector>,
+    /// Delivery latencies.
+    pub latencies: Arc<Latencies>,
+    /// Connect (until subscribed) times in µs.
+    pub connect_times: Mutex<Histogram<u64>>,
+    /// Failed connection attempts.
+    pub connect_failures: AtomicU64,
+    /// Connections the server ended on its own.
+    pub disconnects: AtomicU64,
+    /// Subscribers currently subscribed.
+    pub subscribed: AtomicUsize,
+    /// Long-poll timeout asked of the server, in seconds.
+    pub poll_timeout_secs: u64,
+}
+
+/// One simulated client.
+pub struct Subscriber {
+    /// Its index in the run.
+    pub index: usize,
+    /// The index of its channel.
+    pub channel: u32,
+    /// The channel's name.
+    pub channel_name: Arc<str>,
+    /// What it received.
+    pub receipts: Mutex<Receipts>,
+    resume: Mutex<Resume>,
+}
+
+/// Where a subscriber resumes after a reconnect.
+#[derive(Clone, Debug, Default)]
+enum Resume {
+    #[default]
+    Live,
+    /// Herald WebSocket: the last message's epoch and offset.
+    Position { epoch: String, offset: u64 },
+    /// SSE `id:` or Herald's poll cursor.
+    Id(String),
+    /// Nchan long poll: the last response's `Last-Modified` and `Etag`.
+    Nchan { last_modified: String, etag: String },
+}
+
+enum Ended {
+    /// The orchestrator asked.
+    Asked(Control),
+    /// The connection ended on its own.
+    Lost,
+}
+
+// === impl Fleet ===
+
+impl Fleet {
+    /// A fleet for `transport` against `target`.
+    pub fn new(target: Target, transport: Transport, connector: Arc<Connector>) -> Arc<Self> {
+        Arc::new(Self {
+            target,
+            transport,
+            connector,
+            latencies: Latencies::new(),
+            connect_times: Mutex::new(new_histogram()),
+            connect_failures: AtomicU64::new(0),
+            disconnects: AtomicU64::new(0),
+            subscribed: AtomicUsize::new(0),
+            poll_timeout_secs: 25,
+        })
+    }
+}
+
+// === impl Subscriber ===
+
+impl Subscriber {
+    /// Subscriber `index` of channel `channel` named `channel_name`.
+    pub fn new(index: usize, channel: u32, channel_name: Arc<str>) -> Arc<Self> {
+        Arc::new(Self { index, channel, channel_name, receipts: Mutex::default(), resume: Mutex::default() })
+    }
+
+    /// Runs until told to stop: connects, counts, and on a `Drop` comes back after the pause.
+    pub async fn run(self: Arc<Self>, fleet: Arc<Fleet>, mut control: watch::Receiver<Control>) {
+        loop {
+            let started = Instant::now();
+            let ended = match self.connect_and_read(&fleet, &mut control, started).await {
+                Ok(ended) => ended,
+                Err(e) => {
+                    tracing::debug!(index = self.index, error = %e, "subscriber connection failed");
+                    fleet.connect_failures.fetch_add(1, Ordering::Relaxed);
+                    Ended::Lost
+                }
+            };
+            match ended {
+                Ended::Asked(Control::Stop) => return,
+                Ended::Asked(Control::Drop(_, pause)) => tokio::time::sleep(pause).await,
+                Ended::Asked(Control::Run) | Ended::Lost => {
+                    if *control.borrow() == Control::Stop {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    fn subscribed(&self, fleet: &Fleet, started: Instant) {
+        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        fleet.connect_times.lock().saturating_record(us.max(1));
+        fleet.subscribed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts the markers in `bytes`.
+    pub fn receive(&self, fleet: &Fleet, bytes: &[u8]) {
+        let now = now_us();
+        let mut receipts = self.receipts.lock();
+        for marker in markers(bytes) {
+            if marker.channel != self.channel {
+                continue;
+            }
+            if receipts.record(marker.seq) != Receipt::Duplicate {
+                fleet.latencies.record(self.index, now.saturating_sub(marker.sent_us));
+            }
+        }
+    }
+
+    async fn connect_and_read(
+        &self,
+        fleet: &Fleet,
+        control: &mut watch::Receiver<Control>,
+        started: Instant,
+    ) -> anyhow::Result<Ended> {
+        let result = match fleet.transport {
+            Transport::Ws => self.websocket(fleet, control, started).await,
+            Transport::Sse => self.event_stream(fleet, control, started).await,
+            Transport::Poll => self.long_poll(fleet, control, started).await,
+        };
+        result.map(|(ended, was_subscribed)| {
+            if was_subscribed {
+                fleet.subscribed.fetch_sub(1, Ordering::Relaxed);
+                if matches!(ended, Ended::Lost) {
+                    fleet.disconnects.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            ended
+        })
+    }
+
+    async fn websocket(
+        &self,
+        fleet: &Fleet,
+        control: &mut watch::Receiver<Control>,
+        started: Instant,
+    ) -> anyhow::Result<(Ended, bool)> {
+        let target = &fleet.target;
+        let stream = fleet.connector.connect().await?;
+        let url = format!("ws://{}{}", target.addr, target.subscribe_path(Transport::Ws, &self.channel_name));
+        let config = WebSocketConfig::default().read_buffer_size(16 * 1024);
+        let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
+        if target.kind == ServerKind::Herald {
+            let since = match &*self.resume.lock() {
+                Resume::Position { epoch, offset } => {
+                    format!(",\"since\":{{\"epoch\":\"{epoch}\",\"offset\":{offset}}}")
+                }
+                _ => String::new(),
+            };
+            let command = format!("{{\"id\":1,\"op\":\"subscribe\",\"channel\":\"{}\"{since}}}", self.channel_name);
+            ws.send(Message::text(command)).await?;
+            loop {
+                let reply = ws.next().await.context("closed before the subscribe reply")??;
+                let text = reply.into_data();
+                if memmem::find(&text, b"\"error\"").is_some() {
+                    bail!("subscribe refused: {}", String::from_utf8_lossy(&text));
+                }
+                if memmem::find(&text, b"\"result\"").is_some() {
+                    break;
+                }
+                self.receive_herald_ws(fleet, &text);
+            }
+        }
+        self.subscribed(fleet, started);
+        loop {
+            tokio::select! {
+                message = ws.next() => match message {
+                    Some(Ok(Message::Text(text))) => match target.kind {
+                        ServerKind::Herald => self.receive_herald_ws(fleet, text.as_bytes()),
+                        ServerKind::Nchan => self.receive(fleet, text.as_bytes()),
+                    },
+                    Some(Ok(Message::Binary(data))) => self.receive(fleet, &data),
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return Ok((Ended::Lost, true)),
+                },
+                changed = control.changed() => {
+                    let asked = if changed.is_ok() { *control.borrow() } else { Control::Stop };
+                    if asked != Control::Run {
+                        return Ok((Ended::Asked(asked), true));
+                    }
+                }
+            }
+        }
+    }
+
+    fn receive_herald_ws(&self, fleet: &Fleet, text: &[u8]) {
+        if let (Some(epoch), Some(offset)) = (json_str(text, "epoch"), json_u64(text, "offset")) {
+            if memmem::find(text, b"\"type\":\"message\"").is_some()
+                || memmem::find(text, b"\"type\":\"reset\"").is_some()
+            {
+                *self.resume.lock() = Resume::Position { epoch: epoch.to_string(), offset };
+            }
+        }
+        self.receive(fleet, text);
+    }
+
+    async fn event_stream(
+        &self,
+        fleet: &Fleet,
+        control: &mut watch::Receiver<Control>,
+        started: Instant,
+    ) -> anyhow::Result<(Ended, bool)> {
+        let target = &fleet.target;
+        let mut sender = fleet.connector.http1().await?;
+        let last_id = match &*self.resume.lock() {
+            Resume::Id(id) => Some(id.clone()),
+            _ => None,
+        };
+        let mut headers = vec![(header::ACCEPT.as_str(), "text/event-stream")];
+        if let Some(id) = &last_id {
+            headers.push(("last-event-id", id));
+        }
+        let request = target.get(&target.subscribe_path(Transport::Sse, &self.channel_name), &headers);
+        let response = sender.send_request(request).await?;
+        if response.status() != StatusCode::OK {
+            bail!("SSE answered {}", response.status());
+        }
+        self.subscribed(fleet, started);
+        let mut body = response.into_body();
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            tokio::select! {
+                frame = body.frame() => match frame {
+                    Some(Ok(frame)) => {
+                        let Ok(data) = frame.into_data() else { continue };
+                        pending.extend_from_slice(&data);
+                        self.take_events(fleet, &mut pending);
+                    }
+                    Some(Err(_)) | None => return Ok((Ended::Lost, true)),
+                },
+                changed = control.changed() => {
+                    let asked = if changed.is_ok() { *control.borrow() } else { Control::Stop };
+                    if asked != Control::Run {
+                        return Ok((Ended::Asked(asked), true));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles every complete event in `pending` and keeps the incomplete rest.
+    fn take_events(&self, fleet: &Fleet, pending: &mut Vec<u8>) {
+        let Some(end) = memmem::rfind(pending, b"\n\n") else { return };
+        let complete = &pending[..end + 2];
+        if let Some(id) = last_sse_id(complete) {
+            *self.resume.lock() = Resume::Id(id.to_string());
+        }
+        self.receive(fleet, complete);
+        pending.drain(..end + 2);
+    }
+
+    async fn long_poll(
+        &self,
+        fleet: &Fleet,
+        control: &mut watch::Receiver<Control>,
+        started: Instant,
+    ) -> anyhow::Result<(Ended, bool)> {
+        let target = &fleet.target;
+        let mut sender = fleet.connector.http1().await?;
+        let base = target.subscribe_path(Transport::Poll, &self.channel_name);
+        let mut was_subscribed = false;
+        loop {
+            let resume = self.resume.lock().clone();
+            let request = match (target.kind, &resume) {
+                (ServerKind::Herald, Resume::Id(cursor)) => {
+                    target.get(&format!("{base}&cursor={cursor}&timeout={}", fleet.poll_timeout_secs), &[])
+                }
+                // The first poll only fetches the current cursor: nothing published after it is lost.
+                (ServerKind::Herald, _) => target.get(&format!("{base}&timeout=0"), &[]),
+                (ServerKind::Nchan, Resume::Nchan { last_modified, etag }) => target.get(
+                    &base,
+                    &[(header::IF_MODIFIED_SINCE.as_str(), last_modified), (header::IF_NONE_MATCH.as_str(), etag)],
+                ),
+                (ServerKind::Nchan, _) => target.get(&base, &[]),
+            };
+            if target.kind == ServerKind::Nchan && !was_subscribed {
+                // Nchan registers the poll when it arrives; there is no reply to wait for.
+                self.subscribed(fleet, started);
+                was_subscribed = true;
+            }
+            let exchange = async {
+                sender.ready().await?;
+                let response = sender.send_request(request).await?;
+                let status = response.status();
+                let headers = response.headers().clone();
+                let body = response.into_body().collect().await?.to_bytes();
+                anyhow::Ok((status, headers, body))
+            };
+            let (status, headers, body) = tokio::select! {
+                result = exchange => match result {
+                    Ok(answer) => answer,
+                    Err(_) => return Ok((Ended::Lost, was_subscribed)),
+                },
+                changed = control.changed() => {
+                    let asked = if changed.is_ok() { *control.borrow() } else { Control::Stop };
+                    if asked == Control::Run {
+                        continue;
+                    }
+                    return Ok((Ended::Asked(asked), was_subscribed));
+                }
+            };
+            self.poll_answered(fleet, target.kind, status, &headers, &body)?;
+            if !was_subscribed {
+                self.subscribed(fleet, started);
+                was_subscribed = true;
+            }
+        }
+    }
+
+    fn poll_answered(
+        &self,
+        fleet: &Fleet,
+        kind: ServerKind,
+        status: StatusCode,
+        headers: &hyper::HeaderMap,
+        body: &Bytes,
+    ) -> anyhow::Result<()> {
+        match kind {
+            ServerKind::Herald => {
+                if status != StatusCode::OK {
+                    bail!("poll answered {status}: {}", String::from_utf8_lossy(body));
+                }
+                let cursor = json_str(body, "cursor").context("poll answer without a cursor")?;
+                *self.resume.lock() = Resume::Id(cursor.to_string());
+            }
+            ServerKind::Nchan => {
+                if status == StatusCode::OK {
+                    let value = |name| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                    *self.resume.lock() =
+                        Resume::Nchan { last_modified: value(header::LAST_MODIFIED), etag: value(header::ETAG) };
+                } else if status != StatusCode::NOT_MODIFIED && status != StatusCode::REQUEST_TIMEOUT {
+                    bail!("Nchan poll answered {status}");
+                }
+            }
+        }
+        self.receive(fleet, body);
+        Ok(())
+    }
+}
+
+/// The value of the last `id:` line in complete SSE events.
+fn last_sse_id(events: &[u8]) -> Option<&str> {
+    let at = memmem::rfind(events, b"id: ").filter(|&at| at == 0 || events[at - 1] == b'\n')?;
+    let rest = &events[at + 4..];
+    let end = memchr::memchr(b'\n', rest)?;
+    std::str::from_utf8(&rest[..end]).ok()
+}
+
+/// The string value of the first `"key":"…"` in `json` (no escapes expected).
+fn json_str<'a>(json: &'a [u8], key: &str) -> Option<&'a str> {
+    let needle = format!("\"{key}\":\"");
+    let at = memmem::find(json, needle.as_bytes())? + needle.len();
+    let end = memchr::memchr(b'"', &json[at..])?;
+    std::str::from_utf8(&json[at..at + end]).ok()
+}
+
+/// The number value of the first `"key":N` in `json`.
+fn json_u64(json: &[u8], key: &str) -> Option<u64> {
+    let needle = format!("\"{key}\":");
+    let at = memmem::find(json, needle.as_bytes())? + needle.len();
+    let digits = json[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&json[at..at + digits]).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_resume_positions() {
+        let envelope = br#"{"type":"message","channel":"c","offset":42,"epoch":"k3j2","data":{}}"#;
+        assert_eq!(json_str(envelope, "epoch"), Some("k3j2"));
+        assert_eq!(json_u64(envelope, "offset"), Some(42));
+        let events = b": herald\nretry: 2000\nid: c~e~1\n\nid: c~e~2\nevent: message\ndata: {}\n\n";
+        assert_eq!(last_sse_id(events), Some("c~e~2"));
+        assert_eq!(last_sse_id(b"data: {\"id: x\"}\n\n"), None);
+    }
+}

@@ -1,0 +1,249 @@
+//! The server under load: Herald or Nchan, where it listens, how to publish to it and subscribe
+//! to it, and — when the bench starts it — the local process, for `/proc` figures.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, header};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+/// Which server implementation is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerKind {
+    /// Herald: `/api/publish`, `/ws`, `/sse/{channel}`, `/poll`.
+    Herald,
+    /// nginx + Nchan with the configuration [`LocalServer::nchan`] writes: `POST /pub?id=c`,
+    /// and WebSocket, EventSource and long polling on `/sub/{channel}`.
+    Nchan,
+}
+
+/// A transport subscribers use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// WebSocket.
+    Ws,
+    /// Server-Sent Events.
+    Sse,
+    /// Long polling.
+    Poll,
+}
+
+/// Where and what the server is.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Herald or Nchan.
+    pub kind: ServerKind,
+    /// Its listening address.
+    pub addr: SocketAddr,
+    /// Herald's API key, if it needs one.
+    pub api_key: Option<String>,
+    /// The server's process id when it runs on this machine (RSS and CPU come from `/proc`).
+    pub pid: Option<u32>,
+}
+
+/// A server process the bench started; killed on drop.
+pub struct LocalServer {
+    child: Child,
+    /// How to reach it.
+    pub target: Target,
+    dir: Option<PathBuf>,
+}
+
+// === impl Transport ===
+
+impl Transport {
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ws => "ws",
+            Self::Sse => "sse",
+            Self::Poll => "poll",
+        }
+    }
+}
+
+// === impl Target ===
+
+impl Target {
+    /// `POST` one message with `payload` (JSON) to `channel`.
+    pub fn publish(&self, channel: &str, payload: String) -> Request<Full<Bytes>> {
+        match self.kind {
+            ServerKind::Herald => {
+                let body = format!("{{\"channel\":\"{channel}\",\"data\":{payload}}}");
+                self.post("/api/publish", body)
+            }
+            ServerKind::Nchan => self.post(&format!("/pub?id={channel}"), payload),
+        }
+    }
+
+    /// `POST /api/broadcast` of `payload` to `channels` (Herald only).
+    pub fn broadcast(&self, channels: &[String], payload: &str) -> Option<Request<Full<Bytes>>> {
+        (self.kind == ServerKind::Herald).then(|| {
+            let channels = serde_json::to_string(channels).unwrap_or_default();
+            self.post("/api/broadcast", format!("{{\"channels\":{channels},\"data\":{payload}}}"))
+        })
+    }
+
+    fn post(&self, path: &str, body: String) -> Request<Full<Bytes>> {
+        let mut builder = Request::post(path)
+            .header(header::HOST, self.addr.to_string())
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(key) = &self.api_key {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {key}"));
+        }
+        builder.body(Full::new(Bytes::from(body))).unwrap_or_default()
+    }
+
+    /// A `GET` of `path` with `headers`.
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
+        let mut builder = Request::get(path).header(header::HOST, self.addr.to_string());
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(Full::default()).unwrap_or_default()
+    }
+
+    /// The path a subscriber of `channel` over `transport` opens (Herald's WebSocket path
+    /// carries no channel: it subscribes with a command).
+    pub fn subscribe_path(&self, transport: Transport, channel: &str) -> String {
+        match (self.kind, transport) {
+            (ServerKind::Herald, Transport::Ws) => "/ws".into(),
+            (ServerKind::Herald, Transport::Sse) => format!("/sse/{channel}"),
+            (ServerKind::Herald, Transport::Poll) => format!("/poll?channel={channel}"),
+            (ServerKind::Nchan, _) => format!("/sub/{channel}"),
+        }
+    }
+}
+
+// === impl LocalServer ===
+
+impl LocalServer {
+    /// Starts `herald serve` (the executable at `exe`) on a free loopback port with `settings`
+    /// (`field=value`, passed as `--set`).
+    pub async fn herald(exe: &Path, settings: &[String]) -> anyhow::Result<Self> {
+        let api_key = format!("bench-{:016x}", rand::random::<u64>());
+        let mut command = Command::new(exe);
+        command.args(["serve", "--listen", "127.0.0.1:0", "--api-key", &api_key]);
+        for setting in settings {
+            command.args(["--set", setting]);
+        }
+        let mut child = command
+            .env("HERALD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix("herald listening on http://") {
+                    return Ok(url.trim().parse::<SocketAddr>()?);
+                }
+            }
+            bail!("herald exited before listening")
+        })
+        .await
+        .context("herald did not start within 20 s")??;
+        let pid = child.id();
+        Ok(Self { child, target: Target { kind: ServerKind::Herald, addr, api_key: Some(api_key), pid }, dir: None })
+    }
+
+    /// Starts nginx with Nchan (one process, like one worker) on a free loopback port, with its
+    /// own prefix and configuration in a temporary folder.
+    pub async fn nchan(nginx: &Path) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let dir = std::env::temp_dir().join(format!("herald-bench-nchan-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(dir.join("logs"))?;
+        std::fs::write(dir.join("nginx.conf"), nchan_config(port))?;
+        let child = Command::new(nginx)
+            .arg("-p")
+            .arg(&dir)
+            .args(["-c", "nginx.conf"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {} (apt install nginx-light libnginx-mod-nchan)", nginx.display()))?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let pid = child.id();
+        let server =
+            Self { child, target: Target { kind: ServerKind::Nchan, addr, api_key: None, pid }, dir: Some(dir) };
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Ok(server);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("nginx did not listen on {addr} within 5 s; see its log above")
+    }
+
+    /// Stops the process and waits for it.
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// The Nchan setup measured: one process, history of 1,000 messages kept 10 minutes (as
+/// Herald's default), subscribers start from the newest message, long polls time out after
+/// 25 s (as Herald's default).
+fn nchan_config(port: u16) -> String {
+    format!(
+        r#"load_module /usr/lib/nginx/modules/ngx_nchan_module.so;
+daemon off;
+master_process off;
+worker_processes 1;
+worker_rlimit_nofile 20000;
+error_log logs/error.log warn;
+pid logs/nginx.pid;
+events {{ worker_connections 20000; }}
+http {{
+    access_log off;
+    client_body_temp_path logs/body;
+    proxy_temp_path logs/proxy;
+    fastcgi_temp_path logs/fastcgi;
+    uwsgi_temp_path logs/uwsgi;
+    scgi_temp_path logs/scgi;
+    keepalive_requests 1000000;
+    nchan_message_buffer_length 1000;
+    nchan_message_timeout 600s;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location = /pub {{
+            nchan_publisher;
+            nchan_channel_id $arg_id;
+        }}
+        location ~ ^/sub/(.+)$ {{
+            nchan_subscriber;
+            nchan_channel_id $1;
+            nchan_subscriber_first_message newest;
+            nchan_subscriber_timeout 25s;
+        }}
+    }}
+}}
+"#
+    )
+}

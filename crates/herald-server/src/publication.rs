@@ -3,10 +3,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use herald_core::{ChannelName, StreamPosition, protocol::encode_envelope};
 use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// One message of a channel, with its envelope serialized once at publish time.
 pub struct Publication {

@@ -58,19 +58,32 @@ impl Server {
         let registry = state.registry.clone();
         let deadline = Duration::from_secs(state.config.shutdown_deadline_secs);
         spawn_housekeeping(&state);
-        let app = http::router(state);
-        let shutdown = {
-            let registry = registry.clone();
-            async move { registry.shutdown_started().await }
-        };
-        let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown);
-        let serving = tokio::spawn(async move { serve.await });
-        registry.shutdown_started().await;
+        let router = http::router(state.clone());
+        // Every connection task holds a clone; the count tells when the last one is gone.
+        let open = Arc::new(());
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors, most likely: let connections close, then go on.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = registry.shutdown_started() => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let (state, router, open) = (state.clone(), router.clone(), open.clone());
+            tokio::spawn(async move {
+                http::conn::serve(stream, peer, state, router).await;
+                drop(open);
+            });
+        }
+        drop(listener);
         let drained = async {
-            // Upgraded WebSockets leave hyper's bookkeeping: wait for the registry to empty too.
-            let _ = serving.await;
-            while registry.total() > 0 {
+            while Arc::strong_count(&open) > 1 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         };

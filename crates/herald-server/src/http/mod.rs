@@ -2,6 +2,7 @@
 //! page. Every error is `{"error":{"code":…,"message":…}}` with a matching status.
 
 pub mod api;
+pub mod conn;
 
 use std::{sync::Arc, time::Instant};
 
@@ -42,7 +43,6 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(demo_page))
         .route("/healthz", get(|| async { json_ok(br#"{"status":"ok"}"#.to_vec()) }))
         .route("/readyz", get(readyz))
-        .route("/ws", get(transport::ws::upgrade))
         .route("/sse", get(transport::sse::stream))
         .route("/sse/{channel}", get(transport::sse::stream_one))
         .route("/poll", get(transport::poll::poll))

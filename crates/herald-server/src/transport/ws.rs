@@ -7,20 +7,22 @@
 
 use std::sync::Arc;
 
-use axum::{
-    extract::{
-        State,
-        ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection},
-    },
-    response::{IntoResponse, Response},
-};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use herald_core::{
     Command, DisconnectCode, ErrorCode, ProtocolError, Request,
     protocol::{encode, encode_reset},
 };
 use serde_json::json;
+use tokio::{io::AsyncWriteExt as _, net::TcpStream};
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{
+        Message, Utf8Bytes,
+        handshake::derive_accept_key,
+        protocol::{CloseFrame, Role, WebSocketConfig, frame::coding::CloseCode},
+    },
+};
 
 use super::Subscriptions;
 use crate::{
@@ -28,37 +30,74 @@ use crate::{
     http::{
         ApiError, AppState,
         api::{history_body, publish_one, published},
+        conn::{Head, write_response},
     },
     now_ms,
     outbox::{Frame, Outbox, Transport},
 };
 
-const READ_BUFFER: usize = 4 * 1024;
+/// Bytes read from the socket at a time; larger frames grow the buffer while they are read.
+const READ_BUFFER: usize = 512;
 const WRITE_BUFFER: usize = 8 * 1024;
 const PING_PUSH: &str = r#"{"type":"ping"}"#;
 
-/// `GET /ws`.
-pub async fn upgrade(
-    State(state): State<AppState>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(e) => {
-            return ApiError::new(ErrorCode::BadRequest, format!("/ws needs a WebSocket upgrade: {}", e.body_text()))
-                .into_response();
+type WebSocket = WebSocketStream<TcpStream>;
+
+/// `GET /ws`: checks the upgrade request, answers `101` and runs the connection (or answers a
+/// JSON error and closes).
+pub async fn accept(mut stream: TcpStream, head: Head, leftover: BytesMut, state: AppState) {
+    let refuse = match handshake_key(&head) {
+        Err(message) => Some(ApiError::new(ErrorCode::BadRequest, format!("/ws needs a WebSocket upgrade: {message}"))),
+        Ok(_) if state.registry.is_shutting_down() => {
+            Some(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down; retry shortly"))
         }
+        Ok(_) => None,
     };
-    if state.registry.is_shutting_down() {
-        return ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down; retry shortly").into_response();
+    if let Some(error) = refuse {
+        let response = axum::response::IntoResponse::into_response(error);
+        let _ = write_response(&mut stream, response, &head.method, head.version, false).await;
+        return;
+    }
+    let Ok(key) = handshake_key(&head) else { return };
+    let answer = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\n\r\n",
+        derive_accept_key(key.as_bytes())
+    );
+    if stream.write_all(answer.as_bytes()).await.is_err() {
+        return;
     }
     // Frames a bit over the message limit still parse, so an oversize publish gets a clear reply.
     let frame_limit = state.config.max_message_bytes.saturating_mul(2) + 4096;
-    ws.read_buffer_size(READ_BUFFER)
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(frame_limit)
-        .max_frame_size(frame_limit)
-        .on_upgrade(move |socket| run(state, socket))
+        .max_message_size(Some(frame_limit))
+        .max_frame_size(Some(frame_limit));
+    let socket = if leftover.is_empty() {
+        WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await
+    } else {
+        WebSocketStream::from_partially_read(stream, leftover.to_vec(), Role::Server, Some(config)).await
+    };
+    run(state, socket).await;
+}
+
+/// The `Sec-WebSocket-Key` of a valid upgrade request, or what is wrong with it.
+fn handshake_key(head: &Head) -> Result<String, &'static str> {
+    let header = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let has_token = |name: &str, token: &str| header(name).split(',').any(|t| t.trim().eq_ignore_ascii_case(token));
+    if head.method != axum::http::Method::GET {
+        return Err("use GET");
+    }
+    if !has_token("connection", "upgrade") || !header("upgrade").eq_ignore_ascii_case("websocket") {
+        return Err("Connection: upgrade and Upgrade: websocket are required");
+    }
+    if header("sec-websocket-version") != "13" {
+        return Err("Sec-WebSocket-Version must be 13");
+    }
+    match header("sec-websocket-key") {
+        "" => Err("Sec-WebSocket-Key is missing"),
+        key => Ok(key.to_string()),
+    }
 }
 
 async fn run(state: AppState, socket: WebSocket) {
@@ -95,7 +134,7 @@ async fn run(state: AppState, socket: WebSocket) {
                         let e = ProtocolError::new(ErrorCode::BadRequest, "binary frames are not supported; send JSON text");
                         outbox.push(Frame::Text(Bytes::from(e.to_reply())));
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(_))) | None => break None,
                     Some(Err(e)) => {
                         tracing::debug!(id = outbox.id(), error = %e, "websocket read failed");
@@ -108,7 +147,7 @@ async fn run(state: AppState, socket: WebSocket) {
     subscriptions.clear();
     if let Some(code) = close {
         let push = Message::Text(Utf8Bytes::try_from(code.to_push()).unwrap_or_default());
-        let frame = CloseFrame { code: code.code, reason: Utf8Bytes::from_static(code.reason) };
+        let frame = CloseFrame { code: CloseCode::from(code.code), reason: Utf8Bytes::from_static(code.reason) };
         let _ = sink.send(push).await;
         let _ = sink.send(Message::Close(Some(frame))).await;
         // Let the peer answer the close before the socket drops.
@@ -126,15 +165,12 @@ async fn run(state: AppState, socket: WebSocket) {
 
 /// Whether a read error is the peer's fault (an oversize, malformed or non-UTF-8 frame) rather
 /// than a lost connection: such a peer is told not to reconnect.
-fn is_bad_frame(e: axum::Error) -> bool {
-    use tungstenite::error::{Error, ProtocolError};
-    match e.into_inner().downcast::<Error>() {
-        Ok(e) => match *e {
-            Error::Capacity(_) | Error::Utf8(_) => true,
-            Error::Protocol(p) => !matches!(p, ProtocolError::ResetWithoutClosingHandshake),
-            _ => false,
-        },
-        Err(_) => false,
+fn is_bad_frame(e: tokio_tungstenite::tungstenite::Error) -> bool {
+    use tokio_tungstenite::tungstenite::error::{Error, ProtocolError};
+    match e {
+        Error::Capacity(_) | Error::Utf8(_) => true,
+        Error::Protocol(p) => !matches!(p, ProtocolError::ResetWithoutClosingHandshake),
+        _ => false,
     }
 }
 

@@ -1,0 +1,346 @@
+//! One HTTP/1.1 connection: request heads, bodies, responses and the WebSocket upgrade,
+//! written for small idle connections.
+//!
+//! Why not hyper: hyper keeps about 16 KiB of buffers for the life of every HTTP/1 connection
+//! (an 8 KiB header write buffer allocated up front and an 8 KiB read buffer), which is four
+//! times the memory budget of an idle SSE stream or long poll (DESIGN.md section 3). Here the
+//! read buffer exists only while a head or body is being read, and is freed before a handler
+//! waits; responses are written straight from the handler's bytes. Heads are parsed by
+//! `httparse` (the parser hyper uses); requests are answered by the same axum [`Router`].
+//!
+//! Guarantees: requests on a connection are answered in order (pipelining is served one at a
+//! time); a malformed head gets `400`, an oversize one `431`, an oversize body `413`, each as a
+//! JSON error, and the connection closes; bodies may be `Content-Length` or chunked, and
+//! `Expect: 100-continue` is honoured; responses of unknown length are chunked (HTTP/1.1) or
+//! end with the connection (HTTP/1.0). An idle keep-alive connection closes after
+//! [`IDLE_TIMEOUT`] or when shutdown starts.
+
+use std::{net::SocketAddr, time::Duration};
+
+use axum::{
+    Router,
+    body::Body,
+    http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header},
+};
+use bytes::{Buf as _, Bytes, BytesMut};
+use herald_core::ErrorCode;
+use http_body_util::BodyExt as _;
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpStream,
+};
+use tower::ServiceExt as _;
+
+use super::{ApiError, AppState};
+
+/// Largest request head (request line and headers).
+const MAX_HEAD: usize = 16 * 1024;
+/// Most headers in one request.
+const MAX_HEADERS: usize = 64;
+/// How long a connection may sit between requests, or take to send a head.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A parsed request head.
+pub struct Head {
+    /// The method.
+    pub method: Method,
+    /// The request target.
+    pub uri: Uri,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// The headers.
+    pub headers: HeaderMap,
+}
+
+/// Why a request could not be read.
+enum Refused {
+    /// The peer closed or went quiet between requests: close without answering.
+    Gone,
+    /// A bad request: answer with this status and message, then close.
+    Answer(StatusCode, &'static str),
+}
+
+/// Serves `stream` until the peer closes, asks to close, or shutdown starts.
+pub async fn serve(mut stream: TcpStream, peer: SocketAddr, state: AppState, router: Router) {
+    let mut buf = BytesMut::new();
+    loop {
+        let head = tokio::select! {
+            head = tokio::time::timeout(IDLE_TIMEOUT, read_head(&mut stream, &mut buf)) => {
+                head.unwrap_or(Err(Refused::Gone))
+            }
+            () = state.registry.shutdown_started(), if buf.is_empty() => return,
+        };
+        let head = match head {
+            Ok(head) => head,
+            Err(Refused::Gone) => return,
+            Err(Refused::Answer(status, message)) => {
+                let _ = write_error(&mut stream, status, message).await;
+                return;
+            }
+        };
+        if head.uri.path() == "/ws" {
+            let leftover = std::mem::take(&mut buf);
+            crate::transport::ws::accept(stream, head, leftover, state).await;
+            return;
+        }
+        let body = match read_body(&mut stream, &mut buf, &head, body_cap(&state)).await {
+            Ok(body) => body,
+            Err(Refused::Gone) => return,
+            Err(Refused::Answer(status, message)) => {
+                let _ = write_error(&mut stream, status, message).await;
+                return;
+            }
+        };
+        if buf.is_empty() {
+            // Nothing pipelined: free the buffer while the handler waits (long polls, SSE).
+            buf = BytesMut::new();
+        }
+        let keep_alive = wants_keep_alive(&head);
+        let (method, version) = (head.method.clone(), head.version);
+        let mut request = Request::new(Body::from(body));
+        *request.method_mut() = head.method;
+        *request.uri_mut() = head.uri;
+        *request.version_mut() = head.version;
+        *request.headers_mut() = head.headers;
+        // Handlers that need the client address take `Extension<SocketAddr>`.
+        request.extensions_mut().insert(peer);
+        let response = match router.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        match write_response(&mut stream, response, &method, version, keep_alive).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return,
+        }
+    }
+}
+
+/// The largest body read into memory; the API's own limit (a JSON `413`) is lower.
+fn body_cap(state: &AppState) -> usize {
+    state.config.max_message_bytes.saturating_mul(4) + 1024 * 1024
+}
+
+fn wants_keep_alive(head: &Head) -> bool {
+    let connection = head.headers.get(header::CONNECTION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let has = |token: &str| connection.split(',').any(|t| t.trim().eq_ignore_ascii_case(token));
+    match head.version {
+        Version::HTTP_11 => !has("close"),
+        _ => has("keep-alive"),
+    }
+}
+
+/// Reads one request head from `stream`, keeping any bytes after it in `buf`.
+async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Head, Refused> {
+    loop {
+        if !buf.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut request = httparse::Request::new(&mut headers);
+            match request.parse(buf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let head = to_head(&request)?;
+                    buf.advance(len);
+                    return Ok(head);
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(httparse::Error::TooManyHeaders) => {
+                    return Err(Refused::Answer(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "too many headers"));
+                }
+                Err(_) => return Err(Refused::Answer(StatusCode::BAD_REQUEST, "malformed HTTP request")),
+            }
+            if buf.len() >= MAX_HEAD {
+                return Err(Refused::Answer(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request head over 16 KiB"));
+            }
+        }
+        buf.reserve(1024);
+        match stream.read_buf(buf).await {
+            Ok(0) | Err(_) => return Err(Refused::Gone),
+            Ok(_) => {}
+        }
+    }
+}
+
+fn to_head(request: &httparse::Request<'_, '_>) -> Result<Head, Refused> {
+    let bad = |message| Refused::Answer(StatusCode::BAD_REQUEST, message);
+    let method = Method::from_bytes(request.method.unwrap_or("").as_bytes()).map_err(|_| bad("bad method"))?;
+    let uri: Uri = request.path.unwrap_or("").parse().map_err(|_| bad("bad request target"))?;
+    let version = if request.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    let mut headers = HeaderMap::with_capacity(request.headers.len());
+    for h in request.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad("bad header name"))?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| bad("bad header value"))?;
+        headers.append(name, value);
+    }
+    Ok(Head { method, uri, version, headers })
+}
+
+/// Reads the body `head` announces (none, `Content-Length` or chunked), at most `cap` bytes.
+async fn read_body(stream: &mut TcpStream, buf: &mut BytesMut, head: &Head, cap: usize) -> Result<Bytes, Refused> {
+    let too_large = Refused::Answer(StatusCode::PAYLOAD_TOO_LARGE, "request body is over the size limit");
+    let chunked = head
+        .headers
+        .get(header::TRANSFER_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let length = match head.headers.get(header::CONTENT_LENGTH) {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or(Refused::Answer(StatusCode::BAD_REQUEST, "bad Content-Length"))?,
+        ),
+        None => None,
+    };
+    if !chunked && length.unwrap_or(0) == 0 {
+        return Ok(Bytes::new());
+    }
+    if length.is_some_and(|n| n > cap) {
+        return Err(too_large);
+    }
+    let expects_continue =
+        head.headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue && buf.is_empty() {
+        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.map_err(|_| Refused::Gone)?;
+    }
+    if !chunked {
+        let length = length.unwrap_or(0);
+        fill(stream, buf, length).await?;
+        return Ok(buf.split_to(length).freeze());
+    }
+    let mut body = BytesMut::new();
+    loop {
+        let line = read_line(stream, buf).await?;
+        let size_text = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_text, 16)
+            .map_err(|_| Refused::Answer(StatusCode::BAD_REQUEST, "bad chunk size"))?;
+        if size == 0 {
+            // Trailers, up to the empty line.
+            while !read_line(stream, buf).await?.is_empty() {}
+            return Ok(body.freeze());
+        }
+        if body.len() + size > cap {
+            return Err(too_large);
+        }
+        fill(stream, buf, size + 2).await?;
+        body.extend_from_slice(&buf[..size]);
+        buf.advance(size + 2);
+    }
+}
+
+/// Reads until `buf` holds at least `len` bytes.
+async fn fill(stream: &mut TcpStream, buf: &mut BytesMut, len: usize) -> Result<(), Refused> {
+    while buf.len() < len {
+        buf.reserve(len - buf.len());
+        match stream.read_buf(buf).await {
+            Ok(0) | Err(_) => return Err(Refused::Gone),
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Reads one CRLF-terminated line (at most 4 KiB) and returns it without the CRLF.
+async fn read_line(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<String, Refused> {
+    loop {
+        if let Some(at) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line = String::from_utf8_lossy(&buf[..at]).into_owned();
+            buf.advance(at + 2);
+            return Ok(line);
+        }
+        if buf.len() > 4096 {
+            return Err(Refused::Answer(StatusCode::BAD_REQUEST, "chunk line too long"));
+        }
+        buf.reserve(256);
+        match stream.read_buf(buf).await {
+            Ok(0) | Err(_) => return Err(Refused::Gone),
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn write_error(stream: &mut TcpStream, status: StatusCode, message: &'static str) -> std::io::Result<bool> {
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::MessageTooLarge,
+        _ => ErrorCode::BadRequest,
+    };
+    let mut response = axum::response::IntoResponse::into_response(ApiError::new(code, message));
+    *response.status_mut() = status;
+    write_response(stream, response, &Method::GET, Version::HTTP_11, false).await
+}
+
+/// Writes `response`; returns whether the connection stays open for another request.
+pub async fn write_response(
+    stream: &mut TcpStream,
+    response: Response<Body>,
+    method: &Method,
+    version: Version,
+    keep_alive: bool,
+) -> std::io::Result<bool> {
+    let (parts, mut body) = response.into_parts();
+    let exact = http_body::Body::size_hint(&body).exact();
+    let chunked = exact.is_none() && version == Version::HTTP_11;
+    let keep_alive = keep_alive && (exact.is_some() || chunked);
+    let mut out = Vec::with_capacity(256 + exact.unwrap_or(0) as usize);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        // Framing is this writer's to state, once.
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING || name == header::CONNECTION {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"date: ");
+    out.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if let Some(len) = exact {
+        out.extend_from_slice(format!("content-length: {len}\r\n").as_bytes());
+    } else if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if *method == Method::HEAD || parts.status == StatusCode::NO_CONTENT || parts.status == StatusCode::NOT_MODIFIED {
+        stream.write_all(&out).await?;
+        return Ok(keep_alive);
+    }
+    if exact.is_some() {
+        // A full body: head and body in one write.
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.map_err(std::io::Error::other)?.into_data() {
+                out.extend_from_slice(&data);
+            }
+        }
+        stream.write_all(&out).await?;
+        return Ok(keep_alive);
+    }
+    // A stream (SSE): the head at once, then every chunk as it comes.
+    stream.write_all(&out).await?;
+    drop(out);
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(std::io::Error::other)?.into_data() else { continue };
+        if data.is_empty() {
+            continue;
+        }
+        if chunked {
+            let mut chunk = Vec::with_capacity(data.len() + 12);
+            chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            chunk.extend_from_slice(&data);
+            chunk.extend_from_slice(b"\r\n");
+            stream.write_all(&chunk).await?;
+        } else {
+            stream.write_all(&data).await?;
+        }
+    }
+    if chunked {
+        stream.write_all(b"0\r\n\r\n").await?;
+    }
+    Ok(keep_alive)
+}

@@ -51,14 +51,16 @@ mod tests {
 
     #[test]
     fn reads_this_process() {
-        let s = sample(None).expect("/proc/self");
-        assert!(s.rss_bytes > 1024 * 1024, "{s:?}");
+        let before = sample(None).expect("/proc/self");
+        assert!(before.rss_bytes > 1024 * 1024, "{before:?}");
+        // Busy for about 300 ms of CPU: the reading must show it.
+        let start = Instant::now();
         let mut x = 0u64;
-        for i in 0..20_000_000u64 {
-            x = x.wrapping_add(i * i);
+        while start.elapsed() < std::time::Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_add(1));
         }
-        std::hint::black_box(x);
-        let t = sample(None).expect("/proc/self");
-        assert!(t.cpu_secs >= s.cpu_secs);
+        let after = sample(None).expect("/proc/self");
+        let busy = after.cpu_percent_since(&before);
+        assert!(busy > 50.0, "a busy loop used {busy:.0}% of a core");
     }
 }

@@ -143,11 +143,9 @@ impl Outbox {
     /// closing (after its last frames).
     pub fn drain(&self, into: &mut Vec<Frame>) -> Option<DisconnectCode> {
         let mut state = self.state.lock();
-        into.extend(state.queue.drain(..));
+        // Taking the queue leaves none allocated: an idle connection holds no queue memory.
+        into.extend(std::mem::take(&mut state.queue));
         state.bytes = 0;
-        if state.queue.capacity() > 64 {
-            state.queue = VecDeque::new();
-        }
         state.close
     }
 

@@ -83,7 +83,8 @@ impl Server {
         }
         drop(listener);
         let drained = async {
-            while Arc::strong_count(&open) > 1 {
+            // WebSockets run on tasks of their own and are counted by the registry.
+            while Arc::strong_count(&open) > 1 || registry.total() > 0 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         };

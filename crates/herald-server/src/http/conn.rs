@@ -65,7 +65,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, state: AppState, rou
     let mut buf = BytesMut::new();
     loop {
         let head = tokio::select! {
-            head = tokio::time::timeout(IDLE_TIMEOUT, read_head(&mut stream, &mut buf)) => {
+            head = Box::pin(tokio::time::timeout(IDLE_TIMEOUT, read_head(&mut stream, &mut buf))) => {
                 head.unwrap_or(Err(Refused::Gone))
             }
             () = state.registry.shutdown_started(), if buf.is_empty() => return,
@@ -74,45 +74,62 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, state: AppState, rou
             Ok(head) => head,
             Err(Refused::Gone) => return,
             Err(Refused::Answer(status, message)) => {
-                let _ = write_error(&mut stream, status, message).await;
+                let _ = Box::pin(write_error(&mut stream, status, message)).await;
                 return;
             }
         };
         if head.uri.path() == "/ws" {
-            let leftover = std::mem::take(&mut buf);
-            crate::transport::ws::accept(stream, head, leftover, state).await;
+            // A task of its own, so this loop's state is freed for the life of the WebSocket.
+            tokio::spawn(crate::transport::ws::accept(stream, head, std::mem::take(&mut buf), state));
             return;
         }
-        let body = match read_body(&mut stream, &mut buf, &head, body_cap(&state)).await {
-            Ok(body) => body,
-            Err(Refused::Gone) => return,
-            Err(Refused::Answer(status, message)) => {
-                let _ = write_error(&mut stream, status, message).await;
-                return;
-            }
-        };
-        if buf.is_empty() {
-            // Nothing pipelined: free the buffer while the handler waits (long polls, SSE).
-            buf = BytesMut::new();
-        }
-        let keep_alive = wants_keep_alive(&head);
-        let (method, version) = (head.method.clone(), head.version);
-        let mut request = Request::new(Body::from(body));
-        *request.method_mut() = head.method;
-        *request.uri_mut() = head.uri;
-        *request.version_mut() = head.version;
-        *request.headers_mut() = head.headers;
-        // Handlers that need the client address take `Extension<SocketAddr>`.
-        request.extensions_mut().insert(peer);
-        let response = match router.clone().oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        };
-        match write_response(&mut stream, response, &method, version, keep_alive).await {
-            Ok(true) => {}
-            Ok(false) | Err(_) => return,
+        if !exchange(&mut stream, &mut buf, head, peer, &state, &router).await {
+            return;
         }
     }
+}
+
+/// Reads the body of the request `head` opens, answers it, and tells whether the connection
+/// stays open.
+async fn exchange(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    head: Head,
+    peer: SocketAddr,
+    state: &AppState,
+    router: &Router,
+) -> bool {
+    let body = match Box::pin(read_body(stream, buf, &head, body_cap(state))).await {
+        Ok(body) => body,
+        Err(Refused::Gone) => return false,
+        Err(Refused::Answer(status, message)) => {
+            let _ = Box::pin(write_error(stream, status, message)).await;
+            return false;
+        }
+    };
+    if buf.is_empty() {
+        // Nothing pipelined: free the buffer while the handler waits (long polls, SSE).
+        *buf = BytesMut::new();
+    }
+    let keep_alive = wants_keep_alive(&head);
+    let (method, version) = (head.method.clone(), head.version);
+    let request = into_request(head, body, peer);
+    let response = match Box::pin(router.clone().oneshot(request)).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    matches!(Box::pin(write_response(stream, response, &method, version, keep_alive)).await, Ok(true))
+}
+
+fn into_request(head: Head, body: Bytes, peer: SocketAddr) -> Request<Body> {
+    let mut request = Request::new(Body::from(body));
+    *request.method_mut() = head.method;
+    *request.uri_mut() = head.uri;
+    *request.version_mut() = head.version;
+    *request.headers_mut() = head.headers;
+    // Handlers that need the client address take `Extension<SocketAddr>`.
+    request.extensions_mut().insert(peer);
+    request
 }
 
 /// The largest body read into memory; the API's own limit (a JSON `413`) is lower.

@@ -44,7 +44,6 @@ struct SseStream {
     cursor: Cursor,
     prelude: Option<Vec<u8>>,
     retry_ms: u64,
-    batch: Vec<Frame>,
     done: bool,
 }
 
@@ -59,15 +58,7 @@ fn open(state: &AppState, headers: &HeaderMap, query: Option<&str>, path: Option
     let cursor = subscriptions.add_stream(&request, usize::MAX);
     let retry_ms = state.config.sse_retry_ms;
     let prelude = format!(": herald\nretry: {retry_ms}\nid: {cursor}\n\n").into_bytes();
-    let sse = SseStream {
-        subscriptions,
-        registration,
-        cursor,
-        prelude: Some(prelude),
-        retry_ms,
-        batch: Vec::new(),
-        done: false,
-    };
+    let sse = SseStream { subscriptions, registration, cursor, prelude: Some(prelude), retry_ms, done: false };
     let body = futures_util::stream::unfold(sse, |mut sse| async move {
         let chunk = sse.next_chunk().await?;
         Some((Ok::<_, Infallible>(chunk), sse))
@@ -93,8 +84,9 @@ impl SseStream {
             if out.is_empty() {
                 self.registration.outbox().ready().await;
             }
-            let close = self.registration.outbox().drain(&mut self.batch);
-            for frame in self.batch.drain(..) {
+            let mut batch = Vec::new();
+            let close = self.registration.outbox().drain(&mut batch);
+            for frame in batch {
                 advance_cursor(&mut self.cursor, &frame);
                 write_frame(&mut out, &self.cursor, &frame);
             }

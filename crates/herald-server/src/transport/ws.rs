@@ -45,7 +45,14 @@ type WebSocket = WebSocketStream<TcpStream>;
 
 /// `GET /ws`: checks the upgrade request, answers `101` and runs the connection (or answers a
 /// JSON error and closes).
-pub async fn accept(mut stream: TcpStream, head: Head, leftover: BytesMut, state: AppState) {
+pub async fn accept(stream: TcpStream, head: Head, leftover: BytesMut, state: AppState) {
+    // The head, its buffer and the handshake's strings are gone before the connection runs.
+    if let Some(socket) = handshake(stream, head, leftover, &state).await {
+        run(state, socket).await;
+    }
+}
+
+async fn handshake(mut stream: TcpStream, head: Head, leftover: BytesMut, state: &AppState) -> Option<WebSocket> {
     let refuse = match handshake_key(&head) {
         Err(message) => Some(ApiError::new(ErrorCode::BadRequest, format!("/ws needs a WebSocket upgrade: {message}"))),
         Ok(_) if state.registry.is_shutting_down() => {
@@ -56,16 +63,14 @@ pub async fn accept(mut stream: TcpStream, head: Head, leftover: BytesMut, state
     if let Some(error) = refuse {
         let response = axum::response::IntoResponse::into_response(error);
         let _ = write_response(&mut stream, response, &head.method, head.version, false).await;
-        return;
+        return None;
     }
-    let Ok(key) = handshake_key(&head) else { return };
+    let key = handshake_key(&head).ok()?;
     let answer = format!(
         "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\n\r\n",
         derive_accept_key(key.as_bytes())
     );
-    if stream.write_all(answer.as_bytes()).await.is_err() {
-        return;
-    }
+    stream.write_all(answer.as_bytes()).await.ok()?;
     // Frames a bit over the message limit still parse, so an oversize publish gets a clear reply.
     let frame_limit = state.config.max_message_bytes.saturating_mul(2) + 4096;
     let config = WebSocketConfig::default()
@@ -78,7 +83,7 @@ pub async fn accept(mut stream: TcpStream, head: Head, leftover: BytesMut, state
     } else {
         WebSocketStream::from_partially_read(stream, leftover.to_vec(), Role::Server, Some(config)).await
     };
-    run(state, socket).await;
+    Some(socket)
 }
 
 /// The `Sec-WebSocket-Key` of a valid upgrade request, or what is wrong with it.
@@ -105,13 +110,14 @@ async fn run(state: AppState, socket: WebSocket) {
     let outbox = registration.outbox().clone();
     let mut subscriptions = Subscriptions::new(state.broker.clone(), outbox.clone());
     let (mut sink, mut stream) = socket.split();
-    let mut batch: Vec<Frame> = Vec::new();
     let close = loop {
         tokio::select! {
             () = outbox.ready() => {
+                // A fresh batch each time: an idle connection keeps no buffer.
+                let mut batch = Vec::new();
                 let close = outbox.drain(&mut batch);
                 let mut failed = false;
-                for frame in batch.drain(..) {
+                for frame in batch {
                     if failed {
                         continue;
                     }

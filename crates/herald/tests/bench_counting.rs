@@ -1,0 +1,162 @@
+//! `herald bench` counts what it receives: against a server that drops and duplicates on
+//! purpose, it reports exactly those losses and duplicates; against Herald, none.
+
+use std::{process::Command, sync::Arc};
+
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{TcpListener, TcpStream},
+    sync::broadcast,
+};
+
+/// The faulty server drops every message whose sequence number is 4 mod 5, and sends twice
+/// every other message whose sequence number is 3 mod 7.
+fn fate(seq: u64) -> usize {
+    if seq % 5 == 4 {
+        0
+    } else if seq % 7 == 3 {
+        2
+    } else {
+        1
+    }
+}
+
+/// A server speaking just enough of Herald's API and SSE for the bench, badly.
+async fn faulty_server() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, _) = broadcast::channel::<String>(100_000);
+    let tx = Arc::new(tx);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(serve(stream, tx.clone()));
+        }
+    });
+    addr
+}
+
+async fn serve(stream: TcpStream, tx: Arc<broadcast::Sender<String>>) {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).await.unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body).await.unwrap();
+        if request_line.starts_with("POST /api/publish ") {
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            let seq = body["data"]["b"][1].as_u64().unwrap();
+            let event = format!("data: {}\n\n", body["data"]);
+            for _ in 0..fate(seq) {
+                let _ = tx.send(event.clone());
+            }
+            let reply = r#"{"channel":"c","offset":1,"epoch":"e"}"#;
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{reply}",
+                reply.len()
+            );
+            reader.get_mut().write_all(response.as_bytes()).await.unwrap();
+        } else if request_line.starts_with("GET /sse/") {
+            let mut rx = tx.subscribe();
+            let stream = reader.get_mut();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n: hi\n\n")
+                .await
+                .unwrap();
+            while let Ok(event) = rx.recv().await {
+                if stream.write_all(event.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            return;
+        } else {
+            reader.get_mut().write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+        }
+    }
+}
+
+fn run_bench(args: &[&str]) -> Value {
+    let out = tempdir();
+    let status = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("bench")
+        .args(args)
+        .args(["--out", out.to_str().unwrap()])
+        .env("HERALD_LOG", "warn")
+        .status()
+        .expect("herald bench runs");
+    assert!(status.success());
+    let json: Value = serde_json::from_slice(&std::fs::read(out.join("bench.json")).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&out);
+    json
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("herald-bench-test-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_reports_exactly_the_losses_and_duplicates_of_a_faulty_server() {
+    let addr = faulty_server().await;
+    let url = format!("http://{addr}");
+    let subscribers = 20u64;
+    let json = tokio::task::spawn_blocking(move || {
+        run_bench(&[
+            "--url", &url, "--scenario", "seed", "--transport", "sse", "--subscribers", "20", "--channels", "1",
+            "--rate", "100", "--duration", "2", "--sources", "2",
+        ])
+    })
+    .await
+    .unwrap();
+    let row = &json["rows"][0]["figures"];
+    let published = row["published"].as_f64().unwrap() as u64;
+    assert!(published >= 150, "about 200 messages in 2 s: {row}");
+    let dropped = (0..published).filter(|s| fate(*s) == 0).count() as u64;
+    let doubled = (0..published).filter(|s| fate(*s) == 2).count() as u64;
+    assert_eq!(row["lost"].as_f64().unwrap() as u64, subscribers * dropped, "{row}");
+    assert_eq!(row["duplicated"].as_f64().unwrap() as u64, subscribers * doubled, "{row}");
+    assert_eq!(row["out_of_order"].as_f64().unwrap(), 0.0, "{row}");
+    assert_eq!(row["delivered"].as_f64().unwrap() as u64, subscribers * (published - dropped + doubled), "{row}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_against_herald_loses_nothing_on_any_transport() {
+    let json = tokio::task::spawn_blocking(|| {
+        run_bench(&[
+            "--scenario", "seed", "--transport", "all", "--subscribers", "60", "--channels", "3", "--rate", "60",
+            "--duration", "1", "--sources", "2",
+        ])
+    })
+    .await
+    .unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "one row per transport");
+    for row in rows {
+        let f = &row["figures"];
+        let published = f["published"].as_f64().unwrap();
+        assert!(published >= 30.0, "{f}");
+        assert_eq!(f["lost"], 0.0, "{row}");
+        assert_eq!(f["duplicated"], 0.0, "{row}");
+        assert_eq!(f["delivered"].as_f64().unwrap(), published * 20.0, "each of 3 channels has 20 subscribers: {row}");
+        assert!(f["server_rss_mb"].as_f64().unwrap() > 0.0, "a local server is read from /proc: {row}");
+    }
+}

@@ -1,6 +1,8 @@
 //! `herald bench` counts what it receives: against a server that drops and duplicates on
 //! purpose, it reports exactly those losses and duplicates; against Herald, none.
 
+#![allow(clippy::unwrap_used)] // Test helpers: any failure is the test failing.
+
 use std::{process::Command, sync::Arc};
 
 use serde_json::Value;
@@ -121,8 +123,22 @@ async fn bench_reports_exactly_the_losses_and_duplicates_of_a_faulty_server() {
     let subscribers = 20u64;
     let json = tokio::task::spawn_blocking(move || {
         run_bench(&[
-            "--url", &url, "--scenario", "seed", "--transport", "sse", "--subscribers", "20", "--channels", "1",
-            "--rate", "100", "--duration", "2", "--sources", "2",
+            "--url",
+            &url,
+            "--scenario",
+            "seed",
+            "--transport",
+            "sse",
+            "--subscribers",
+            "20",
+            "--channels",
+            "1",
+            "--rate",
+            "100",
+            "--duration",
+            "2",
+            "--sources",
+            "2",
         ])
     })
     .await
@@ -142,8 +158,20 @@ async fn bench_reports_exactly_the_losses_and_duplicates_of_a_faulty_server() {
 async fn bench_against_herald_loses_nothing_on_any_transport() {
     let json = tokio::task::spawn_blocking(|| {
         run_bench(&[
-            "--scenario", "seed", "--transport", "all", "--subscribers", "60", "--channels", "3", "--rate", "60",
-            "--duration", "1", "--sources", "2",
+            "--scenario",
+            "seed",
+            "--transport",
+            "all",
+            "--subscribers",
+            "60",
+            "--channels",
+            "3",
+            "--rate",
+            "60",
+            "--duration",
+            "1",
+            "--sources",
+            "2",
         ])
     })
     .await

@@ -25,7 +25,9 @@ async fn read_responses(stream: &mut TcpStream, want: usize) -> Vec<(String, Str
                 let head = String::from_utf8_lossy(&buf[..end]).to_string();
                 let length: usize = head
                     .lines()
-                    .filter_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                    .filter_map(|l| {
+                        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                    })
                     .map(|v| v.parse().expect("numeric length"))
                     .next()
                     .unwrap_or(0);
@@ -65,7 +67,8 @@ async fn pipelined_requests_on_one_connection_are_answered_in_order_with_one_len
         "POST /api/publish HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {API_KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
-    let request = format!("GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n{publish}{publish}GET /nope HTTP/1.1\r\nhost: x\r\n\r\n");
+    let request =
+        format!("GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n{publish}{publish}GET /nope HTTP/1.1\r\nhost: x\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let responses = read_responses(&mut stream, 4).await;
     assert_eq!(responses.len(), 4);

@@ -105,39 +105,45 @@ fn handshake_key(head: &Head) -> Result<String, &'static str> {
     }
 }
 
-async fn run(state: AppState, socket: WebSocket) {
+/// What woke the connection.
+enum Wake {
+    /// The queue has frames or a close.
+    Queue,
+    /// The peer sent something (or went away).
+    Peer(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+}
+
+async fn run(state: AppState, mut socket: WebSocket) {
     let registration = state.registry.register(Transport::Ws);
     let outbox = registration.outbox().clone();
     let mut subscriptions = Subscriptions::new(state.broker.clone(), outbox.clone());
-    let (mut sink, mut stream) = socket.split();
+    // One socket, no split halves: reading and writing take turns in this one task.
     let close = loop {
-        tokio::select! {
-            () = outbox.ready() => {
+        let wake = tokio::select! {
+            () = outbox.ready() => Wake::Queue,
+            incoming = socket.next() => Wake::Peer(incoming),
+        };
+        match wake {
+            Wake::Queue => {
                 // A fresh batch each time: an idle connection keeps no buffer.
                 let mut batch = Vec::new();
                 let close = outbox.drain(&mut batch);
-                let mut failed = false;
-                for frame in batch {
-                    if failed {
-                        continue;
-                    }
-                    for message in ws_messages(frame) {
-                        failed |= sink.feed(message).await.is_err();
-                    }
-                }
-                if failed || sink.flush().await.is_err() {
+                if !write_batch(&mut socket, batch).await {
                     break None;
                 }
                 if close.is_some() {
                     break close;
                 }
             }
-            incoming = stream.next() => {
+            Wake::Peer(incoming) => {
                 outbox.touch(now_ms());
                 match incoming {
                     Some(Ok(Message::Text(text))) => handle(&state, &outbox, &mut subscriptions, &text),
                     Some(Ok(Message::Binary(_))) => {
-                        let e = ProtocolError::new(ErrorCode::BadRequest, "binary frames are not supported; send JSON text");
+                        let e = ProtocolError::new(
+                            ErrorCode::BadRequest,
+                            "binary frames are not supported; send JSON text",
+                        );
                         outbox.push(Frame::Text(Bytes::from(e.to_reply())));
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
@@ -154,11 +160,11 @@ async fn run(state: AppState, socket: WebSocket) {
     if let Some(code) = close {
         let push = Message::Text(Utf8Bytes::try_from(code.to_push()).unwrap_or_default());
         let frame = CloseFrame { code: CloseCode::from(code.code), reason: Utf8Bytes::from_static(code.reason) };
-        let _ = sink.send(push).await;
-        let _ = sink.send(Message::Close(Some(frame))).await;
+        let _ = socket.send(push).await;
+        let _ = socket.send(Message::Close(Some(frame))).await;
         // Let the peer answer the close before the socket drops.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
-            while let Some(Ok(m)) = stream.next().await {
+            while let Some(Ok(m)) = socket.next().await {
                 if matches!(m, Message::Close(_)) {
                     break;
                 }
@@ -167,6 +173,18 @@ async fn run(state: AppState, socket: WebSocket) {
         .await;
     }
     drop(registration);
+}
+
+/// Writes every frame of `batch` and flushes once; false when the socket failed.
+async fn write_batch(socket: &mut WebSocket, batch: Vec<Frame>) -> bool {
+    for frame in batch {
+        for message in ws_messages(frame) {
+            if socket.feed(message).await.is_err() {
+                return false;
+            }
+        }
+    }
+    socket.flush().await.is_ok()
 }
 
 /// Whether a read error is the peer's fault (an oversize, malformed or non-UTF-8 frame) rather

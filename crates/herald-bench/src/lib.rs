@@ -8,7 +8,6 @@
 //! the wire, and its own CPU. Every phase is bounded in time. See `BENCHMARKS.md`.
 
 pub mod net;
-pub mod procstat;
 pub mod publisher;
 pub mod report;
 pub mod scenario;

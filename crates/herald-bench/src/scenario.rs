@@ -7,11 +7,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use herald_server::process::{self, ProcSample};
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
     net::{Connector, WireCounters},
-    procstat::{self, ProcSample},
     publisher::{self, Channels},
     subscriber::{Control, Fleet, Subscriber},
     target::{ServerKind, Target, Transport},
@@ -105,10 +105,10 @@ impl Row {
 // === impl Reading ===
 
 impl Reading {
-    fn now(target: &Target, wire: &WireCounters) -> Self {
+    async fn now(target: &Target, wire: &WireCounters) -> Self {
         Self {
-            server: target.pid.and_then(|pid| procstat::sample(Some(pid)).ok()),
-            bench: procstat::sample(None).ok(),
+            server: target.process_sample().await,
+            bench: process::sample(None).ok(),
             rx: wire.rx.load(Ordering::Relaxed),
             tx: wire.tx.load(Ordering::Relaxed),
         }
@@ -260,10 +260,10 @@ async fn deliveries(
     let crowd = Crowd::gather(target, transport, sizes.subscribers, channels, sizes.sources).await;
     crowd.connect_figures(&mut row);
     let wire = &crowd.fleet.connector.wire;
-    let before = Reading::now(target, wire);
+    let before = Reading::now(target, wire).await;
     crowd.publish(rate, sizes.duration).await;
     crowd.drain(Duration::from_secs(10)).await;
-    let after = Reading::now(target, wire);
+    let after = Reading::now(target, wire).await;
     crowd.delivery_figures(&mut row);
     let (server_cpu_secs, bytes) = after.usage_since(&before, &mut row, "");
     let delivered = row.figures.get("delivered").copied().unwrap_or(0.0).max(1.0);
@@ -287,14 +287,18 @@ async fn ramp(target: &Target, transport: Transport, sizes: &Sizes) -> Row {
     let mut rate = sizes.fanout_rate;
     let mut sustained = 0.0;
     for _ in 0..STEPS {
+        let published_before = crowd.channels.total_published();
         crowd.publish(rate, STEP).await;
+        // The rate the server actually accepted: a publisher that falls behind fails the step.
+        let achieved = (crowd.channels.total_published() - published_before) as f64 / STEP.as_secs_f64();
         crowd.drain(LATE * 2).await;
         let p99 = crowd.fleet.latencies.take().p99;
         let tally = crowd.tally();
-        if tally.lost > 0 || tally.duplicated > 0 || p99 > LATE.as_micros() as u64 {
+        let kept_up = achieved >= rate * 0.95 && crowd.channels.failures() == 0;
+        if !kept_up || tally.lost > 0 || tally.duplicated > 0 || p99 > LATE.as_micros() as u64 {
             break;
         }
-        sustained = rate;
+        sustained = achieved;
         rate *= 2.0;
     }
     row.set("max_sustained_rate", sustained);
@@ -305,19 +309,19 @@ async fn ramp(target: &Target, transport: Transport, sizes: &Sizes) -> Row {
 
 async fn idle(target: &Target, transport: Transport, sizes: &Sizes) -> Row {
     let mut row = Row::new(target.kind, Scenario::Idle, Some(transport));
-    let baseline = target.pid.and_then(|pid| procstat::sample(Some(pid)).ok());
+    let baseline = target.process_sample().await;
     let crowd = Crowd::gather(target, transport, sizes.idle_connections, sizes.channels, sizes.sources).await;
     crowd.connect_figures(&mut row);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let wire = &crowd.fleet.connector.wire;
-    let before = Reading::now(target, wire);
+    let before = Reading::now(target, wire).await;
     if let (Some(now), Some(baseline)) = (before.server, baseline) {
         let connections = crowd.fleet.subscribed.load(Ordering::Relaxed).max(1) as f64;
         row.set("rss_per_connection_kib", (now.rss_bytes as f64 - baseline.rss_bytes as f64) / connections / 1024.0);
         row.set("server_rss_mb", now.rss_bytes as f64 / 1e6);
     }
     tokio::time::sleep(sizes.idle_window).await;
-    let after = Reading::now(target, wire);
+    let after = Reading::now(target, wire).await;
     let (_, bytes) = after.usage_since(&before, &mut row, "idle_");
     let minutes = sizes.idle_window.as_secs_f64() / 60.0;
     row.set("idle_bytes_per_client_min", bytes as f64 / sizes.idle_connections.max(1) as f64 / minutes);
@@ -373,7 +377,7 @@ async fn publish(target: &Target, sizes: &Sizes) -> Row {
     let connector = Connector::new(target.addr, sizes.sources);
     let prefix = format!("pub{:08x}", rand::random::<u32>());
     let payload = r#"{"b":"publish"}"#;
-    let before = Reading::now(target, &connector.wire);
+    let before = Reading::now(target, &connector.wire).await;
     let started = Instant::now();
     let make = {
         let (target, prefix) = (target.clone(), prefix.clone());
@@ -381,7 +385,7 @@ async fn publish(target: &Target, sizes: &Sizes) -> Row {
     };
     let (ok, failed) = publisher::flood(&connector, sizes.publish_connections, sizes.duration, make).await;
     let elapsed = started.elapsed().as_secs_f64();
-    Reading::now(target, &connector.wire).usage_since(&before, &mut row, "");
+    Reading::now(target, &connector.wire).await.usage_since(&before, &mut row, "");
     row.set("publishes_per_sec", ok as f64 / elapsed);
     row.set("publish_failures", failed as f64);
     if target.kind == ServerKind::Herald {

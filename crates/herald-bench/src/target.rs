@@ -10,6 +10,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
+use herald_server::process::{self, ProcSample};
 use http_body_util::Full;
 use hyper::{Request, header};
 use tokio::{
@@ -113,6 +114,31 @@ impl Target {
             builder = builder.header(*name, *value);
         }
         builder.body(Full::default()).unwrap_or_default()
+    }
+
+    /// The server's memory and CPU: from `/proc` when it runs here (`pid`), else Herald's
+    /// `/api/info`; `None` for a remote Nchan.
+    pub async fn process_sample(&self) -> Option<ProcSample> {
+        if let Some(pid) = self.pid {
+            return process::sample(Some(pid)).ok();
+        }
+        if self.kind != ServerKind::Herald {
+            return None;
+        }
+        let mut sender = crate::net::Connector::new(self.addr, 1).http1().await.ok()?;
+        let mut request = self.get("/api/info", &[]);
+        if let Some(key) = &self.api_key {
+            request.headers_mut().insert(header::AUTHORIZATION, format!("Bearer {key}").parse().ok()?);
+        }
+        let response = sender.send_request(request).await.ok()?;
+        let body = http_body_util::BodyExt::collect(response.into_body()).await.ok()?.to_bytes();
+        let info: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let process = &info["process"];
+        Some(ProcSample {
+            rss_bytes: process["rss_bytes"].as_u64()?,
+            cpu_secs: process["cpu_seconds"].as_f64()?,
+            at: std::time::Instant::now(),
+        })
     }
 
     /// The path a subscriber of `channel` over `transport` opens (Herald's WebSocket path

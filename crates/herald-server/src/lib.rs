@@ -13,6 +13,7 @@ pub mod broker;
 pub mod config;
 pub mod http;
 pub mod outbox;
+pub mod process;
 pub mod publication;
 pub mod registry;
 pub mod server;

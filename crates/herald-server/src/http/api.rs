@@ -282,6 +282,7 @@ async fn info(State((state, _)): State<Shared>) -> Response {
         "connections": { "ws": counts.ws, "sse": counts.sse, "poll": counts.poll, "total": state.registry.total() },
         "channels": state.broker.channel_count(),
         "messages": { "published": published, "delivered": delivered },
+        "process": crate::process::sample(None).ok().map(|p| json!({ "rss_bytes": p.rss_bytes, "cpu_seconds": p.cpu_secs })),
     });
     json_response(&body)
 }

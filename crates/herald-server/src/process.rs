@@ -1,4 +1,5 @@
-//! Server and bench process figures from `/proc`: resident memory and CPU time.
+//! A process's resident memory and CPU time, read from `/proc` (Linux). `/api/info` reports
+//! the server's own; `herald bench` reads a local server's and its own.
 
 use std::time::Instant;
 

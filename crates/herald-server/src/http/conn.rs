@@ -154,9 +154,10 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Head, R
             let mut request = httparse::Request::new(&mut headers);
             match request.parse(buf) {
                 Ok(httparse::Status::Complete(len)) => {
-                    let head = to_head(&request)?;
-                    buf.advance(len);
-                    return Ok(head);
+                    let spans = Spans::of(&request, buf.as_ptr())?;
+                    // The head's bytes become the header values and the target: no copies.
+                    let bytes = buf.split_to(len).freeze();
+                    return spans.into_head(&bytes);
                 }
                 Ok(httparse::Status::Partial) => {}
                 Err(httparse::Error::TooManyHeaders) => {
@@ -176,18 +177,44 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Head, R
     }
 }
 
-fn to_head(request: &httparse::Request<'_, '_>) -> Result<Head, Refused> {
-    let bad = |message| Refused::Answer(StatusCode::BAD_REQUEST, message);
-    let method = Method::from_bytes(request.method.unwrap_or("").as_bytes()).map_err(|_| bad("bad method"))?;
-    let uri: Uri = request.path.unwrap_or("").parse().map_err(|_| bad("bad request target"))?;
-    let version = if request.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
-    let mut headers = HeaderMap::with_capacity(request.headers.len());
-    for h in request.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad("bad header name"))?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| bad("bad header value"))?;
-        headers.append(name, value);
+/// Where the parts of a parsed head lie in the read buffer.
+struct Spans {
+    method: Method,
+    version: Version,
+    target: (usize, usize),
+    headers: Vec<(HeaderName, usize, usize)>,
+}
+
+impl Spans {
+    fn of(request: &httparse::Request<'_, '_>, base: *const u8) -> Result<Self, Refused> {
+        let bad = |message| Refused::Answer(StatusCode::BAD_REQUEST, message);
+        let span = |part: &[u8]| {
+            let start = part.as_ptr() as usize - base as usize;
+            (start, start + part.len())
+        };
+        let method = Method::from_bytes(request.method.unwrap_or("").as_bytes()).map_err(|_| bad("bad method"))?;
+        let version = if request.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+        let target = span(request.path.unwrap_or("").as_bytes());
+        let mut headers = Vec::with_capacity(request.headers.len());
+        for h in request.headers.iter() {
+            let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad("bad header name"))?;
+            let (start, end) = span(h.value);
+            headers.push((name, start, end));
+        }
+        Ok(Self { method, version, target, headers })
     }
-    Ok(Head { method, uri, version, headers })
+
+    fn into_head(self, bytes: &Bytes) -> Result<Head, Refused> {
+        let bad = |message| Refused::Answer(StatusCode::BAD_REQUEST, message);
+        let uri =
+            Uri::from_maybe_shared(bytes.slice(self.target.0..self.target.1)).map_err(|_| bad("bad request target"))?;
+        let mut headers = HeaderMap::with_capacity(self.headers.len());
+        for (name, start, end) in self.headers {
+            let value = HeaderValue::from_maybe_shared(bytes.slice(start..end)).map_err(|_| bad("bad header value"))?;
+            headers.append(name, value);
+        }
+        Ok(Head { method: self.method, uri, version: self.version, headers })
+    }
 }
 
 /// Reads the body `head` announces (none, `Content-Length` or chunked), at most `cap` bytes.
@@ -284,6 +311,28 @@ async fn write_error(stream: &mut TcpStream, status: StatusCode, message: &'stat
     write_response(stream, response, &Method::GET, Version::HTTP_11, false).await
 }
 
+/// The `Date` header value, formatted once per second per thread.
+struct CachedDate {
+    second: u64,
+    text: String,
+}
+
+thread_local! {
+    static DATE: std::cell::RefCell<CachedDate> = const { std::cell::RefCell::new(CachedDate { second: 0, text: String::new() }) };
+}
+
+impl CachedDate {
+    fn now(&mut self) -> &[u8] {
+        let now = std::time::SystemTime::now();
+        let second = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if second != self.second || self.text.is_empty() {
+            self.second = second;
+            self.text = httpdate::fmt_http_date(now);
+        }
+        self.text.as_bytes()
+    }
+}
+
 /// Writes `response`; returns whether the connection stays open for another request.
 pub async fn write_response(
     stream: &mut TcpStream,
@@ -313,7 +362,7 @@ pub async fn write_response(
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"date: ");
-    out.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+    DATE.with(|date| out.extend_from_slice(date.borrow_mut().now()));
     out.extend_from_slice(b"\r\n");
     if let Some(len) = exact {
         out.extend_from_slice(format!("content-length: {len}\r\n").as_bytes());
@@ -338,7 +387,9 @@ pub async fn write_response(
         stream.write_all(&out).await?;
         return Ok(keep_alive);
     }
-    // A stream (SSE): the head at once, then every chunk as it comes.
+    // A stream (SSE): the head at once, then every chunk as it comes. Nothing of the head is
+    // kept while the stream runs.
+    drop(parts);
     stream.write_all(&out).await?;
     drop(out);
     while let Some(frame) = body.frame().await {

@@ -42,6 +42,8 @@ async fn wait(state: &AppState, query: Option<&str>) -> Result<Response, ApiErro
     let outbox = registration.outbox().clone();
     let mut subscriptions = Subscriptions::new(state.broker.clone(), outbox.clone());
     let mut cursor = subscriptions.add_stream(&request, POLL_BATCH);
+    // Nothing of the request is needed while the poll waits.
+    drop(request);
     if !outbox.is_ready() {
         let _ = tokio::time::timeout(Duration::from_secs(timeout), outbox.ready()).await;
     }

@@ -232,12 +232,7 @@ impl Subscriber {
                     Some(Ok(_)) => {}
                     Some(Err(_)) | None => return Ok((Ended::Lost, true)),
                 },
-                changed = control.changed() => {
-                    let asked = if changed.is_ok() { *control.borrow() } else { Control::Stop };
-                    if asked != Control::Run {
-                        return Ok((Ended::Asked(asked), true));
-                    }
-                }
+                asked = departure(control) => return Ok((Ended::Asked(asked), true)),
             }
         }
     }
@@ -287,12 +282,7 @@ impl Subscriber {
                     }
                     Some(Err(_)) | None => return Ok((Ended::Lost, true)),
                 },
-                changed = control.changed() => {
-                    let asked = if changed.is_ok() { *control.borrow() } else { Control::Stop };
-                    if asked != Control::Run {
-                        return Ok((Ended::Asked(asked), true));
-                    }
-                }
+                asked = departure(control) => return Ok((Ended::Asked(asked), true)),
             }
         }
     }
@@ -350,13 +340,7 @@ impl Subscriber {
                     Ok(answer) => answer,
                     Err(_) => return Ok((Ended::Lost, was_subscribed)),
                 },
-                changed = control.changed() => {
-                    let asked = if changed.is_ok() { *control.borrow() } else { Control::Stop };
-                    if asked == Control::Run {
-                        continue;
-                    }
-                    return Ok((Ended::Asked(asked), was_subscribed));
-                }
+                asked = departure(control) => return Ok((Ended::Asked(asked), was_subscribed)),
             };
             self.poll_answered(fleet, target.kind, status, &headers, &body)?;
             if !was_subscribed {
@@ -394,6 +378,20 @@ impl Subscriber {
         }
         self.receive(fleet, body);
         Ok(())
+    }
+}
+
+/// Waits for an order other than [`Control::Run`]; a dropped sender counts as `Stop`.
+/// Cancel-safe: no order is lost when another branch wins a `select!`.
+async fn departure(control: &mut watch::Receiver<Control>) -> Control {
+    loop {
+        if control.changed().await.is_err() {
+            return Control::Stop;
+        }
+        let asked = *control.borrow();
+        if asked != Control::Run {
+            return asked;
+        }
     }
 }
 

@@ -139,14 +139,12 @@ impl Outbox {
         self.notify.notify_one();
     }
 
-    /// Moves every queued frame into `into`; returns the close code once the connection is
-    /// closing (after its last frames).
-    pub fn drain(&self, into: &mut Vec<Frame>) -> Option<DisconnectCode> {
+    /// Takes every queued frame, leaving no queue allocated (an idle connection holds no queue
+    /// memory), and the close code once the connection is closing (after its last frames).
+    pub fn take(&self) -> (VecDeque<Frame>, Option<DisconnectCode>) {
         let mut state = self.state.lock();
-        // Taking the queue leaves none allocated: an idle connection holds no queue memory.
-        into.extend(std::mem::take(&mut state.queue));
         state.bytes = 0;
-        state.close
+        (std::mem::take(&mut state.queue), state.close)
     }
 
     /// Whether frames are waiting or the connection is closing.
@@ -185,8 +183,8 @@ mod tests {
         assert!(o.push(text("a")) && o.push(text("b")));
         o.close(DisconnectCode::SHUTDOWN);
         assert!(!o.push(text("c")), "no frame after a close");
-        let mut out = Vec::new();
-        assert_eq!(o.drain(&mut out), Some(DisconnectCode::SHUTDOWN));
+        let (out, close) = o.take();
+        assert_eq!(close, Some(DisconnectCode::SHUTDOWN));
         let got: Vec<_> = out.iter().map(|f| if let Frame::Text(b) = f { b.clone() } else { Bytes::new() }).collect();
         assert_eq!(got, [Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
     }
@@ -196,8 +194,8 @@ mod tests {
         let o = Outbox::new(1, Transport::Sse, QueueLimits { frames: 2, bytes: 100 }, 0);
         assert!(o.push(text("a")) && o.push(text("b")));
         assert!(!o.push(text("c")));
-        let mut out = Vec::new();
-        assert_eq!(o.drain(&mut out), Some(DisconnectCode::SLOW_CONSUMER));
+        let (out, close) = o.take();
+        assert_eq!(close, Some(DisconnectCode::SLOW_CONSUMER));
         assert!(out.is_empty());
 
         let o = Outbox::new(2, Transport::Sse, QueueLimits { frames: 10, bytes: 3 }, 0);

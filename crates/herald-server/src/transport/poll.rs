@@ -48,8 +48,7 @@ async fn wait(state: &AppState, query: Option<&str>) -> Result<Response, ApiErro
         let _ = tokio::time::timeout(Duration::from_secs(timeout), outbox.ready()).await;
     }
     drop(subscriptions);
-    let mut frames = Vec::new();
-    outbox.drain(&mut frames);
+    let (frames, _) = outbox.take();
     drop(registration);
 
     let mut messages = Vec::new();

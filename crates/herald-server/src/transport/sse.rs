@@ -84,8 +84,7 @@ impl SseStream {
             if out.is_empty() {
                 self.registration.outbox().ready().await;
             }
-            let mut batch = Vec::new();
-            let close = self.registration.outbox().drain(&mut batch);
+            let (batch, close) = self.registration.outbox().take();
             for frame in batch {
                 advance_cursor(&mut self.cursor, &frame);
                 write_frame(&mut out, &self.cursor, &frame);

@@ -5,7 +5,7 @@
 //! live ones. Buffers are sized on purpose: a 4 KiB read buffer (tungstenite's default is
 //! 128 KiB) and a write buffer that grows only while a batch is written.
 
-use std::sync::Arc;
+use std::{collections::VecDeque, sync::Arc};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
@@ -125,9 +125,7 @@ async fn run(state: AppState, mut socket: WebSocket) {
         };
         match wake {
             Wake::Queue => {
-                // A fresh batch each time: an idle connection keeps no buffer.
-                let mut batch = Vec::new();
-                let close = outbox.drain(&mut batch);
+                let (batch, close) = outbox.take();
                 if !write_batch(&mut socket, batch).await {
                     break None;
                 }
@@ -176,7 +174,7 @@ async fn run(state: AppState, mut socket: WebSocket) {
 }
 
 /// Writes every frame of `batch` and flushes once; false when the socket failed.
-async fn write_batch(socket: &mut WebSocket, batch: Vec<Frame>) -> bool {
+async fn write_batch(socket: &mut WebSocket, batch: VecDeque<Frame>) -> bool {
     for frame in batch {
         for message in ws_messages(frame) {
             if socket.feed(message).await.is_err() {

@@ -311,6 +311,29 @@ async fn write_error(stream: &mut TcpStream, status: StatusCode, message: &'stat
     write_response(stream, response, &Method::GET, Version::HTTP_11, false).await
 }
 
+/// Writes every byte of `parts`, in order: one `writev` in the usual case, then plain writes
+/// of whatever a short write left.
+async fn write_all_vectored(stream: &mut TcpStream, parts: &[&[u8]; 3]) -> std::io::Result<()> {
+    let slices = parts.map(std::io::IoSlice::new);
+    let mut written = stream.write_vectored(&slices).await?;
+    for part in parts {
+        let skip = written.min(part.len());
+        written -= skip;
+        stream.write_all(&part[skip..]).await?;
+    }
+    Ok(())
+}
+
+/// `n` in hexadecimal followed by CRLF, as a chunk's size line, without allocating.
+fn chunk_size_line(n: usize, buf: &mut [u8; 18]) -> &[u8] {
+    let digits = (usize::BITS - n.leading_zeros()).div_ceil(4).max(1) as usize;
+    for i in 0..digits {
+        buf[digits - 1 - i] = b"0123456789abcdef"[(n >> (4 * i)) & 0xf];
+    }
+    buf[digits..digits + 2].copy_from_slice(b"\r\n");
+    &buf[..digits + 2]
+}
+
 /// The `Date` header value, formatted once per second per thread.
 struct CachedDate {
     second: u64,
@@ -398,11 +421,9 @@ pub async fn write_response(
             continue;
         }
         if chunked {
-            let mut chunk = Vec::with_capacity(data.len() + 12);
-            chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-            chunk.extend_from_slice(&data);
-            chunk.extend_from_slice(b"\r\n");
-            stream.write_all(&chunk).await?;
+            // Size line, data and CRLF in one syscall, without copying the (shared) data.
+            let mut size = [0u8; 18];
+            write_all_vectored(stream, &[chunk_size_line(data.len(), &mut size), &data, b"\r\n"]).await?;
         } else {
             stream.write_all(&data).await?;
         }
@@ -411,4 +432,17 @@ pub async fn write_response(
         stream.write_all(b"0\r\n\r\n").await?;
     }
     Ok(keep_alive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_size_line;
+
+    #[test]
+    fn chunk_size_lines_are_lowercase_hex() {
+        let mut buf = [0u8; 18];
+        for n in [0usize, 1, 9, 10, 255, 256, 4096, 65_535, usize::MAX] {
+            assert_eq!(chunk_size_line(n, &mut buf), format!("{n:x}\r\n").as_bytes(), "{n}");
+        }
+    }
 }

@@ -118,8 +118,8 @@ pub async fn send(sender: &mut SendRequest<Full<Bytes>>, request: Request<Full<B
     }
 }
 
-/// Requests per second that `connections` keep-alive connections get answered with a 2xx in
-/// `duration`, each sending `make(connection, n)` back to back. Returns (successes, failures).
+/// Sends `make(connection, n)` back to back on each of `connections` keep-alive connections for
+/// `duration`. Returns how many were answered with a 2xx and how many failed.
 pub async fn flood(
     connector: &Connector,
     connections: usize,

@@ -62,6 +62,7 @@ mod tests {
         }
         let after = sample(None).expect("/proc/self");
         let busy = after.cpu_percent_since(&before);
-        assert!(busy > 50.0, "a busy loop used {busy:.0}% of a core");
+        // Well under 100 %: the other tests and a loaded CI machine share the cores.
+        assert!(busy > 20.0, "a busy loop used {busy:.0}% of a core");
     }
 }

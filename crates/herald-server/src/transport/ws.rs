@@ -53,19 +53,21 @@ pub async fn accept(stream: TcpStream, head: Head, leftover: BytesMut, state: Ap
 }
 
 async fn handshake(mut stream: TcpStream, head: Head, leftover: BytesMut, state: &AppState) -> Option<WebSocket> {
-    let refuse = match handshake_key(&head) {
-        Err(message) => Some(ApiError::new(ErrorCode::BadRequest, format!("/ws needs a WebSocket upgrade: {message}"))),
+    let checked = match handshake_key(&head) {
+        Err(message) => Err(ApiError::new(ErrorCode::BadRequest, format!("/ws needs a WebSocket upgrade: {message}"))),
         Ok(_) if state.registry.is_shutting_down() => {
-            Some(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down; retry shortly"))
+            Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down; retry shortly"))
         }
-        Ok(_) => None,
+        Ok(key) => Ok(key),
     };
-    if let Some(error) = refuse {
-        let response = axum::response::IntoResponse::into_response(error);
-        let _ = write_response(&mut stream, response, &head.method, head.version, false).await;
-        return None;
-    }
-    let key = handshake_key(&head).ok()?;
+    let key = match checked {
+        Ok(key) => key,
+        Err(error) => {
+            let response = axum::response::IntoResponse::into_response(error);
+            let _ = write_response(&mut stream, response, &head.method, head.version, false).await;
+            return None;
+        }
+    };
     let answer = format!(
         "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\n\r\n",
         derive_accept_key(key.as_bytes())

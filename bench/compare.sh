@@ -30,7 +30,8 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.start
 cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
 mem = next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal"))
 machine = f"{cores} cores ({cpu}), {int(mem) // 1024 // 1024} GiB, Linux {platform.release()}"
-block = f"<!-- results:start -->\nMachine: {machine}.\n\n{md}\n<!-- results:end -->"
+commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
+block = f"<!-- results:start -->\nMachine: {machine}. Code: `{commit}`.\n\n{md}\n<!-- results:end -->"
 doc = pathlib.Path("BENCHMARKS.md")
 text = doc.read_text()
 text = re.sub(r"<!-- results:start -->.*<!-- results:end -->", lambda _: block, text, flags=re.S)

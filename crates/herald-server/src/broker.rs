@@ -7,7 +7,10 @@
 //! - subscribe decides the recovery and registers the subscriber under the same lock, so a
 //!   message published meanwhile is either among the recovered ones or among the live ones —
 //!   never both, never neither;
-//! - fan-out only pushes shared frames into bounded queues: it never waits for a connection.
+//! - fan-out never waits for a connection: it writes a shared frame to every subscriber's
+//!   socket that takes it now, and queues it (bounded) for the others;
+//! - a channel with many subscribers is fanned out on every core (each subscriber still gets
+//!   the channel's messages in order: the fan-out of one message ends before the next starts).
 
 use std::{
     collections::HashMap,
@@ -31,6 +34,8 @@ use crate::{
 };
 
 const SHARDS: usize = 64;
+/// Subscribers of one channel from which a message's fan-out is split over the cores.
+const PARALLEL_FANOUT: usize = 1024;
 
 /// The outcome of a subscribe, for the reply to the client.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,9 +111,7 @@ impl Broker {
         let now = now_ms();
         let message = self.with_channel(channel, |ch| {
             let message = ch.stream.append(now, |at| Publication::new(channel.clone(), at, event, data, now));
-            for subscriber in ch.subscribers.values() {
-                subscriber.push(Frame::Message(message.clone()));
-            }
+            fan_out(&ch.subscribers, &message);
             self.delivered.fetch_add(ch.subscribers.len() as u64, Ordering::Relaxed);
             message
         });
@@ -228,6 +231,30 @@ impl Broker {
     pub fn counters(&self) -> (u64, u64) {
         (self.published.load(Ordering::Relaxed), self.delivered.load(Ordering::Relaxed))
     }
+}
+
+/// Pushes `message` to every subscriber; on every core when there are many.
+fn fan_out(subscribers: &HashMap<u64, Arc<Outbox>>, message: &Message) {
+    let push_all = |outboxes: &[&Arc<Outbox>]| {
+        for outbox in outboxes {
+            outbox.push(Frame::Message(message.clone()));
+        }
+    };
+    if subscribers.len() < PARALLEL_FANOUT {
+        for outbox in subscribers.values() {
+            outbox.push(Frame::Message(message.clone()));
+        }
+        return;
+    }
+    let outboxes: Vec<&Arc<Outbox>> = subscribers.values().collect();
+    let parts = rayon::current_num_threads().max(1);
+    let per_part = outboxes.len().div_ceil(parts);
+    // Blocks until every part is written: the next message of the channel waits for this one.
+    rayon::scope(|scope| {
+        for part in outboxes.chunks(per_part) {
+            scope.spawn(move |_| push_all(part));
+        }
+    });
 }
 
 fn new_epoch() -> Arc<str> {

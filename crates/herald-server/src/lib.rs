@@ -3,7 +3,8 @@
 //! - [`config`]: configuration from TOML, environment and flags;
 //! - [`broker`]: the in-memory engine and hub (streams, history, subscribers, fan-out);
 //! - [`publication`]: a message encoded once and shared by every subscriber;
-//! - [`outbox`]: the bounded per-connection queue and slow-consumer rule;
+//! - [`outbox`]: the bounded per-connection queue, direct socket writes and the slow-consumer rule;
+//! - [`wire`]: wire bytes of streaming connections: encoders and the unsent backlog;
 //! - [`registry`]: open connections, heartbeats and the shutdown signal;
 //! - [`transport`]: WebSocket, SSE and long polling;
 //! - [`http`]: the router, the server API, health endpoints and the demo page;
@@ -18,6 +19,7 @@ pub mod publication;
 pub mod registry;
 pub mod server;
 pub mod transport;
+pub mod wire;
 
 pub use config::Config;
 pub use server::{Server, ServerHandle};

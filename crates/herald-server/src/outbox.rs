@@ -1,21 +1,36 @@
-//! The per-connection outgoing queue: a bounded list of shared, pre-encoded frames.
+//! The per-connection outgoing queue, bounded, and — for streaming connections — the write
+//! path straight to the socket.
 //!
-//! Publishers push without blocking and without awaiting; the connection's own task drains
-//! the queue and writes. A connection whose queue passes its bounds is a slow consumer: its
-//! queue is dropped and it is closed with [`DisconnectCode::SLOW_CONSUMER`], and nobody else
-//! waits for it.
+//! Publishers push without blocking and without awaiting. A long poll's frames wait in a
+//! queue for its request to collect them. A WebSocket or SSE connection, once its task has
+//! [`attach`](Outbox::attach)ed the socket and an [`Encoder`], is written by the pusher itself:
+//! under this outbox's lock the frame is encoded and handed to the socket with one
+//! non-blocking `writev`; what the socket does not take waits in [`Unsent`] and the
+//! connection's task is woken to write it when the socket drains ([`Outbox::flush`]). Every
+//! write to an attached socket happens under the lock, so frames never interleave, and they
+//! leave in push order.
+//!
+//! A connection whose backlog passes its bounds is a slow consumer: it is closed with
+//! [`DisconnectCode::SLOW_CONSUMER`], and nobody else waits for it.
 
 use std::{
     collections::VecDeque,
-    sync::atomic::{AtomicU64, Ordering},
+    io,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use bytes::Bytes;
 use herald_core::{ChannelName, DisconnectCode, ResetReason, StreamPosition};
 use parking_lot::Mutex;
-use tokio::sync::Notify;
+use tokio::{net::TcpStream, sync::Notify};
 
-use crate::publication::Message;
+use crate::{
+    publication::Message,
+    wire::{Encoder, Segments, Unsent},
+};
 
 /// Which transport a connection uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,14 +68,39 @@ pub enum Frame {
 pub struct QueueLimits {
     /// Most frames queued.
     pub frames: usize,
-    /// Most message bytes queued.
+    /// Most bytes queued (message bytes in a queue, wire bytes unsent to a socket).
     pub bytes: usize,
+}
+
+/// Where a streaming connection stands after [`Outbox::settle`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// Open; `blocked`: a backlog waits for the socket to become writable.
+    Open {
+        /// Whether the socket is full.
+        blocked: bool,
+    },
+    /// Closing with this code: the task sends its goodbye after the backlog.
+    Closing(DisconnectCode),
+    /// The socket failed: the connection is over.
+    Failed,
+}
+
+/// An attached socket and how frames become its bytes.
+struct Wire {
+    socket: Arc<TcpStream>,
+    encoder: Box<dyn Encoder>,
+    /// Frames written since the last [`Outbox::flush`] found the socket drained; bounds the
+    /// number of frames in the backlog.
+    backlog_frames: usize,
 }
 
 #[derive(Default)]
 struct State {
     queue: VecDeque<Frame>,
     bytes: usize,
+    unsent: Unsent,
+    wire: Option<Wire>,
     close: Option<DisconnectCode>,
 }
 
@@ -99,34 +139,137 @@ impl Outbox {
         self.transport
     }
 
-    /// Queues `frame`. Returns false when the connection is closing (the frame is dropped); a
-    /// push past the bounds closes the connection as a slow consumer.
+    /// Queues `frame`, or writes it to the attached socket. Returns false when the connection
+    /// is closing (the frame is dropped); a push past the bounds closes the connection as a
+    /// slow consumer.
     pub fn push(&self, frame: Frame) -> bool {
+        let mut state = self.state.lock();
+        if state.close.is_some() {
+            return false;
+        }
+        let state = &mut *state;
+        if let Some(wire) = state.wire.as_mut() {
+            let mut segments = Segments::default();
+            wire.encoder.encode(frame, &mut segments);
+            if state.unsent.is_empty() {
+                let rest = segments.write_now(&wire.socket);
+                if rest.is_empty() {
+                    return true;
+                }
+                wire.backlog_frames = 1;
+                state.unsent.extend(rest);
+                self.notify.notify_one();
+                return true;
+            }
+            if wire.backlog_frames >= self.limits.frames || state.unsent.bytes() + segments.len() > self.limits.bytes {
+                // The backlog stays (it may end mid-frame) and drains before the close.
+                return self.overflow(state);
+            }
+            wire.backlog_frames += 1;
+            state.unsent.extend(segments);
+            return true;
+        }
         let weight = match &frame {
             Frame::Message(m) => m.weight(),
             Frame::Text(b) => b.len(),
             Frame::Reset { .. } | Frame::Heartbeat => 0,
         };
-        let mut state = self.state.lock();
-        if state.close.is_some() {
-            return false;
-        }
         if state.queue.len() >= self.limits.frames || state.bytes + weight > self.limits.bytes {
             state.queue = VecDeque::new();
             state.bytes = 0;
-            state.close = Some(DisconnectCode::SLOW_CONSUMER);
-            drop(state);
-            self.notify.notify_one();
-            return false;
+            return self.overflow(state);
         }
         state.bytes += weight;
         state.queue.push_back(frame);
         let first = state.queue.len() == 1;
-        drop(state);
         if first {
             self.notify.notify_one();
         }
         true
+    }
+
+    fn overflow(&self, state: &mut State) -> bool {
+        state.close = Some(DisconnectCode::SLOW_CONSUMER);
+        self.notify.notify_one();
+        false
+    }
+
+    /// From now on, frames are written to `socket` as `encoder` encodes them: first `lead`,
+    /// then whatever was queued before, then every push.
+    pub fn attach(&self, socket: Arc<TcpStream>, mut encoder: Box<dyn Encoder>, lead: Segments) {
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        let mut backlog_frames = 0;
+        state.unsent.extend(lead);
+        for frame in std::mem::take(&mut state.queue) {
+            let mut segments = Segments::default();
+            encoder.encode(frame, &mut segments);
+            state.unsent.extend(segments);
+            backlog_frames += 1;
+        }
+        state.bytes = 0;
+        state.wire = Some(Wire { socket, encoder, backlog_frames });
+        drop(guard);
+        // The task's next flush writes the lead and the queued frames.
+        self.notify.notify_one();
+    }
+
+    /// Writes raw wire bytes (whole protocol frames, e.g. a WebSocket pong or close) behind
+    /// everything already written. Accepted even while closing; dropped past the bounds.
+    pub fn write_raw(&self, bytes: &[u8]) {
+        let mut state = self.state.lock();
+        let state = &mut *state;
+        let Some(wire) = state.wire.as_ref() else { return };
+        let mut segments = Segments::default();
+        if state.unsent.is_empty() {
+            let written = wire.socket.try_write(bytes).unwrap_or(0);
+            if written == bytes.len() {
+                return;
+            }
+            segments.push(Bytes::copy_from_slice(&bytes[written..]));
+            state.unsent.extend(segments);
+            self.notify.notify_one();
+            return;
+        }
+        if state.unsent.bytes() + bytes.len() > self.limits.bytes {
+            self.overflow(state);
+            return;
+        }
+        segments.push(Bytes::copy_from_slice(bytes));
+        state.unsent.extend(segments);
+    }
+
+    /// Writes what waits for the attached socket, as far as it takes it now. `Ok(true)`:
+    /// nothing waits; `Ok(false)`: wait until the socket is writable and flush again; `Err`:
+    /// the socket failed.
+    pub fn flush(&self) -> io::Result<bool> {
+        let mut state = self.state.lock();
+        let state = &mut *state;
+        let Some(wire) = state.wire.as_mut() else { return Ok(true) };
+        let drained = state.unsent.write_now(&wire.socket)?;
+        if drained {
+            wire.backlog_frames = 0;
+        }
+        Ok(drained)
+    }
+
+    /// After a wake-up of a streaming connection's task: writes the backlog as far as the
+    /// socket takes it, and says what the task does next.
+    pub fn settle(&self) -> Settled {
+        match (self.flush(), self.closing()) {
+            (Err(_), _) => Settled::Failed,
+            (Ok(_), Some(code)) => Settled::Closing(code),
+            (Ok(drained), None) => Settled::Open { blocked: !drained },
+        }
+    }
+
+    /// Drops the attached socket (it closes once no write holds it) and anything unsent; the
+    /// outbox refuses every later push. Called when a streaming connection's task ends.
+    pub fn detach(&self) {
+        let mut state = self.state.lock();
+        state.wire = None;
+        state.unsent = Unsent::default();
+        state.close.get_or_insert(DisconnectCode::SHUTDOWN);
     }
 
     /// Asks the connection to close with `code` after the frames already queued.
@@ -137,6 +280,11 @@ impl Outbox {
         }
         drop(state);
         self.notify.notify_one();
+    }
+
+    /// The close code, once the connection is closing.
+    pub fn closing(&self) -> Option<DisconnectCode> {
+        self.state.lock().close
     }
 
     /// Takes every queued frame, leaving no queue allocated (an idle connection holds no queue
@@ -153,7 +301,8 @@ impl Outbox {
         !state.queue.is_empty() || state.close.is_some()
     }
 
-    /// Waits until something was pushed or a close was asked since the last wait.
+    /// Waits until something was pushed, a backlog started or a close was asked since the
+    /// last wait.
     pub async fn ready(&self) {
         self.notify.notified().await;
     }

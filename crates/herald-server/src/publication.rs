@@ -6,7 +6,6 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use herald_core::{ChannelName, StreamPosition, protocol::encode_envelope};
 use serde_json::value::RawValue;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// One message of a channel, with its envelope serialized once at publish time.
 pub struct Publication {
@@ -18,8 +17,11 @@ pub struct Publication {
     pub epoch: Arc<str>,
     /// The event name (`None`: a plain `message`).
     pub event: Option<Box<str>>,
-    /// The envelope JSON of DESIGN.md 2.1; also the WebSocket text frame.
-    envelope: Utf8Bytes,
+    /// A WebSocket text frame holding the envelope JSON of DESIGN.md 2.1: the header, then the
+    /// envelope (which history, long polls and SSE use on its own).
+    ws_frame: Bytes,
+    /// Where the envelope starts in `ws_frame`.
+    envelope_at: usize,
     /// `event: …\ndata: <envelope>\n\n`, built on first SSE delivery.
     sse_body: OnceLock<Bytes>,
 }
@@ -39,35 +41,41 @@ impl Publication {
         time_ms: u64,
     ) -> Message {
         let envelope = encode_envelope(&channel, position, event, data, time_ms);
+        let mut ws_frame = ws_text_header(envelope.len());
+        let envelope_at = ws_frame.len();
+        ws_frame.reserve_exact(envelope.len());
+        ws_frame.extend_from_slice(&envelope);
         Arc::new(Self {
             channel,
             offset: position.offset,
             epoch: position.epoch.clone(),
             event: event.map(Box::from),
-            envelope: Utf8Bytes::try_from(envelope).unwrap_or_else(|_| Utf8Bytes::from_static("{}")),
+            ws_frame: Bytes::from(ws_frame),
+            envelope_at,
             sse_body: OnceLock::new(),
         })
     }
 
-    /// The envelope JSON, as a WebSocket text payload (cheap to clone).
-    pub fn ws_text(&self) -> Utf8Bytes {
-        self.envelope.clone()
+    /// The whole WebSocket text frame carrying the envelope (cheap to clone).
+    pub fn ws_frame(&self) -> &Bytes {
+        &self.ws_frame
     }
 
     /// The envelope JSON bytes.
     pub fn envelope(&self) -> &[u8] {
-        self.envelope.as_bytes()
+        &self.ws_frame[self.envelope_at..]
     }
 
     /// The SSE event after the `id:` line: `event: …\ndata: <envelope>\n\n`.
     pub fn sse_body(&self) -> &Bytes {
         self.sse_body.get_or_init(|| {
             let event = self.event.as_deref().unwrap_or("message");
-            let mut out = Vec::with_capacity(event.len() + self.envelope.len() + 16);
+            let envelope = self.envelope();
+            let mut out = Vec::with_capacity(event.len() + envelope.len() + 16);
             out.extend_from_slice(b"event: ");
             out.extend_from_slice(event.as_bytes());
             out.extend_from_slice(b"\ndata: ");
-            out.extend_from_slice(self.envelope.as_bytes());
+            out.extend_from_slice(envelope);
             out.extend_from_slice(b"\n\n");
             Bytes::from(out)
         })
@@ -75,6 +83,45 @@ impl Publication {
 
     /// The size the message counts for in a connection's queue.
     pub fn weight(&self) -> usize {
-        self.envelope.len()
+        self.ws_frame.len() - self.envelope_at
+    }
+}
+
+/// The header of an unmasked, final WebSocket text frame (server to client, RFC 6455 5.2)
+/// with a payload of `len` bytes.
+pub fn ws_text_header(len: usize) -> Vec<u8> {
+    ws_frame_header(0x81, len)
+}
+
+/// The header of an unmasked, final WebSocket frame whose first byte is `first` (FIN and
+/// opcode) with a payload of `len` bytes.
+pub fn ws_frame_header(first: u8, len: usize) -> Vec<u8> {
+    let mut header = Vec::with_capacity(10);
+    header.push(first);
+    match len {
+        0..=125 => header.push(len as u8),
+        126..=65_535 => {
+            header.push(126);
+            header.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            header.push(127);
+            header.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    header
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ws_frame_header;
+
+    #[test]
+    fn frame_headers_use_the_shortest_length_form() {
+        assert_eq!(ws_frame_header(0x81, 0), [0x81, 0]);
+        assert_eq!(ws_frame_header(0x81, 125), [0x81, 125]);
+        assert_eq!(ws_frame_header(0x81, 126), [0x81, 126, 0, 126]);
+        assert_eq!(ws_frame_header(0x81, 65_535), [0x81, 126, 0xff, 0xff]);
+        assert_eq!(ws_frame_header(0x89, 65_536), [0x89, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
     }
 }

@@ -13,9 +13,10 @@
 //! JSON error, and the connection closes; bodies may be `Content-Length` or chunked, and
 //! `Expect: 100-continue` is honoured; responses of unknown length are chunked (HTTP/1.1) or
 //! end with the connection (HTTP/1.0). An idle keep-alive connection closes after
-//! [`IDLE_TIMEOUT`] or when shutdown starts.
+//! [`IDLE_TIMEOUT`] or when shutdown starts. A response carrying a [`Takeover`] (an SSE
+//! stream) gets its head written here, then the connection belongs to the takeover's task.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -52,6 +53,37 @@ pub struct Head {
     pub headers: HeaderMap,
 }
 
+/// The rest of a streaming response, run by its own task once the head is written: it gets
+/// the socket and whether its body is chunked (HTTP/1.1) or ends with the connection
+/// (HTTP/1.0), writes the body, and closes the connection when it ends. A handler puts one in
+/// its response's extensions.
+#[derive(Clone)]
+pub struct Takeover(Arc<parking_lot::Mutex<Option<TakeoverFn>>>);
+
+type TakeoverFn = Box<dyn FnOnce(TcpStream, bool) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+impl Takeover {
+    /// A takeover that runs `body`.
+    pub fn new<F, Fut>(body: F) -> Self
+    where
+        F: FnOnce(TcpStream, bool) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let body: TakeoverFn = Box::new(move |stream, chunked| Box::pin(body(stream, chunked)));
+        Self(Arc::new(parking_lot::Mutex::new(Some(body))))
+    }
+}
+
+/// What happens to a connection after a response.
+enum After {
+    /// It waits for the next request.
+    KeepAlive,
+    /// It closes.
+    Close,
+    /// A [`Takeover`] writes the rest (the head is written); `bool`: chunked.
+    Takeover(TakeoverFn, bool),
+}
+
 /// Why a request could not be read.
 enum Refused {
     /// The peer closed or went quiet between requests: close without answering.
@@ -83,14 +115,20 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, state: AppState, rou
             tokio::spawn(crate::transport::ws::accept(stream, head, std::mem::take(&mut buf), state));
             return;
         }
-        if !exchange(&mut stream, &mut buf, head, peer, &state, &router).await {
-            return;
+        match exchange(&mut stream, &mut buf, head, peer, &state, &router).await {
+            After::KeepAlive => {}
+            After::Close => return,
+            After::Takeover(body, chunked) => {
+                // Its own task too: nothing of this loop lives as long as the stream.
+                tokio::spawn(body(stream, chunked));
+                return;
+            }
         }
     }
 }
 
-/// Reads the body of the request `head` opens, answers it, and tells whether the connection
-/// stays open.
+/// Reads the body of the request `head` opens, answers it, and tells what becomes of the
+/// connection.
 async fn exchange(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
@@ -98,13 +136,13 @@ async fn exchange(
     peer: SocketAddr,
     state: &AppState,
     router: &Router,
-) -> bool {
+) -> After {
     let body = match Box::pin(read_body(stream, buf, &head, body_cap(state))).await {
         Ok(body) => body,
-        Err(Refused::Gone) => return false,
+        Err(Refused::Gone) => return After::Close,
         Err(Refused::Answer(status, message)) => {
             let _ = Box::pin(write_error(stream, status, message)).await;
-            return false;
+            return After::Close;
         }
     };
     if buf.is_empty() {
@@ -114,11 +152,26 @@ async fn exchange(
     let keep_alive = wants_keep_alive(&head);
     let (method, version) = (head.method.clone(), head.version);
     let request = into_request(head, body, peer);
-    let response = match Box::pin(router.clone().oneshot(request)).await {
+    let mut response = match Box::pin(router.clone().oneshot(request)).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
-    matches!(Box::pin(write_response(stream, response, &method, version, keep_alive)).await, Ok(true))
+    if let Some(takeover) = response.extensions_mut().remove::<Takeover>() {
+        let chunked = version == Version::HTTP_11;
+        let (parts, _) = response.into_parts();
+        let head = response_head(&parts, None, chunked, false);
+        drop(parts);
+        let body = takeover.0.lock().take().filter(|_| method != Method::HEAD);
+        let written = stream.write_all(&head).await.is_ok();
+        return match body {
+            Some(body) if written => After::Takeover(body, chunked),
+            _ => After::Close,
+        };
+    }
+    match Box::pin(write_response(stream, response, &method, version, keep_alive)).await {
+        Ok(true) => After::KeepAlive,
+        _ => After::Close,
+    }
 }
 
 fn into_request(head: Head, body: Bytes, peer: SocketAddr) -> Request<Body> {
@@ -325,7 +378,7 @@ async fn write_all_vectored(stream: &mut TcpStream, parts: &[&[u8]; 3]) -> std::
 }
 
 /// `n` in hexadecimal followed by CRLF, as a chunk's size line, without allocating.
-fn chunk_size_line(n: usize, buf: &mut [u8; 18]) -> &[u8] {
+pub fn chunk_size_line(n: usize, buf: &mut [u8; 18]) -> &[u8] {
     let digits = (usize::BITS - n.leading_zeros()).div_ceil(4).max(1) as usize;
     for i in 0..digits {
         buf[digits - 1 - i] = b"0123456789abcdef"[(n >> (4 * i)) & 0xf];
@@ -356,18 +409,9 @@ impl CachedDate {
     }
 }
 
-/// Writes `response`; returns whether the connection stays open for another request.
-pub async fn write_response(
-    stream: &mut TcpStream,
-    response: Response<Body>,
-    method: &Method,
-    version: Version,
-    keep_alive: bool,
-) -> std::io::Result<bool> {
-    let (parts, mut body) = response.into_parts();
-    let exact = http_body::Body::size_hint(&body).exact();
-    let chunked = exact.is_none() && version == Version::HTTP_11;
-    let keep_alive = keep_alive && (exact.is_some() || chunked);
+/// The status line and headers of a response whose body is `exact` bytes long, or chunked, or
+/// (neither) ends with the connection.
+fn response_head(parts: &axum::http::response::Parts, exact: Option<u64>, chunked: bool, keep_alive: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + exact.unwrap_or(0) as usize);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(parts.status.as_str().as_bytes());
@@ -396,6 +440,22 @@ pub async fn write_response(
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Writes `response`; returns whether the connection stays open for another request.
+pub async fn write_response(
+    stream: &mut TcpStream,
+    response: Response<Body>,
+    method: &Method,
+    version: Version,
+    keep_alive: bool,
+) -> std::io::Result<bool> {
+    let (parts, mut body) = response.into_parts();
+    let exact = http_body::Body::size_hint(&body).exact();
+    let chunked = exact.is_none() && version == Version::HTTP_11;
+    let keep_alive = keep_alive && (exact.is_some() || chunked);
+    let mut out = response_head(&parts, exact, chunked, keep_alive);
     if *method == Method::HEAD || parts.status == StatusCode::NO_CONTENT || parts.status == StatusCode::NOT_MODIFIED {
         stream.write_all(&out).await?;
         return Ok(keep_alive);

@@ -2,25 +2,33 @@
 //!
 //! The stream opens with a comment, a `retry:` and an `id:` holding the starting cursor, so a
 //! client that drops before its first message still resumes without loss. Every message and
-//! reset carries the cursor of *all* channels of the stream as its `id:`; only that line is
-//! written per connection, the rest of the event is shared by every subscriber.
+//! reset carries the cursor of *all* channels of the stream as its `id:`; only that line (and
+//! the chunk's size line) is written per connection, the rest of the event is shared by every
+//! subscriber. After the response head the stream takes the socket over ([`Takeover`]):
+//! events are written straight from the publisher (see [`crate::outbox`]), and the stream's
+//! task only drains a backlog, notices a peer that went away, and ends the stream.
 
-use std::{convert::Infallible, io::Write as _};
+use std::{io::Write as _, sync::Arc, time::Duration};
 
 use axum::{
-    body::{Body, Bytes},
     extract::{Path, RawQuery, State},
     http::{HeaderMap, HeaderValue, header},
     response::Response,
 };
+use bytes::Bytes;
 use herald_core::{Cursor, DisconnectCode, ErrorCode, protocol::encode_reset};
+use tokio::net::TcpStream;
 
 use super::{StreamRequest, Subscriptions, advance_cursor};
 use crate::{
-    http::{ApiError, AppState},
-    outbox::{Frame, Transport},
+    http::{ApiError, AppState, conn::Takeover, conn::chunk_size_line},
+    outbox::{Frame, Outbox, Settled, Transport},
     registry::Registration,
+    wire::{Encoder, Segments},
 };
+
+/// How long an ending stream waits for its backlog to drain.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// `GET /sse?channel=…`.
 pub async fn stream(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
@@ -42,9 +50,7 @@ struct SseStream {
     subscriptions: Subscriptions,
     registration: Registration,
     cursor: Cursor,
-    prelude: Option<Vec<u8>>,
     retry_ms: u64,
-    done: bool,
 }
 
 fn open(state: &AppState, headers: &HeaderMap, query: Option<&str>, path: Option<&str>) -> Result<Response, ApiError> {
@@ -56,14 +62,9 @@ fn open(state: &AppState, headers: &HeaderMap, query: Option<&str>, path: Option
     let registration = state.registry.register(Transport::Sse);
     let mut subscriptions = Subscriptions::new(state.broker.clone(), registration.outbox().clone());
     let cursor = subscriptions.add_stream(&request, usize::MAX);
-    let retry_ms = state.config.sse_retry_ms;
-    let prelude = format!(": herald\nretry: {retry_ms}\nid: {cursor}\n\n").into_bytes();
-    let sse = SseStream { subscriptions, registration, cursor, prelude: Some(prelude), retry_ms, done: false };
-    let body = futures_util::stream::unfold(sse, |mut sse| async move {
-        let chunk = sse.next_chunk().await?;
-        Some((Ok::<_, Infallible>(chunk), sse))
-    });
-    let mut response = Response::new(Body::from_stream(body));
+    let sse = SseStream { subscriptions, registration, cursor, retry_ms: state.config.sse_retry_ms };
+    let mut response = Response::new(axum::body::Body::empty());
+    response.extensions_mut().insert(Takeover::new(move |stream, chunked| sse.run(stream, chunked)));
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -74,50 +75,115 @@ fn open(state: &AppState, headers: &HeaderMap, query: Option<&str>, path: Option
 // === impl SseStream ===
 
 impl SseStream {
-    /// The next bytes to send, or `None` when the stream ends.
-    async fn next_chunk(&mut self) -> Option<Bytes> {
-        if self.done {
-            return None;
+    /// Writes the stream to `stream` until the client goes away or the server ends it.
+    async fn run(self, stream: TcpStream, chunked: bool) {
+        let SseStream { mut subscriptions, registration, cursor, retry_ms } = self;
+        let outbox = registration.outbox().clone();
+        let socket = Arc::new(stream);
+        let mut lead = Segments::default();
+        let prelude = format!(": herald\nretry: {retry_ms}\nid: {cursor}\n\n").into_bytes();
+        event(chunked, prelude, Bytes::new(), &mut lead);
+        outbox.attach(socket.clone(), Box::new(SseEncoder { cursor, chunked }), lead);
+        let mut blocked = false;
+        let close = loop {
+            let gone = tokio::select! {
+                () = outbox.ready() => false,
+                _ = socket.writable(), if blocked => false,
+                _ = socket.readable() => peer_gone(&socket),
+            };
+            if gone {
+                break None;
+            }
+            match outbox.settle() {
+                Settled::Open { blocked: full } => blocked = full,
+                Settled::Closing(code) => break Some(code),
+                Settled::Failed => break None,
+            }
+        };
+        subscriptions.clear();
+        if let Some(code) = close {
+            let mut tail = Vec::new();
+            let mut last = Segments::default();
+            if code == DisconnectCode::SHUTDOWN {
+                let _ = write!(tail, "retry: {retry_ms}\n\n");
+            } else {
+                let _ = write!(tail, ": disconnect {}\n\n", code.reason);
+            }
+            event(chunked, tail, Bytes::new(), &mut last);
+            if chunked {
+                last.push(Bytes::from_static(b"0\r\n\r\n"));
+            }
+            for part in last.into_parts() {
+                outbox.write_raw(&part);
+            }
+            let _ = tokio::time::timeout(CLOSE_WAIT, drain(&outbox, &socket)).await;
         }
-        let mut out = self.prelude.take().unwrap_or_default();
-        loop {
-            if out.is_empty() {
-                self.registration.outbox().ready().await;
-            }
-            let (batch, close) = self.registration.outbox().take();
-            for frame in batch {
-                advance_cursor(&mut self.cursor, &frame);
-                write_frame(&mut out, &self.cursor, &frame);
-            }
-            if let Some(code) = close {
-                self.done = true;
-                // Unsubscribe now: the body may linger in hyper after its last chunk.
-                self.subscriptions.clear();
-                if code == DisconnectCode::SHUTDOWN {
-                    let _ = write!(out, "retry: {}\n\n", self.retry_ms);
-                } else {
-                    let _ = write!(out, ": disconnect {}\n\n", code.reason);
-                }
-            }
-            if !out.is_empty() {
-                return Some(Bytes::from(out));
-            }
+        outbox.detach();
+        drop(registration);
+    }
+}
+
+/// Writes what waits for `socket` until nothing does (or the socket fails).
+async fn drain(outbox: &Outbox, socket: &TcpStream) {
+    while let Ok(false) = outbox.flush() {
+        if socket.writable().await.is_err() {
+            return;
         }
     }
 }
 
-fn write_frame(out: &mut Vec<u8>, cursor: &Cursor, frame: &Frame) {
-    match frame {
-        Frame::Message(m) => {
-            let _ = writeln!(out, "id: {cursor}");
-            out.extend_from_slice(m.sse_body());
+/// Whether a readable socket is at its end (or failed). Anything a client sends on an event
+/// stream is read and ignored.
+fn peer_gone(socket: &TcpStream) -> bool {
+    let mut scratch = [0u8; 256];
+    match socket.try_read(&mut scratch) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// Appends one event: `head` (per connection) then `body` (shared), as one chunk when the
+/// response is chunked.
+fn event(chunked: bool, head: Vec<u8>, body: Bytes, out: &mut Segments) {
+    if !chunked {
+        out.push(Bytes::from(head));
+        out.push(body);
+        return;
+    }
+    let mut size = [0u8; 18];
+    let size = chunk_size_line(head.len() + body.len(), &mut size);
+    let mut first = Vec::with_capacity(size.len() + head.len());
+    first.extend_from_slice(size);
+    first.extend_from_slice(&head);
+    out.push(Bytes::from(first));
+    out.push(body);
+    out.push(Bytes::from_static(b"\r\n"));
+}
+
+/// Frames as SSE events, each with the stream's cursor after it as its `id:`.
+struct SseEncoder {
+    cursor: Cursor,
+    chunked: bool,
+}
+
+impl Encoder for SseEncoder {
+    fn encode(&mut self, frame: Frame, out: &mut Segments) {
+        advance_cursor(&mut self.cursor, &frame);
+        match frame {
+            Frame::Message(m) => {
+                let id = format!("id: {}\n", self.cursor).into_bytes();
+                event(self.chunked, id, m.sse_body().clone(), out);
+            }
+            Frame::Reset { channel, position, reason } => {
+                let mut head = format!("id: {}\nevent: reset\ndata: ", self.cursor).into_bytes();
+                head.extend_from_slice(&encode_reset(&channel, &position, reason));
+                head.extend_from_slice(b"\n\n");
+                event(self.chunked, head, Bytes::new(), out);
+            }
+            Frame::Heartbeat if self.chunked => out.push(Bytes::from_static(b"8\r\n: ping\n\n\r\n")),
+            Frame::Heartbeat => out.push(Bytes::from_static(b": ping\n\n")),
+            Frame::Text(_) => {}
         }
-        Frame::Reset { channel, position, reason } => {
-            let _ = write!(out, "id: {cursor}\nevent: reset\ndata: ");
-            out.extend_from_slice(&encode_reset(channel, position, *reason));
-            out.extend_from_slice(b"\n\n");
-        }
-        Frame::Heartbeat => out.extend_from_slice(b": ping\n\n"),
-        Frame::Text(_) => {}
     }
 }

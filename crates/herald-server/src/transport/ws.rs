@@ -1,11 +1,19 @@
 //! WebSocket (DESIGN.md 2.6): `GET /ws`, one JSON object per text frame.
 //!
-//! One task per connection reads commands and writes what its queue holds. Replies go through
-//! the queue too, so a subscribe reply always precedes the recovered messages, which precede
-//! live ones. Buffers are sized on purpose: a 4 KiB read buffer (tungstenite's default is
-//! 128 KiB) and a write buffer that grows only while a batch is written.
+//! One task per connection reads commands; frames are written straight to the socket by
+//! whoever pushes them (see [`crate::outbox`]), and the task writes only the backlog a full
+//! socket leaves. Replies go through the outbox too, so a subscribe reply always precedes the
+//! recovered messages, which precede live ones. tungstenite reads and checks the client's
+//! frames (a 512-byte read buffer); its own writes — pongs, the close handshake — go through
+//! the outbox as well, so nothing interleaves with a message on the wire.
 
-use std::{collections::VecDeque, sync::Arc};
+use std::{
+    io,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+    time::Duration,
+};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
@@ -14,7 +22,10 @@ use herald_core::{
     protocol::{encode, encode_reset},
 };
 use serde_json::json;
-use tokio::{io::AsyncWriteExt as _, net::TcpStream};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf},
+    net::TcpStream,
+};
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
@@ -33,26 +44,32 @@ use crate::{
         conn::{Head, write_response},
     },
     now_ms,
-    outbox::{Frame, Outbox, Transport},
+    outbox::{Frame, Outbox, Settled, Transport},
+    publication::ws_text_header,
+    wire::{Encoder, Segments},
 };
 
 /// Bytes read from the socket at a time; larger frames grow the buffer while they are read.
 const READ_BUFFER: usize = 512;
-const WRITE_BUFFER: usize = 8 * 1024;
-const PING_PUSH: &str = r#"{"type":"ping"}"#;
+const PING_PUSH: &[u8] = br#"{"type":"ping"}"#;
+/// A ping control frame with no payload.
+const PING_FRAME: &[u8] = &[0x89, 0x00];
+/// How long a closing connection waits for its backlog to drain and the peer's close.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
-type WebSocket = WebSocketStream<TcpStream>;
+type WebSocket = WebSocketStream<SocketIo>;
 
 /// `GET /ws`: checks the upgrade request, answers `101` and runs the connection (or answers a
 /// JSON error and closes).
-pub async fn accept(stream: TcpStream, head: Head, leftover: BytesMut, state: AppState) {
+pub async fn accept(mut stream: TcpStream, head: Head, leftover: BytesMut, state: AppState) {
     // The head, its buffer and the handshake's strings are gone before the connection runs.
-    if let Some(socket) = handshake(stream, head, leftover, &state).await {
-        run(state, socket).await;
+    if handshake(&mut stream, head, &state).await.is_some() {
+        run(state, stream, leftover).await;
     }
 }
 
-async fn handshake(mut stream: TcpStream, head: Head, leftover: BytesMut, state: &AppState) -> Option<WebSocket> {
+/// Answers the upgrade request: `Some` once the `101` is written.
+async fn handshake(stream: &mut TcpStream, head: Head, state: &AppState) -> Option<()> {
     let checked = match handshake_key(&head) {
         Err(message) => Err(ApiError::new(ErrorCode::BadRequest, format!("/ws needs a WebSocket upgrade: {message}"))),
         Ok(_) if state.registry.is_shutting_down() => {
@@ -64,7 +81,7 @@ async fn handshake(mut stream: TcpStream, head: Head, leftover: BytesMut, state:
         Ok(key) => key,
         Err(error) => {
             let response = axum::response::IntoResponse::into_response(error);
-            let _ = write_response(&mut stream, response, &head.method, head.version, false).await;
+            let _ = write_response(stream, response, &head.method, head.version, false).await;
             return None;
         }
     };
@@ -72,20 +89,7 @@ async fn handshake(mut stream: TcpStream, head: Head, leftover: BytesMut, state:
         "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\n\r\n",
         derive_accept_key(key.as_bytes())
     );
-    stream.write_all(answer.as_bytes()).await.ok()?;
-    // Frames a bit over the message limit still parse, so an oversize publish gets a clear reply.
-    let frame_limit = state.config.max_message_bytes.saturating_mul(2) + 4096;
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(Some(frame_limit))
-        .max_frame_size(Some(frame_limit));
-    let socket = if leftover.is_empty() {
-        WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await
-    } else {
-        WebSocketStream::from_partially_read(stream, leftover.to_vec(), Role::Server, Some(config)).await
-    };
-    Some(socket)
+    stream.write_all(answer.as_bytes()).await.ok()
 }
 
 /// The `Sec-WebSocket-Key` of a valid upgrade request, or what is wrong with it.
@@ -107,84 +111,150 @@ fn handshake_key(head: &Head) -> Result<String, &'static str> {
     }
 }
 
-/// What woke the connection.
-enum Wake {
-    /// The queue has frames or a close.
-    Queue,
-    /// The peer sent something (or went away).
-    Peer(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
-}
-
-async fn run(state: AppState, mut socket: WebSocket) {
+async fn run(state: AppState, stream: TcpStream, leftover: BytesMut) {
     let registration = state.registry.register(Transport::Ws);
     let outbox = registration.outbox().clone();
+    let socket = Arc::new(stream);
+    outbox.attach(socket.clone(), Box::new(WsEncoder), Segments::default());
+    // Frames a bit over the message limit still parse, so an oversize publish gets a clear reply.
+    let frame_limit = state.config.max_message_bytes.saturating_mul(2) + 4096;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .max_message_size(Some(frame_limit))
+        .max_frame_size(Some(frame_limit));
+    let io = SocketIo { socket: socket.clone(), outbox: outbox.clone() };
+    let mut ws = if leftover.is_empty() {
+        WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
+    } else {
+        WebSocketStream::from_partially_read(io, leftover.to_vec(), Role::Server, Some(config)).await
+    };
     let mut subscriptions = Subscriptions::new(state.broker.clone(), outbox.clone());
-    // One socket, no split halves: reading and writing take turns in this one task.
+    // Whether the socket is full and the task waits for it to drain.
+    let mut blocked = false;
     let close = loop {
-        let wake = tokio::select! {
-            () = outbox.ready() => Wake::Queue,
-            incoming = socket.next() => Wake::Peer(incoming),
+        let incoming = tokio::select! {
+            () = outbox.ready() => None,
+            _ = socket.writable(), if blocked => None,
+            incoming = ws.next() => Some(incoming),
         };
-        match wake {
-            Wake::Queue => {
-                let (batch, close) = outbox.take();
-                if !write_batch(&mut socket, batch).await {
-                    break None;
+        if let Some(incoming) = incoming {
+            outbox.touch(now_ms());
+            match incoming {
+                Some(Ok(Message::Text(text))) => handle(&state, &outbox, &mut subscriptions, &text),
+                Some(Ok(Message::Binary(_))) => {
+                    let e =
+                        ProtocolError::new(ErrorCode::BadRequest, "binary frames are not supported; send JSON text");
+                    outbox.push(Frame::Text(Bytes::from(e.to_reply())));
                 }
-                if close.is_some() {
-                    break close;
-                }
-            }
-            Wake::Peer(incoming) => {
-                outbox.touch(now_ms());
-                match incoming {
-                    Some(Ok(Message::Text(text))) => handle(&state, &outbox, &mut subscriptions, &text),
-                    Some(Ok(Message::Binary(_))) => {
-                        let e = ProtocolError::new(
-                            ErrorCode::BadRequest,
-                            "binary frames are not supported; send JSON text",
-                        );
-                        outbox.push(Frame::Text(Bytes::from(e.to_reply())));
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => break None,
-                    Some(Err(e)) => {
-                        tracing::debug!(id = outbox.id(), error = %e, "websocket read failed");
-                        break is_bad_frame(e).then_some(DisconnectCode::BAD_FRAME);
-                    }
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(Message::Close(_))) | None => break None,
+                Some(Err(e)) => {
+                    tracing::debug!(id = outbox.id(), error = %e, "websocket read failed");
+                    break is_bad_frame(e).then_some(DisconnectCode::BAD_FRAME);
                 }
             }
+        }
+        match outbox.settle() {
+            Settled::Open { blocked: full } => blocked = full,
+            Settled::Closing(code) => break Some(code),
+            Settled::Failed => break None,
         }
     };
     subscriptions.clear();
     if let Some(code) = close {
-        let push = Message::Text(Utf8Bytes::try_from(code.to_push()).unwrap_or_default());
-        let frame = CloseFrame { code: CloseCode::from(code.code), reason: Utf8Bytes::from_static(code.reason) };
-        let _ = socket.send(push).await;
-        let _ = socket.send(Message::Close(Some(frame))).await;
-        // Let the peer answer the close before the socket drops.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
-            while let Some(Ok(m)) = socket.next().await {
-                if matches!(m, Message::Close(_)) {
-                    break;
-                }
-            }
-        })
-        .await;
+        close_with(&mut ws, &outbox, &socket, code).await;
+    } else {
+        // A close reply tungstenite wrote may still wait.
+        let _ = outbox.flush();
     }
+    outbox.detach();
     drop(registration);
 }
 
-/// Writes every frame of `batch` and flushes once; false when the socket failed.
-async fn write_batch(socket: &mut WebSocket, batch: VecDeque<Frame>) -> bool {
-    for frame in batch {
-        for message in ws_messages(frame) {
-            if socket.feed(message).await.is_err() {
-                return false;
+/// Sends the disconnect push and a close frame with `code` after the backlog, then waits (a
+/// bounded time) for the backlog to drain and the peer to answer the close.
+async fn close_with(ws: &mut WebSocket, outbox: &Outbox, socket: &TcpStream, code: DisconnectCode) {
+    let push = Message::Text(Utf8Bytes::try_from(code.to_push()).unwrap_or_default());
+    let frame = CloseFrame { code: CloseCode::from(code.code), reason: Utf8Bytes::from_static(code.reason) };
+    let _ = ws.send(push).await;
+    let _ = ws.send(Message::Close(Some(frame))).await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        loop {
+            let Ok(drained) = outbox.flush() else { return };
+            tokio::select! {
+                _ = socket.writable(), if !drained => {}
+                incoming = ws.next() => match incoming {
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+    })
+    .await;
+}
+
+/// The socket as tungstenite sees it: reads come from the socket; writes (pongs, the close
+/// handshake) go through the outbox, behind any frame already written or waiting.
+struct SocketIo {
+    socket: Arc<TcpStream>,
+    outbox: Arc<Outbox>,
+}
+
+impl AsyncRead for SocketIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.socket.poll_read_ready(cx))?;
+            match self.socket.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }
-    socket.flush().await.is_ok()
+}
+
+impl AsyncWrite for SocketIo {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        // tungstenite hands over whole frames; the outbox writes or keeps them in order.
+        self.outbox.write_raw(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Frames as WebSocket frames: messages as the text frame encoded at publish time, replies and
+/// resets as text frames, heartbeats as a ping frame plus a `{"type":"ping"}` push.
+struct WsEncoder;
+
+impl Encoder for WsEncoder {
+    fn encode(&mut self, frame: Frame, out: &mut Segments) {
+        match frame {
+            Frame::Message(m) => out.push(m.ws_frame().clone()),
+            Frame::Reset { channel, position, reason } => {
+                text_frame(Bytes::from(encode_reset(&channel, &position, reason)), out);
+            }
+            Frame::Text(bytes) => text_frame(bytes, out),
+            Frame::Heartbeat => {
+                out.push(Bytes::from_static(PING_FRAME));
+                text_frame(Bytes::from_static(PING_PUSH), out);
+            }
+        }
+    }
+}
+
+fn text_frame(payload: Bytes, out: &mut Segments) {
+    out.push(Bytes::from(ws_text_header(payload.len())));
+    out.push(payload);
 }
 
 /// Whether a read error is the peer's fault (an oversize, malformed or non-UTF-8 frame) rather
@@ -196,23 +266,6 @@ fn is_bad_frame(e: tokio_tungstenite::tungstenite::Error) -> bool {
         Error::Protocol(p) => !matches!(p, ProtocolError::ResetWithoutClosingHandshake),
         _ => false,
     }
-}
-
-/// The WebSocket messages of one queued frame.
-fn ws_messages(frame: Frame) -> impl Iterator<Item = Message> {
-    let (first, second) = match frame {
-        Frame::Message(m) => (Message::Text(m.ws_text()), None),
-        Frame::Reset { channel, position, reason } => {
-            (Message::Text(text(encode_reset(&channel, &position, reason))), None)
-        }
-        Frame::Text(bytes) => (Message::Text(Utf8Bytes::try_from(bytes).unwrap_or_default()), None),
-        Frame::Heartbeat => (Message::Ping(Bytes::new()), Some(Message::Text(Utf8Bytes::from_static(PING_PUSH)))),
-    };
-    std::iter::once(first).chain(second)
-}
-
-fn text(bytes: Vec<u8>) -> Utf8Bytes {
-    Utf8Bytes::try_from(bytes).unwrap_or_default()
 }
 
 /// `{"id":…,"result":<result>}` around an already encoded result.

@@ -276,3 +276,63 @@ pub fn assert_envelope(env: &Value, channel: &str, offset: u64, epoch: &str, dat
     assert_eq!(&env["data"], data, "{env}");
     assert!(env["time"].as_u64().is_some_and(|t| t > 1_600_000_000_000), "{env}");
 }
+
+/// A raw TCP connection that has sent a WebSocket upgrade request to `/ws` (no WebSocket
+/// library: nothing is read, and no ping is answered, unless the test does it).
+pub async fn raw_ws(base: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let mut socket = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    socket
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    socket
+}
+
+/// A masked client text frame carrying `payload`.
+pub fn masked_text(payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x81];
+    match payload.len() {
+        n @ 0..=125 => frame.push(0x80 | n as u8),
+        n => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&u16::try_from(n).unwrap().to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// The frames a server sent on a raw WebSocket connection, after the `101` head: each
+/// (opcode, payload), and how many bytes were left after the last whole frame.
+pub fn server_frames(bytes: &[u8]) -> (Vec<(u8, Vec<u8>)>, usize) {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]);
+    assert!(text.starts_with("HTTP/1.1 101"), "a 101 answer: {text}");
+    let mut bytes = &bytes[text.find("\r\n\r\n").unwrap() + 4..];
+    let mut frames = Vec::new();
+    loop {
+        if bytes.len() < 2 {
+            break;
+        }
+        assert_eq!(bytes[1] & 0x80, 0, "server frames are not masked");
+        let (len, at) = match bytes[1] & 0x7f {
+            126 if bytes.len() >= 4 => (usize::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
+            127 if bytes.len() >= 10 => {
+                (usize::try_from(u64::from_be_bytes(bytes[2..10].try_into().unwrap())).unwrap(), 10)
+            }
+            126 | 127 => break,
+            n => (usize::from(n), 2),
+        };
+        if bytes.len() < at + len {
+            break;
+        }
+        frames.push((bytes[0] & 0x0f, bytes[at..at + len].to_vec()));
+        bytes = &bytes[at + len..];
+    }
+    (frames, bytes.len())
+}

@@ -29,7 +29,7 @@ use serde_json::value::RawValue;
 use crate::{
     config::Config,
     now_ms,
-    outbox::{Frame, Outbox},
+    outbox::{ById, Frame, Outbox},
     publication::{Message, Publication},
 };
 
@@ -65,7 +65,7 @@ pub struct ChannelSummary {
 
 struct Channel {
     stream: ChannelStream<Message>,
-    subscribers: HashMap<u64, Arc<Outbox>>,
+    subscribers: ById<Arc<Outbox>>,
 }
 
 type Shard = HashMap<ChannelName, Channel>;
@@ -101,7 +101,7 @@ impl Broker {
         let mut shard = self.shard(channel).lock();
         let entry = shard.entry(channel.clone()).or_insert_with(|| Channel {
             stream: ChannelStream::new(new_epoch(), self.config.history_limits(channel)),
-            subscribers: HashMap::new(),
+            subscribers: ById::default(),
         });
         f(entry)
     }
@@ -234,7 +234,7 @@ impl Broker {
 }
 
 /// Pushes `message` to every subscriber; on every core when there are many.
-fn fan_out(subscribers: &HashMap<u64, Arc<Outbox>>, message: &Message) {
+fn fan_out(subscribers: &ById<Arc<Outbox>>, message: &Message) {
     let push_all = |outboxes: &[&Arc<Outbox>]| {
         for outbox in outboxes {
             outbox.push(Frame::Message(message.clone()));

@@ -5,12 +5,9 @@
 //! it queues a [`Frame::Heartbeat`] for each streaming connection and closes WebSocket peers
 //! that have been silent for longer than the idle timeout.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
-    },
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
 };
 
 use herald_core::DisconnectCode;
@@ -19,12 +16,12 @@ use tokio::sync::watch;
 
 use crate::{
     now_ms,
-    outbox::{Frame, Outbox, QueueLimits, Transport},
+    outbox::{ById, Frame, Outbox, QueueLimits, Transport},
 };
 
 const SHARDS: usize = 16;
 
-type ConnectionShard = HashMap<u64, Arc<Outbox>>;
+type ConnectionShard = ById<Arc<Outbox>>;
 
 /// Open connections by transport.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
@@ -59,7 +56,7 @@ impl Registry {
     /// An empty registry whose connections get queues bounded by `limits`.
     pub fn new(limits: QueueLimits) -> Arc<Self> {
         Arc::new(Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(ById::default())).collect(),
             next_id: AtomicU64::new(1),
             counts: Default::default(),
             limits,
@@ -131,8 +128,13 @@ impl Registry {
 
     /// Resolves once the shutdown has started.
     pub async fn shutdown_started(&self) {
-        let mut rx = self.shutdown_tx.subscribe();
-        let _ = rx.wait_for(|down| *down).await;
+        let _ = self.shutdown_signal().wait_for(|down| *down).await;
+    }
+
+    /// A receiver that turns `true` when the shutdown starts; a connection keeps one for its
+    /// life rather than subscribing anew before every request.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown_tx.subscribe()
     }
 }
 

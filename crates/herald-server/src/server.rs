@@ -38,7 +38,16 @@ impl Server {
         let registry =
             Registry::new(QueueLimits { frames: config.max_queued_messages, bytes: config.max_queued_bytes });
         let broker = Arc::new(Broker::new(config.clone()));
-        Ok(Self { listener, state: AppState { config, broker, registry, started: std::time::Instant::now() } })
+        Ok(Self {
+            listener,
+            state: AppState {
+                config,
+                broker,
+                registry,
+                started: std::time::Instant::now(),
+                idempotency: Default::default(),
+            },
+        })
     }
 
     /// The address actually bound (useful with port 0).

@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use herald_client::Client;
 use herald_server::{Config, Server};
 
+/// mimalloc: `herald bench publish` measured glibc malloc's arena locks and frees at about a
+/// sixth of the server's CPU on the publish path (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Herald: a real-time push server over WebSocket, Server-Sent Events and long polling.
 #[derive(Parser)]
 #[command(version, about)]

@@ -1,6 +1,6 @@
 //! The server API for backends (DESIGN.md 2.3), guarded by the API key.
 
-use std::{collections::HashMap, sync::Arc};
+use std::collections::HashMap;
 
 use axum::{
     Router,
@@ -49,11 +49,9 @@ struct HistoryQuery {
     since: Option<u64>,
 }
 
-type Shared = (AppState, Arc<IdempotencyCache>);
-
 /// The `/api` routes.
-pub fn router(state: AppState, idempotency: Arc<IdempotencyCache>) -> Router<AppState> {
-    let body_limit = state.config.max_message_bytes.saturating_mul(2) + 64 * 1024;
+pub fn router(state: AppState) -> Router<AppState> {
+    let body_limit = body_limit(&state.config);
     Router::new()
         .route("/publish", post(publish))
         .route("/publish/{channel}", post(publish_to))
@@ -65,30 +63,42 @@ pub fn router(state: AppState, idempotency: Arc<IdempotencyCache>) -> Router<App
         .route("/info", get(info))
         .layer(DefaultBodyLimit::max(body_limit))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key))
-        .with_state((state, idempotency))
+        .with_state(state)
+}
+
+/// The largest request body an `/api` route reads.
+pub fn body_limit(config: &crate::Config) -> usize {
+    config.max_message_bytes.saturating_mul(2) + 64 * 1024
 }
 
 async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if state.config.insecure_no_api_key {
-        return next.run(request).await;
+    match check_api_key(&state.config, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
     }
-    let Some(expected) = state.config.api_key.as_deref() else {
-        return ApiError::new(ErrorCode::Unauthorized, "no API key is configured").into_response();
+}
+
+/// Whether `headers` carry the API key (`Authorization: Bearer` or `X-API-Key`; never the
+/// query string), unless the check is off.
+pub fn check_api_key(config: &crate::Config, headers: &HeaderMap) -> Result<(), ApiError> {
+    if config.insecure_no_api_key {
+        return Ok(());
+    }
+    let Some(expected) = config.api_key.as_deref() else {
+        return Err(ApiError::new(ErrorCode::Unauthorized, "no API key is configured"));
     };
-    let headers = request.headers();
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
     let given = bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
     match given {
-        None => ApiError::new(
+        None => Err(ApiError::new(
             ErrorCode::Unauthorized,
             "missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
-        )
-        .into_response(),
-        Some(key) if constant_time_eq(key.trim().as_bytes(), expected.as_bytes()) => next.run(request).await,
-        Some(_) => ApiError::new(ErrorCode::Unauthorized, "wrong API key").into_response(),
+        )),
+        Some(key) if constant_time_eq(key.trim().as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::new(ErrorCode::Unauthorized, "wrong API key")),
     }
 }
 
@@ -151,17 +161,18 @@ pub fn publish_one(
     Ok(state.broker.publish(channel, data, event))
 }
 
-async fn publish(
-    State((state, idempotency)): State<Shared>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let bytes = body_bytes(body)?;
-    let body: PublishBody = parse_json(&bytes)?;
+async fn publish(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    Ok(json_ok(publish_json(&state, &body_bytes(body)?)?))
+}
+
+/// `POST /api/publish` with the JSON body `bytes`: the encoded reply, or the error.
+pub fn publish_json(state: &AppState, bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let body: PublishBody = parse_json(bytes)?;
     let channel = ChannelName::new(&body.channel)?;
     let event = validate_event(body.event)?;
-    let publish = || publish_one(&state, &channel, &body.data, event.as_deref()).map(|m| published(&m));
+    let publish = || publish_one(state, &channel, &body.data, event.as_deref()).map(|m| published(&m));
     let Some(key) = body.idempotency_key else {
-        return Ok(json_response(&publish()?));
+        return Ok(herald_core::protocol::encode(&publish()?));
     };
     if key.is_empty() || key.len() > 256 {
         return Err(ApiError::new(ErrorCode::BadRequest, "idempotency_key must be 1-256 bytes"));
@@ -169,23 +180,23 @@ async fn publish(
     let now = now_ms();
     // One lock for every keyed publish, held across the publish so that two concurrent
     // retries publish once. Publishes without a key never take it.
-    let mut entries = idempotency.entries.lock();
+    let mut entries = state.idempotency.entries.lock();
     let key = (channel.clone(), key);
     if let Some((result, expires)) = entries.get(&key)
         && *expires > now
     {
-        return Ok(json_response(result));
+        return Ok(herald_core::protocol::encode(result));
     }
     let result = publish()?;
     if entries.len() >= 4096 {
         entries.retain(|_, (_, expires)| *expires > now);
     }
     entries.insert(key, (result.clone(), now + state.config.idempotency_window_secs * 1000));
-    Ok(json_response(&result))
+    Ok(herald_core::protocol::encode(&result))
 }
 
 async fn publish_to(
-    State((state, _)): State<Shared>,
+    State(state): State<AppState>,
     Path(channel): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -207,10 +218,7 @@ async fn publish_to(
     Ok(json_response(&published(&publish_one(&state, &channel, &data, None)?)))
 }
 
-async fn broadcast(
-    State((state, _)): State<Shared>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+async fn broadcast(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let bytes = body_bytes(body)?;
     let body: BroadcastBody = parse_json(&bytes)?;
     if body.channels.is_empty() || body.channels.len() > state.config.max_channels_per_connection {
@@ -234,12 +242,12 @@ async fn broadcast(
     Ok(json_response(&json!({ "results": results })))
 }
 
-async fn channels(State((state, _)): State<Shared>) -> Response {
+async fn channels(State(state): State<AppState>) -> Response {
     json_response(&json!({ "channels": state.broker.channels() }))
 }
 
 async fn history(
-    State((state, _)): State<Shared>,
+    State(state): State<AppState>,
     Path(channel): Path<String>,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -272,7 +280,7 @@ pub fn splice_envelopes(out: &mut Vec<u8>, messages: &[Message]) {
     out.push(b']');
 }
 
-async fn info(State((state, _)): State<Shared>) -> Response {
+async fn info(State(state): State<AppState>) -> Response {
     let counts = state.registry.counts();
     let (published, delivered) = state.broker.counters();
     let body = json!({

@@ -95,12 +95,13 @@ enum Refused {
 /// Serves `stream` until the peer closes, asks to close, or shutdown starts.
 pub async fn serve(mut stream: TcpStream, peer: SocketAddr, state: AppState, router: Router) {
     let mut buf = BytesMut::new();
+    let mut shutdown = state.registry.shutdown_signal();
     loop {
         let head = tokio::select! {
             head = Box::pin(tokio::time::timeout(IDLE_TIMEOUT, read_head(&mut stream, &mut buf))) => {
                 head.unwrap_or(Err(Refused::Gone))
             }
-            () = state.registry.shutdown_started(), if buf.is_empty() => return,
+            _ = shutdown.wait_for(|down| *down), if buf.is_empty() => return,
         };
         let head = match head {
             Ok(head) => head,
@@ -151,6 +152,26 @@ async fn exchange(
     }
     let keep_alive = wants_keep_alive(&head);
     let (method, version) = (head.method.clone(), head.version);
+    if method == Method::GET && head.uri.path() == "/poll" {
+        // The route most requests take, and the one that waits: served without the router's
+        // boxed futures, and with nothing of the request kept while the poll waits.
+        let query = head.uri.query().map(str::to_owned);
+        drop(head);
+        let answer = Box::pin(crate::transport::poll::wait(state, query.as_deref())).await;
+        return write_answer(stream, answer, b"cache-control: no-store\r\n", version, keep_alive).await;
+    }
+    if method == Method::POST && head.uri.path() == "/api/publish" {
+        // The API's hottest route, served without the router: the same key check, body limit
+        // and publish the router's `/api/publish` runs.
+        let published = super::api::check_api_key(&state.config, &head.headers).and_then(|()| {
+            match body.len() > super::api::body_limit(&state.config) {
+                true => Err(ApiError::new(ErrorCode::MessageTooLarge, "request body is over the size limit")),
+                false => super::api::publish_json(state, &body),
+            }
+        });
+        drop(head);
+        return write_answer(stream, published, b"", version, keep_alive).await;
+    }
     let request = into_request(head, body, peer);
     let mut response = match Box::pin(router.clone().oneshot(request)).await {
         Ok(response) => response,
@@ -441,6 +462,43 @@ fn response_head(parts: &axum::http::response::Parts, exact: Option<u64>, chunke
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+/// Writes the answer of a route served without the router: its JSON body with the `extra`
+/// header lines, or its error.
+async fn write_answer(
+    stream: &mut TcpStream,
+    answer: Result<Vec<u8>, ApiError>,
+    extra: &[u8],
+    version: Version,
+    keep_alive: bool,
+) -> After {
+    let written = match answer {
+        Ok(body) => write_json_ok(stream, &body, extra, keep_alive).await,
+        Err(error) => {
+            let response = axum::response::IntoResponse::into_response(error);
+            Box::pin(write_response(stream, response, &Method::GET, version, keep_alive)).await
+        }
+    };
+    if matches!(written, Ok(true)) { After::KeepAlive } else { After::Close }
+}
+
+/// Writes a `200` JSON answer with `body` and the `extra` header lines, head and body in one
+/// write; returns whether the connection stays open.
+async fn write_json_ok(stream: &mut TcpStream, body: &[u8], extra: &[u8], keep_alive: bool) -> std::io::Result<bool> {
+    let mut out = Vec::with_capacity(160 + extra.len() + body.len());
+    out.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n");
+    out.extend_from_slice(extra);
+    out.extend_from_slice(b"date: ");
+    DATE.with(|date| out.extend_from_slice(date.borrow_mut().now()));
+    out.extend_from_slice(format!("\r\ncontent-length: {}\r\n", body.len()).as_bytes());
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    stream.write_all(&out).await?;
+    Ok(keep_alive)
 }
 
 /// Writes `response`; returns whether the connection stays open for another request.

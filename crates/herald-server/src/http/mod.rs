@@ -28,6 +28,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// When the server started.
     pub started: Instant,
+    /// Results of recent publishes made with an `idempotency_key`.
+    pub idempotency: Arc<api::IdempotencyCache>,
 }
 
 /// An error answered as JSON with its status.
@@ -38,7 +40,6 @@ const DEMO_PAGE: &str = include_str!("../../../../web/index.html");
 
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
-    let idempotency = Arc::new(api::IdempotencyCache::default());
     Router::new()
         .route("/", get(demo_page))
         .route("/healthz", get(|| async { json_ok(br#"{"status":"ok"}"#.to_vec()) }))
@@ -46,7 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sse", get(transport::sse::stream))
         .route("/sse/{channel}", get(transport::sse::stream_one))
         .route("/poll", get(transport::poll::poll))
-        .nest("/api", api::router(state.clone(), idempotency))
+        .nest("/api", api::router(state.clone()))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")

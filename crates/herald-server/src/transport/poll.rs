@@ -23,15 +23,25 @@ use crate::{
 /// Most messages recovered per channel in one poll; the client's next poll gets the rest.
 const POLL_BATCH: usize = 1000;
 
-/// `GET /poll`.
+/// `GET /poll` through the router (the connection loop calls [`answer`] directly).
 pub async fn poll(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
-    match wait(&state, query.as_deref()).await {
-        Ok(response) => response,
+    answer(&state, query.as_deref()).await
+}
+
+async fn answer(state: &AppState, query: Option<&str>) -> Response {
+    match wait(state, query).await {
+        Ok(body) => {
+            let mut response = json_ok(body);
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
         Err(e) => e.into_response(),
     }
 }
 
-async fn wait(state: &AppState, query: Option<&str>) -> Result<Response, ApiError> {
+/// Waits for `GET /poll?<query>` and returns its JSON body (messages, resets and the next
+/// cursor), to be sent with `Cache-Control: no-store`.
+pub async fn wait(state: &AppState, query: Option<&str>) -> Result<Vec<u8>, ApiError> {
     let request = StreamRequest::parse(state, query, None, None)?;
     if state.registry.is_shutting_down() {
         return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down; retry shortly"));
@@ -69,7 +79,5 @@ async fn wait(state: &AppState, query: Option<&str>) -> Result<Response, ApiErro
     body.extend_from_slice(b",\"resets\":[");
     body.extend_from_slice(&resets.join(&b","[..]));
     body.extend_from_slice(b"]}");
-    let mut response = json_ok(body);
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(body)
 }

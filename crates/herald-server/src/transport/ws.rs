@@ -63,7 +63,7 @@ type WebSocket = WebSocketStream<SocketIo>;
 /// JSON error and closes).
 pub async fn accept(mut stream: TcpStream, head: Head, leftover: BytesMut, state: AppState) {
     // The head, its buffer and the handshake's strings are gone before the connection runs.
-    if handshake(&mut stream, head, &state).await.is_some() {
+    if Box::pin(handshake(&mut stream, head, &state)).await.is_some() {
         run(state, stream, leftover).await;
     }
 }
@@ -123,11 +123,10 @@ async fn run(state: AppState, stream: TcpStream, leftover: BytesMut) {
         .max_message_size(Some(frame_limit))
         .max_frame_size(Some(frame_limit));
     let io = SocketIo { socket: socket.clone(), outbox: outbox.clone() };
-    let mut ws = if leftover.is_empty() {
-        WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
-    } else {
-        WebSocketStream::from_partially_read(io, leftover.to_vec(), Role::Server, Some(config)).await
-    };
+    // `leftover` shares the request head's read buffer: copy the few bytes out and free it.
+    let early = leftover.to_vec();
+    drop(leftover);
+    let mut ws = WebSocketStream::from_partially_read(io, early, Role::Server, Some(config)).await;
     let mut subscriptions = Subscriptions::new(state.broker.clone(), outbox.clone());
     // Whether the socket is full and the task waits for it to drain.
     let mut blocked = false;
@@ -162,7 +161,8 @@ async fn run(state: AppState, stream: TcpStream, leftover: BytesMut) {
     };
     subscriptions.clear();
     if let Some(code) = close {
-        close_with(&mut ws, &outbox, &socket, code).await;
+        // Boxed: the goodbye's state is not carried by every open connection's task.
+        Box::pin(close_with(&mut ws, &outbox, &socket, code)).await;
     } else {
         // A close reply tungstenite wrote may still wait.
         let _ = outbox.flush();

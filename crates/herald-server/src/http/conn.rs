@@ -96,11 +96,14 @@ enum Refused {
 pub async fn serve(mut stream: TcpStream, peer: SocketAddr, state: AppState, router: Router) {
     let mut buf = BytesMut::new();
     let mut shutdown = state.registry.shutdown_signal();
+    // One timer for the connection's life, moved on before every request: pushing a deadline
+    // later does not touch the timer wheel, where a new timeout per request would (twice).
+    let mut idle = Box::pin(tokio::time::sleep(IDLE_TIMEOUT));
     loop {
+        idle.as_mut().reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
         let head = tokio::select! {
-            head = Box::pin(tokio::time::timeout(IDLE_TIMEOUT, read_head(&mut stream, &mut buf))) => {
-                head.unwrap_or(Err(Refused::Gone))
-            }
+            head = Box::pin(read_head(&mut stream, &mut buf)) => head,
+            () = idle.as_mut() => return,
             _ = shutdown.wait_for(|down| *down), if buf.is_empty() => return,
         };
         let head = match head {

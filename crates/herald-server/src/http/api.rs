@@ -43,9 +43,12 @@ struct BroadcastBody {
     event: Option<String>,
 }
 
+/// The query of a history request.
 #[derive(Deserialize)]
-struct HistoryQuery {
+pub struct HistoryQuery {
+    /// At most this many messages (the latest).
     limit: Option<usize>,
+    /// Only messages after this offset.
     since: Option<u64>,
 }
 
@@ -161,7 +164,9 @@ pub fn publish_one(
     Ok(state.broker.publish(channel, data, event))
 }
 
-async fn publish(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+/// `POST /api/publish`, and the clients' `POST /publish` (DESIGN.md 2.3; the same checks and
+/// limits as a WebSocket `publish`).
+pub async fn publish(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     Ok(json_ok(publish_json(&state, &body_bytes(body)?)?))
 }
 
@@ -246,7 +251,9 @@ async fn channels(State(state): State<AppState>) -> Response {
     json_response(&json!({ "channels": state.broker.channels() }))
 }
 
-async fn history(
+/// `GET /api/channels/{channel}/history`, and the clients' `GET /history/{channel}` (the same
+/// history a WebSocket `history` command reads).
+pub async fn history(
     State(state): State<AppState>,
     Path(channel): Path<String>,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,

@@ -37,22 +37,37 @@ pub struct AppState {
 pub struct ApiError(pub ProtocolError);
 
 const DEMO_PAGE: &str = include_str!("../../../../web/index.html");
+/// The TypeScript client (`clients/js`), bundled into one ES module (`npm run build` there).
+const CLIENT_BUNDLE: &str = include_str!("../../../../clients/js/dist/herald.js");
 
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(demo_page))
+        .route("/herald.js", get(client_bundle))
         .route("/healthz", get(|| async { json_ok(br#"{"status":"ok"}"#.to_vec()) }))
         .route("/readyz", get(readyz))
         .route("/sse", get(transport::sse::stream))
         .route("/sse/{channel}", get(transport::sse::stream_one))
         .route("/poll", get(transport::poll::poll))
+        // For browsers and apps, no API key: what a WebSocket client can do with `publish` and
+        // `history`, for SSE and long-poll clients.
+        .route(
+            "/publish",
+            axum::routing::post(api::publish)
+                .layer(axum::extract::DefaultBodyLimit::max(api::body_limit(&state.config))),
+        )
+        .route("/history/{channel}", get(api::history))
         .nest("/api", api::router(state.clone()))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")
         })
         .with_state(state)
+}
+
+async fn client_bundle() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], CLIENT_BUNDLE).into_response()
 }
 
 async fn demo_page() -> Response {

@@ -1,0 +1,866 @@
+// src/backoff.ts
+var DEFAULT_BACKOFF = { minDelay: 500, maxDelay: 2e4 };
+function backoffDelay(attempt, options = DEFAULT_BACKOFF, random = Math.random) {
+  const ceiling = Math.min(options.maxDelay, options.minDelay * 2 ** Math.min(Math.max(attempt, 0), 30));
+  return Math.floor(random() * ceiling);
+}
+
+// src/types.ts
+var HeraldError = class extends Error {
+  constructor(code, message, status) {
+    super(message);
+    this.code = code;
+    this.status = status;
+    this.name = "HeraldError";
+  }
+};
+
+// src/http.ts
+async function readJson(response) {
+  const text = await response.text();
+  let body;
+  try {
+    body = text ? JSON.parse(text) : void 0;
+  } catch {
+    throw new HeraldError("invalid_response", `not JSON (HTTP ${response.status}): ${text.slice(0, 200)}`, response.status);
+  }
+  if (!response.ok) {
+    const error = body?.error;
+    throw new HeraldError(error?.code ?? "http_error", error?.message ?? `HTTP ${response.status}`, response.status);
+  }
+  return body;
+}
+function headers(token) {
+  const h = { "content-type": "application/json" };
+  if (token) h.authorization = `Bearer ${token}`;
+  return h;
+}
+async function httpPublish(fetchFn, baseUrl, token, channel, data, event) {
+  let response;
+  try {
+    response = await fetchFn(`${baseUrl}/publish`, {
+      method: "POST",
+      headers: headers(token),
+      body: JSON.stringify(event === void 0 ? { channel, data } : { channel, data, event })
+    });
+  } catch (e) {
+    throw new HeraldError("network", `publish failed: ${String(e)}`);
+  }
+  return readJson(response);
+}
+async function httpHistory(fetchFn, baseUrl, token, channel, options) {
+  const query = new URLSearchParams();
+  if (options.limit !== void 0) query.set("limit", String(options.limit));
+  if (options.since !== void 0) query.set("since", String(options.since));
+  const q = query.toString();
+  const url = `${baseUrl}/history/${encodeURIComponent(channel)}${q ? `?${q}` : ""}`;
+  let response;
+  try {
+    response = await fetchFn(url, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+  } catch (e) {
+    throw new HeraldError("network", `history failed: ${String(e)}`);
+  }
+  return readJson(response);
+}
+
+// src/positions.ts
+var Positions = class {
+  constructor() {
+    this.byChannel = /* @__PURE__ */ new Map();
+  }
+  /** The position in `channel`, if the client has one. */
+  get(channel) {
+    return this.byChannel.get(channel);
+  }
+  /**
+   * Records a message at `epoch`/`offset` of `channel`: `"duplicate"` when the client already
+   * has it (same epoch, offset not past the position), else `"new"` and the position moves.
+   */
+  arrive(channel, epoch, offset) {
+    const known = this.byChannel.get(channel);
+    if (known && known.epoch === epoch && offset <= known.offset) return "duplicate";
+    this.byChannel.set(channel, { epoch, offset });
+    return "new";
+  }
+  /** Sets the position outright (a reset, or the starting point of a live subscription). */
+  set(channel, position) {
+    this.byChannel.set(channel, { epoch: position.epoch, offset: position.offset });
+  }
+  /** Sets the position only when the client has none yet. */
+  setIfAbsent(channel, position) {
+    if (!this.byChannel.has(channel)) this.set(channel, position);
+  }
+  /** Forgets `channel`. */
+  delete(channel) {
+    this.byChannel.delete(channel);
+  }
+  /**
+   * The SSE / long-poll cursor for `channels`: `channel~epoch~offset` joined by `,` (the form
+   * `herald-core`'s cursor module promises), with only the channels that have a position.
+   */
+  cursor(channels) {
+    const parts = [];
+    for (const channel of channels) {
+      const p = this.byChannel.get(channel);
+      if (p) parts.push(`${channel}~${p.epoch}~${p.offset}`);
+    }
+    return parts.join(",");
+  }
+};
+function parseCursor(cursor) {
+  const out = /* @__PURE__ */ new Map();
+  for (const part of cursor.split(",")) {
+    const fields = part.split("~");
+    if (fields.length !== 3) continue;
+    const [channel, epoch, offsetText] = fields;
+    const offset = Number(offsetText);
+    if (channel && epoch && Number.isSafeInteger(offset) && offset >= 0) out.set(channel, { epoch, offset });
+  }
+  return out;
+}
+
+// src/transports/stream_request.ts
+function streamUrl(ctx, path, channels, cursor, extra = {}) {
+  const url = new URL(path, ctx.baseUrl);
+  for (const channel of channels.keys()) url.searchParams.append("channel", channel);
+  if (cursor) url.searchParams.set("cursor", cursor);
+  if (ctx.token) url.searchParams.set("token", ctx.token);
+  for (const [k, v] of Object.entries(extra)) url.searchParams.set(k, v);
+  return url.toString();
+}
+function cursorOf(channels) {
+  const parts = [];
+  for (const [channel, p] of channels) if (p) parts.push(`${channel}~${p.epoch}~${p.offset}`);
+  return parts.join(",");
+}
+async function refusal(response, opened) {
+  let reason = `HTTP ${response.status}`;
+  try {
+    await readJson(response);
+  } catch (e) {
+    if (e instanceof HeraldError) reason = `${e.code}: ${e.message}`;
+  }
+  const status = response.status;
+  const reconnect = status >= 500 || status === 408 || status === 429;
+  return { code: status, reason, reconnect, opened };
+}
+
+// src/transports/polling.ts
+var PollingTransport = class {
+  constructor(ctx, events) {
+    this.ctx = ctx;
+    this.events = events;
+    this.name = "polling";
+    this.channels = /* @__PURE__ */ new Map();
+    this.opened = false;
+    this.ended = false;
+    this.generation = 0;
+  }
+  connect(channels) {
+    this.setChannels(channels);
+  }
+  setChannels(channels) {
+    if (this.ended) return;
+    this.channels = new Map(channels);
+    this.controller?.abort();
+    const generation = ++this.generation;
+    if (channels.size === 0) {
+      if (!this.opened) queueMicrotask(() => this.markOpen(generation));
+      return;
+    }
+    void this.run(generation);
+  }
+  publish(channel, data, event) {
+    return httpPublish(this.ctx.fetch, this.ctx.baseUrl, this.ctx.token, channel, data, event);
+  }
+  close() {
+    this.ended = true;
+    this.controller?.abort();
+  }
+  markOpen(generation) {
+    if (this.ended || generation !== this.generation || this.opened) return;
+    this.opened = true;
+    this.events.open();
+  }
+  async run(generation) {
+    const channels = this.channels;
+    const current = () => !this.ended && generation === this.generation;
+    let cursor = cursorOf(channels);
+    let unreported = true;
+    while (current()) {
+      const controller = new AbortController();
+      this.controller = controller;
+      const wait = unreported ? 0 : this.ctx.pollTimeout;
+      const url = streamUrl(this.ctx, "/poll", channels, cursor, { timeout: String(wait) });
+      const limit = unreported ? this.ctx.connectTimeout : wait * 1e3 + this.ctx.heartbeatTimeout;
+      const timer = setTimeout(() => controller.abort(), limit);
+      let answer;
+      try {
+        const response = await this.ctx.fetch(url, { signal: controller.signal, cache: "no-store" });
+        if (!current()) return;
+        if (!response.ok) {
+          const info = await refusal(response, this.opened);
+          if (current()) this.end(info.code, info.reason, info.reconnect);
+          return;
+        }
+        answer = await readJson(response);
+      } catch (e) {
+        if (current()) this.end(0, `the poll failed: ${String(e)}`, true);
+        return;
+      } finally {
+        clearTimeout(timer);
+      }
+      if (!current()) return;
+      this.markOpen(generation);
+      for (const reset of answer.resets) this.events.reset(reset);
+      for (const message of answer.messages) this.events.message(message);
+      if (unreported) {
+        unreported = false;
+        const positions = parseCursor(answer.cursor);
+        for (const [channel, given] of channels) {
+          const at = positions.get(channel);
+          if (!at) continue;
+          const recovered = given ? !answer.resets.some((r) => r.channel === channel) : void 0;
+          this.events.subscribed(channel, at, recovered);
+        }
+      }
+      cursor = answer.cursor;
+    }
+  }
+  end(code, reason, reconnect) {
+    if (this.ended) return;
+    this.ended = true;
+    this.controller?.abort();
+    this.events.close({ code, reason, reconnect, opened: this.opened });
+  }
+};
+
+// src/sse_parser.ts
+var SseParser = class {
+  constructor() {
+    this.buffer = "";
+  }
+  /** Parses `chunk` and returns every block it completes. */
+  push(chunk) {
+    this.buffer += chunk;
+    const blocks = [];
+    for (; ; ) {
+      const end = this.buffer.search(/\r\n\r\n|\n\n|\r\r/);
+      if (end < 0) break;
+      const separator = this.buffer.startsWith("\r\n\r\n", end) ? 4 : 2;
+      const raw = this.buffer.slice(0, end);
+      this.buffer = this.buffer.slice(end + separator);
+      const block = parseBlock(raw);
+      if (block) blocks.push(block);
+    }
+    return blocks;
+  }
+};
+function parseBlock(raw) {
+  let event = "message";
+  let data;
+  let id;
+  let retry;
+  for (const line of raw.split(/\r\n|\n|\r/)) {
+    if (line === "" || line.startsWith(":")) continue;
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "event") event = value;
+    else if (field === "data") (data ?? (data = [])).push(value);
+    else if (field === "id") id = value;
+    else if (field === "retry" && /^\d+$/.test(value)) retry = Number(value);
+  }
+  if (data === void 0 && id === void 0 && retry === void 0) return void 0;
+  return { event, data: data?.join("\n"), id, retry };
+}
+
+// src/transports/sse.ts
+var SseTransport = class {
+  constructor(ctx, events) {
+    this.ctx = ctx;
+    this.events = events;
+    this.name = "sse";
+    this.channels = /* @__PURE__ */ new Map();
+    this.opened = false;
+    this.ended = false;
+    /** Each request gets a number; a superseded request's reads are ignored. */
+    this.generation = 0;
+  }
+  connect(channels) {
+    this.setChannels(channels);
+  }
+  setChannels(channels) {
+    if (this.ended) return;
+    this.channels = new Map(channels);
+    this.controller?.abort();
+    const generation = ++this.generation;
+    if (channels.size === 0) {
+      clearTimeout(this.deadTimer);
+      if (!this.opened) queueMicrotask(() => this.markOpen(generation));
+      return;
+    }
+    void this.run(generation);
+  }
+  publish(channel, data, event) {
+    return httpPublish(this.ctx.fetch, this.ctx.baseUrl, this.ctx.token, channel, data, event);
+  }
+  close() {
+    this.ended = true;
+    clearTimeout(this.deadTimer);
+    this.controller?.abort();
+  }
+  markOpen(generation) {
+    if (this.ended || generation !== this.generation || this.opened) return;
+    this.opened = true;
+    this.events.open();
+  }
+  async run(generation) {
+    const controller = new AbortController();
+    this.controller = controller;
+    const channels = this.channels;
+    const url = streamUrl(this.ctx, "/sse", channels, cursorOf(channels));
+    const current = () => !this.ended && generation === this.generation;
+    const timer = setTimeout(() => controller.abort(), this.ctx.connectTimeout);
+    let response;
+    try {
+      response = await this.ctx.fetch(url, { signal: controller.signal, headers: { accept: "text/event-stream" } });
+    } catch (e) {
+      clearTimeout(timer);
+      if (current()) this.end(0, `cannot reach ${url}: ${String(e)}`, true);
+      return;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!current()) return;
+    const type = response.headers.get("content-type") ?? "";
+    if (!response.ok || !type.startsWith("text/event-stream") || !response.body) {
+      const info = response.ok ? { code: response.status, reason: `not an event stream (${type})`, reconnect: true, opened: this.opened } : await refusal(response, this.opened);
+      if (current()) this.end(info.code, info.reason, info.reconnect);
+      return;
+    }
+    this.markOpen(generation);
+    this.alive(controller);
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    const parser = new SseParser();
+    let first = true;
+    try {
+      for (; ; ) {
+        const { value, done } = await reader.read();
+        if (!current()) return;
+        if (done) break;
+        this.alive(controller);
+        for (const block of parser.push(value)) {
+          if (block.data === void 0) {
+            if (first && block.id !== void 0) this.started(channels, block.id);
+            first = false;
+            continue;
+          }
+          first = false;
+          const payload = JSON.parse(block.data);
+          if (block.event === "reset") this.events.reset(payload);
+          else if (payload.type === "message") this.events.message(payload);
+        }
+      }
+    } catch (e) {
+      if (current()) this.end(0, `the event stream failed: ${String(e)}`, true);
+      return;
+    }
+    if (current()) this.end(0, "the event stream ended", true);
+  }
+  /** The first `id:`: where each channel's subscription starts. */
+  started(channels, cursor) {
+    const positions = parseCursor(cursor);
+    for (const [channel, given] of channels) {
+      const at = positions.get(channel);
+      if (!at) continue;
+      const recovered = given ? at.epoch === given.epoch && at.offset === given.offset : void 0;
+      this.events.subscribed(channel, at, recovered);
+    }
+  }
+  alive(controller) {
+    clearTimeout(this.deadTimer);
+    this.deadTimer = setTimeout(() => {
+      controller.abort();
+      this.end(0, "no heartbeat from the server", true);
+    }, this.ctx.heartbeatTimeout);
+  }
+  end(code, reason, reconnect) {
+    if (this.ended) return;
+    this.ended = true;
+    clearTimeout(this.deadTimer);
+    this.controller?.abort();
+    this.events.close({ code, reason, reconnect, opened: this.opened });
+  }
+};
+
+// src/transports/websocket.ts
+function closeCodeAllowsReconnect(code) {
+  return !(code >= 4500 && code <= 4999);
+}
+var WebSocketTransport = class {
+  constructor(ctx, events) {
+    this.ctx = ctx;
+    this.events = events;
+    this.name = "websocket";
+    this.opened = false;
+    this.ended = false;
+    this.nextId = 1;
+    this.pending = /* @__PURE__ */ new Map();
+    this.channels = /* @__PURE__ */ new Map();
+  }
+  connect(channels) {
+    this.channels = new Map(channels);
+    const WebSocketImpl = this.ctx.WebSocket;
+    if (!WebSocketImpl) {
+      queueMicrotask(() => this.end(0, "WebSocket is not available here", true));
+      return;
+    }
+    const url = new URL("/ws", this.ctx.baseUrl.replace(/^http/, "ws"));
+    if (this.ctx.token) url.searchParams.set("token", this.ctx.token);
+    let socket;
+    try {
+      socket = new WebSocketImpl(url.toString());
+    } catch (e) {
+      queueMicrotask(() => this.end(0, `cannot open a WebSocket: ${String(e)}`, true));
+      return;
+    }
+    this.socket = socket;
+    this.connectTimer = setTimeout(() => this.fail("the WebSocket did not open in time"), this.ctx.connectTimeout);
+    socket.onopen = () => {
+      clearTimeout(this.connectTimer);
+      this.opened = true;
+      this.alive();
+      this.events.open();
+      for (const [channel, since] of this.channels) this.sendSubscribe(channel, since);
+    };
+    socket.onmessage = (event) => {
+      this.alive();
+      if (typeof event.data === "string") this.handle(event.data);
+    };
+    socket.onclose = (event) => {
+      const goodbye = this.goodbye;
+      const code = event.code || goodbye?.code || 1006;
+      const reconnect = closeCodeAllowsReconnect(code) && (goodbye?.reconnect ?? true);
+      this.end(code, event.reason || goodbye?.reason || "connection closed", reconnect);
+    };
+    socket.onerror = () => {
+    };
+  }
+  setChannels(channels) {
+    const before = this.channels;
+    this.channels = new Map(channels);
+    if (!this.opened || this.ended) return;
+    for (const [channel, since] of channels) if (!before.has(channel)) this.sendSubscribe(channel, since);
+    for (const channel of before.keys()) {
+      if (!channels.has(channel)) this.send({ op: "unsubscribe", channel }, { channel, kind: "other" });
+    }
+  }
+  publish(channel, data, event) {
+    return new Promise((resolve, reject) => {
+      if (!this.opened || this.ended) {
+        reject(new HeraldError("closed", "the connection is closed"));
+        return;
+      }
+      const command = event === void 0 ? { op: "publish", channel, data } : { op: "publish", channel, data, event };
+      this.send(command, { channel, kind: "publish", resolve, reject });
+    });
+  }
+  close() {
+    this.ended = true;
+    this.cleanup("closed by the client");
+    if (this.socket) {
+      this.socket.onclose = null;
+      this.socket.onmessage = null;
+      this.socket.onopen = null;
+      try {
+        this.socket.close(1e3);
+      } catch {
+      }
+    }
+  }
+  sendSubscribe(channel, since) {
+    const command = since ? { op: "subscribe", channel, since } : { op: "subscribe", channel };
+    this.send(command, { channel, kind: "subscribe" });
+  }
+  send(command, pending) {
+    const id = this.nextId++;
+    this.pending.set(id, pending);
+    this.socket?.send(JSON.stringify({ id, ...command }));
+  }
+  handle(text) {
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (typeof frame.id === "number") {
+      this.reply(frame.id, frame);
+      return;
+    }
+    switch (frame.type) {
+      case "message":
+        this.events.message(frame);
+        break;
+      case "reset":
+        this.events.reset(frame);
+        break;
+      case "disconnect":
+        this.goodbye = {
+          code: Number(frame.code) || 0,
+          reason: String(frame.reason ?? ""),
+          reconnect: frame.reconnect !== false
+        };
+        break;
+      default:
+        break;
+    }
+  }
+  reply(id, frame) {
+    const pending = this.pending.get(id);
+    if (!pending) return;
+    this.pending.delete(id);
+    const error = frame.error;
+    const result = frame.result;
+    if (pending.kind === "subscribe") {
+      if (error || !result) {
+        this.events.refused(pending.channel, new HeraldError(error?.code ?? "error", error?.message ?? "subscribe failed"));
+        return;
+      }
+      const position = { epoch: String(result.epoch), offset: Number(result.offset) };
+      const recovered = typeof result.recovered === "boolean" ? result.recovered : void 0;
+      this.events.subscribed(pending.channel, position, recovered);
+    } else if (pending.kind === "publish") {
+      if (error || !result) pending.reject?.(new HeraldError(error?.code ?? "error", error?.message ?? "publish failed"));
+      else pending.resolve?.(result);
+    }
+  }
+  alive() {
+    clearTimeout(this.deadTimer);
+    this.deadTimer = setTimeout(() => this.fail("no heartbeat from the server"), this.ctx.heartbeatTimeout);
+  }
+  fail(reason) {
+    const socket = this.socket;
+    if (socket) {
+      socket.onclose = null;
+      try {
+        socket.close(4e3);
+      } catch {
+      }
+    }
+    this.end(0, reason, true);
+  }
+  end(code, reason, reconnect) {
+    if (this.ended) return;
+    this.ended = true;
+    this.cleanup(reason);
+    this.events.close({ code, reason, reconnect, opened: this.opened });
+  }
+  cleanup(reason) {
+    clearTimeout(this.deadTimer);
+    clearTimeout(this.connectTimer);
+    for (const pending of this.pending.values()) {
+      pending.reject?.(new HeraldError("closed", `the connection closed before the reply: ${reason}`));
+    }
+    this.pending.clear();
+  }
+};
+
+// src/client.ts
+var Subscription = class {
+  /** @internal */
+  constructor(channel, handlers, owner) {
+    this.channel = channel;
+    this.handlers = handlers;
+    this.owner = owner;
+  }
+  /** Stops the subscription; the channel's position is forgotten. */
+  unsubscribe() {
+    this.owner.unsubscribeChannel(this);
+  }
+};
+var Herald = class {
+  /** A client for the server at `url` (`http(s)://host:port`). It connects on first use. */
+  constructor(url, options = {}) {
+    this.options = options;
+    this.positions = new Positions();
+    this.subscriptions = /* @__PURE__ */ new Map();
+    this.queue = [];
+    this.listeners = {
+      connecting: /* @__PURE__ */ new Set(),
+      connected: /* @__PURE__ */ new Set(),
+      disconnected: /* @__PURE__ */ new Set()
+    };
+    this.stateValue = "idle";
+    this.attempt = 0;
+    /** Counts connection attempts; a superseded attempt stops at its next step. */
+    this.generation = 0;
+    /** Set by `disconnect()`: nothing reconnects (not even coming back online) until `connect()`. */
+    this.held = false;
+    this.onOnline = () => this.reconnectNow();
+    this.onOffline = () => this.dropConnection("the browser went offline");
+    this.baseUrl = url.replace(/\/+$/, "");
+    this.transports = options.transports?.length ? [...options.transports] : ["websocket", "sse", "polling"];
+    this.backoff = { minDelay: options.minReconnectDelay ?? 500, maxDelay: options.maxReconnectDelay ?? 2e4 };
+    const target = globalThis;
+    target.addEventListener?.("online", this.onOnline);
+    target.addEventListener?.("offline", this.onOffline);
+  }
+  /** The connection state. */
+  get state() {
+    return this.stateValue;
+  }
+  /** The transport in use while connected. */
+  get transport() {
+    return this.stateValue === "connected" ? this.current?.name : void 0;
+  }
+  /** Listens to a connection event; returns a function that stops listening. */
+  on(event, listener) {
+    const set = this.listeners[event];
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+  /** Subscribes to `channel`. One subscription per channel per client. */
+  subscribe(channel, handlers = {}) {
+    if (this.stateValue === "closed") throw new HeraldError("closed", "the client is closed");
+    if (this.subscriptions.has(channel)) throw new HeraldError("already_subscribed", `already subscribed to ${channel}`);
+    const subscription = new Subscription(channel, handlers, this);
+    this.subscriptions.set(channel, subscription);
+    if (this.stateValue === "connected") this.current?.setChannels(this.channelPositions());
+    else this.startIfIdle();
+    return subscription;
+  }
+  /**
+   * Publishes `data` to `channel` (over the WebSocket, else `POST /publish`). While
+   * disconnected the publish waits in a bounded queue and goes out after the reconnect; a full
+   * queue rejects it with `queue_full`.
+   */
+  publish(channel, data, options = {}) {
+    if (this.stateValue === "closed") return Promise.reject(new HeraldError("closed", "the client is closed"));
+    if (this.refusal) return Promise.reject(this.refusal);
+    if (this.stateValue === "connected" && this.current) return this.current.publish(channel, data, options.event);
+    if (this.queue.length >= (this.options.maxQueuedPublishes ?? 100)) {
+      return Promise.reject(new HeraldError("queue_full", "too many publishes wait for the connection"));
+    }
+    this.startIfIdle();
+    return new Promise((resolve, reject) => this.queue.push({ channel, data, event: options.event, resolve, reject }));
+  }
+  /** The channel's current position and its latest messages (`limit`), or those after `since`. */
+  async history(channel, options = {}) {
+    return httpHistory(this.fetchFn(), this.baseUrl, await this.token(), channel, options);
+  }
+  /**
+   * Connects now (the client also connects on its first subscribe or publish), or again after
+   * `disconnect()` or a refused connection.
+   */
+  connect() {
+    if (this.stateValue !== "idle" && this.stateValue !== "disconnected") return;
+    clearTimeout(this.retryTimer);
+    this.refusal = void 0;
+    this.held = false;
+    this.attempt = 0;
+    void this.tryTransport(0);
+  }
+  startIfIdle() {
+    if (this.stateValue === "idle") this.connect();
+  }
+  /**
+   * Drops the connection and stays away until `connect()`; subscriptions and positions stay, so
+   * the next connection recovers what was published meanwhile. Publishes wait in the queue.
+   */
+  disconnect() {
+    if (this.stateValue === "closed" || this.stateValue === "idle") return;
+    clearTimeout(this.retryTimer);
+    this.generation++;
+    this.held = true;
+    this.current?.close();
+    this.current = void 0;
+    this.stateValue = "disconnected";
+    this.emit("disconnected", { code: 0, reason: "disconnected by the client", reconnect: false });
+  }
+  /**
+   * Uses `transports` (in this order) from now on: a connected client reconnects at once over
+   * the first of them that works, keeping its positions.
+   */
+  setTransports(transports) {
+    if (transports.length === 0) throw new HeraldError("bad_option", "name at least one transport");
+    this.transports = [...transports];
+    if (this.stateValue === "connected" || this.stateValue === "connecting" || this.stateValue === "disconnected" && !this.held) {
+      clearTimeout(this.retryTimer);
+      this.current?.close();
+      this.current = void 0;
+      this.attempt = 0;
+      void this.tryTransport(0);
+    }
+  }
+  /** Closes the connection for good; queued publishes are rejected. */
+  close() {
+    if (this.stateValue === "closed") return;
+    this.stateValue = "closed";
+    clearTimeout(this.retryTimer);
+    this.current?.close();
+    this.current = void 0;
+    this.rejectQueue(new HeraldError("closed", "the client was closed"));
+    const target = globalThis;
+    target.removeEventListener?.("online", this.onOnline);
+    target.removeEventListener?.("offline", this.onOffline);
+  }
+  /** @internal */
+  unsubscribeChannel(subscription) {
+    if (this.subscriptions.get(subscription.channel) !== subscription) return;
+    this.subscriptions.delete(subscription.channel);
+    this.positions.delete(subscription.channel);
+    if (this.stateValue === "connected") this.current?.setChannels(this.channelPositions());
+  }
+  channelPositions() {
+    const map = /* @__PURE__ */ new Map();
+    for (const channel of this.subscriptions.keys()) map.set(channel, this.positions.get(channel));
+    return map;
+  }
+  async tryTransport(index) {
+    if (this.stateValue === "closed") return;
+    const name = this.transports[index];
+    const generation = ++this.generation;
+    this.stateValue = "connecting";
+    this.emit("connecting", { transport: name });
+    let token;
+    try {
+      token = await this.token();
+    } catch (e) {
+      this.closed(void 0, index, { code: 0, reason: `getToken failed: ${String(e)}`, reconnect: true, opened: false });
+      return;
+    }
+    if (this.stateValue !== "connecting" || generation !== this.generation) return;
+    const context = {
+      baseUrl: this.baseUrl,
+      token,
+      heartbeatTimeout: this.options.heartbeatTimeout ?? 35e3,
+      pollTimeout: this.options.pollTimeout ?? 25,
+      connectTimeout: this.options.connectTimeout ?? 1e4,
+      WebSocket: this.options.WebSocket ?? globalThis.WebSocket,
+      fetch: this.fetchFn()
+    };
+    let transport;
+    const current = () => transport !== void 0 && transport === this.current ? transport : void 0;
+    const events = {
+      open: () => {
+        const t = current();
+        if (t) this.opened(t);
+      },
+      subscribed: (channel, position, recovered) => {
+        const subscription = current() && this.subscriptions.get(channel);
+        if (!subscription) return;
+        this.positions.setIfAbsent(channel, position);
+        subscription.handlers.onSubscribed?.({ recovered, position, transport: name });
+      },
+      message: (envelope) => {
+        if (current()) this.deliver(envelope);
+      },
+      reset: (reset) => {
+        const subscription = current() && this.subscriptions.get(reset.channel);
+        if (!subscription) return;
+        this.positions.set(reset.channel, reset);
+        subscription.handlers.onReset?.(reset);
+      },
+      refused: (channel, error) => {
+        if (current()) this.subscriptions.get(channel)?.handlers.onError?.(error);
+      },
+      close: (info) => {
+        const t = current();
+        if (t) this.closed(t, index, info);
+      }
+    };
+    transport = createTransport(name, context, events);
+    this.current = transport;
+    transport.connect(this.channelPositions());
+  }
+  opened(transport) {
+    this.stateValue = "connected";
+    this.attempt = 0;
+    this.emit("connected", { transport: transport.name });
+    for (const queued of this.queue.splice(0)) {
+      transport.publish(queued.channel, queued.data, queued.event).then(queued.resolve, queued.reject);
+    }
+  }
+  deliver(envelope) {
+    const subscription = this.subscriptions.get(envelope.channel);
+    if (!subscription) return;
+    if (this.positions.arrive(envelope.channel, envelope.epoch, envelope.offset) === "duplicate") return;
+    subscription.handlers.onMessage?.(envelope.data, envelope);
+  }
+  closed(transport, index, info) {
+    if (transport) this.current = void 0;
+    if (this.stateValue === "closed") return;
+    if (!info.opened && info.reconnect && index + 1 < this.transports.length) {
+      void this.tryTransport(index + 1);
+      return;
+    }
+    this.stateValue = "disconnected";
+    this.emit("disconnected", { code: info.code, reason: info.reason, reconnect: info.reconnect });
+    if (!info.reconnect) {
+      this.refusal = new HeraldError("disconnected", `the server ended the connection: ${info.reason}`, info.code);
+      this.rejectQueue(this.refusal);
+      return;
+    }
+    this.scheduleReconnect();
+  }
+  scheduleReconnect() {
+    clearTimeout(this.retryTimer);
+    const delay = backoffDelay(this.attempt++, this.backoff);
+    this.retryTimer = setTimeout(() => {
+      if (this.stateValue === "disconnected") void this.tryTransport(0);
+    }, delay);
+  }
+  /** Drops the connection (the browser went offline); a reconnect follows. */
+  dropConnection(reason) {
+    if (this.stateValue !== "connected" && this.stateValue !== "connecting") return;
+    this.current?.close();
+    this.current = void 0;
+    this.stateValue = "disconnected";
+    this.emit("disconnected", { code: 0, reason, reconnect: true });
+    this.scheduleReconnect();
+  }
+  /** Back online: reconnect at once instead of waiting out the backoff. */
+  reconnectNow() {
+    if (this.stateValue !== "disconnected" || this.held || this.refusal) return;
+    clearTimeout(this.retryTimer);
+    this.attempt = 0;
+    void this.tryTransport(0);
+  }
+  rejectQueue(error) {
+    for (const queued of this.queue.splice(0)) queued.reject(error);
+  }
+  emit(event, payload) {
+    for (const listener of this.listeners[event]) listener(payload);
+  }
+  async token() {
+    return this.options.getToken ? await this.options.getToken() : this.options.token;
+  }
+  fetchFn() {
+    return this.options.fetch ?? globalThis.fetch.bind(globalThis);
+  }
+};
+function createTransport(name, context, events) {
+  switch (name) {
+    case "websocket":
+      return new WebSocketTransport(context, events);
+    case "sse":
+      return new SseTransport(context, events);
+    case "polling":
+      return new PollingTransport(context, events);
+    default:
+      throw new HeraldError("bad_option", `unknown transport ${String(name)}`);
+  }
+}
+export {
+  DEFAULT_BACKOFF,
+  Herald,
+  HeraldError,
+  Positions,
+  SseParser,
+  Subscription,
+  backoffDelay,
+  parseCursor
+};

@@ -1,0 +1,219 @@
+/**
+ * WebSocket (DESIGN.md 2.6): one socket, a `subscribe` per channel with its position as
+ * `since`, publishes as `publish` commands. The server's `{"type":"ping"}` pushes and every
+ * other frame keep the link alive; silence longer than the heartbeat timeout closes it.
+ */
+
+import type { Position } from "../positions.js";
+import {
+  HeraldError,
+  type Envelope,
+  type Published,
+  type Reset,
+  type Transport,
+  type TransportContext,
+  type TransportEvents,
+} from "../types.js";
+
+/** Close codes in this range mean "do not reconnect" (DESIGN.md 2.6). */
+export function closeCodeAllowsReconnect(code: number): boolean {
+  return !(code >= 4500 && code <= 4999);
+}
+
+interface Pending {
+  channel: string;
+  kind: "subscribe" | "publish" | "other";
+  resolve?: (value: Published) => void;
+  reject?: (error: HeraldError) => void;
+}
+
+export class WebSocketTransport implements Transport {
+  readonly name = "websocket" as const;
+  private socket: WebSocket | undefined;
+  private opened = false;
+  private ended = false;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private channels = new Map<string, Position | undefined>();
+  private deadTimer: ReturnType<typeof setTimeout> | undefined;
+  private connectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The reason a `disconnect` push gave, for the close that follows. */
+  private goodbye: { code: number; reason: string; reconnect: boolean } | undefined;
+
+  constructor(
+    private readonly ctx: TransportContext,
+    private readonly events: TransportEvents,
+  ) {}
+
+  connect(channels: Map<string, Position | undefined>): void {
+    this.channels = new Map(channels);
+    const WebSocketImpl = this.ctx.WebSocket;
+    if (!WebSocketImpl) {
+      queueMicrotask(() => this.end(0, "WebSocket is not available here", true));
+      return;
+    }
+    const url = new URL("/ws", this.ctx.baseUrl.replace(/^http/, "ws"));
+    if (this.ctx.token) url.searchParams.set("token", this.ctx.token);
+    let socket: WebSocket;
+    try {
+      socket = new WebSocketImpl(url.toString());
+    } catch (e) {
+      queueMicrotask(() => this.end(0, `cannot open a WebSocket: ${String(e)}`, true));
+      return;
+    }
+    this.socket = socket;
+    this.connectTimer = setTimeout(() => this.fail("the WebSocket did not open in time"), this.ctx.connectTimeout);
+    socket.onopen = () => {
+      clearTimeout(this.connectTimer);
+      this.opened = true;
+      this.alive();
+      this.events.open();
+      for (const [channel, since] of this.channels) this.sendSubscribe(channel, since);
+    };
+    socket.onmessage = (event: MessageEvent) => {
+      this.alive();
+      if (typeof event.data === "string") this.handle(event.data);
+    };
+    socket.onclose = (event: CloseEvent) => {
+      const goodbye = this.goodbye;
+      const code = event.code || goodbye?.code || 1006;
+      const reconnect = closeCodeAllowsReconnect(code) && (goodbye?.reconnect ?? true);
+      this.end(code, event.reason || goodbye?.reason || "connection closed", reconnect);
+    };
+    socket.onerror = () => {
+      // A close event follows with the details a browser gives.
+    };
+  }
+
+  setChannels(channels: Map<string, Position | undefined>): void {
+    const before = this.channels;
+    this.channels = new Map(channels);
+    if (!this.opened || this.ended) return;
+    for (const [channel, since] of channels) if (!before.has(channel)) this.sendSubscribe(channel, since);
+    for (const channel of before.keys()) {
+      if (!channels.has(channel)) this.send({ op: "unsubscribe", channel }, { channel, kind: "other" });
+    }
+  }
+
+  publish(channel: string, data: unknown, event: string | undefined): Promise<Published> {
+    return new Promise((resolve, reject) => {
+      if (!this.opened || this.ended) {
+        reject(new HeraldError("closed", "the connection is closed"));
+        return;
+      }
+      const command = event === undefined ? { op: "publish", channel, data } : { op: "publish", channel, data, event };
+      this.send(command, { channel, kind: "publish", resolve, reject });
+    });
+  }
+
+  close(): void {
+    this.ended = true;
+    this.cleanup("closed by the client");
+    if (this.socket) {
+      this.socket.onclose = null;
+      this.socket.onmessage = null;
+      this.socket.onopen = null;
+      try {
+        this.socket.close(1000);
+      } catch {
+        // Already closing.
+      }
+    }
+  }
+
+  private sendSubscribe(channel: string, since: Position | undefined): void {
+    const command = since ? { op: "subscribe", channel, since } : { op: "subscribe", channel };
+    this.send(command, { channel, kind: "subscribe" });
+  }
+
+  private send(command: Record<string, unknown>, pending: Pending): void {
+    const id = this.nextId++;
+    this.pending.set(id, pending);
+    this.socket?.send(JSON.stringify({ id, ...command }));
+  }
+
+  private handle(text: string): void {
+    let frame: Record<string, unknown>;
+    try {
+      frame = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    if (typeof frame.id === "number") {
+      this.reply(frame.id, frame);
+      return;
+    }
+    switch (frame.type) {
+      case "message":
+        this.events.message(frame as unknown as Envelope);
+        break;
+      case "reset":
+        this.events.reset(frame as unknown as Reset);
+        break;
+      case "disconnect":
+        this.goodbye = {
+          code: Number(frame.code) || 0,
+          reason: String(frame.reason ?? ""),
+          reconnect: frame.reconnect !== false,
+        };
+        break;
+      default:
+        // `ping` and pushes this client does not use.
+        break;
+    }
+  }
+
+  private reply(id: number, frame: Record<string, unknown>): void {
+    const pending = this.pending.get(id);
+    if (!pending) return;
+    this.pending.delete(id);
+    const error = frame.error as { code?: string; message?: string } | undefined;
+    const result = frame.result as Record<string, unknown> | undefined;
+    if (pending.kind === "subscribe") {
+      if (error || !result) {
+        this.events.refused(pending.channel, new HeraldError(error?.code ?? "error", error?.message ?? "subscribe failed"));
+        return;
+      }
+      const position = { epoch: String(result.epoch), offset: Number(result.offset) };
+      const recovered = typeof result.recovered === "boolean" ? result.recovered : undefined;
+      this.events.subscribed(pending.channel, position, recovered);
+    } else if (pending.kind === "publish") {
+      if (error || !result) pending.reject?.(new HeraldError(error?.code ?? "error", error?.message ?? "publish failed"));
+      else pending.resolve?.(result as unknown as Published);
+    }
+  }
+
+  private alive(): void {
+    clearTimeout(this.deadTimer);
+    this.deadTimer = setTimeout(() => this.fail("no heartbeat from the server"), this.ctx.heartbeatTimeout);
+  }
+
+  private fail(reason: string): void {
+    const socket = this.socket;
+    if (socket) {
+      socket.onclose = null;
+      try {
+        socket.close(4000);
+      } catch {
+        // Already closing.
+      }
+    }
+    this.end(0, reason, true);
+  }
+
+  private end(code: number, reason: string, reconnect: boolean): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.cleanup(reason);
+    this.events.close({ code, reason, reconnect, opened: this.opened });
+  }
+
+  private cleanup(reason: string): void {
+    clearTimeout(this.deadTimer);
+    clearTimeout(this.connectTimer);
+    for (const pending of this.pending.values()) {
+      pending.reject?.(new HeraldError("closed", `the connection closed before the reply: ${reason}`));
+    }
+    this.pending.clear();
+  }
+}

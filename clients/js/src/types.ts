@@ -1,0 +1,108 @@
+/** The types every part of the client shares, and the contract of a transport. */
+
+import type { Position } from "./positions.js";
+
+/** The three transports, in the default order of preference. */
+export type TransportName = "websocket" | "sse" | "polling";
+
+/** A channel message: the envelope of DESIGN.md 2.1, the same on every transport. */
+export interface Envelope<T = unknown> {
+  type: "message";
+  channel: string;
+  offset: number;
+  epoch: string;
+  /** Absent for plain messages. */
+  event?: string;
+  data: T;
+  /** Publish time, ms since the Unix epoch. */
+  time: number;
+}
+
+/** The server could not recover a channel: the client continues from `epoch`/`offset`. */
+export interface Reset {
+  type: "reset";
+  channel: string;
+  epoch: string;
+  offset: number;
+  reason: string;
+}
+
+/** A publish's result. */
+export interface Published {
+  channel: string;
+  offset: number;
+  epoch: string;
+}
+
+/** How a connection ended. */
+export interface CloseInfo {
+  /** A WebSocket close code, an HTTP status, or 0 for a network failure. */
+  code: number;
+  reason: string;
+  /** Whether reconnecting can help (false for 4500–4999 close codes and refused requests). */
+  reconnect: boolean;
+  /** Whether the connection had opened (false: the transport could not connect at all). */
+  opened: boolean;
+}
+
+/** What a transport tells the client. Calls come in wire order. */
+export interface TransportEvents {
+  /** Connected: the channels given to `connect` are being (re)subscribed. */
+  open(): void;
+  /** `channel` is subscribed from `position`; `recovered` as in DESIGN.md 2.6. */
+  subscribed(channel: string, position: Position, recovered: boolean | undefined): void;
+  message(envelope: Envelope): void;
+  reset(reset: Reset): void;
+  /** The server refused to subscribe `channel`. */
+  refused(channel: string, error: HeraldError): void;
+  /** Ended; the transport object is not used again. */
+  close(info: CloseInfo): void;
+}
+
+/** Settings a transport needs. */
+export interface TransportContext {
+  /** `http(s)://host:port` of the server, no trailing slash. */
+  baseUrl: string;
+  /** A token for the connection, if any. */
+  token: string | undefined;
+  /** No frame (message or heartbeat) for this long means the link is dead. */
+  heartbeatTimeout: number;
+  /** Long polls ask the server to wait this long (seconds). */
+  pollTimeout: number;
+  /** An attempt that has not opened after this long counts as failed. */
+  connectTimeout: number;
+  /** The WebSocket constructor (the global one by default). */
+  WebSocket: typeof globalThis.WebSocket | undefined;
+  /** The fetch function (the global one by default). */
+  fetch: typeof globalThis.fetch;
+}
+
+/**
+ * One connection over one transport. `connect` is called once; `setChannels` whenever the
+ * subscribed set changes; after `close` (or the `close` event) the object is dropped.
+ */
+export interface Transport {
+  readonly name: TransportName;
+  /** Opens the connection for `channels` (with the client's position in each, if any). */
+  connect(channels: Map<string, Position | undefined>): void;
+  /** The subscribed set changed (a channel added or removed). */
+  setChannels(channels: Map<string, Position | undefined>): void;
+  /** Publishes over this connection. */
+  publish(channel: string, data: unknown, event: string | undefined): Promise<Published>;
+  /** Closes without a `close` event. */
+  close(): void;
+}
+
+/** An error from the server (`{"error":{"code","message"}}`) or from the client itself. */
+export class HeraldError extends Error {
+  constructor(
+    /** A snake_case code: the server's, or `queue_full`, `closed`, `network`, `timeout`. */
+    readonly code: string,
+    message: string,
+    /** The HTTP status or close code, when there is one. */
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = "HeraldError";
+  }
+}

@@ -238,12 +238,11 @@ impl Subscriber {
     }
 
     fn receive_herald_ws(&self, fleet: &Fleet, text: &[u8]) {
-        if let (Some(epoch), Some(offset)) = (json_str(text, "epoch"), json_u64(text, "offset")) {
-            if memmem::find(text, b"\"type\":\"message\"").is_some()
-                || memmem::find(text, b"\"type\":\"reset\"").is_some()
-            {
-                *self.resume.lock() = Resume::Position { epoch: epoch.to_string(), offset };
-            }
+        if let (Some(epoch), Some(offset)) = (json_str(text, "epoch"), json_u64(text, "offset"))
+            && (memmem::find(text, b"\"type\":\"message\"").is_some()
+                || memmem::find(text, b"\"type\":\"reset\"").is_some())
+        {
+            *self.resume.lock() = Resume::Position { epoch: epoch.to_string(), offset };
         }
         self.receive(fleet, text);
     }

@@ -117,10 +117,10 @@ impl Receipts {
         let full_words = usize::try_from(published / 64).unwrap_or(usize::MAX);
         let mut have: u64 = self.seen.iter().take(full_words).map(|w| u64::from(w.count_ones())).sum();
         let rest = published % 64;
-        if rest > 0 {
-            if let Some(w) = self.seen.get(full_words) {
-                have += u64::from((w & ((1u64 << rest) - 1)).count_ones());
-            }
+        if rest > 0
+            && let Some(w) = self.seen.get(full_words)
+        {
+            have += u64::from((w & ((1u64 << rest) - 1)).count_ones());
         }
         published - have
     }

@@ -98,19 +98,27 @@ impl Registry {
         }
     }
 
-    /// One heartbeat round: queue a heartbeat on every streaming connection and close
-    /// WebSocket peers silent for longer than `ws_idle_ms`.
-    pub fn heartbeat(&self, ws_idle_ms: u64) {
+    /// One heartbeat round: a heartbeat to every streaming connection (written straight to
+    /// its socket), and a close for WebSocket peers silent for longer than `ws_idle_ms`. The
+    /// round yields between registry shards, so that deliveries are not held up behind
+    /// thousands of heartbeat writes.
+    pub async fn heartbeat(&self, ws_idle_ms: u64) {
         let now = now_ms();
-        self.for_each(|outbox| match outbox.transport() {
-            Transport::Ws if now.saturating_sub(outbox.last_seen_ms()) > ws_idle_ms => {
-                outbox.close(DisconnectCode::STALE);
+        for shard in self.shards.iter() {
+            let outboxes: Vec<Arc<Outbox>> = shard.lock().values().cloned().collect();
+            for outbox in &outboxes {
+                match outbox.transport() {
+                    Transport::Ws if now.saturating_sub(outbox.last_seen_ms()) > ws_idle_ms => {
+                        outbox.close(DisconnectCode::STALE);
+                    }
+                    Transport::Ws | Transport::Sse => {
+                        outbox.push(Frame::Heartbeat);
+                    }
+                    Transport::Poll => {}
+                }
             }
-            Transport::Ws | Transport::Sse => {
-                outbox.push(Frame::Heartbeat);
-            }
-            Transport::Poll => {}
-        });
+            tokio::task::yield_now().await;
+        }
     }
 
     /// Starts the shutdown: new connections are refused and every open one is told to

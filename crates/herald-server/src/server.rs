@@ -130,7 +130,7 @@ fn spawn_housekeeping(state: &AppState) {
                 _ = tick.tick() => {}
                 () = registry.shutdown_started() => return,
             }
-            registry.heartbeat(ws_idle_ms);
+            registry.heartbeat(ws_idle_ms).await;
             let removed = broker.sweep();
             if removed > 0 {
                 tracing::debug!(removed, "forgot idle channels");

@@ -1,5 +1,5 @@
 //! The `herald` command: `serve` runs the server; `publish` and `subscribe` talk to one;
-//! `bench` measures one (and Nchan beside it).
+//! `token` mints development tokens; `bench` measures one (and Nchan beside it).
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -56,8 +56,50 @@ enum Command {
         #[arg(long, env = "HERALD_URL", default_value = "http://127.0.0.1:8080")]
         url: String,
     },
+    /// Mint a development connection token (JWT, HS256) and print it.
+    Token(TokenArgs),
     /// Measure the transports under load (see BENCHMARKS.md).
     Bench(Box<herald_bench::BenchArgs>),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// The user id (`sub`).
+    #[arg(long)]
+    user: String,
+    /// Channel patterns the user may subscribe to, e.g. `chat:*` (repeat or separate by commas).
+    #[arg(long, value_delimiter = ',')]
+    channels: Vec<String>,
+    /// Channel patterns the user may publish to.
+    #[arg(long, value_delimiter = ',')]
+    publish: Vec<String>,
+    /// How long the token lives: `90s`, `15m`, `1h`, `7d`.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    ttl: Duration,
+    /// Public data about the user (JSON), shown in presence.
+    #[arg(long)]
+    info: Option<String>,
+    /// The HS256 secret the server verifies with (at least 16 bytes).
+    #[arg(long, env = "HERALD_TOKEN_HS256_SECRET", hide_env_values = true)]
+    secret: String,
+}
+
+/// `90s`, `15m`, `1h`, `7d` (or plain seconds).
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = digits.parse().map_err(|_| format!("`{text}`: expected a number and s, m, h or d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("`{text}`: the unit must be s, m, h or d")),
+    };
+    if secs == 0 {
+        return Err("the ttl must be longer than zero".into());
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 #[derive(clap::Args)]
@@ -106,6 +148,10 @@ async fn main() -> anyhow::Result<()> {
             println!("{reply}");
             Ok(())
         }
+        Command::Token(args) => {
+            println!("{}", mint_token(args)?);
+            Ok(())
+        }
         Command::Subscribe { channels, transport, count, url } => {
             let transport = match transport {
                 TransportArg::Ws => herald_client::Transport::Ws,
@@ -123,6 +169,22 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn mint_token(args: TokenArgs) -> anyhow::Result<String> {
+    let info = args.info.map(|text| serde_json::from_str(&text).context("--info must be JSON")).transpose()?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let claims = herald_auth::Claims {
+        sub: args.user,
+        exp: now + args.ttl.as_secs(),
+        channels: args.channels,
+        publish: args.publish,
+        info,
+    };
+    if args.secret.len() < 16 {
+        anyhow::bail!("the HS256 secret must be at least 16 bytes");
+    }
+    Ok(herald_auth::mint_hs256(&args.secret, &claims)?)
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

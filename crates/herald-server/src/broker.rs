@@ -2,15 +2,19 @@
 //! subscribers, in shards keyed by channel name.
 //!
 //! Contract:
-//! - publish, history append and fan-out are atomic per channel: subscribers of a channel see
-//!   its messages in offset order, each once;
-//! - subscribe decides the recovery and registers the subscriber under the same lock, so a
-//!   message published meanwhile is either among the recovered ones or among the live ones —
+//! - publish and history append are atomic per channel: offsets have no gaps, and a publish
+//!   returns once its message is in history — without waiting for the fan-out;
+//! - fan-out runs in rounds, one at a time per channel, off the publisher's thread (on the
+//!   rayon pool): a round takes every message published since the last one and gives each
+//!   subscriber those after its starting offset, in offset order, in one write. Under load
+//!   rounds grow, so a slow fan-out catches up with fewer system calls instead of falling
+//!   further behind;
+//! - subscribe decides the recovery and records the subscriber's starting offset under the
+//!   same lock, so a message is either among the recovered ones or among the live ones —
 //!   never both, never neither;
-//! - fan-out never waits for a connection: it writes a shared frame to every subscriber's
-//!   socket that takes it now, and queues it (bounded) for the others;
-//! - a channel with many subscribers is fanned out on every core (each subscriber still gets
-//!   the channel's messages in order: the fan-out of one message ends before the next starts).
+//! - fan-out never waits for a connection: it writes to every subscriber's socket that takes
+//!   it now, and queues (bounded) for the others. A round with many subscribers is split over
+//!   every core.
 
 use std::{
     collections::HashMap,
@@ -65,7 +69,26 @@ pub struct ChannelSummary {
 
 struct Channel {
     stream: ChannelStream<Message>,
-    subscribers: ById<Arc<Outbox>>,
+    subscribers: ById<Subscriber>,
+    /// Published messages no round has fanned out yet, oldest first.
+    pending: Vec<Message>,
+    /// Whether a round runs (or is about to) for this channel.
+    fanning_out: bool,
+}
+
+/// One fan-out round: the messages (in offset order) and each subscriber with its starting
+/// offset.
+struct Round {
+    messages: Vec<Message>,
+    subscribers: Vec<(Arc<Outbox>, u64)>,
+}
+
+/// A subscriber of a channel and where its live messages start.
+struct Subscriber {
+    outbox: Arc<Outbox>,
+    /// The channel's offset when it subscribed: rounds give it only later messages (earlier
+    /// ones were recovered, or precede a live start).
+    after: u64,
 }
 
 type Shard = HashMap<ChannelName, Channel>;
@@ -102,21 +125,54 @@ impl Broker {
         let entry = shard.entry(channel.clone()).or_insert_with(|| Channel {
             stream: ChannelStream::new(new_epoch(), self.config.history_limits(channel)),
             subscribers: ById::default(),
+            pending: Vec::new(),
+            fanning_out: false,
         });
         f(entry)
     }
 
-    /// Appends a message to `channel` and queues it for every subscriber.
-    pub fn publish(&self, channel: &ChannelName, data: &RawValue, event: Option<&str>) -> Message {
+    /// Appends a message to `channel` and schedules its fan-out.
+    pub fn publish(self: &Arc<Self>, channel: &ChannelName, data: &RawValue, event: Option<&str>) -> Message {
         let now = now_ms();
-        let message = self.with_channel(channel, |ch| {
+        let (message, start_round) = self.with_channel(channel, |ch| {
             let message = ch.stream.append(now, |at| Publication::new(channel.clone(), at, event, data, now));
-            fan_out(&ch.subscribers, &message);
-            self.delivered.fetch_add(ch.subscribers.len() as u64, Ordering::Relaxed);
-            message
+            if ch.subscribers.is_empty() {
+                return (message, false);
+            }
+            ch.pending.push(message.clone());
+            let start_round = !ch.fanning_out;
+            ch.fanning_out = true;
+            (message, start_round)
         });
         self.published.fetch_add(1, Ordering::Relaxed);
+        if start_round {
+            let broker = Arc::clone(self);
+            let channel = channel.clone();
+            rayon::spawn(move || broker.fan_out_rounds(&channel));
+        }
         message
+    }
+
+    /// Runs rounds for `channel` until nothing is pending.
+    fn fan_out_rounds(&self, channel: &ChannelName) {
+        while let Some(round) = self.next_round(channel) {
+            let delivered = deliver(&round.messages, &round.subscribers);
+            self.delivered.fetch_add(delivered, Ordering::Relaxed);
+        }
+    }
+
+    /// The messages and subscribers of the next round, or `None` (and no round running)
+    /// when nothing is pending.
+    fn next_round(&self, channel: &ChannelName) -> Option<Round> {
+        let mut shard = self.shard(channel).lock();
+        let ch = shard.get_mut(channel)?;
+        if ch.pending.is_empty() {
+            ch.fanning_out = false;
+            return None;
+        }
+        let messages = std::mem::take(&mut ch.pending);
+        let subscribers = ch.subscribers.values().map(|s| (s.outbox.clone(), s.after)).collect();
+        Some(Round { messages, subscribers })
     }
 
     /// Subscribes `outbox` to `channel`. First queues `lead(&outcome)` (e.g. the WebSocket
@@ -158,7 +214,8 @@ impl Broker {
                 }
             }
             if live {
-                ch.subscribers.insert(outbox.id(), outbox.clone());
+                let after = ch.stream.offset();
+                ch.subscribers.insert(outbox.id(), Subscriber { outbox: outbox.clone(), after });
             }
             subscribed
         })
@@ -233,28 +290,34 @@ impl Broker {
     }
 }
 
-/// Pushes `message` to every subscriber; on every core when there are many.
-fn fan_out(subscribers: &ById<Arc<Outbox>>, message: &Message) {
-    let push_all = |outboxes: &[&Arc<Outbox>]| {
-        for outbox in outboxes {
-            outbox.push(Frame::Message(message.clone()));
+/// Gives each subscriber the messages after its starting offset (`messages` are in offset
+/// order); on every core when there are many subscribers. Returns the deliveries made.
+fn deliver(messages: &[Message], subscribers: &[(Arc<Outbox>, u64)]) -> u64 {
+    let deliver_part = |part: &[(Arc<Outbox>, u64)]| {
+        let mut delivered = 0;
+        for (outbox, after) in part {
+            let from = messages.partition_point(|m| m.offset <= *after);
+            if from < messages.len() && outbox.push_messages(&messages[from..]) {
+                delivered += (messages.len() - from) as u64;
+            }
         }
+        delivered
     };
     if subscribers.len() < PARALLEL_FANOUT {
-        for outbox in subscribers.values() {
-            outbox.push(Frame::Message(message.clone()));
-        }
-        return;
+        return deliver_part(subscribers);
     }
-    let outboxes: Vec<&Arc<Outbox>> = subscribers.values().collect();
     let parts = rayon::current_num_threads().max(1);
-    let per_part = outboxes.len().div_ceil(parts);
-    // Blocks until every part is written: the next message of the channel waits for this one.
+    let per_part = subscribers.len().div_ceil(parts);
+    let delivered = AtomicU64::new(0);
     rayon::scope(|scope| {
-        for part in outboxes.chunks(per_part) {
-            scope.spawn(move |_| push_all(part));
+        for part in subscribers.chunks(per_part) {
+            let delivered = &delivered;
+            scope.spawn(move |_| {
+                delivered.fetch_add(deliver_part(part), Ordering::Relaxed);
+            });
         }
     });
+    delivered.into_inner()
 }
 
 fn new_epoch() -> Arc<str> {

@@ -87,6 +87,9 @@ export declare class Herald {
     private current;
     private stateValue;
     private attempt;
+    /** When the current connection opened, and whether the server has said anything since. */
+    private openedAt;
+    private heard;
     /** Counts connection attempts; a superseded attempt stops at its next step. */
     private generation;
     private retryTimer;

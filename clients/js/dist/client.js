@@ -25,6 +25,12 @@ export class Subscription {
         this.owner.unsubscribeChannel(this);
     }
 }
+/**
+ * A connection that closes this soon after opening, before the server said anything, counts
+ * as one that could not connect (a proxy that accepts the WebSocket upgrade and then drops
+ * it): the next transport is tried at once instead of the same one after a backoff.
+ */
+const FLAP_WINDOW_MS = 1000;
 export class Herald {
     /** A client for the server at `url` (`http(s)://host:port`). It connects on first use. */
     constructor(url, options = {}) {
@@ -39,6 +45,9 @@ export class Herald {
         };
         this.stateValue = "idle";
         this.attempt = 0;
+        /** When the current connection opened, and whether the server has said anything since. */
+        this.openedAt = 0;
+        this.heard = false;
         /** Counts connection attempts; a superseded attempt stops at its next step. */
         this.generation = 0;
         /** Set by `disconnect()`: nothing reconnects (not even coming back online) until `connect()`. */
@@ -214,6 +223,8 @@ export class Herald {
                     this.opened(t);
             },
             subscribed: (channel, position, recovered) => {
+                if (current())
+                    this.heard = true;
                 const subscription = current() && this.subscriptions.get(channel);
                 if (!subscription)
                     return;
@@ -221,8 +232,10 @@ export class Herald {
                 subscription.handlers.onSubscribed?.({ recovered, position, transport: name });
             },
             message: (envelope) => {
-                if (current())
-                    this.deliver(envelope);
+                if (!current())
+                    return;
+                this.heard = true;
+                this.deliver(envelope);
             },
             reset: (reset) => {
                 const subscription = current() && this.subscriptions.get(reset.channel);
@@ -246,6 +259,8 @@ export class Herald {
         transport.connect(this.channelPositions());
     }
     opened(transport) {
+        this.openedAt = Date.now();
+        this.heard = false;
         this.stateValue = "connected";
         this.attempt = 0;
         this.emit("connected", { transport: transport.name });
@@ -266,8 +281,13 @@ export class Herald {
             this.current = undefined;
         if (this.stateValue === "closed")
             return;
-        if (!info.opened && info.reconnect && index + 1 < this.transports.length) {
-            // This transport cannot connect here: the next one, at once.
+        const flapped = info.opened && !this.heard && Date.now() - this.openedAt < FLAP_WINDOW_MS;
+        if ((!info.opened || flapped) && info.reconnect && index + 1 < this.transports.length) {
+            // This transport cannot connect (or stay connected) here: the next one, at once.
+            if (flapped) {
+                this.stateValue = "disconnected";
+                this.emit("disconnected", { code: info.code, reason: info.reason, reconnect: true });
+            }
             void this.tryTransport(index + 1);
             return;
         }

@@ -581,6 +581,7 @@ var Subscription = class {
     this.owner.unsubscribeChannel(this);
   }
 };
+var FLAP_WINDOW_MS = 1e3;
 var Herald = class {
   /** A client for the server at `url` (`http(s)://host:port`). It connects on first use. */
   constructor(url, options = {}) {
@@ -595,6 +596,9 @@ var Herald = class {
     };
     this.stateValue = "idle";
     this.attempt = 0;
+    /** When the current connection opened, and whether the server has said anything since. */
+    this.openedAt = 0;
+    this.heard = false;
     /** Counts connection attempts; a superseded attempt stops at its next step. */
     this.generation = 0;
     /** Set by `disconnect()`: nothing reconnects (not even coming back online) until `connect()`. */
@@ -750,13 +754,16 @@ var Herald = class {
         if (t) this.opened(t);
       },
       subscribed: (channel, position, recovered) => {
+        if (current()) this.heard = true;
         const subscription = current() && this.subscriptions.get(channel);
         if (!subscription) return;
         this.positions.setIfAbsent(channel, position);
         subscription.handlers.onSubscribed?.({ recovered, position, transport: name });
       },
       message: (envelope) => {
-        if (current()) this.deliver(envelope);
+        if (!current()) return;
+        this.heard = true;
+        this.deliver(envelope);
       },
       reset: (reset) => {
         const subscription = current() && this.subscriptions.get(reset.channel);
@@ -777,6 +784,8 @@ var Herald = class {
     transport.connect(this.channelPositions());
   }
   opened(transport) {
+    this.openedAt = Date.now();
+    this.heard = false;
     this.stateValue = "connected";
     this.attempt = 0;
     this.emit("connected", { transport: transport.name });
@@ -793,7 +802,12 @@ var Herald = class {
   closed(transport, index, info) {
     if (transport) this.current = void 0;
     if (this.stateValue === "closed") return;
-    if (!info.opened && info.reconnect && index + 1 < this.transports.length) {
+    const flapped = info.opened && !this.heard && Date.now() - this.openedAt < FLAP_WINDOW_MS;
+    if ((!info.opened || flapped) && info.reconnect && index + 1 < this.transports.length) {
+      if (flapped) {
+        this.stateValue = "disconnected";
+        this.emit("disconnected", { code: info.code, reason: info.reason, reconnect: true });
+      }
       void this.tryTransport(index + 1);
       return;
     }

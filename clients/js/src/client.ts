@@ -96,6 +96,13 @@ interface QueuedPublish {
 
 type Listener<K extends keyof ConnectionEvents> = (payload: ConnectionEvents[K]) => void;
 
+/**
+ * A connection that closes this soon after opening, before the server said anything, counts
+ * as one that could not connect (a proxy that accepts the WebSocket upgrade and then drops
+ * it): the next transport is tried at once instead of the same one after a backoff.
+ */
+const FLAP_WINDOW_MS = 1000;
+
 export class Herald {
   private readonly baseUrl: string;
   private transports: TransportName[];
@@ -111,6 +118,9 @@ export class Herald {
   private current: Transport | undefined;
   private stateValue: ConnectionState = "idle";
   private attempt = 0;
+  /** When the current connection opened, and whether the server has said anything since. */
+  private openedAt = 0;
+  private heard = false;
   /** Counts connection attempts; a superseded attempt stops at its next step. */
   private generation = 0;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
@@ -290,13 +300,16 @@ export class Herald {
         if (t) this.opened(t);
       },
       subscribed: (channel, position, recovered) => {
+        if (current()) this.heard = true;
         const subscription = current() && this.subscriptions.get(channel);
         if (!subscription) return;
         this.positions.setIfAbsent(channel, position);
         subscription.handlers.onSubscribed?.({ recovered, position, transport: name });
       },
       message: (envelope) => {
-        if (current()) this.deliver(envelope);
+        if (!current()) return;
+        this.heard = true;
+        this.deliver(envelope);
       },
       reset: (reset) => {
         const subscription = current() && this.subscriptions.get(reset.channel);
@@ -318,6 +331,8 @@ export class Herald {
   }
 
   private opened(transport: Transport): void {
+    this.openedAt = Date.now();
+    this.heard = false;
     this.stateValue = "connected";
     this.attempt = 0;
     this.emit("connected", { transport: transport.name });
@@ -336,8 +351,13 @@ export class Herald {
   private closed(transport: Transport | undefined, index: number, info: CloseInfo): void {
     if (transport) this.current = undefined;
     if (this.stateValue === "closed") return;
-    if (!info.opened && info.reconnect && index + 1 < this.transports.length) {
-      // This transport cannot connect here: the next one, at once.
+    const flapped = info.opened && !this.heard && Date.now() - this.openedAt < FLAP_WINDOW_MS;
+    if ((!info.opened || flapped) && info.reconnect && index + 1 < this.transports.length) {
+      // This transport cannot connect (or stay connected) here: the next one, at once.
+      if (flapped) {
+        this.stateValue = "disconnected";
+        this.emit("disconnected", { code: info.code, reason: info.reason, reconnect: true });
+      }
       void this.tryTransport(index + 1);
       return;
     }

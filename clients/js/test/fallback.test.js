@@ -48,14 +48,53 @@ test("websocket, then sse, then polling, without waiting in between", async () =
   herald.close();
 });
 
+test("a WebSocket that opens and is dropped at once, before a word, falls back like a refused one", async () => {
+  class DroppedWebSocket {
+    constructor() {
+      setTimeout(() => this.onopen?.(), 5);
+      setTimeout(() => this.onclose?.({ code: 1006, reason: "" }), 30);
+    }
+    send() {}
+    close() {}
+  }
+  const herald = new Herald("http://127.0.0.1:9", {
+    transports: ["websocket", "polling"],
+    WebSocket: DroppedWebSocket,
+    minReconnectDelay: 10_000,
+    fetch: fetchWithoutSse([]),
+  });
+  const events = [];
+  herald.on("connecting", (e) => events.push(["connecting", e.transport]));
+  herald.on("connected", (e) => events.push(["connected", e.transport]));
+  herald.on("disconnected", (e) => events.push(["disconnected", e.code]));
+  herald.subscribe("jobs");
+  await waitUntil(() => herald.transport === "polling");
+  assert.deepEqual(events, [
+    ["connecting", "websocket"],
+    ["connected", "websocket"],
+    ["disconnected", 1006],
+    ["connecting", "polling"],
+    ["connected", "polling"],
+  ]);
+  herald.close();
+});
+
+async function waitUntil(check, ms = 2000) {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 test("a configured order is followed, and a connection that closes is retried from the top", async () => {
   let opened = 0;
   class FlakyWebSocket {
     constructor() {
       opened += 1;
       setTimeout(() => this.onopen?.(), 5);
-      // The first connection drops after opening; later ones stay.
-      if (opened === 1) setTimeout(() => this.onclose?.({ code: 4001, reason: "shutdown" }), 20);
+      // The first connection drops a while after opening; later ones stay.
+      if (opened === 1) setTimeout(() => this.onclose?.({ code: 4001, reason: "shutdown" }), 1100);
     }
     send() {}
     close() {}
@@ -71,7 +110,7 @@ test("a configured order is followed, and a connection that closes is retried fr
   herald.on("connected", (e) => events.push(["connected", e.transport]));
   herald.on("disconnected", (e) => events.push(["disconnected", e.code, e.reconnect]));
   herald.connect();
-  await new Promise((r) => setTimeout(r, 300));
+  await new Promise((r) => setTimeout(r, 1400));
   assert.deepEqual(events, [
     ["connecting", "websocket"],
     ["connected", "websocket"],

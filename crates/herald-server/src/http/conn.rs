@@ -11,8 +11,7 @@
 //! Guarantees: requests on a connection are answered in order (pipelining is served one at a
 //! time); a malformed head gets `400`, an oversize one `431`, an oversize body `413`, each as a
 //! JSON error, and the connection closes; bodies may be `Content-Length` or chunked, and
-//! `Expect: 100-continue` is honoured; responses of unknown length are chunked (HTTP/1.1) or
-//! end with the connection (HTTP/1.0). An idle keep-alive connection closes after
+//! `Expect: 100-continue` is honoured; routed responses go out whole with a `Content-Length`. An idle keep-alive connection closes after
 //! [`IDLE_TIMEOUT`] or when shutdown starts. A response carrying a [`Takeover`] (an SSE
 //! stream) gets its head written here, then the connection belongs to the takeover's task.
 
@@ -161,7 +160,7 @@ async fn exchange(
         let query = head.uri.query().map(str::to_owned);
         drop(head);
         let answer = Box::pin(crate::transport::poll::wait(state, query.as_deref())).await;
-        return write_answer(stream, answer, b"cache-control: no-store\r\n", version, keep_alive).await;
+        return write_answer(stream, answer, b"cache-control: no-store\r\n", keep_alive).await;
     }
     if method == Method::POST && head.uri.path() == "/api/publish" {
         // The API's hottest route, served without the router: the same key check, body limit
@@ -173,7 +172,7 @@ async fn exchange(
             }
         });
         drop(head);
-        return write_answer(stream, published, b"", version, keep_alive).await;
+        return write_answer(stream, published, b"", keep_alive).await;
     }
     let request = into_request(head, body, peer);
     let mut response = match Box::pin(router.clone().oneshot(request)).await {
@@ -192,7 +191,7 @@ async fn exchange(
             _ => After::Close,
         };
     }
-    match Box::pin(write_response(stream, response, &method, version, keep_alive)).await {
+    match Box::pin(write_response(stream, response, &method, keep_alive)).await {
         Ok(true) => After::KeepAlive,
         _ => After::Close,
     }
@@ -385,20 +384,7 @@ async fn write_error(stream: &mut TcpStream, status: StatusCode, message: &'stat
     };
     let mut response = axum::response::IntoResponse::into_response(ApiError::new(code, message));
     *response.status_mut() = status;
-    write_response(stream, response, &Method::GET, Version::HTTP_11, false).await
-}
-
-/// Writes every byte of `parts`, in order: one `writev` in the usual case, then plain writes
-/// of whatever a short write left.
-async fn write_all_vectored(stream: &mut TcpStream, parts: &[&[u8]; 3]) -> std::io::Result<()> {
-    let slices = parts.map(std::io::IoSlice::new);
-    let mut written = stream.write_vectored(&slices).await?;
-    for part in parts {
-        let skip = written.min(part.len());
-        written -= skip;
-        stream.write_all(&part[skip..]).await?;
-    }
-    Ok(())
+    write_response(stream, response, &Method::GET, false).await
 }
 
 /// `n` in hexadecimal followed by CRLF, as a chunk's size line, without allocating.
@@ -473,14 +459,13 @@ async fn write_answer(
     stream: &mut TcpStream,
     answer: Result<Vec<u8>, ApiError>,
     extra: &[u8],
-    version: Version,
     keep_alive: bool,
 ) -> After {
     let written = match answer {
         Ok(body) => write_json_ok(stream, &body, extra, keep_alive).await,
         Err(error) => {
             let response = axum::response::IntoResponse::into_response(error);
-            Box::pin(write_response(stream, response, &Method::GET, version, keep_alive)).await
+            Box::pin(write_response(stream, response, &Method::GET, keep_alive)).await
         }
     };
     if matches!(written, Ok(true)) { After::KeepAlive } else { After::Close }
@@ -509,49 +494,25 @@ pub async fn write_response(
     stream: &mut TcpStream,
     response: Response<Body>,
     method: &Method,
-    version: Version,
     keep_alive: bool,
 ) -> std::io::Result<bool> {
+    // Every routed response is whole (JSON, the demo page, the client bundle): it goes out with
+    // a Content-Length, head and body in one write. Streams take the connection over instead
+    // ([`Takeover`]).
     let (parts, mut body) = response.into_parts();
-    let exact = http_body::Body::size_hint(&body).exact();
-    let chunked = exact.is_none() && version == Version::HTTP_11;
-    let keep_alive = keep_alive && (exact.is_some() || chunked);
-    let mut out = response_head(&parts, exact, chunked, keep_alive);
-    if *method == Method::HEAD || parts.status == StatusCode::NO_CONTENT || parts.status == StatusCode::NOT_MODIFIED {
-        stream.write_all(&out).await?;
-        return Ok(keep_alive);
-    }
-    if exact.is_some() {
-        // A full body: head and body in one write.
-        while let Some(frame) = body.frame().await {
-            if let Ok(data) = frame.map_err(std::io::Error::other)?.into_data() {
-                out.extend_from_slice(&data);
-            }
-        }
-        stream.write_all(&out).await?;
-        return Ok(keep_alive);
-    }
-    // A stream (SSE): the head at once, then every chunk as it comes. Nothing of the head is
-    // kept while the stream runs.
-    drop(parts);
-    stream.write_all(&out).await?;
-    drop(out);
+    let mut data = Vec::new();
     while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.map_err(std::io::Error::other)?.into_data() else { continue };
-        if data.is_empty() {
-            continue;
-        }
-        if chunked {
-            // Size line, data and CRLF in one syscall, without copying the (shared) data.
-            let mut size = [0u8; 18];
-            write_all_vectored(stream, &[chunk_size_line(data.len(), &mut size), &data, b"\r\n"]).await?;
-        } else {
-            stream.write_all(&data).await?;
+        if let Ok(chunk) = frame.map_err(std::io::Error::other)?.into_data() {
+            data.extend_from_slice(&chunk);
         }
     }
-    if chunked {
-        stream.write_all(b"0\r\n\r\n").await?;
+    let mut out = response_head(&parts, Some(data.len() as u64), false, keep_alive);
+    let bodiless =
+        *method == Method::HEAD || parts.status == StatusCode::NO_CONTENT || parts.status == StatusCode::NOT_MODIFIED;
+    if !bodiless {
+        out.extend_from_slice(&data);
     }
+    stream.write_all(&out).await?;
     Ok(keep_alive)
 }
 

@@ -81,7 +81,7 @@ async fn handshake(stream: &mut TcpStream, head: Head, state: &AppState) -> Opti
         Ok(key) => key,
         Err(error) => {
             let response = axum::response::IntoResponse::into_response(error);
-            let _ = write_response(stream, response, &head.method, head.version, false).await;
+            let _ = write_response(stream, response, &head.method, false).await;
             return None;
         }
     };

@@ -99,14 +99,14 @@ var Positions = class {
    * `herald-core`'s cursor module promises), with only the channels that have a position.
    */
   cursor(channels) {
-    const parts = [];
-    for (const channel of channels) {
-      const p = this.byChannel.get(channel);
-      if (p) parts.push(`${channel}~${p.epoch}~${p.offset}`);
-    }
-    return parts.join(",");
+    return formatCursor([...channels].map((channel) => [channel, this.byChannel.get(channel)]));
   }
 };
+function formatCursor(entries) {
+  const parts = [];
+  for (const [channel, p] of entries) if (p) parts.push(`${channel}~${p.epoch}~${p.offset}`);
+  return parts.join(",");
+}
 function parseCursor(cursor) {
   const out = /* @__PURE__ */ new Map();
   for (const part of cursor.split(",")) {
@@ -120,6 +120,58 @@ function parseCursor(cursor) {
 }
 
 // src/transports/stream_request.ts
+var RequestTransport = class {
+  constructor(ctx, events) {
+    this.ctx = ctx;
+    this.events = events;
+    this.channels = /* @__PURE__ */ new Map();
+    this.opened = false;
+    this.ended = false;
+    this.generation = 0;
+  }
+  /** Called when the transport stops (closed or ended): release timers. */
+  stopped() {
+  }
+  connect(channels) {
+    this.setChannels(channels);
+  }
+  setChannels(channels) {
+    if (this.ended) return;
+    this.channels = new Map(channels);
+    this.controller?.abort();
+    const generation = ++this.generation;
+    if (channels.size === 0) {
+      this.stopped();
+      if (!this.opened) queueMicrotask(() => this.markOpen(generation));
+      return;
+    }
+    void this.run(generation);
+  }
+  publish(channel, data, event) {
+    return httpPublish(this.ctx.fetch, this.ctx.baseUrl, this.ctx.token, channel, data, event);
+  }
+  close() {
+    this.ended = true;
+    this.stopped();
+    this.controller?.abort();
+  }
+  /** Whether `generation` is still the running one. */
+  current(generation) {
+    return !this.ended && generation === this.generation;
+  }
+  markOpen(generation) {
+    if (!this.current(generation) || this.opened) return;
+    this.opened = true;
+    this.events.open();
+  }
+  end(code, reason, reconnect) {
+    if (this.ended) return;
+    this.ended = true;
+    this.stopped();
+    this.controller?.abort();
+    this.events.close({ code, reason, reconnect, opened: this.opened });
+  }
+};
 function streamUrl(ctx, path, channels, cursor, extra = {}) {
   const url = new URL(path, ctx.baseUrl);
   for (const channel of channels.keys()) url.searchParams.append("channel", channel);
@@ -127,11 +179,6 @@ function streamUrl(ctx, path, channels, cursor, extra = {}) {
   if (ctx.token) url.searchParams.set("token", ctx.token);
   for (const [k, v] of Object.entries(extra)) url.searchParams.set(k, v);
   return url.toString();
-}
-function cursorOf(channels) {
-  const parts = [];
-  for (const [channel, p] of channels) if (p) parts.push(`${channel}~${p.epoch}~${p.offset}`);
-  return parts.join(",");
 }
 async function refusal(response, opened) {
   let reason = `HTTP ${response.status}`;
@@ -146,46 +193,15 @@ async function refusal(response, opened) {
 }
 
 // src/transports/polling.ts
-var PollingTransport = class {
-  constructor(ctx, events) {
-    this.ctx = ctx;
-    this.events = events;
+var PollingTransport = class extends RequestTransport {
+  constructor() {
+    super(...arguments);
     this.name = "polling";
-    this.channels = /* @__PURE__ */ new Map();
-    this.opened = false;
-    this.ended = false;
-    this.generation = 0;
-  }
-  connect(channels) {
-    this.setChannels(channels);
-  }
-  setChannels(channels) {
-    if (this.ended) return;
-    this.channels = new Map(channels);
-    this.controller?.abort();
-    const generation = ++this.generation;
-    if (channels.size === 0) {
-      if (!this.opened) queueMicrotask(() => this.markOpen(generation));
-      return;
-    }
-    void this.run(generation);
-  }
-  publish(channel, data, event) {
-    return httpPublish(this.ctx.fetch, this.ctx.baseUrl, this.ctx.token, channel, data, event);
-  }
-  close() {
-    this.ended = true;
-    this.controller?.abort();
-  }
-  markOpen(generation) {
-    if (this.ended || generation !== this.generation || this.opened) return;
-    this.opened = true;
-    this.events.open();
   }
   async run(generation) {
     const channels = this.channels;
-    const current = () => !this.ended && generation === this.generation;
-    let cursor = cursorOf(channels);
+    const current = () => this.current(generation);
+    let cursor = formatCursor(channels);
     let unreported = true;
     while (current()) {
       const controller = new AbortController();
@@ -226,12 +242,6 @@ var PollingTransport = class {
       }
       cursor = answer.cursor;
     }
-  }
-  end(code, reason, reconnect) {
-    if (this.ended) return;
-    this.ended = true;
-    this.controller?.abort();
-    this.events.close({ code, reason, reconnect, opened: this.opened });
   }
 };
 
@@ -277,51 +287,20 @@ function parseBlock(raw) {
 }
 
 // src/transports/sse.ts
-var SseTransport = class {
-  constructor(ctx, events) {
-    this.ctx = ctx;
-    this.events = events;
+var SseTransport = class extends RequestTransport {
+  constructor() {
+    super(...arguments);
     this.name = "sse";
-    this.channels = /* @__PURE__ */ new Map();
-    this.opened = false;
-    this.ended = false;
-    /** Each request gets a number; a superseded request's reads are ignored. */
-    this.generation = 0;
   }
-  connect(channels) {
-    this.setChannels(channels);
-  }
-  setChannels(channels) {
-    if (this.ended) return;
-    this.channels = new Map(channels);
-    this.controller?.abort();
-    const generation = ++this.generation;
-    if (channels.size === 0) {
-      clearTimeout(this.deadTimer);
-      if (!this.opened) queueMicrotask(() => this.markOpen(generation));
-      return;
-    }
-    void this.run(generation);
-  }
-  publish(channel, data, event) {
-    return httpPublish(this.ctx.fetch, this.ctx.baseUrl, this.ctx.token, channel, data, event);
-  }
-  close() {
-    this.ended = true;
+  stopped() {
     clearTimeout(this.deadTimer);
-    this.controller?.abort();
-  }
-  markOpen(generation) {
-    if (this.ended || generation !== this.generation || this.opened) return;
-    this.opened = true;
-    this.events.open();
   }
   async run(generation) {
     const controller = new AbortController();
     this.controller = controller;
     const channels = this.channels;
-    const url = streamUrl(this.ctx, "/sse", channels, cursorOf(channels));
-    const current = () => !this.ended && generation === this.generation;
+    const url = streamUrl(this.ctx, "/sse", channels, formatCursor(channels));
+    const current = () => this.current(generation);
     const timer = setTimeout(() => controller.abort(), this.ctx.connectTimeout);
     let response;
     try {
@@ -385,13 +364,6 @@ var SseTransport = class {
       controller.abort();
       this.end(0, "no heartbeat from the server", true);
     }, this.ctx.heartbeatTimeout);
-  }
-  end(code, reason, reconnect) {
-    if (this.ended) return;
-    this.ended = true;
-    clearTimeout(this.deadTimer);
-    this.controller?.abort();
-    this.events.close({ code, reason, reconnect, opened: this.opened });
   }
 };
 

@@ -57,13 +57,18 @@ export class Positions {
    * `herald-core`'s cursor module promises), with only the channels that have a position.
    */
   cursor(channels: Iterable<string>): string {
-    const parts: string[] = [];
-    for (const channel of channels) {
-      const p = this.byChannel.get(channel);
-      if (p) parts.push(`${channel}~${p.epoch}~${p.offset}`);
-    }
-    return parts.join(",");
+    return formatCursor([...channels].map((channel) => [channel, this.byChannel.get(channel)] as const));
   }
+}
+
+/**
+ * A cursor from (channel, position) pairs: `channel~epoch~offset` joined by `,`, skipping the
+ * channels without a position.
+ */
+export function formatCursor(entries: Iterable<readonly [string, Position | undefined]>): string {
+  const parts: string[] = [];
+  for (const [channel, p] of entries) if (p) parts.push(`${channel}~${p.epoch}~${p.offset}`);
+  return parts.join(",");
 }
 
 /** Reads a cursor (`channel~epoch~offset,…`) into positions; malformed parts are skipped. */

@@ -4,10 +4,10 @@
  * the server's wait plus the heartbeat timeout is abandoned as a dead link.
  */
 
-import { parseCursor, type Position } from "../positions.js";
-import { httpPublish, readJson } from "../http.js";
-import type { Envelope, Published, Reset, Transport, TransportContext, TransportEvents } from "../types.js";
-import { cursorOf, refusal, streamUrl } from "./stream_request.js";
+import { formatCursor, parseCursor } from "../positions.js";
+import { readJson } from "../http.js";
+import type { Envelope, Reset } from "../types.js";
+import { RequestTransport, refusal, streamUrl } from "./stream_request.js";
 
 interface PollAnswer {
   messages: Envelope[];
@@ -15,54 +15,13 @@ interface PollAnswer {
   resets: Reset[];
 }
 
-export class PollingTransport implements Transport {
+export class PollingTransport extends RequestTransport {
   readonly name = "polling" as const;
-  private channels = new Map<string, Position | undefined>();
-  private opened = false;
-  private ended = false;
-  private generation = 0;
-  private controller: AbortController | undefined;
 
-  constructor(
-    private readonly ctx: TransportContext,
-    private readonly events: TransportEvents,
-  ) {}
-
-  connect(channels: Map<string, Position | undefined>): void {
-    this.setChannels(channels);
-  }
-
-  setChannels(channels: Map<string, Position | undefined>): void {
-    if (this.ended) return;
-    this.channels = new Map(channels);
-    this.controller?.abort();
-    const generation = ++this.generation;
-    if (channels.size === 0) {
-      if (!this.opened) queueMicrotask(() => this.markOpen(generation));
-      return;
-    }
-    void this.run(generation);
-  }
-
-  publish(channel: string, data: unknown, event: string | undefined): Promise<Published> {
-    return httpPublish(this.ctx.fetch, this.ctx.baseUrl, this.ctx.token, channel, data, event);
-  }
-
-  close(): void {
-    this.ended = true;
-    this.controller?.abort();
-  }
-
-  private markOpen(generation: number): void {
-    if (this.ended || generation !== this.generation || this.opened) return;
-    this.opened = true;
-    this.events.open();
-  }
-
-  private async run(generation: number): Promise<void> {
+  protected async run(generation: number): Promise<void> {
     const channels = this.channels;
-    const current = () => !this.ended && generation === this.generation;
-    let cursor = cursorOf(channels);
+    const current = () => this.current(generation);
+    let cursor = formatCursor(channels);
     // Channels whose starting point is not reported yet (after the first answer it is).
     let unreported = true;
     while (current()) {
@@ -107,12 +66,5 @@ export class PollingTransport implements Transport {
       }
       cursor = answer.cursor;
     }
-  }
-
-  private end(code: number, reason: string, reconnect: boolean): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.controller?.abort();
-    this.events.close({ code, reason, reconnect, opened: this.opened });
   }
 }

@@ -7,67 +7,25 @@
  * position the subscription starts from, which is the client's own when it recovers.
  */
 
-import { parseCursor, type Position } from "../positions.js";
-import { httpPublish } from "../http.js";
+import { formatCursor, parseCursor, type Position } from "../positions.js";
 import { SseParser } from "../sse_parser.js";
-import type { Envelope, Published, Reset, Transport, TransportContext, TransportEvents } from "../types.js";
-import { cursorOf, refusal, streamUrl } from "./stream_request.js";
+import type { Envelope, Reset } from "../types.js";
+import { RequestTransport, refusal, streamUrl } from "./stream_request.js";
 
-export class SseTransport implements Transport {
+export class SseTransport extends RequestTransport {
   readonly name = "sse" as const;
-  private channels = new Map<string, Position | undefined>();
-  private opened = false;
-  private ended = false;
-  /** Each request gets a number; a superseded request's reads are ignored. */
-  private generation = 0;
-  private controller: AbortController | undefined;
   private deadTimer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(
-    private readonly ctx: TransportContext,
-    private readonly events: TransportEvents,
-  ) {}
-
-  connect(channels: Map<string, Position | undefined>): void {
-    this.setChannels(channels);
-  }
-
-  setChannels(channels: Map<string, Position | undefined>): void {
-    if (this.ended) return;
-    this.channels = new Map(channels);
-    this.controller?.abort();
-    const generation = ++this.generation;
-    if (channels.size === 0) {
-      // Nothing to stream: connected, with no request open.
-      clearTimeout(this.deadTimer);
-      if (!this.opened) queueMicrotask(() => this.markOpen(generation));
-      return;
-    }
-    void this.run(generation);
-  }
-
-  publish(channel: string, data: unknown, event: string | undefined): Promise<Published> {
-    return httpPublish(this.ctx.fetch, this.ctx.baseUrl, this.ctx.token, channel, data, event);
-  }
-
-  close(): void {
-    this.ended = true;
+  protected override stopped(): void {
     clearTimeout(this.deadTimer);
-    this.controller?.abort();
   }
 
-  private markOpen(generation: number): void {
-    if (this.ended || generation !== this.generation || this.opened) return;
-    this.opened = true;
-    this.events.open();
-  }
-
-  private async run(generation: number): Promise<void> {
+  protected async run(generation: number): Promise<void> {
     const controller = new AbortController();
     this.controller = controller;
     const channels = this.channels;
-    const url = streamUrl(this.ctx, "/sse", channels, cursorOf(channels));
-    const current = () => !this.ended && generation === this.generation;
+    const url = streamUrl(this.ctx, "/sse", channels, formatCursor(channels));
+    const current = () => this.current(generation);
     const timer = setTimeout(() => controller.abort(), this.ctx.connectTimeout);
     let response: Response;
     try {
@@ -135,13 +93,5 @@ export class SseTransport implements Transport {
       controller.abort();
       this.end(0, "no heartbeat from the server", true);
     }, this.ctx.heartbeatTimeout);
-  }
-
-  private end(code: number, reason: string, reconnect: boolean): void {
-    if (this.ended) return;
-    this.ended = true;
-    clearTimeout(this.deadTimer);
-    this.controller?.abort();
-    this.events.close({ code, reason, reconnect, opened: this.opened });
   }
 }

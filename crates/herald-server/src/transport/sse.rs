@@ -81,8 +81,9 @@ impl SseStream {
         let outbox = registration.outbox().clone();
         let socket = Arc::new(stream);
         let mut lead = Segments::default();
-        let prelude = format!(": herald\nretry: {retry_ms}\nid: {cursor}\n\n").into_bytes();
-        event(chunked, prelude, Bytes::new(), &mut lead);
+        event(chunked, Bytes::new(), &mut lead, |b| {
+            let _ = write!(b, ": herald\nretry: {retry_ms}\nid: {cursor}\n\n");
+        });
         outbox.attach(socket.clone(), Box::new(SseEncoder { cursor, chunked }), lead);
         let mut blocked = false;
         let close = loop {
@@ -102,14 +103,14 @@ impl SseStream {
         };
         subscriptions.clear();
         if let Some(code) = close {
-            let mut tail = Vec::new();
             let mut last = Segments::default();
-            if code == DisconnectCode::SHUTDOWN {
-                let _ = write!(tail, "retry: {retry_ms}\n\n");
-            } else {
-                let _ = write!(tail, ": disconnect {}\n\n", code.reason);
-            }
-            event(chunked, tail, Bytes::new(), &mut last);
+            event(chunked, Bytes::new(), &mut last, |b| {
+                let _ = if code == DisconnectCode::SHUTDOWN {
+                    write!(b, "retry: {retry_ms}\n\n")
+                } else {
+                    write!(b, ": disconnect {}\n\n", code.reason)
+                };
+            });
             if chunked {
                 last.push(Bytes::from_static(b"0\r\n\r\n"));
             }
@@ -143,20 +144,26 @@ fn peer_gone(socket: &TcpStream) -> bool {
     }
 }
 
-/// Appends one event: `head` (per connection) then `body` (shared), as one chunk when the
-/// response is chunked.
-fn event(chunked: bool, head: Vec<u8>, body: Bytes, out: &mut Segments) {
+/// Appends one event: what `head` writes (per connection) then `body` (shared), as one chunk
+/// when the response is chunked. The head and the chunk's size line share one allocation:
+/// room for the size line is kept in front of the head and the slice starts where it begins.
+fn event(chunked: bool, body: Bytes, out: &mut Segments, head: impl FnOnce(&mut Vec<u8>)) {
+    const ROOM: usize = 18;
+    let mut buf = Vec::with_capacity(ROOM + 96);
+    if chunked {
+        buf.resize(ROOM, 0);
+    }
+    head(&mut buf);
     if !chunked {
-        out.push(Bytes::from(head));
+        out.push(Bytes::from(buf));
         out.push(body);
         return;
     }
-    let mut size = [0u8; 18];
-    let size = chunk_size_line(head.len() + body.len(), &mut size);
-    let mut first = Vec::with_capacity(size.len() + head.len());
-    first.extend_from_slice(size);
-    first.extend_from_slice(&head);
-    out.push(Bytes::from(first));
+    let mut size = [0u8; ROOM];
+    let line = chunk_size_line(buf.len() - ROOM + body.len(), &mut size);
+    let start = ROOM - line.len();
+    buf[start..ROOM].copy_from_slice(line);
+    out.push(Bytes::from(buf).slice(start..));
     out.push(body);
     out.push(Bytes::from_static(b"\r\n"));
 }
@@ -172,18 +179,55 @@ impl Encoder for SseEncoder {
         advance_cursor(&mut self.cursor, &frame);
         match frame {
             Frame::Message(m) => {
-                let id = format!("id: {}\n", self.cursor).into_bytes();
-                event(self.chunked, id, m.sse_body().clone(), out);
+                let cursor = &self.cursor;
+                event(self.chunked, m.sse_body().clone(), out, |b| {
+                    let _ = writeln!(b, "id: {cursor}");
+                });
             }
             Frame::Reset { channel, position, reason } => {
-                let mut head = format!("id: {}\nevent: reset\ndata: ", self.cursor).into_bytes();
-                head.extend_from_slice(&encode_reset(&channel, &position, reason));
-                head.extend_from_slice(b"\n\n");
-                event(self.chunked, head, Bytes::new(), out);
+                let cursor = &self.cursor;
+                event(self.chunked, Bytes::new(), out, |b| {
+                    let _ = write!(b, "id: {cursor}\nevent: reset\ndata: ");
+                    b.extend_from_slice(&encode_reset(&channel, &position, reason));
+                    b.extend_from_slice(b"\n\n");
+                });
             }
             Frame::Heartbeat if self.chunked => out.push(Bytes::from_static(b"8\r\n: ping\n\n\r\n")),
             Frame::Heartbeat => out.push(Bytes::from_static(b": ping\n\n")),
             Frame::Text(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use bytes::Bytes;
+
+    use super::event;
+    use crate::wire::Segments;
+
+    fn text(segments: Segments) -> String {
+        segments.into_parts().map(|p| String::from_utf8_lossy(&p).into_owned()).collect()
+    }
+
+    #[test]
+    fn an_event_is_one_chunk_with_its_size_line_or_plain_bytes() {
+        let body = Bytes::from_static(b"event: message\ndata: {}\n\n");
+        for id in ["a~e~1", &"x".repeat(300)] {
+            let head = format!("id: {id}\n");
+            let mut chunked = Segments::default();
+            event(true, body.clone(), &mut chunked, |b| {
+                let _ = write!(b, "{head}");
+            });
+            let len = head.len() + body.len();
+            assert_eq!(text(chunked), format!("{len:x}\r\n{head}event: message\ndata: {{}}\n\n\r\n"));
+            let mut plain = Segments::default();
+            event(false, body.clone(), &mut plain, |b| {
+                let _ = write!(b, "{head}");
+            });
+            assert_eq!(text(plain), format!("{head}event: message\ndata: {{}}\n\n"));
         }
     }
 }

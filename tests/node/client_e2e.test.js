@@ -8,7 +8,7 @@ import { Herald } from "../../clients/js/dist/index.js";
 import { startHerald, waitFor } from "./herald.js";
 import { startProxy } from "./proxy.js";
 
-const server = await startHerald(["history_size=100", "heartbeat_secs=1", "ws_idle_timeout_secs=3"]);
+const server = await startHerald(["history_size=100", "heartbeat_secs=1", "ws_idle_timeout_secs=3", "anonymous_publish=true"]);
 after(() => server.stop());
 
 /** A client through `base` with quick reconnects; collects what it is told. */

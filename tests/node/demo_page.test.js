@@ -12,7 +12,7 @@ import { startProxy } from "./proxy.js";
 let herald;
 let browser;
 before(async () => {
-  herald = await startHerald(["heartbeat_secs=1", "ws_idle_timeout_secs=3"]);
+  herald = await startHerald(["demo=true", "heartbeat_secs=1", "ws_idle_timeout_secs=3"]);
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -48,7 +48,7 @@ for (const transport of ["websocket", "sse", "polling"]) {
     await page.selectOption("#transport", transport);
     await waitFor(async () => (await inUse(page)) === transport, 10_000, `${transport} in use`);
     await page.waitForTimeout(200);
-    await herald.publish("jobs", { title: `Job over ${transport}`, company: "Acme" }, "new-job");
+    await herald.publish("demo:jobs", { title: `Job over ${transport}`, company: "Acme" }, "new-job");
     await page.locator("#jobs li", { hasText: `Job over ${transport}` }).waitFor({ timeout: 10_000 });
     await page.fill("#name", "tester");
     await page.fill("#text", `hello over ${transport}`);
@@ -71,7 +71,7 @@ test("with /ws blocked the page falls back to SSE, with /sse blocked too to poll
   const { page, errors } = await openDemo(proxy.base);
   assert.equal(await inUse(page), "polling");
   await page.waitForTimeout(200);
-  for (let i = 1; i <= 5; i++) await herald.publish("jobs", { title: `fallback job ${i}` });
+  for (let i = 1; i <= 5; i++) await herald.publish("demo:jobs", { title: `fallback job ${i}` });
   await waitFor(async () => (await jobs(page)).filter((t) => t.includes("fallback job")).length === 5, 10_000, "five jobs");
   const got = (await jobs(page)).filter((t) => t.includes("fallback job")).map((t) => t.match(/fallback job (\d)/)[1]);
   assert.deepEqual(got, ["5", "4", "3", "2", "1"], "all five, newest first, once each");
@@ -82,20 +82,20 @@ test("with /ws blocked the page falls back to SSE, with /sse blocked too to poll
 });
 
 test("the server stops and starts again while the page is open: it reconnects and reports the reset", async () => {
-  const first = await startHerald(["heartbeat_secs=1", "ws_idle_timeout_secs=3"]);
+  const first = await startHerald(["demo=true", "heartbeat_secs=1", "ws_idle_timeout_secs=3"]);
   const proxy = await startProxy(first.base);
   const { page, errors } = await openDemo(proxy.base);
-  await first.publish("jobs", { title: "before the restart" });
+  await first.publish("demo:jobs", { title: "before the restart" });
   await page.locator("#jobs li", { hasText: "before the restart" }).waitFor({ timeout: 10_000 });
 
   await first.stop();
   await page.waitForSelector("#state.off", { timeout: 10_000 });
-  const second = await startHerald(["heartbeat_secs=1", "ws_idle_timeout_secs=3"]);
+  const second = await startHerald(["demo=true", "heartbeat_secs=1", "ws_idle_timeout_secs=3"]);
   proxy.retarget(second.base);
   await page.waitForSelector("#state.on", { timeout: 20_000 });
   // The memory engine starts new streams: the page is told, rather than silently missing out.
-  await page.locator("#events li.reset", { hasText: "jobs: reset" }).waitFor({ timeout: 10_000 });
-  await second.publish("jobs", { title: "after the restart" });
+  await page.locator("#events li.reset", { hasText: "demo:jobs: reset" }).waitFor({ timeout: 10_000 });
+  await second.publish("demo:jobs", { title: "after the restart" });
   await page.locator("#jobs li", { hasText: "after the restart" }).waitFor({ timeout: 10_000 });
   await screenshot(page, "demo-restart");
   assert.deepEqual(errors, []);
@@ -110,10 +110,10 @@ test("offline, then online again: everything published meanwhile arrives", async
   await page.waitForTimeout(200);
   await context.setOffline(true);
   await page.waitForSelector("#state.off", { timeout: 10_000 });
-  for (let i = 1; i <= 3; i++) await herald.publish("jobs", { title: `while offline ${i}` });
+  for (let i = 1; i <= 3; i++) await herald.publish("demo:jobs", { title: `while offline ${i}` });
   await context.setOffline(false);
   await waitFor(async () => (await jobs(page)).filter((t) => t.includes("while offline")).length === 3, 15_000, "three jobs");
-  await page.locator("#events li", { hasText: "jobs: recovered everything missed" }).waitFor({ timeout: 5000 });
+  await page.locator("#events li", { hasText: "demo:jobs: recovered everything missed" }).waitFor({ timeout: 5000 });
   assert.deepEqual(errors, []);
   await context.close();
 });
@@ -122,8 +122,8 @@ test("drop, publish, reconnect: the page recovers what it missed", async () => {
   const { page, errors } = await openDemo(herald.base);
   await page.click("#drop");
   await page.waitForSelector("#state.off");
-  await herald.publish("jobs", { title: "missed 1" });
-  await herald.publish("jobs", { title: "missed 2" });
+  await herald.publish("demo:jobs", { title: "missed 1" });
+  await herald.publish("demo:jobs", { title: "missed 2" });
   await page.click("#reconnect");
   await page.locator("#jobs li", { hasText: "missed 2" }).waitFor({ timeout: 10_000 });
   await page.locator("#jobs li", { hasText: "missed 1" }).waitFor({ timeout: 10_000 });

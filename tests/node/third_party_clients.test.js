@@ -7,7 +7,7 @@ import WebSocket from "ws";
 import { startHerald, waitFor } from "./herald.js";
 
 let herald;
-before(async () => { herald = await startHerald(["history_size=100"]); });
+before(async () => { herald = await startHerald(["history_size=100", "anonymous_publish=true"]); });
 after(async () => { await herald.stop(); });
 
 test("curl -N streams SSE events", async () => {

@@ -6,6 +6,7 @@
 //! - [`stream`]: one channel's stream — epoch, gap-free offsets, the bounded history window and
 //!   the recovery decision (DESIGN.md 2.2);
 //! - [`cursor`]: the opaque cursor that resumes every channel of an SSE or long-poll stream;
+//! - [`rate`]: token buckets for per-IP and per-connection rate limits;
 //! - [`protocol`]: the wire vocabulary shared by every transport — WebSocket commands, error
 //!   codes, disconnect codes and the JSON shapes of pushes.
 //!
@@ -15,9 +16,11 @@
 pub mod channel;
 pub mod cursor;
 pub mod protocol;
+pub mod rate;
 pub mod stream;
 
 pub use channel::{ChannelName, InvalidChannel};
 pub use cursor::{Cursor, InvalidCursor};
 pub use protocol::{Command, DisconnectCode, ErrorCode, ProtocolError, Request};
+pub use rate::{RateLimit, TokenBucket};
 pub use stream::{ChannelStream, HistoryLimits, Recovery, ResetReason, StreamPosition};

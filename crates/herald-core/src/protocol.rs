@@ -29,8 +29,18 @@ pub enum ErrorCode {
     MessageTooLarge,
     /// No credentials, or wrong ones.
     Unauthorized,
+    /// The token is malformed, wrongly signed, or lacks a required claim.
+    InvalidToken,
+    /// The token's `exp` has passed.
+    TokenExpired,
     /// The credentials do not allow this.
     Forbidden,
+    /// The request's `Origin` is not on the server's allow-list.
+    OriginNotAllowed,
+    /// A rate or count limit was hit (per IP or per connection); retry later.
+    RateLimited,
+    /// The server holds as many connections as it is configured for.
+    TooManyConnections,
     /// No such route or resource.
     NotFound,
     /// The HTTP method is not allowed on this route.
@@ -166,13 +176,14 @@ impl ErrorCode {
             | Self::AlreadySubscribed
             | Self::NotSubscribed
             | Self::TooManyChannels => 400,
-            Self::Unauthorized => 401,
-            Self::Forbidden => 403,
+            Self::Unauthorized | Self::InvalidToken | Self::TokenExpired => 401,
+            Self::Forbidden | Self::OriginNotAllowed => 403,
+            Self::RateLimited => 429,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::MessageTooLarge => 413,
             Self::NotAvailable => 501,
-            Self::ShuttingDown => 503,
+            Self::ShuttingDown | Self::TooManyConnections => 503,
             Self::Internal => 500,
         }
     }
@@ -225,10 +236,14 @@ impl DisconnectCode {
     pub const STALE: Self = Self { code: 4003, reason: "stale" };
     /// The server asked the client to reconnect (e.g. an operator's disconnect).
     pub const FORCE_RECONNECT: Self = Self { code: 4004, reason: "force_reconnect" };
+    /// The connection's token expired: fetch a fresh one and reconnect with it.
+    pub const SESSION_EXPIRED: Self = Self { code: 4005, reason: "session_expired" };
     /// The client sent something that cannot be a Herald frame (binary, oversize).
     pub const BAD_FRAME: Self = Self { code: 4500, reason: "bad_frame" };
     /// The client's credentials are invalid.
     pub const INVALID_TOKEN: Self = Self { code: 4501, reason: "invalid_token" };
+    /// The client presented an expired token (retrying it cannot succeed).
+    pub const TOKEN_EXPIRED: Self = Self { code: 4502, reason: "token_expired" };
     /// The client is not allowed here.
     pub const FORBIDDEN: Self = Self { code: 4503, reason: "forbidden" };
 

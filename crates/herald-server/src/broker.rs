@@ -34,6 +34,7 @@ use crate::{
     config::Config,
     now_ms,
     outbox::{ById, Frame, Outbox},
+    presence::Member,
     publication::{Message, Publication},
 };
 
@@ -89,6 +90,8 @@ struct Subscriber {
     /// The channel's offset when it subscribed: rounds give it only later messages (earlier
     /// ones were recovered, or precede a live start).
     after: u64,
+    /// Its presence entry, where the namespace keeps presence.
+    member: Option<Arc<Member>>,
 }
 
 type Shard = HashMap<ChannelName, Channel>;
@@ -179,14 +182,20 @@ impl Broker {
     /// reply), then up to `limit` missed messages or a reset, then — from the same instant —
     /// live messages, unless more than `limit` were missed (see [`Subscribed::live`]).
     /// Subscribing again replaces the earlier subscription.
+    ///
+    /// Where the namespace keeps presence, `member` is listed while the subscription lasts,
+    /// and with join/leave on, the other subscribers get a `join` push.
     pub fn subscribe(
         &self,
         channel: &ChannelName,
         outbox: &Arc<Outbox>,
         since: Option<&StreamPosition>,
         limit: usize,
+        member: Option<&Arc<Member>>,
         lead: impl FnOnce(&Subscribed) -> Option<Frame>,
     ) -> Subscribed {
+        let rules = self.config.rules(channel);
+        let member = member.filter(|_| rules.presence);
         self.with_channel(channel, |ch| {
             let recovery = ch.stream.recover(since, now_ms(), limit);
             let live = !matches!(recovery, Recovery::Recovered { truncated: true, .. });
@@ -215,7 +224,11 @@ impl Broker {
             }
             if live {
                 let after = ch.stream.offset();
-                ch.subscribers.insert(outbox.id(), Subscriber { outbox: outbox.clone(), after });
+                if let Some(member) = member.filter(|_| rules.join_leave) {
+                    push_to_others(ch, outbox.id(), &member.push("join", channel));
+                }
+                let member = member.cloned();
+                ch.subscribers.insert(outbox.id(), Subscriber { outbox: outbox.clone(), after, member });
             }
             subscribed
         })
@@ -225,11 +238,31 @@ impl Broker {
     pub fn unsubscribe(&self, channel: &ChannelName, id: u64) -> bool {
         let mut shard = self.shard(channel).lock();
         let Some(ch) = shard.get_mut(channel) else { return false };
-        let was = ch.subscribers.remove(&id).is_some();
+        let Some(was) = ch.subscribers.remove(&id) else { return false };
         if ch.subscribers.capacity() > 32 && ch.subscribers.len() < ch.subscribers.capacity() / 4 {
             ch.subscribers.shrink_to_fit();
         }
-        was
+        if let Some(member) = was.member
+            && self.config.rules(channel).join_leave
+        {
+            push_to_others(ch, id, &member.push("leave", channel));
+        }
+        true
+    }
+
+    /// Whether `channel`'s namespace keeps presence.
+    pub fn keeps_presence(&self, channel: &ChannelName) -> bool {
+        self.config.rules(channel).presence
+    }
+
+    /// The presence entries of `channel`'s subscribers, oldest connection first.
+    pub fn presence(&self, channel: &ChannelName) -> Vec<Arc<Member>> {
+        let shard = self.shard(channel).lock();
+        let Some(ch) = shard.get(channel) else { return Vec::new() };
+        let mut members: Vec<(u64, Arc<Member>)> =
+            ch.subscribers.iter().filter_map(|(id, s)| Some((*id, s.member.clone()?))).collect();
+        members.sort_by_key(|(id, _)| *id);
+        members.into_iter().map(|(_, m)| m).collect()
     }
 
     /// The channel's current position and up to `limit` latest messages after offset `since`.
@@ -287,6 +320,15 @@ impl Broker {
     /// Messages published, and deliveries queued, since start.
     pub fn counters(&self) -> (u64, u64) {
         (self.published.load(Ordering::Relaxed), self.delivered.load(Ordering::Relaxed))
+    }
+}
+
+/// Queues `push` for every subscriber of `ch` but connection `id`.
+fn push_to_others(ch: &Channel, id: u64, push: &bytes::Bytes) {
+    for (other, subscriber) in &ch.subscribers {
+        if *other != id {
+            subscriber.outbox.push(Frame::Text(push.clone()));
+        }
     }
 }
 

@@ -2,9 +2,15 @@
 //! overrides, in that order of precedence (later wins). Every field has a documented default,
 //! so an empty configuration runs the embedded in-memory engine.
 
-use std::{collections::HashMap, net::SocketAddr, path::Path, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use herald_core::{ChannelName, HistoryLimits};
+use herald_auth::NamespaceRules;
+use herald_core::{ChannelName, HistoryLimits, RateLimit};
 use serde::{Deserialize, Serialize};
 
 /// Herald's configuration. See the README's configuration reference.
@@ -50,6 +56,53 @@ pub struct Config {
     pub shutdown_deadline_secs: u64,
     /// How long an `idempotency_key` is remembered, in seconds. Default 300.
     pub idempotency_window_secs: u64,
+
+    /// The HS256 secret connection tokens may be signed with (at least 16 bytes). Unset by
+    /// default: with no token key at all, every presented token is refused.
+    pub token_hs256_secret: Option<String>,
+    /// A PEM file with the RSA public key RS256 tokens are checked against.
+    pub token_rs256_public_key: Option<PathBuf>,
+    /// A PEM file with the EC P-256 public key ES256 tokens are checked against.
+    pub token_es256_public_key: Option<PathBuf>,
+
+    /// Namespace default: clients may subscribe without a token granting the channel. Default
+    /// true.
+    pub anonymous_subscribe: bool,
+    /// Namespace default: any client may publish, token or not. Default false (secure).
+    pub anonymous_publish: bool,
+    /// Namespace default: clients may publish at all (where a token or `anonymous_publish`
+    /// allows). Default true.
+    pub client_publish: bool,
+    /// Namespace default: presence is kept. Default false.
+    pub presence: bool,
+    /// Namespace default: subscribers get `join` / `leave` pushes (with presence). Default
+    /// false.
+    pub join_leave: bool,
+    /// Adds the `demo` namespace the demo page at `/` uses: anonymous publish, presence and
+    /// join/leave (unless `namespaces.demo` is configured). Default false (`herald serve
+    /// --demo` turns it on).
+    pub demo: bool,
+
+    /// Origins (`https://app.example.com`, or `*`) whose pages may open WebSockets and read
+    /// SSE, long polls, `/publish` and `/history` across origins (CORS). A page of the
+    /// server's own origin and clients that send no `Origin` (not browsers) are always
+    /// allowed. Default empty.
+    pub allowed_origins: Vec<String>,
+    /// Most open connections (0: no limit). Default 50000.
+    pub max_connections: usize,
+    /// New connections per second one IP address may open, on average (0: no limit).
+    /// Default 200.
+    pub connection_rate_per_ip: u32,
+    /// New connections one IP address may open at once. Default 1000.
+    pub connection_burst_per_ip: u32,
+    /// Most SSE streams and long polls open at once from one IP address (0: no limit).
+    /// Default 1000.
+    pub max_streams_per_ip: usize,
+    /// Client publishes per second per WebSocket connection, or per IP address for
+    /// `POST /publish` (0: no limit). Default 20.
+    pub client_publish_rate: u32,
+    /// Client publishes allowed at once. Default 50.
+    pub client_publish_burst: u32,
 }
 
 /// Options of one namespace. Unset fields fall back to the top-level defaults.
@@ -60,6 +113,16 @@ pub struct NamespaceConfig {
     pub history_size: Option<usize>,
     /// Longest a message stays in history, in seconds (0: no age limit).
     pub history_ttl_secs: Option<u64>,
+    /// See [`Config::anonymous_subscribe`].
+    pub anonymous_subscribe: Option<bool>,
+    /// See [`Config::anonymous_publish`].
+    pub anonymous_publish: Option<bool>,
+    /// See [`Config::client_publish`].
+    pub client_publish: Option<bool>,
+    /// See [`Config::presence`].
+    pub presence: Option<bool>,
+    /// See [`Config::join_leave`].
+    pub join_leave: Option<bool>,
 }
 
 /// A configuration that cannot be loaded.
@@ -98,6 +161,22 @@ impl Default for Config {
             sse_retry_ms: 2000,
             shutdown_deadline_secs: 10,
             idempotency_window_secs: 300,
+            token_hs256_secret: None,
+            token_rs256_public_key: None,
+            token_es256_public_key: None,
+            anonymous_subscribe: true,
+            anonymous_publish: false,
+            client_publish: true,
+            presence: false,
+            join_leave: false,
+            demo: false,
+            allowed_origins: Vec::new(),
+            max_connections: 50_000,
+            connection_rate_per_ip: 200,
+            connection_burst_per_ip: 1000,
+            max_streams_per_ip: 1000,
+            client_publish_rate: 20,
+            client_publish_burst: 50,
         }
     }
 }
@@ -131,17 +210,27 @@ impl Config {
         for (key, value) in from_env.chain(overrides) {
             table.insert(key, parse_value(&value));
         }
-        let config: Self = toml::Value::Table(table)
+        let mut config: Self = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_string()))?;
         config.validate()?;
+        if config.demo {
+            config.namespaces.entry("demo".to_string()).or_insert_with(|| NamespaceConfig {
+                anonymous_publish: Some(true),
+                presence: Some(true),
+                join_leave: Some(true),
+                ..NamespaceConfig::default()
+            });
+        }
         Ok(config)
     }
 
     /// The names of the top-level fields.
     fn field_names() -> Vec<String> {
+        // Fields unset by default are missing from the serialized defaults.
+        let unset = ["api_key", "token_hs256_secret", "token_rs256_public_key", "token_es256_public_key"];
         match toml::Value::try_from(Self::default()) {
-            Ok(toml::Value::Table(t)) => t.keys().cloned().chain(["api_key".to_string()]).collect(),
+            Ok(toml::Value::Table(t)) => t.keys().cloned().chain(unset.map(str::to_string)).collect(),
             _ => Vec::new(),
         }
     }
@@ -160,6 +249,9 @@ impl Config {
         if self.api_key.as_deref().is_some_and(str::is_empty) {
             return bad("api_key must not be empty");
         }
+        if let Some(origin) = self.allowed_origins.iter().find(|o| *o != "*" && !o.contains("://")) {
+            return bad(&format!("allowed_origins: {origin:?} is not an origin like https://app.example.com or *"));
+        }
         Ok(())
     }
 
@@ -170,6 +262,29 @@ impl Config {
             size: ns.and_then(|n| n.history_size).unwrap_or(self.history_size),
             ttl_ms: ns.and_then(|n| n.history_ttl_secs).unwrap_or(self.history_ttl_secs) * 1000,
         }
+    }
+
+    /// The permission rules of `channel`'s namespace.
+    pub fn rules(&self, channel: &ChannelName) -> NamespaceRules {
+        let ns = self.namespaces.get(channel.namespace());
+        let pick = |f: fn(&NamespaceConfig) -> Option<bool>, default: bool| ns.and_then(f).unwrap_or(default);
+        NamespaceRules {
+            anonymous_subscribe: pick(|n| n.anonymous_subscribe, self.anonymous_subscribe),
+            anonymous_publish: pick(|n| n.anonymous_publish, self.anonymous_publish),
+            client_publish: pick(|n| n.client_publish, self.client_publish),
+            presence: pick(|n| n.presence, self.presence),
+            join_leave: pick(|n| n.join_leave, self.join_leave),
+        }
+    }
+
+    /// New connections one IP address may open.
+    pub fn connection_rate(&self) -> RateLimit {
+        RateLimit { per_sec: self.connection_rate_per_ip, burst: self.connection_burst_per_ip }
+    }
+
+    /// Client publishes one connection (or, over HTTP, one IP address) may make.
+    pub fn client_publish_limit(&self) -> RateLimit {
+        RateLimit { per_sec: self.client_publish_rate, burst: self.client_publish_burst }
     }
 
     /// [`Config::heartbeat_secs`] as a duration.

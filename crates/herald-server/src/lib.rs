@@ -8,12 +8,18 @@
 //! - [`registry`]: open connections, heartbeats and the shutdown signal;
 //! - [`transport`]: WebSocket, SSE and long polling;
 //! - [`http`]: the router, the server API, health endpoints and the demo page;
+//! - [`auth`]: client tokens on requests and connections, and the namespace rules applied;
+//! - [`guard`]: connection, stream and publish limits, counted and logged;
+//! - [`presence`]: who is subscribed, and the join/leave pushes;
 //! - [`server`]: binding, serving and graceful shutdown.
 
+pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod guard;
 pub mod http;
 pub mod outbox;
+pub mod presence;
 pub mod process;
 pub mod publication;
 pub mod registry;

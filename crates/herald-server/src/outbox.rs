@@ -137,6 +137,8 @@ pub struct Outbox {
     state: Mutex<State>,
     notify: Notify,
     last_seen_ms: AtomicU64,
+    /// When the connection's token expires, in ms since the Unix epoch; 0: no token.
+    expires_at_ms: AtomicU64,
 }
 
 // === impl Outbox ===
@@ -151,6 +153,7 @@ impl Outbox {
             state: Mutex::new(State::default()),
             notify: Notify::new(),
             last_seen_ms: AtomicU64::new(now_ms),
+            expires_at_ms: AtomicU64::new(0),
         }
     }
 
@@ -373,6 +376,18 @@ impl Outbox {
     /// When the peer was last heard from, in ms since the Unix epoch.
     pub fn last_seen_ms(&self) -> u64 {
         self.last_seen_ms.load(Ordering::Relaxed)
+    }
+
+    /// Sets when the connection's token expires (ms since the Unix epoch; 0: never). The
+    /// heartbeat closes the connection once that time has passed.
+    pub fn set_expiry(&self, expires_at_ms: u64) {
+        self.expires_at_ms.store(expires_at_ms, Ordering::Relaxed);
+    }
+
+    /// Whether the connection's token has expired at `now_ms`.
+    pub fn expired(&self, now_ms: u64) -> bool {
+        let at = self.expires_at_ms.load(Ordering::Relaxed);
+        at != 0 && now_ms >= at
     }
 }
 

@@ -99,7 +99,8 @@ impl Registry {
     }
 
     /// One heartbeat round: a heartbeat to every streaming connection (written straight to
-    /// its socket), and a close for WebSocket peers silent for longer than `ws_idle_ms`. The
+    /// its socket), a close for WebSocket peers silent for longer than `ws_idle_ms`, and a
+    /// close (`session_expired`) for connections whose token has expired. The
     /// round yields between registry shards, so that deliveries are not held up behind
     /// thousands of heartbeat writes.
     pub async fn heartbeat(&self, ws_idle_ms: u64) {
@@ -108,6 +109,9 @@ impl Registry {
             let outboxes: Vec<Arc<Outbox>> = shard.lock().values().cloned().collect();
             for outbox in &outboxes {
                 match outbox.transport() {
+                    Transport::Ws | Transport::Sse if outbox.expired(now) => {
+                        outbox.close(DisconnectCode::SESSION_EXPIRED);
+                    }
                     Transport::Ws if now.saturating_sub(outbox.last_seen_ms()) > ws_idle_ms => {
                         outbox.close(DisconnectCode::STALE);
                     }

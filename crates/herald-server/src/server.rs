@@ -9,8 +9,10 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 
 use crate::{
+    auth::Auth,
     broker::Broker,
     config::Config,
+    guard::Guard,
     http::{self, AppState},
     outbox::QueueLimits,
     registry::Registry,
@@ -38,6 +40,9 @@ impl Server {
         let registry =
             Registry::new(QueueLimits { frames: config.max_queued_messages, bytes: config.max_queued_bytes });
         let broker = Arc::new(Broker::new(config.clone()));
+        let auth = Auth::from_config(&config)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let guard = Arc::new(Guard::new(&config));
         Ok(Self {
             listener,
             state: AppState {
@@ -46,6 +51,8 @@ impl Server {
                 registry,
                 started: std::time::Instant::now(),
                 idempotency: Default::default(),
+                auth: Arc::new(auth),
+                guard,
             },
         })
     }
@@ -83,6 +90,15 @@ impl Server {
                 },
                 () = registry.shutdown_started() => break,
             };
+            // Connections being served: HTTP connections (long polls among them), plus
+            // WebSockets and SSE streams, which leave the HTTP loop for tasks of their own.
+            let counts = registry.counts();
+            let serving = Arc::strong_count(&open) - 1 + counts.ws + counts.sse;
+            if let Err(refused) = state.guard.admit_connection(peer.ip(), serving) {
+                // A fresh socket's send buffer is empty: the answer fits without waiting.
+                let _ = stream.try_write(&http::conn::error_bytes(&refused));
+                continue;
+            }
             let _ = stream.set_nodelay(true);
             let (state, router, open) = (state.clone(), router.clone(), open.clone());
             tokio::spawn(async move {
@@ -119,6 +135,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 fn spawn_housekeeping(state: &AppState) {
     let registry = state.registry.clone();
     let broker = state.broker.clone();
+    let guard = state.guard.clone();
     let heartbeat = state.config.heartbeat();
     let ws_idle_ms = state.config.ws_idle_timeout_secs * 1000;
     tokio::spawn(async move {
@@ -131,6 +148,7 @@ fn spawn_housekeeping(state: &AppState) {
                 () = registry.shutdown_started() => return,
             }
             registry.heartbeat(ws_idle_ms).await;
+            guard.prune();
             let removed = broker.sweep();
             if removed > 0 {
                 tracing::debug!(removed, "forgot idle channels");

@@ -116,6 +116,10 @@ struct ServeArgs {
     /// Turn the API key check off: anyone who reaches the port may publish. Development only.
     #[arg(long)]
     insecure_no_api_key: bool,
+    /// Let the demo page at `/` publish: opens the `demo` namespace to anonymous publishing,
+    /// with presence and join/leave (config `demo`).
+    #[arg(long)]
+    demo: bool,
     /// Any configuration field, as `field=value` (repeatable), e.g. `--set history_size=50`.
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     set: Vec<String>,
@@ -202,6 +206,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.insecure_no_api_key {
         overrides.push(("insecure_no_api_key".into(), "true".into()));
     }
+    if args.demo {
+        overrides.push(("demo".into(), "true".into()));
+    }
     herald_bench::raise_open_file_limit();
     let mut config = Config::load(args.config.as_deref(), std::env::vars(), overrides)?;
     if config.insecure_no_api_key {
@@ -211,7 +218,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         eprintln!("herald: no api_key configured; generated one for this run: {key}");
         config.api_key = Some(key);
     }
-    let server = Server::bind(config).await.context("cannot bind the listen address")?;
+    if config.demo {
+        tracing::warn!("demo mode: anyone may publish to demo:* channels (the demo page's)");
+    }
+    let server = Server::bind(config).await.context("cannot start the server")?;
     let addr = server.local_addr()?;
     // One machine-readable line on stdout: scripts and tests read the address from it.
     println!("herald listening on http://{addr}");

@@ -99,7 +99,7 @@ async fn every_api_route_wants_the_key() {
 
 #[tokio::test]
 async fn websocket_answers_bad_commands_and_keeps_the_connection() {
-    let server = TestServer::start(&["max_message_bytes=1000"]);
+    let server = TestServer::start(&["max_message_bytes=1000", "anonymous_publish=true"]);
     let mut ws = server.ws().await;
     ws.send_raw("{").await;
     assert_eq!(ws.next().await.unwrap()["error"]["code"], "invalid_json");

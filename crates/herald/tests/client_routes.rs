@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 #[tokio::test]
 async fn clients_publish_without_the_api_key_and_subscribers_get_it() {
-    let server = TestServer::start(&[]);
+    let server = TestServer::start(&["anonymous_publish=true"]);
     let mut sse = server.sse("channel=room", None).await;
     let response = server
         .http
@@ -28,7 +28,7 @@ async fn clients_publish_without_the_api_key_and_subscribers_get_it() {
 
 #[tokio::test]
 async fn client_publish_refuses_bad_input_with_json_errors() {
-    let server = TestServer::start(&["max_message_bytes=1024"]);
+    let server = TestServer::start(&["max_message_bytes=1024", "anonymous_publish=true"]);
     let post = |body: String| server.http.post(format!("{}/publish", server.base)).body(body).send();
     let cases = [
         ("{not json".to_string(), 400, "invalid_json"),

@@ -87,7 +87,7 @@ async fn empty_long_poll_times_out_with_a_cursor_that_loses_nothing() {
 
 #[tokio::test]
 async fn websocket_publish_history_and_unsubscribe() {
-    let server = TestServer::start(&[]);
+    let server = TestServer::start(&["anonymous_publish=true"]);
     let mut ws = server.ws().await;
     ws.subscribe("room", None).await;
     let reply = ws.request(json!({"op":"publish","channel":"room","data":{"m":"hi"}})).await;

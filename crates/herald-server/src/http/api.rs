@@ -47,9 +47,9 @@ struct BroadcastBody {
 #[derive(Deserialize)]
 pub struct HistoryQuery {
     /// At most this many messages (the latest).
-    limit: Option<usize>,
+    pub limit: Option<usize>,
     /// Only messages after this offset.
-    since: Option<u64>,
+    pub since: Option<u64>,
 }
 
 /// The `/api` routes.
@@ -61,7 +61,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/broadcast", post(broadcast))
         .route("/channels", get(channels))
         .route("/channels/{channel}/history", get(history))
-        .route("/channels/{channel}/presence", get(not_available))
+        .route("/channels/{channel}/presence", get(presence))
         .route("/disconnect", post(not_available))
         .route("/info", get(info))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -110,7 +110,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Reads a request body, mapping an over-limit body to `message_too_large`.
-fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
         if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(ErrorCode::MessageTooLarge, "request body is over the size limit")
@@ -131,6 +131,7 @@ pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError
 fn check_size(state: &AppState, data: &RawValue) -> Result<(), ApiError> {
     let limit = state.config.max_message_bytes;
     if data.get().len() > limit {
+        state.guard.hit(crate::guard::Limit::MessageSize, None, "a message over max_message_bytes");
         return Err(ApiError::new(
             ErrorCode::MessageTooLarge,
             format!("data is {} bytes; the limit is {limit}", data.get().len()),
@@ -164,17 +165,22 @@ pub fn publish_one(
     Ok(state.broker.publish(channel, data, event))
 }
 
-/// `POST /api/publish`, and the clients' `POST /publish` (DESIGN.md 2.3; the same checks and
-/// limits as a WebSocket `publish`).
+/// `POST /api/publish` (DESIGN.md 2.3).
 pub async fn publish(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    Ok(json_ok(publish_json(&state, &body_bytes(body)?)?))
+    Ok(json_ok(publish_json(&state, &body_bytes(body)?, |_| Ok(()))?))
 }
 
-/// `POST /api/publish` with the JSON body `bytes`: the encoded reply, or the error.
-pub fn publish_json(state: &AppState, bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
+/// A publish with the JSON body `bytes` (`{"channel","data","event"?,"idempotency_key"?}`),
+/// once `admit` allows its channel: the encoded reply, or the error.
+pub fn publish_json(
+    state: &AppState,
+    bytes: &[u8],
+    admit: impl FnOnce(&ChannelName) -> Result<(), ApiError>,
+) -> Result<Vec<u8>, ApiError> {
     let body: PublishBody = parse_json(bytes)?;
     let channel = ChannelName::new(&body.channel)?;
     let event = validate_event(body.event)?;
+    admit(&channel)?;
     let publish = || publish_one(state, &channel, &body.data, event.as_deref()).map(|m| published(&m));
     let Some(key) = body.idempotency_key else {
         return Ok(herald_core::protocol::encode(&publish()?));
@@ -251,8 +257,8 @@ async fn channels(State(state): State<AppState>) -> Response {
     json_response(&json!({ "channels": state.broker.channels() }))
 }
 
-/// `GET /api/channels/{channel}/history`, and the clients' `GET /history/{channel}` (the same
-/// history a WebSocket `history` command reads).
+/// `GET /api/channels/{channel}/history` (the same history a WebSocket `history` command and
+/// the clients' `GET /history/{channel}` read).
 pub async fn history(
     State(state): State<AppState>,
     Path(channel): Path<String>,
@@ -260,8 +266,13 @@ pub async fn history(
 ) -> Result<Response, ApiError> {
     let channel = ChannelName::new(&channel)?;
     let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
-    let (position, messages) = state.broker.history(&channel, query.since, query.limit.unwrap_or(usize::MAX));
-    Ok(json_ok(history_body(&channel, &position, &messages)))
+    Ok(json_ok(history_json(&state, &channel, &query)))
+}
+
+/// The history answer for `channel` and `query`.
+pub fn history_json(state: &AppState, channel: &ChannelName, query: &HistoryQuery) -> Vec<u8> {
+    let (position, messages) = state.broker.history(channel, query.since, query.limit.unwrap_or(usize::MAX));
+    history_body(channel, &position, &messages)
 }
 
 /// `{"channel":…,"epoch":…,"offset":…,"messages":[…]}` with the shared envelopes spliced in.
@@ -297,11 +308,22 @@ async fn info(State(state): State<AppState>) -> Response {
         "connections": { "ws": counts.ws, "sse": counts.sse, "poll": counts.poll, "total": state.registry.total() },
         "channels": state.broker.channel_count(),
         "messages": { "published": published, "delivered": delivered },
+        "limits": state.guard.counts(),
         "process": crate::process::sample(None).ok().map(|p| json!({ "rss_bytes": p.rss_bytes, "cpu_seconds": p.cpu_secs })),
     });
     json_response(&body)
 }
 
 async fn not_available() -> ApiError {
-    ApiError::new(ErrorCode::NotAvailable, "presence and disconnect are not available in this version")
+    ApiError::new(ErrorCode::NotAvailable, "disconnect is not available in this version")
+}
+
+/// `GET /api/channels/{channel}/presence`: every connection subscribed to the channel, where
+/// its namespace keeps presence.
+async fn presence(State(state): State<AppState>, Path(channel): Path<String>) -> Result<Response, ApiError> {
+    let channel = ChannelName::new(&channel)?;
+    if !state.config.rules(&channel).presence {
+        return Err(ApiError::new(ErrorCode::NotAvailable, format!("presence is off for {channel}'s namespace")));
+    }
+    Ok(json_response(&crate::presence::presence_body(&channel, &state.broker.presence(&channel))))
 }

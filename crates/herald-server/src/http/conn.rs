@@ -31,7 +31,11 @@ use tokio::{
 };
 use tower::ServiceExt as _;
 
-use super::{ApiError, AppState};
+use super::{
+    ApiError, AppState,
+    origin::{self, OriginCheck},
+};
+use crate::guard::Limit;
 
 /// Largest request head (request line and headers).
 const MAX_HEAD: usize = 16 * 1024;
@@ -154,13 +158,49 @@ async fn exchange(
     }
     let keep_alive = wants_keep_alive(&head);
     let (method, version) = (head.method.clone(), head.version);
+    // Browsers calling the client routes from another origin: refused, answered a preflight,
+    // or answered with CORS headers.
+    let mut cors = None;
+    if origin::is_client_route(head.uri.path()) {
+        match origin::check(&state.config, &head.headers) {
+            OriginCheck::SameSite => {}
+            OriginCheck::Allowed(origin) => cors = Some(origin),
+            OriginCheck::Refused => {
+                state.guard.hit(Limit::Origin, Some(peer.ip()), "a cross-origin request from an origin not allowed");
+                let refused = ApiError::new(ErrorCode::OriginNotAllowed, "this origin is not in allowed_origins");
+                return write_answer(stream, Err(refused), b"", keep_alive).await;
+            }
+        }
+        if method == Method::OPTIONS {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            if let Some(origin) = &cors {
+                origin::add_cors_headers(response.headers_mut(), origin);
+                origin::add_preflight_headers(response.headers_mut());
+            }
+            return match Box::pin(write_response(stream, response, &method, keep_alive)).await {
+                Ok(true) => After::KeepAlive,
+                _ => After::Close,
+            };
+        }
+    }
     if method == Method::GET && head.uri.path() == "/poll" {
         // The route most requests take, and the one that waits: served without the router's
         // boxed futures, and with nothing of the request kept while the poll waits.
+        let mut extra = b"cache-control: no-store\r\n".to_vec();
+        if let Some(origin) = &cors {
+            extra.extend_from_slice(&origin::cors_header_lines(origin));
+        }
         let query = head.uri.query().map(str::to_owned);
+        let token = crate::auth::request_token(&head.headers, query.as_deref());
         drop(head);
-        let answer = Box::pin(crate::transport::poll::wait(state, query.as_deref())).await;
-        return write_answer(stream, answer, b"cache-control: no-store\r\n", keep_alive).await;
+        let answer = match token {
+            Ok(token) => {
+                Box::pin(crate::transport::poll::wait(state, query.as_deref(), token.as_deref(), peer.ip())).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        return write_answer(stream, answer, &extra, keep_alive).await;
     }
     if method == Method::POST && head.uri.path() == "/api/publish" {
         // The API's hottest route, served without the router: the same key check, body limit
@@ -168,7 +208,7 @@ async fn exchange(
         let published = super::api::check_api_key(&state.config, &head.headers).and_then(|()| {
             match body.len() > super::api::body_limit(&state.config) {
                 true => Err(ApiError::new(ErrorCode::MessageTooLarge, "request body is over the size limit")),
-                false => super::api::publish_json(state, &body),
+                false => super::api::publish_json(state, &body, |_| Ok(())),
             }
         });
         drop(head);
@@ -179,6 +219,9 @@ async fn exchange(
         Ok(response) => response,
         Err(never) => match never {},
     };
+    if let Some(origin) = &cors {
+        origin::add_cors_headers(response.headers_mut(), origin);
+    }
     if let Some(takeover) = response.extensions_mut().remove::<Takeover>() {
         let chunked = version == Version::HTTP_11;
         let (parts, _) = response.into_parts();
@@ -385,6 +428,23 @@ async fn write_error(stream: &mut TcpStream, status: StatusCode, message: &'stat
     let mut response = axum::response::IntoResponse::into_response(ApiError::new(code, message));
     *response.status_mut() = status;
     write_response(stream, response, &Method::GET, false).await
+}
+
+/// A whole `connection: close` response for `error`, for a connection refused before it is
+/// served (over a connection limit).
+pub fn error_bytes(error: &herald_core::ProtocolError) -> Vec<u8> {
+    let status = StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = error.to_http_body();
+    let retry = if status == StatusCode::TOO_MANY_REQUESTS { "retry-after: 1\r\n" } else { "" };
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\n{retry}content-length: {}\r\nconnection: close\r\n\r\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
 }
 
 /// `n` in hexadecimal followed by CRLF, as a chunk's size line, without allocating.

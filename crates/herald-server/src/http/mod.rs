@@ -2,7 +2,9 @@
 //! page. Every error is `{"error":{"code":…,"message":…}}` with a matching status.
 
 pub mod api;
+pub mod client;
 pub mod conn;
+pub mod origin;
 
 use std::{sync::Arc, time::Instant};
 
@@ -30,6 +32,10 @@ pub struct AppState {
     pub started: Instant,
     /// Results of recent publishes made with an `idempotency_key`.
     pub idempotency: Arc<api::IdempotencyCache>,
+    /// Client token verification.
+    pub auth: Arc<crate::auth::Auth>,
+    /// Connection, stream and publish limits.
+    pub guard: Arc<crate::guard::Guard>,
 }
 
 /// An error answered as JSON with its status.
@@ -51,13 +57,13 @@ pub fn router(state: AppState) -> Router {
         .route("/sse/{channel}", get(transport::sse::stream_one))
         .route("/poll", get(transport::poll::poll))
         // For browsers and apps, no API key: what a WebSocket client can do with `publish` and
-        // `history`, for SSE and long-poll clients.
+        // `history`, for SSE and long-poll clients, under the same token and namespace rules.
         .route(
             "/publish",
-            axum::routing::post(api::publish)
+            axum::routing::post(client::publish)
                 .layer(axum::extract::DefaultBodyLimit::max(api::body_limit(&state.config))),
         )
-        .route("/history/{channel}", get(api::history))
+        .route("/history/{channel}", get(client::history))
         .nest("/api", api::router(state.clone()))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {

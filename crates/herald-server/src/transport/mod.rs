@@ -7,12 +7,14 @@ pub mod ws;
 
 use std::sync::Arc;
 
+use herald_auth::{Action, Identity};
 use herald_core::{ChannelName, Cursor, ErrorCode};
 
 use crate::{
     broker::{Broker, Subscribed},
     http::{ApiError, AppState},
     outbox::{Frame, Outbox},
+    presence::Member,
 };
 
 /// The channels and starting positions of an SSE or long-poll request.
@@ -30,6 +32,8 @@ pub struct Subscriptions {
     broker: Arc<Broker>,
     outbox: Arc<Outbox>,
     channels: Vec<ChannelName>,
+    /// How this connection appears in presence (where a namespace keeps it).
+    member: Option<Arc<Member>>,
 }
 
 // === impl StreamRequest ===
@@ -74,6 +78,7 @@ impl StreamRequest {
         }
         let limit = state.config.max_channels_per_connection;
         if channels.len() > limit {
+            state.guard.hit(crate::guard::Limit::ChannelsPerConnection, None, "a stream names too many channels");
             return Err(ApiError::new(ErrorCode::TooManyChannels, format!("at most {limit} channels per stream")));
         }
         let cursor = Cursor::parse(cursor_text.as_deref().unwrap_or(""))?;
@@ -81,12 +86,32 @@ impl StreamRequest {
     }
 }
 
+/// The identity a stream request's `token` gives (`None`: anonymous), once every channel of
+/// `channels` is allowed to it under its namespace's rules.
+pub fn authorize_stream(
+    state: &AppState,
+    token: Option<&str>,
+    channels: &[ChannelName],
+) -> Result<Option<Identity>, ApiError> {
+    let identity = token.map(|t| state.auth.verify(t)).transpose()?;
+    for channel in channels {
+        crate::auth::check(&state.config, identity.as_ref(), channel, Action::Subscribe)?;
+    }
+    Ok(identity)
+}
+
 // === impl Subscriptions ===
 
 impl Subscriptions {
     /// No subscriptions yet for `outbox`.
     pub fn new(broker: Arc<Broker>, outbox: Arc<Outbox>) -> Self {
-        Self { broker, outbox, channels: Vec::new() }
+        Self { broker, outbox, channels: Vec::new(), member: None }
+    }
+
+    /// Lists the connection in presence as `identity` in channels subscribed from now on
+    /// (without it, the connection is listed as anonymous).
+    pub fn set_identity(&mut self, identity: &Identity) {
+        self.member = Some(Arc::new(Member::new(self.outbox.id(), Some(identity))));
     }
 
     /// Subscribes to `channel` (see [`Broker::subscribe`]).
@@ -97,7 +122,11 @@ impl Subscriptions {
         limit: usize,
         lead: impl FnOnce(&Subscribed) -> Option<Frame>,
     ) -> Subscribed {
-        let subscribed = self.broker.subscribe(channel, &self.outbox, since, limit, lead);
+        if self.member.is_none() && self.broker.keeps_presence(channel) {
+            // Built on first need: most connections never enter a presence namespace.
+            self.member = Some(Arc::new(Member::new(self.outbox.id(), None)));
+        }
+        let subscribed = self.broker.subscribe(channel, &self.outbox, since, limit, self.member.as_ref(), lead);
         if subscribed.live && !self.channels.contains(channel) {
             self.channels.push(channel.clone());
         }

@@ -5,16 +5,20 @@
 //! as anything is queued or the timeout passes, and unsubscribes. The cursor it returns
 //! resumes every channel on any node.
 
-use std::time::Duration;
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use axum::{
+    Extension,
     extract::{RawQuery, State},
-    http::{HeaderValue, header},
+    http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Response},
 };
 use herald_core::{ErrorCode, protocol::encode_reset};
 
-use super::{StreamRequest, Subscriptions, advance_cursor};
+use super::{StreamRequest, Subscriptions, advance_cursor, authorize_stream};
 use crate::{
     http::{ApiError, AppState, api::splice_envelopes, json_ok},
     outbox::{Frame, Transport},
@@ -23,13 +27,18 @@ use crate::{
 /// Most messages recovered per channel in one poll; the client's next poll gets the rest.
 const POLL_BATCH: usize = 1000;
 
-/// `GET /poll` through the router (the connection loop calls [`answer`] directly).
-pub async fn poll(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
-    answer(&state, query.as_deref()).await
-}
-
-async fn answer(state: &AppState, query: Option<&str>) -> Response {
-    match wait(state, query).await {
+/// `GET /poll` through the router (the connection loop calls [`wait`] directly).
+pub async fn poll(
+    State(state): State<AppState>,
+    Extension(peer): Extension<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let answer = match crate::auth::request_token(&headers, query.as_deref()) {
+        Ok(token) => wait(&state, query.as_deref(), token.as_deref(), peer.ip()).await,
+        Err(e) => Err(e.into()),
+    };
+    match answer {
         Ok(body) => {
             let mut response = json_ok(body);
             response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -39,13 +48,15 @@ async fn answer(state: &AppState, query: Option<&str>) -> Response {
     }
 }
 
-/// Waits for `GET /poll?<query>` and returns its JSON body (messages, resets and the next
-/// cursor), to be sent with `Cache-Control: no-store`.
-pub async fn wait(state: &AppState, query: Option<&str>) -> Result<Vec<u8>, ApiError> {
+/// Waits for `GET /poll?<query>` from `ip` with the request's `token` and returns its JSON
+/// body (messages, resets and the next cursor), to be sent with `Cache-Control: no-store`.
+pub async fn wait(state: &AppState, query: Option<&str>, token: Option<&str>, ip: IpAddr) -> Result<Vec<u8>, ApiError> {
     let request = StreamRequest::parse(state, query, None, None)?;
+    authorize_stream(state, token, &request.channels)?;
     if state.registry.is_shutting_down() {
         return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down; retry shortly"));
     }
+    let permit = state.guard.open_stream(ip)?;
     let timeout =
         request.timeout_secs.unwrap_or(state.config.poll_timeout_secs).min(state.config.poll_max_timeout_secs);
     let registration = state.registry.register(Transport::Poll);
@@ -60,6 +71,7 @@ pub async fn wait(state: &AppState, query: Option<&str>) -> Result<Vec<u8>, ApiE
     drop(subscriptions);
     let (frames, _) = outbox.take();
     drop(registration);
+    drop(permit);
 
     let mut messages = Vec::new();
     let mut resets = Vec::new();

@@ -8,9 +8,15 @@
 //! events are written straight from the publisher (see [`crate::outbox`]), and the stream's
 //! task only drains a backlog, notices a peer that went away, and ends the stream.
 
-use std::{io::Write as _, sync::Arc, time::Duration};
+use std::{
+    io::Write as _,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
 
 use axum::{
+    Extension,
     extract::{Path, RawQuery, State},
     http::{HeaderMap, HeaderValue, header},
     response::Response,
@@ -19,8 +25,9 @@ use bytes::Bytes;
 use herald_core::{Cursor, DisconnectCode, ErrorCode, protocol::encode_reset};
 use tokio::net::TcpStream;
 
-use super::{StreamRequest, Subscriptions, advance_cursor};
+use super::{StreamRequest, Subscriptions, advance_cursor, authorize_stream};
 use crate::{
+    guard::StreamPermit,
     http::{ApiError, AppState, conn::Takeover, conn::chunk_size_line},
     outbox::{Frame, Outbox, Settled, Transport},
     registry::Registration,
@@ -31,38 +38,63 @@ use crate::{
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// `GET /sse?channel=…`.
-pub async fn stream(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    open(&state, &headers, query.as_deref(), None).unwrap_or_else(axum::response::IntoResponse::into_response)
+pub async fn stream(
+    State(state): State<AppState>,
+    Extension(peer): Extension<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    open(&state, peer.ip(), &headers, query.as_deref(), None)
+        .unwrap_or_else(axum::response::IntoResponse::into_response)
 }
 
 /// `GET /sse/{channel}`.
 pub async fn stream_one(
     State(state): State<AppState>,
+    Extension(peer): Extension<SocketAddr>,
     Path(channel): Path<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    open(&state, &headers, query.as_deref(), Some(&channel)).unwrap_or_else(axum::response::IntoResponse::into_response)
+    open(&state, peer.ip(), &headers, query.as_deref(), Some(&channel))
+        .unwrap_or_else(axum::response::IntoResponse::into_response)
 }
 
 struct SseStream {
     // Field order is drop order: unsubscribe before leaving the registry.
     subscriptions: Subscriptions,
     registration: Registration,
+    _permit: StreamPermit,
     cursor: Cursor,
     retry_ms: u64,
 }
 
-fn open(state: &AppState, headers: &HeaderMap, query: Option<&str>, path: Option<&str>) -> Result<Response, ApiError> {
+fn open(
+    state: &AppState,
+    ip: IpAddr,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    path: Option<&str>,
+) -> Result<Response, ApiError> {
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let request = StreamRequest::parse(state, query, path, last_event_id)?;
+    let token = crate::auth::request_token(headers, query)?;
+    let identity = authorize_stream(state, token.as_deref(), &request.channels)?;
     if state.registry.is_shutting_down() {
         return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down; retry shortly"));
     }
+    let permit = state.guard.open_stream(ip)?;
     let registration = state.registry.register(Transport::Sse);
-    let mut subscriptions = Subscriptions::new(state.broker.clone(), registration.outbox().clone());
+    let outbox = registration.outbox();
+    let mut subscriptions = Subscriptions::new(state.broker.clone(), outbox.clone());
+    if let Some(identity) = &identity {
+        // The stream ends when its token does; the client reconnects with a fresh one.
+        outbox.set_expiry(identity.expires_at.saturating_mul(1000));
+        subscriptions.set_identity(identity);
+    }
     let cursor = subscriptions.add_stream(&request, usize::MAX);
-    let sse = SseStream { subscriptions, registration, cursor, retry_ms: state.config.sse_retry_ms };
+    let retry_ms = state.config.sse_retry_ms;
+    let sse = SseStream { subscriptions, registration, _permit: permit, cursor, retry_ms };
     let mut response = Response::new(axum::body::Body::empty());
     response.extensions_mut().insert(Takeover::new(move |stream, chunked| sse.run(stream, chunked)));
     let h = response.headers_mut();
@@ -77,7 +109,7 @@ fn open(state: &AppState, headers: &HeaderMap, query: Option<&str>, path: Option
 impl SseStream {
     /// Writes the stream to `stream` until the client goes away or the server ends it.
     async fn run(self, stream: TcpStream, chunked: bool) {
-        let SseStream { mut subscriptions, registration, cursor, retry_ms } = self;
+        let SseStream { mut subscriptions, registration, _permit, cursor, retry_ms } = self;
         let outbox = registration.outbox().clone();
         let socket = Arc::new(stream);
         let mut lead = Segments::default();

@@ -9,6 +9,7 @@
 
 use std::{
     io,
+    net::IpAddr,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll, ready},
@@ -17,8 +18,9 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
+use herald_auth::{Action, Identity};
 use herald_core::{
-    Command, DisconnectCode, ErrorCode, ProtocolError, Request,
+    ChannelName, Command, DisconnectCode, ErrorCode, ProtocolError, Request, TokenBucket,
     protocol::{encode, encode_reset},
 };
 use serde_json::json;
@@ -38,13 +40,16 @@ use tokio_tungstenite::{
 use super::Subscriptions;
 use crate::{
     broker::Subscribed,
+    guard::Limit,
     http::{
         ApiError, AppState,
         api::{history_body, publish_one, published},
         conn::{Head, write_response},
+        origin::{self, OriginCheck},
     },
     now_ms,
     outbox::{Frame, Outbox, Settled, Transport},
+    presence::presence_body,
     publication::ws_text_header,
     wire::{Encoder, Segments},
 };
@@ -59,26 +64,33 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 type WebSocket = WebSocketStream<SocketIo>;
 
-/// `GET /ws`: checks the upgrade request, answers `101` and runs the connection (or answers a
-/// JSON error and closes).
+/// `GET /ws`: checks the upgrade request (its origin and token among it), answers `101` and
+/// runs the connection (or answers a JSON error and closes).
 pub async fn accept(mut stream: TcpStream, head: Head, leftover: BytesMut, state: AppState) {
     // The head, its buffer and the handshake's strings are gone before the connection runs.
-    if Box::pin(handshake(&mut stream, head, &state)).await.is_some() {
-        run(state, stream, leftover).await;
+    if let Some(identity) = Box::pin(handshake(&mut stream, head, &state)).await {
+        run(state, stream, leftover, identity).await;
     }
 }
 
-/// Answers the upgrade request: `Some` once the `101` is written.
-async fn handshake(stream: &mut TcpStream, head: Head, state: &AppState) -> Option<()> {
-    let checked = match handshake_key(&head) {
-        Err(message) => Err(ApiError::new(ErrorCode::BadRequest, format!("/ws needs a WebSocket upgrade: {message}"))),
-        Ok(_) if state.registry.is_shutting_down() => {
-            Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down; retry shortly"))
-        }
-        Ok(key) => Ok(key),
-    };
-    let key = match checked {
-        Ok(key) => key,
+/// Answers the upgrade request: `Some(identity)` once the `101` is written.
+async fn handshake(stream: &mut TcpStream, head: Head, state: &AppState) -> Option<Option<Identity>> {
+    let checked = handshake_key(&head)
+        .map_err(|message| ApiError::new(ErrorCode::BadRequest, format!("/ws needs a WebSocket upgrade: {message}")))
+        .and_then(|key| {
+            if origin::check(&state.config, &head.headers) == OriginCheck::Refused {
+                let ip = stream.peer_addr().ok().map(|a| a.ip());
+                state.guard.hit(Limit::Origin, ip, "a WebSocket upgrade from an origin not allowed");
+                return Err(ApiError::new(ErrorCode::OriginNotAllowed, "this origin is not in allowed_origins"));
+            }
+            if state.registry.is_shutting_down() {
+                return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down; retry shortly"));
+            }
+            let identity = state.auth.identify(&head.headers, head.uri.query())?;
+            Ok((key, identity))
+        });
+    let (key, identity) = match checked {
+        Ok(checked) => checked,
         Err(error) => {
             let response = axum::response::IntoResponse::into_response(error);
             let _ = write_response(stream, response, &head.method, false).await;
@@ -89,7 +101,7 @@ async fn handshake(stream: &mut TcpStream, head: Head, state: &AppState) -> Opti
         "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\n\r\n",
         derive_accept_key(key.as_bytes())
     );
-    stream.write_all(answer.as_bytes()).await.ok()
+    stream.write_all(answer.as_bytes()).await.ok().map(|()| identity)
 }
 
 /// The `Sec-WebSocket-Key` of a valid upgrade request, or what is wrong with it.
@@ -111,9 +123,17 @@ fn handshake_key(head: &Head) -> Result<String, &'static str> {
     }
 }
 
-async fn run(state: AppState, stream: TcpStream, leftover: BytesMut) {
+/// What a connection's commands are checked against: who it is and its publish budget.
+struct Session {
+    identity: Option<Identity>,
+    publishes: TokenBucket,
+    ip: IpAddr,
+}
+
+async fn run(state: AppState, stream: TcpStream, leftover: BytesMut, identity: Option<Identity>) {
     let registration = state.registry.register(Transport::Ws);
     let outbox = registration.outbox().clone();
+    let ip = stream.peer_addr().map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| a.ip());
     let socket = Arc::new(stream);
     outbox.attach(socket.clone(), Box::new(WsEncoder), Segments::default());
     // Frames a bit over the message limit still parse, so an oversize publish gets a clear reply.
@@ -128,6 +148,11 @@ async fn run(state: AppState, stream: TcpStream, leftover: BytesMut) {
     drop(leftover);
     let mut ws = WebSocketStream::from_partially_read(io, early, Role::Server, Some(config)).await;
     let mut subscriptions = Subscriptions::new(state.broker.clone(), outbox.clone());
+    if let Some(identity) = &identity {
+        outbox.set_expiry(identity.expires_at.saturating_mul(1000));
+        subscriptions.set_identity(identity);
+    }
+    let mut session = Session { identity, publishes: state.guard.publish_bucket(), ip };
     // Whether the socket is full and the task waits for it to drain.
     let mut blocked = false;
     let close = loop {
@@ -139,7 +164,7 @@ async fn run(state: AppState, stream: TcpStream, leftover: BytesMut) {
         if let Some(incoming) = incoming {
             outbox.touch(now_ms());
             match incoming {
-                Some(Ok(Message::Text(text))) => handle(&state, &outbox, &mut subscriptions, &text),
+                Some(Ok(Message::Text(text))) => handle(&state, &outbox, &mut subscriptions, &mut session, &text),
                 Some(Ok(Message::Binary(_))) => {
                     let e =
                         ProtocolError::new(ErrorCode::BadRequest, "binary frames are not supported; send JSON text");
@@ -283,7 +308,13 @@ fn reply(id: Option<u64>, result: &serde_json::Value) -> Frame {
     reply_raw(id, &encode(result))
 }
 
-fn handle(state: &AppState, outbox: &Arc<Outbox>, subscriptions: &mut Subscriptions, text: &str) {
+fn handle(
+    state: &AppState,
+    outbox: &Arc<Outbox>,
+    subscriptions: &mut Subscriptions,
+    session: &mut Session,
+    text: &str,
+) {
     let request = match Request::parse(text) {
         Ok(request) => request,
         Err(e) => {
@@ -292,9 +323,15 @@ fn handle(state: &AppState, outbox: &Arc<Outbox>, subscriptions: &mut Subscripti
         }
     };
     let id = request.id;
-    if let Err(mut e) = execute(state, outbox, subscriptions, request) {
+    if let Err(mut e) = execute(state, outbox, subscriptions, session, request) {
         e.id = id;
         outbox.push(Frame::Text(Bytes::from(e.to_reply())));
+        // A token that does not verify ends the connection, in the do-not-reconnect range.
+        match e.code {
+            ErrorCode::InvalidToken => outbox.close(DisconnectCode::INVALID_TOKEN),
+            ErrorCode::TokenExpired => outbox.close(DisconnectCode::TOKEN_EXPIRED),
+            _ => {}
+        }
     }
 }
 
@@ -302,11 +339,16 @@ fn execute(
     state: &AppState,
     outbox: &Arc<Outbox>,
     subscriptions: &mut Subscriptions,
+    session: &mut Session,
     request: Request,
 ) -> Result<(), ProtocolError> {
     let id = request.id;
+    let allow = |channel: &ChannelName, action: Action| {
+        crate::auth::check(&state.config, session.identity.as_ref(), channel, action)
+    };
     match request.command {
         Command::Subscribe { channel, since } => {
+            allow(&channel, Action::Subscribe)?;
             if subscriptions.contains(&channel) {
                 return Err(ProtocolError::new(
                     ErrorCode::AlreadySubscribed,
@@ -315,6 +357,7 @@ fn execute(
             }
             let limit = state.config.max_channels_per_connection;
             if subscriptions.len() >= limit {
+                state.guard.hit(Limit::ChannelsPerConnection, Some(session.ip), "a WebSocket over the channel limit");
                 return Err(ProtocolError::new(ErrorCode::TooManyChannels, format!("at most {limit} channels")));
             }
             subscriptions.add(&channel, since.as_ref(), usize::MAX, |s: &Subscribed| {
@@ -334,18 +377,35 @@ fn execute(
             outbox.push(reply(id, &json!({ "channel": channel.as_str() })));
         }
         Command::Publish { channel, data, event } => {
+            allow(&channel, Action::Publish)?;
+            state.guard.client_publish(session.ip, Some(&mut session.publishes))?;
             let message = publish_one(state, &channel, &data, event.as_deref()).map_err(|e| e.0)?;
             outbox.push(reply(id, &published(&message)));
         }
         Command::History { channel, limit, since } => {
+            allow(&channel, Action::History)?;
             let (position, messages) = state.broker.history(&channel, since, limit.unwrap_or(usize::MAX));
             outbox.push(reply_raw(id, &history_body(&channel, &position, &messages)));
         }
-        Command::Presence { .. } | Command::Auth { .. } => {
-            return Err(ProtocolError::new(
-                ErrorCode::NotAvailable,
-                "presence and auth are not available in this version",
-            ));
+        Command::Presence { channel } => {
+            allow(&channel, Action::Presence)?;
+            let members = state.broker.presence(&channel);
+            outbox.push(reply(id, &presence_body(&channel, &members)));
+        }
+        Command::Auth { token } => {
+            let identity = state.auth.verify(&token)?;
+            if let Some(current) = &session.identity
+                && current.user != identity.user
+            {
+                return Err(ProtocolError::new(
+                    ErrorCode::Forbidden,
+                    "a connection keeps its user; open a new connection for another one",
+                ));
+            }
+            outbox.set_expiry(identity.expires_at.saturating_mul(1000));
+            subscriptions.set_identity(&identity);
+            outbox.push(reply(id, &json!({ "user": identity.user, "expires_at": identity.expires_at })));
+            session.identity = Some(identity);
         }
     }
     Ok(())

@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 pub const API_KEY: &str = "test-key";
+/// The HS256 secret of servers started with [`TestServer::with_tokens`].
+pub const TOKEN_SECRET: &str = "a-test-secret-of-enough-length";
 pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A running server; killed on drop.
@@ -43,6 +45,13 @@ impl TestServer {
         BufReader::new(stdout).read_line(&mut line).expect("reads the listening line");
         let base = line.trim().strip_prefix("herald listening on ").expect("listening line").to_string();
         Self { child, base, http: reqwest::Client::new() }
+    }
+
+    /// Starts a server that verifies HS256 tokens signed with [`TOKEN_SECRET`].
+    pub fn with_tokens(settings: &[&str]) -> Self {
+        let secret = format!("token_hs256_secret={TOKEN_SECRET}");
+        let all: Vec<&str> = std::iter::once(secret.as_str()).chain(settings.iter().copied()).collect();
+        Self::start(&all)
     }
 
     pub fn ws_url(&self) -> String {
@@ -255,6 +264,29 @@ impl WsClient {
         .expect("websocket frame in time")
     }
 
+    /// Reads until the server closes: the `disconnect` push before the close, and the close
+    /// frame's code.
+    pub async fn disconnect(&mut self) -> (Option<Value>, Option<u16>) {
+        let mut push = None;
+        let read = async {
+            loop {
+                match self.socket.next().await {
+                    Some(Ok(Message::Text(t))) => {
+                        let v: Value = serde_json::from_str(&t).expect("frame is JSON");
+                        if v["type"] == "disconnect" {
+                            push = Some(v);
+                        }
+                    }
+                    Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                    None | Some(Err(_)) => return None,
+                    Some(Ok(_)) => {}
+                }
+            }
+        };
+        let code = tokio::time::timeout(WAIT, read).await.expect("the server closes in time");
+        (push, code)
+    }
+
     /// Subscribes and returns the reply.
     pub async fn subscribe(&mut self, channel: &str, since: Option<Value>) -> Value {
         let mut command = json!({ "op": "subscribe", "channel": channel });
@@ -264,6 +296,39 @@ impl WsClient {
         let reply = self.request(command).await;
         assert!(reply.get("result").is_some(), "subscribe failed: {reply}");
         reply
+    }
+}
+
+/// A token for `user` signed with [`TOKEN_SECRET`], valid for `ttl_secs` (negative: expired),
+/// granting `channels` to subscribe and `publish` to publish.
+pub fn token(user: &str, ttl_secs: i64, channels: &[&str], publish: &[&str]) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = herald_auth::Claims {
+        sub: user.to_string(),
+        exp: now.saturating_add_signed(ttl_secs),
+        channels: channels.iter().map(|c| c.to_string()).collect(),
+        publish: publish.iter().map(|c| c.to_string()).collect(),
+        info: Some(json!({ "name": user })),
+    };
+    herald_auth::mint_hs256(TOKEN_SECRET, &claims).unwrap()
+}
+
+/// Opens a WebSocket to `url` with extra request `headers`: the client, or the refusal's
+/// status and JSON body.
+pub async fn ws_handshake(url: &str, headers: &[(&str, &str)]) -> Result<WsClient, (u16, Value)> {
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest as _, http::HeaderValue};
+    let mut request = url.into_client_request().unwrap();
+    for (name, value) in headers {
+        let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        request.headers_mut().insert(name, HeaderValue::from_str(value).unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(WsClient { socket, next_id: 1, pending: Default::default() }),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response.body().as_deref().map(|b| serde_json::from_slice(b).unwrap()).unwrap_or(Value::Null);
+            Err((response.status().as_u16(), body))
+        }
+        Err(e) => panic!("websocket handshake failed: {e}"),
     }
 }
 

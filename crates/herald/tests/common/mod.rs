@@ -211,6 +211,12 @@ pub struct WsClient {
 impl WsClient {
     pub async fn connect(url: &str) -> Self {
         let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        Self::from_socket(socket)
+    }
+
+    pub fn from_socket(
+        socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ) -> Self {
         Self { socket, next_id: 1, pending: Default::default() }
     }
 
@@ -323,7 +329,7 @@ pub async fn ws_handshake(url: &str, headers: &[(&str, &str)]) -> Result<WsClien
         request.headers_mut().insert(name, HeaderValue::from_str(value).unwrap());
     }
     match tokio_tungstenite::connect_async(request).await {
-        Ok((socket, _)) => Ok(WsClient { socket, next_id: 1, pending: Default::default() }),
+        Ok((socket, _)) => Ok(WsClient::from_socket(socket)),
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             let body = response.body().as_deref().map(|b| serde_json::from_slice(b).unwrap()).unwrap_or(Value::Null);
             Err((response.status().as_u16(), body))

@@ -157,11 +157,16 @@ impl Target {
 
 impl LocalServer {
     /// Starts `herald serve` (the executable at `exe`) on a free loopback port with `settings`
-    /// (`field=value`, passed as `--set`).
+    /// (`field=value`, passed as `--set`). The per-address and connection-count limits are
+    /// off unless `settings` set them: the whole load comes from a few loopback addresses, and
+    /// the bench measures capacity (as Nchan, which has no such limits, is measured).
     pub async fn herald(exe: &Path, settings: &[String]) -> anyhow::Result<Self> {
         let api_key = format!("bench-{:016x}", rand::random::<u64>());
         let mut command = Command::new(exe);
         command.args(["serve", "--listen", "127.0.0.1:0", "--api-key", &api_key]);
+        for setting in ["max_connections=0", "connection_rate_per_ip=0", "max_streams_per_ip=0"] {
+            command.args(["--set", setting]);
+        }
         for setting in settings {
             command.args(["--set", setting]);
         }

@@ -69,9 +69,9 @@ pub struct Guard {
 }
 
 /// An open SSE stream or long poll counted against its IP; dropping it releases the count.
+/// (Nothing is counted while the limit is off.)
 pub struct StreamPermit {
-    guard: Arc<Guard>,
-    ip: IpAddr,
+    counted: Option<(Arc<Guard>, IpAddr)>,
 }
 
 // === impl Limit ===
@@ -140,13 +140,16 @@ impl Guard {
     /// Counts an SSE stream or long poll from `ip`, or refuses it over `max_streams_per_ip`.
     pub fn open_stream(self: &Arc<Self>, ip: IpAddr) -> Result<StreamPermit, ProtocolError> {
         let max = self.max_streams_per_ip;
+        if max == 0 {
+            return Ok(StreamPermit { counted: None });
+        }
         let admitted = self.with_ip(ip, |per_ip| {
-            let admitted = max == 0 || per_ip.streams < max;
+            let admitted = per_ip.streams < max;
             per_ip.streams += usize::from(admitted);
             admitted
         });
         if admitted {
-            Ok(StreamPermit { guard: self.clone(), ip })
+            Ok(StreamPermit { counted: Some((self.clone(), ip)) })
         } else {
             self.hit(Limit::StreamsPerIp, Some(ip), "too many SSE streams and long polls");
             Err(ProtocolError::new(
@@ -210,6 +213,8 @@ impl Guard {
 
 impl Drop for StreamPermit {
     fn drop(&mut self) {
-        self.guard.with_ip(self.ip, |per_ip| per_ip.streams = per_ip.streams.saturating_sub(1));
+        if let Some((guard, ip)) = self.counted.take() {
+            guard.with_ip(ip, |per_ip| per_ip.streams = per_ip.streams.saturating_sub(1));
+        }
     }
 }

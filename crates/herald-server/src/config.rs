@@ -103,6 +103,14 @@ pub struct Config {
     pub client_publish_rate: u32,
     /// Client publishes allowed at once. Default 50.
     pub client_publish_burst: u32,
+
+    /// A PEM certificate chain: with `tls_key`, Herald also serves HTTPS (HTTP/2 by ALPN, and
+    /// HTTP/1.1) on `tls_listen`. Unset by default.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Where HTTPS is served when `tls_cert` and `tls_key` are set. Default `127.0.0.1:8443`.
+    pub tls_listen: SocketAddr,
 }
 
 /// Options of one namespace. Unset fields fall back to the top-level defaults.
@@ -177,6 +185,9 @@ impl Default for Config {
             max_streams_per_ip: 1000,
             client_publish_rate: 20,
             client_publish_burst: 50,
+            tls_cert: None,
+            tls_key: None,
+            tls_listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
         }
     }
 }
@@ -228,7 +239,14 @@ impl Config {
     /// The names of the top-level fields.
     fn field_names() -> Vec<String> {
         // Fields unset by default are missing from the serialized defaults.
-        let unset = ["api_key", "token_hs256_secret", "token_rs256_public_key", "token_es256_public_key"];
+        let unset = [
+            "api_key",
+            "token_hs256_secret",
+            "token_rs256_public_key",
+            "token_es256_public_key",
+            "tls_cert",
+            "tls_key",
+        ];
         match toml::Value::try_from(Self::default()) {
             Ok(toml::Value::Table(t)) => t.keys().cloned().chain(unset.map(str::to_string)).collect(),
             _ => Vec::new(),
@@ -248,6 +266,9 @@ impl Config {
         }
         if self.api_key.as_deref().is_some_and(str::is_empty) {
             return bad("api_key must not be empty");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad("tls_cert and tls_key go together");
         }
         if let Some(origin) = self.allowed_origins.iter().find(|o| *o != "*" && !o.contains("://")) {
             return bad(&format!("allowed_origins: {origin:?} is not an origin like https://app.example.com or *"));

@@ -4,7 +4,14 @@
 //! disconnect push and close 4001, SSE `retry:` then end of stream, long polls answered at
 //! once), and the server returns when the last connection is gone or the deadline passes.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::net::TcpListener;
 
@@ -13,15 +20,24 @@ use crate::{
     broker::Broker,
     config::Config,
     guard::Guard,
-    http::{self, AppState},
+    http::{self, AppState, conn::Via},
     outbox::QueueLimits,
     registry::Registry,
+    tls::TlsFront,
 };
 
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    tls: Option<TlsListeners>,
     state: AppState,
+}
+
+/// The TLS port and the internal listener behind it.
+struct TlsListeners {
+    listener: TcpListener,
+    inner: TcpListener,
+    config: tokio_rustls::rustls::ServerConfig,
 }
 
 /// A handle to start the shutdown of a running server.
@@ -35,16 +51,26 @@ pub struct ServerHandle {
 impl Server {
     /// Binds `config.listen`. The API key must be settled (`Some`, or the insecure mode on).
     pub async fn bind(config: Config) -> std::io::Result<Self> {
+        let invalid =
+            |e: crate::config::ConfigError| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string());
         let listener = listen(config.listen)?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsListeners {
+                config: crate::tls::server_config(cert, key).map_err(invalid)?,
+                listener: listen(config.tls_listen)?,
+                inner: listen(SocketAddr::from(([127, 0, 0, 1], 0)))?,
+            }),
+            _ => None,
+        };
         let config = Arc::new(config);
         let registry =
             Registry::new(QueueLimits { frames: config.max_queued_messages, bytes: config.max_queued_bytes });
         let broker = Arc::new(Broker::new(config.clone()));
-        let auth = Auth::from_config(&config)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let auth = Auth::from_config(&config).map_err(invalid)?;
         let guard = Arc::new(Guard::new(&config));
         Ok(Self {
             listener,
+            tls,
             state: AppState {
                 config,
                 broker,
@@ -62,6 +88,11 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// The HTTPS address actually bound, when TLS is configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|tls| tls.listener.local_addr().ok())
+    }
+
     /// A handle that can start the shutdown.
     pub fn handle(&self) -> ServerHandle {
         ServerHandle { registry: self.state.registry.clone() }
@@ -70,46 +101,30 @@ impl Server {
     /// Serves until the shutdown is started through a [`ServerHandle`], then drains within
     /// `shutdown_deadline_secs`.
     pub async fn run(self) -> std::io::Result<()> {
-        let Self { listener, state } = self;
+        let Self { listener, tls, state } = self;
         let registry = state.registry.clone();
         let deadline = Duration::from_secs(state.config.shutdown_deadline_secs);
         spawn_housekeeping(&state);
         let router = http::router(state.clone());
-        // Every connection task holds a clone; the count tells when the last one is gone.
-        let open = Arc::new(());
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        // Out of file descriptors, most likely: let connections close, then go on.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = registry.shutdown_started() => break,
-            };
-            // Connections being served: HTTP connections (long polls among them), plus
-            // WebSockets and SSE streams, which leave the HTTP loop for tasks of their own.
-            let counts = registry.counts();
-            let serving = Arc::strong_count(&open) - 1 + counts.ws + counts.sse;
-            if let Err(refused) = state.guard.admit_connection(peer.ip(), serving) {
-                // A fresh socket's send buffer is empty: the answer fits without waiting.
-                let _ = stream.try_write(&http::conn::error_bytes(&refused));
-                continue;
-            }
-            let _ = stream.set_nodelay(true);
-            let (state, router, open) = (state.clone(), router.clone(), open.clone());
-            tokio::spawn(async move {
-                http::conn::serve(stream, peer, state, router).await;
-                drop(open);
-            });
+        // Client connections being served (the plain port and the TLS front), and the TLS
+        // front's requests to the internal listener.
+        let (open, bridged) = (OpenCount::default(), OpenCount::default());
+        let mut loops =
+            vec![tokio::spawn(accept_loop(listener, Entry::Plain, state.clone(), router.clone(), open.clone()))];
+        if let Some(tls) = tls {
+            let secret: Arc<str> = Arc::from(crate::config::generate_api_key());
+            let inner = tls.inner.local_addr()?;
+            let front = Arc::new(TlsFront::new(tls.config, inner, secret.clone()));
+            let bridge = Entry::Bridge(secret);
+            loops.push(tokio::spawn(accept_loop(tls.inner, bridge, state.clone(), router.clone(), bridged.clone())));
+            loops.push(tokio::spawn(accept_loop(tls.listener, Entry::Tls(front), state.clone(), router, open.clone())));
         }
-        drop(listener);
+        for accepting in loops {
+            let _ = accepting.await;
+        }
         let drained = async {
-            // WebSockets run on tasks of their own and are counted by the registry.
-            while Arc::strong_count(&open) > 1 || registry.total() > 0 {
+            // WebSockets and SSE streams run on tasks of their own and are counted by the registry.
+            while open.get() > 0 || bridged.get() > 0 || registry.total() > 0 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         };
@@ -117,6 +132,93 @@ impl Server {
             tracing::warn!(open = registry.total(), "shutdown deadline passed; exiting with connections open");
         }
         Ok(())
+    }
+}
+
+/// What a listener serves.
+enum Entry {
+    /// The plain HTTP port.
+    Plain,
+    /// The internal listener behind the TLS front (loopback; no admission: the front admits).
+    Bridge(Arc<str>),
+    /// The TLS port.
+    Tls(Arc<TlsFront>),
+}
+
+/// A count of open connections; each connection task holds an [`OpenGuard`].
+#[derive(Clone, Default)]
+struct OpenCount(Arc<AtomicUsize>);
+
+/// One open connection of an [`OpenCount`].
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl OpenCount {
+    fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn enter(&self) -> OpenGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(self.0.clone())
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Accepts connections on `listener` until the shutdown starts.
+async fn accept_loop(listener: TcpListener, entry: Entry, state: AppState, router: axum::Router, open: OpenCount) {
+    let registry = state.registry.clone();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, most likely: let connections close, then go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = registry.shutdown_started() => return,
+        };
+        if !matches!(entry, Entry::Bridge(_)) {
+            // Connections being served: HTTP connections (long polls among them), plus
+            // WebSockets and SSE streams, which leave the HTTP loop for tasks of their own.
+            let counts = registry.counts();
+            let serving = open.get() + counts.ws + counts.sse;
+            if let Err(refused) = state.guard.admit_connection(peer.ip(), serving) {
+                // A fresh socket's send buffer is empty: the answer fits without waiting.
+                let _ = stream.try_write(&http::conn::error_bytes(&refused));
+                continue;
+            }
+        }
+        let _ = stream.set_nodelay(true);
+        let guard = open.enter();
+        let (state, router) = (state.clone(), router.clone());
+        match &entry {
+            Entry::Plain => tokio::spawn(async move {
+                http::conn::serve(stream, peer, Via::Direct, state, router).await;
+                drop(guard);
+            }),
+            Entry::Bridge(secret) => {
+                let via = Via::TlsBridge(secret.clone());
+                tokio::spawn(async move {
+                    http::conn::serve(stream, peer, via, state, router).await;
+                    drop(guard);
+                })
+            }
+            Entry::Tls(front) => {
+                let (front, registry) = (front.clone(), registry.clone());
+                tokio::spawn(async move {
+                    front.serve(stream, peer, registry).await;
+                    drop(guard);
+                })
+            }
+        };
     }
 }
 

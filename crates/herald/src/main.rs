@@ -225,6 +225,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = server.local_addr()?;
     // One machine-readable line on stdout: scripts and tests read the address from it.
     println!("herald listening on http://{addr}");
+    if let Some(tls) = server.tls_addr() {
+        println!("herald listening on https://{tls} (HTTP/2 and HTTP/1.1)");
+    }
     tracing::info!(%addr, engine = "memory", "serving; demo page at http://{addr}/");
     let handle = server.handle();
     tokio::spawn(async move {

@@ -95,8 +95,23 @@ enum Refused {
     Answer(StatusCode, &'static str),
 }
 
+/// Where a connection comes from.
+#[derive(Clone)]
+pub enum Via {
+    /// Straight from the client.
+    Direct,
+    /// From the in-process TLS front ([`crate::tls`]): each request names the client's
+    /// address in `x-herald-peer`, vouched for by `x-herald-bridge` carrying this secret.
+    TlsBridge(Arc<str>),
+}
+
+/// The header the TLS front names the client's address in.
+pub const PEER_HEADER: &str = "x-herald-peer";
+/// The header carrying the TLS front's secret.
+pub const BRIDGE_HEADER: &str = "x-herald-bridge";
+
 /// Serves `stream` until the peer closes, asks to close, or shutdown starts.
-pub async fn serve(mut stream: TcpStream, peer: SocketAddr, state: AppState, router: Router) {
+pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: AppState, router: Router) {
     let mut buf = BytesMut::new();
     let mut shutdown = state.registry.shutdown_signal();
     // One timer for the connection's life, moved on before every request: pushing a deadline
@@ -109,8 +124,12 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, state: AppState, rou
             () = idle.as_mut() => return,
             _ = shutdown.wait_for(|down| *down), if buf.is_empty() => return,
         };
-        let head = match head {
-            Ok(head) => head,
+        let forwarded = head.and_then(|mut head| match &via {
+            Via::Direct => Ok((head, peer)),
+            Via::TlsBridge(secret) => forwarded_peer(&mut head.headers, secret).map(|peer| (head, peer)),
+        });
+        let (head, peer) = match forwarded {
+            Ok(forwarded) => forwarded,
             Err(Refused::Gone) => return,
             Err(Refused::Answer(status, message)) => {
                 let _ = Box::pin(write_error(&mut stream, status, message)).await;
@@ -119,7 +138,8 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, state: AppState, rou
         };
         if head.uri.path() == "/ws" {
             // A task of its own, so this loop's state is freed for the life of the WebSocket.
-            tokio::spawn(crate::transport::ws::accept(stream, head, std::mem::take(&mut buf), state));
+            let leftover = std::mem::take(&mut buf);
+            tokio::spawn(crate::transport::ws::accept(stream, peer.ip(), head, leftover, state));
             return;
         }
         match exchange(&mut stream, &mut buf, head, peer, &state, &router).await {
@@ -131,6 +151,17 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, state: AppState, rou
                 return;
             }
         }
+    }
+}
+
+/// The client address the TLS front names in `headers` (removing its headers), if the front's
+/// `secret` vouches for it.
+fn forwarded_peer(headers: &mut HeaderMap, secret: &str) -> Result<SocketAddr, Refused> {
+    let vouched = headers.remove(BRIDGE_HEADER).is_some_and(|v| v.as_bytes() == secret.as_bytes());
+    let peer = headers.remove(PEER_HEADER).and_then(|v| v.to_str().ok()?.parse::<SocketAddr>().ok());
+    match peer {
+        Some(peer) if vouched => Ok(peer),
+        _ => Err(Refused::Answer(StatusCode::FORBIDDEN, "this listener serves the TLS front only")),
     }
 }
 

@@ -66,21 +66,20 @@ type WebSocket = WebSocketStream<SocketIo>;
 
 /// `GET /ws`: checks the upgrade request (its origin and token among it), answers `101` and
 /// runs the connection (or answers a JSON error and closes).
-pub async fn accept(mut stream: TcpStream, head: Head, leftover: BytesMut, state: AppState) {
+pub async fn accept(mut stream: TcpStream, ip: IpAddr, head: Head, leftover: BytesMut, state: AppState) {
     // The head, its buffer and the handshake's strings are gone before the connection runs.
-    if let Some(identity) = Box::pin(handshake(&mut stream, head, &state)).await {
-        run(state, stream, leftover, identity).await;
+    if let Some(identity) = Box::pin(handshake(&mut stream, ip, head, &state)).await {
+        run(state, stream, ip, leftover, identity).await;
     }
 }
 
 /// Answers the upgrade request: `Some(identity)` once the `101` is written.
-async fn handshake(stream: &mut TcpStream, head: Head, state: &AppState) -> Option<Option<Identity>> {
+async fn handshake(stream: &mut TcpStream, ip: IpAddr, head: Head, state: &AppState) -> Option<Option<Identity>> {
     let checked = handshake_key(&head)
         .map_err(|message| ApiError::new(ErrorCode::BadRequest, format!("/ws needs a WebSocket upgrade: {message}")))
         .and_then(|key| {
             if origin::check(&state.config, &head.headers) == OriginCheck::Refused {
-                let ip = stream.peer_addr().ok().map(|a| a.ip());
-                state.guard.hit(Limit::Origin, ip, "a WebSocket upgrade from an origin not allowed");
+                state.guard.hit(Limit::Origin, Some(ip), "a WebSocket upgrade from an origin not allowed");
                 return Err(ApiError::new(ErrorCode::OriginNotAllowed, "this origin is not in allowed_origins"));
             }
             if state.registry.is_shutting_down() {
@@ -130,10 +129,9 @@ struct Session {
     ip: IpAddr,
 }
 
-async fn run(state: AppState, stream: TcpStream, leftover: BytesMut, identity: Option<Identity>) {
+async fn run(state: AppState, stream: TcpStream, ip: IpAddr, leftover: BytesMut, identity: Option<Identity>) {
     let registration = state.registry.register(Transport::Ws);
     let outbox = registration.outbox().clone();
-    let ip = stream.peer_addr().map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| a.ip());
     let socket = Arc::new(stream);
     outbox.attach(socket.clone(), Box::new(WsEncoder), Segments::default());
     // Frames a bit over the message limit still parse, so an oversize publish gets a clear reply.

@@ -22,6 +22,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct TestServer {
     pub child: Child,
     pub base: String,
+    /// `https://…` when the server was started with `tls_cert`.
+    pub tls_base: Option<String>,
     pub http: reqwest::Client,
 }
 
@@ -40,11 +42,17 @@ impl TestServer {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("herald starts");
-        let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("reads the listening line");
+        stdout.read_line(&mut line).expect("reads the listening line");
         let base = line.trim().strip_prefix("herald listening on ").expect("listening line").to_string();
-        Self { child, base, http: reqwest::Client::new() }
+        let tls_base = settings.iter().any(|s| s.starts_with("tls_cert=")).then(|| {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("reads the TLS listening line");
+            let rest = line.trim().strip_prefix("herald listening on ").expect("TLS listening line");
+            rest.split(' ').next().unwrap_or_default().to_string()
+        });
+        Self { child, base, tls_base, http: reqwest::Client::new() }
     }
 
     /// Starts a server that verifies HS256 tokens signed with [`TOKEN_SECRET`].

@@ -119,6 +119,23 @@ function parseCursor(cursor) {
   return out;
 }
 
+// src/token.ts
+function tokenExpiry(token) {
+  const payload = token.split(".")[1];
+  if (!payload) return void 0;
+  try {
+    const json = atob(payload.replace(/-/g, "+").replace(/_/g, "/"));
+    const exp = JSON.parse(json).exp;
+    return typeof exp === "number" ? exp * 1e3 : void 0;
+  } catch {
+    return void 0;
+  }
+}
+function refreshDelay(expiresAt, now) {
+  const left = expiresAt - now;
+  return Math.max(0, left - Math.min(3e4, left / 2));
+}
+
 // src/transports/stream_request.ts
 var RequestTransport = class {
   constructor(ctx, events) {
@@ -164,12 +181,12 @@ var RequestTransport = class {
     this.opened = true;
     this.events.open();
   }
-  end(code, reason, reconnect) {
+  end(code, reason, reconnect, error) {
     if (this.ended) return;
     this.ended = true;
     this.stopped();
     this.controller?.abort();
-    this.events.close({ code, reason, reconnect, opened: this.opened });
+    this.events.close({ code, reason, reconnect, opened: this.opened, error });
   }
 };
 function streamUrl(ctx, path, channels, cursor, extra = {}) {
@@ -182,14 +199,18 @@ function streamUrl(ctx, path, channels, cursor, extra = {}) {
 }
 async function refusal(response, opened) {
   let reason = `HTTP ${response.status}`;
+  let error;
   try {
     await readJson(response);
   } catch (e) {
-    if (e instanceof HeraldError) reason = `${e.code}: ${e.message}`;
+    if (e instanceof HeraldError) {
+      error = e;
+      reason = `${e.code}: ${e.message}`;
+    }
   }
   const status = response.status;
   const reconnect = status >= 500 || status === 408 || status === 429;
-  return { code: status, reason, reconnect, opened };
+  return { code: status, reason, reconnect, opened, error };
 }
 
 // src/transports/polling.ts
@@ -203,11 +224,14 @@ var PollingTransport = class extends RequestTransport {
     const current = () => this.current(generation);
     let cursor = formatCursor(channels);
     let unreported = true;
+    let token = this.ctx.token;
     while (current()) {
       const controller = new AbortController();
       this.controller = controller;
       const wait = unreported ? 0 : this.ctx.pollTimeout;
-      const url = streamUrl(this.ctx, "/poll", channels, cursor, { timeout: String(wait) });
+      token = await this.freshToken(token, wait);
+      if (!current()) return;
+      const url = streamUrl({ ...this.ctx, token }, "/poll", channels, cursor, { timeout: String(wait) });
       const limit = unreported ? this.ctx.connectTimeout : wait * 1e3 + this.ctx.heartbeatTimeout;
       const timer = setTimeout(() => controller.abort(), limit);
       let answer;
@@ -216,7 +240,7 @@ var PollingTransport = class extends RequestTransport {
         if (!current()) return;
         if (!response.ok) {
           const info = await refusal(response, this.opened);
-          if (current()) this.end(info.code, info.reason, info.reconnect);
+          if (current()) this.end(info.code, info.reason, info.reconnect, info.error);
           return;
         }
         answer = await readJson(response);
@@ -241,6 +265,16 @@ var PollingTransport = class extends RequestTransport {
         }
       }
       cursor = answer.cursor;
+    }
+  }
+  /** `token`, or a fresh one (with `getToken`) when it would expire during a poll of `wait` s. */
+  async freshToken(token, wait) {
+    const expiresAt = token === void 0 ? void 0 : tokenExpiry(token);
+    if (!this.ctx.refreshToken || expiresAt === void 0 || expiresAt - Date.now() > wait * 1e3 + 5e3) return token;
+    try {
+      return await this.ctx.refreshToken() ?? token;
+    } catch {
+      return token;
     }
   }
 };
@@ -316,7 +350,7 @@ var SseTransport = class extends RequestTransport {
     const type = response.headers.get("content-type") ?? "";
     if (!response.ok || !type.startsWith("text/event-stream") || !response.body) {
       const info = response.ok ? { code: response.status, reason: `not an event stream (${type})`, reconnect: true, opened: this.opened } : await refusal(response, this.opened);
-      if (current()) this.end(info.code, info.reason, info.reconnect);
+      if (current()) this.end(info.code, info.reason, info.reconnect, info.error);
       return;
     }
     this.markOpen(generation);
@@ -406,6 +440,7 @@ var WebSocketTransport = class {
       this.alive();
       this.events.open();
       for (const [channel, since] of this.channels) this.sendSubscribe(channel, since);
+      if (this.ctx.token) this.scheduleRefresh(this.ctx.token);
     };
     socket.onmessage = (event) => {
       this.alive();
@@ -451,6 +486,24 @@ var WebSocketTransport = class {
       } catch {
       }
     }
+  }
+  /** Renews `token` with a fresh one (`auth`) before it expires, keeping the connection. */
+  scheduleRefresh(token) {
+    const refresh = this.ctx.refreshToken;
+    const expiresAt = tokenExpiry(token);
+    if (!refresh || expiresAt === void 0) return;
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = setTimeout(async () => {
+      let fresh;
+      try {
+        fresh = await refresh();
+      } catch {
+        return;
+      }
+      if (!fresh || this.ended) return;
+      const next = fresh;
+      this.send({ op: "auth", token: next }, { channel: "", kind: "auth", resolve: () => this.scheduleRefresh(next) });
+    }, refreshDelay(expiresAt, Date.now()));
   }
   sendSubscribe(channel, since) {
     const command = since ? { op: "subscribe", channel, since } : { op: "subscribe", channel };
@@ -504,6 +557,8 @@ var WebSocketTransport = class {
       const position = { epoch: String(result.epoch), offset: Number(result.offset) };
       const recovered = typeof result.recovered === "boolean" ? result.recovered : void 0;
       this.events.subscribed(pending.channel, position, recovered);
+    } else if (pending.kind === "auth") {
+      if (!error) pending.resolve?.(result);
     } else if (pending.kind === "publish") {
       if (error || !result) pending.reject?.(new HeraldError(error?.code ?? "error", error?.message ?? "publish failed"));
       else pending.resolve?.(result);
@@ -532,6 +587,7 @@ var WebSocketTransport = class {
   }
   cleanup(reason) {
     clearTimeout(this.deadTimer);
+    clearTimeout(this.refreshTimer);
     clearTimeout(this.connectTimer);
     for (const pending of this.pending.values()) {
       pending.reject?.(new HeraldError("closed", `the connection closed before the reply: ${reason}`));
@@ -712,6 +768,7 @@ var Herald = class {
     const context = {
       baseUrl: this.baseUrl,
       token,
+      refreshToken: this.options.getToken ? () => this.token() : void 0,
       heartbeatTimeout: this.options.heartbeatTimeout ?? 35e3,
       pollTimeout: this.options.pollTimeout ?? 25,
       connectTimeout: this.options.connectTimeout ?? 1e4,
@@ -788,6 +845,8 @@ var Herald = class {
     if (!info.reconnect) {
       this.refusal = new HeraldError("disconnected", `the server ended the connection: ${info.reason}`, info.code);
       this.rejectQueue(this.refusal);
+      const error = info.error ?? this.refusal;
+      for (const subscription of this.subscriptions.values()) subscription.handlers.onError?.(error);
       return;
     }
     this.scheduleReconnect();

@@ -285,6 +285,7 @@ export class Herald {
     const context: TransportContext = {
       baseUrl: this.baseUrl,
       token,
+      refreshToken: this.options.getToken ? () => this.token() : undefined,
       heartbeatTimeout: this.options.heartbeatTimeout ?? 35_000,
       pollTimeout: this.options.pollTimeout ?? 25,
       connectTimeout: this.options.connectTimeout ?? 10_000,
@@ -366,6 +367,10 @@ export class Herald {
     if (!info.reconnect) {
       this.refusal = new HeraldError("disconnected", `the server ended the connection: ${info.reason}`, info.code);
       this.rejectQueue(this.refusal);
+      // An SSE stream or poll is refused as a whole (e.g. one channel is not granted): every
+      // subscription of it hears the server's reason.
+      const error = info.error ?? this.refusal;
+      for (const subscription of this.subscriptions.values()) subscription.handlers.onError?.(error);
       return;
     }
     this.scheduleReconnect();

@@ -43,6 +43,8 @@ export interface CloseInfo {
   reconnect: boolean;
   /** Whether the connection had opened (false: the transport could not connect at all). */
   opened: boolean;
+  /** The server's error, when it refused the request (e.g. `forbidden` for a channel). */
+  error?: HeraldError;
 }
 
 /** What a transport tells the client. Calls come in wire order. */
@@ -65,6 +67,12 @@ export interface TransportContext {
   baseUrl: string;
   /** A token for the connection, if any. */
   token: string | undefined;
+  /**
+   * Fetches a fresh token (the client's `getToken`), so that a WebSocket can renew its token
+   * with the `auth` command before it expires and keep its connection. Absent without
+   * `getToken`.
+   */
+  refreshToken: (() => Promise<string | undefined>) | undefined;
   /** No frame (message or heartbeat) for this long means the link is dead. */
   heartbeatTimeout: number;
   /** Long polls ask the server to wait this long (seconds). */

@@ -6,6 +6,7 @@
 
 import { formatCursor, parseCursor } from "../positions.js";
 import { readJson } from "../http.js";
+import { tokenExpiry } from "../token.js";
 import type { Envelope, Reset } from "../types.js";
 import { RequestTransport, refusal, streamUrl } from "./stream_request.js";
 
@@ -24,13 +25,16 @@ export class PollingTransport extends RequestTransport {
     let cursor = formatCursor(channels);
     // Channels whose starting point is not reported yet (after the first answer it is).
     let unreported = true;
+    let token = this.ctx.token;
     while (current()) {
       const controller = new AbortController();
       this.controller = controller;
       // The first poll of a run answers at once: it proves the transport works and tells where
       // each channel starts; later polls wait for messages.
       const wait = unreported ? 0 : this.ctx.pollTimeout;
-      const url = streamUrl(this.ctx, "/poll", channels, cursor, { timeout: String(wait) });
+      token = await this.freshToken(token, wait);
+      if (!current()) return;
+      const url = streamUrl({ ...this.ctx, token }, "/poll", channels, cursor, { timeout: String(wait) });
       const limit = unreported ? this.ctx.connectTimeout : wait * 1000 + this.ctx.heartbeatTimeout;
       const timer = setTimeout(() => controller.abort(), limit);
       let answer: PollAnswer;
@@ -39,7 +43,7 @@ export class PollingTransport extends RequestTransport {
         if (!current()) return;
         if (!response.ok) {
           const info = await refusal(response, this.opened);
-          if (current()) this.end(info.code, info.reason, info.reconnect);
+          if (current()) this.end(info.code, info.reason, info.reconnect, info.error);
           return;
         }
         answer = await readJson<PollAnswer>(response);
@@ -65,6 +69,17 @@ export class PollingTransport extends RequestTransport {
         }
       }
       cursor = answer.cursor;
+    }
+  }
+
+  /** `token`, or a fresh one (with `getToken`) when it would expire during a poll of `wait` s. */
+  private async freshToken(token: string | undefined, wait: number): Promise<string | undefined> {
+    const expiresAt = token === undefined ? undefined : tokenExpiry(token);
+    if (!this.ctx.refreshToken || expiresAt === undefined || expiresAt - Date.now() > wait * 1000 + 5000) return token;
+    try {
+      return (await this.ctx.refreshToken()) ?? token;
+    } catch {
+      return token; // The server refuses the old one; the reconnect asks again.
     }
   }
 }

@@ -43,7 +43,7 @@ export class SseTransport extends RequestTransport {
       const info = response.ok
         ? { code: response.status, reason: `not an event stream (${type})`, reconnect: true, opened: this.opened }
         : await refusal(response, this.opened);
-      if (current()) this.end(info.code, info.reason, info.reconnect);
+      if (current()) this.end(info.code, info.reason, info.reconnect, info.error);
       return;
     }
     this.markOpen(generation);

@@ -78,12 +78,12 @@ export abstract class RequestTransport implements Transport {
     this.events.open();
   }
 
-  protected end(code: number, reason: string, reconnect: boolean): void {
+  protected end(code: number, reason: string, reconnect: boolean, error?: HeraldError): void {
     if (this.ended) return;
     this.ended = true;
     this.stopped();
     this.controller?.abort();
-    this.events.close({ code, reason, reconnect, opened: this.opened });
+    this.events.close({ code, reason, reconnect, opened: this.opened, error });
   }
 }
 
@@ -112,12 +112,16 @@ export function streamUrl(
  */
 export async function refusal(response: Response, opened: boolean): Promise<CloseInfo> {
   let reason = `HTTP ${response.status}`;
+  let error: HeraldError | undefined;
   try {
     await readJson(response);
   } catch (e) {
-    if (e instanceof HeraldError) reason = `${e.code}: ${e.message}`;
+    if (e instanceof HeraldError) {
+      error = e;
+      reason = `${e.code}: ${e.message}`;
+    }
   }
   const status = response.status;
   const reconnect = status >= 500 || status === 408 || status === 429;
-  return { code: status, reason, reconnect, opened };
+  return { code: status, reason, reconnect, opened, error };
 }

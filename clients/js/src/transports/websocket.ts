@@ -5,6 +5,7 @@
  */
 
 import type { Position } from "../positions.js";
+import { refreshDelay, tokenExpiry } from "../token.js";
 import {
   HeraldError,
   type Envelope,
@@ -22,7 +23,7 @@ export function closeCodeAllowsReconnect(code: number): boolean {
 
 interface Pending {
   channel: string;
-  kind: "subscribe" | "publish" | "other";
+  kind: "subscribe" | "publish" | "auth" | "other";
   resolve?: (value: Published) => void;
   reject?: (error: HeraldError) => void;
 }
@@ -37,6 +38,7 @@ export class WebSocketTransport implements Transport {
   private channels = new Map<string, Position | undefined>();
   private deadTimer: ReturnType<typeof setTimeout> | undefined;
   private connectTimer: ReturnType<typeof setTimeout> | undefined;
+  private refreshTimer: ReturnType<typeof setTimeout> | undefined;
   /** The reason a `disconnect` push gave, for the close that follows. */
   private goodbye: { code: number; reason: string; reconnect: boolean } | undefined;
 
@@ -69,6 +71,7 @@ export class WebSocketTransport implements Transport {
       this.alive();
       this.events.open();
       for (const [channel, since] of this.channels) this.sendSubscribe(channel, since);
+      if (this.ctx.token) this.scheduleRefresh(this.ctx.token);
     };
     socket.onmessage = (event: MessageEvent) => {
       this.alive();
@@ -119,6 +122,25 @@ export class WebSocketTransport implements Transport {
         // Already closing.
       }
     }
+  }
+
+  /** Renews `token` with a fresh one (`auth`) before it expires, keeping the connection. */
+  private scheduleRefresh(token: string): void {
+    const refresh = this.ctx.refreshToken;
+    const expiresAt = tokenExpiry(token);
+    if (!refresh || expiresAt === undefined) return;
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = setTimeout(async () => {
+      let fresh: string | undefined;
+      try {
+        fresh = await refresh();
+      } catch {
+        return; // The server closes the connection at expiry; the reconnect asks again.
+      }
+      if (!fresh || this.ended) return;
+      const next = fresh;
+      this.send({ op: "auth", token: next }, { channel: "", kind: "auth", resolve: () => this.scheduleRefresh(next) });
+    }, refreshDelay(expiresAt, Date.now()));
   }
 
   private sendSubscribe(channel: string, since: Position | undefined): void {
@@ -177,6 +199,9 @@ export class WebSocketTransport implements Transport {
       const position = { epoch: String(result.epoch), offset: Number(result.offset) };
       const recovered = typeof result.recovered === "boolean" ? result.recovered : undefined;
       this.events.subscribed(pending.channel, position, recovered);
+    } else if (pending.kind === "auth") {
+      // A refused token closes the connection from the server's side, with its reason.
+      if (!error) pending.resolve?.(result as unknown as Published);
     } else if (pending.kind === "publish") {
       if (error || !result) pending.reject?.(new HeraldError(error?.code ?? "error", error?.message ?? "publish failed"));
       else pending.resolve?.(result as unknown as Published);
@@ -210,6 +235,7 @@ export class WebSocketTransport implements Transport {
 
   private cleanup(reason: string): void {
     clearTimeout(this.deadTimer);
+    clearTimeout(this.refreshTimer);
     clearTimeout(this.connectTimer);
     for (const pending of this.pending.values()) {
       pending.reject?.(new HeraldError("closed", `the connection closed before the reply: ${reason}`));

@@ -196,7 +196,7 @@ impl Broker {
     ) -> Subscribed {
         let rules = self.config.rules(channel);
         let member = member.filter(|_| rules.presence);
-        self.with_channel(channel, |ch| {
+        let (subscribed, announce) = self.with_channel(channel, |ch| {
             let recovery = ch.stream.recover(since, now_ms(), limit);
             let live = !matches!(recovery, Recovery::Recovered { truncated: true, .. });
             let subscribed = Subscribed {
@@ -222,16 +222,21 @@ impl Broker {
                     outbox.push(Frame::Reset { channel: channel.clone(), position, reason });
                 }
             }
+            let mut announce = None;
             if live {
                 let after = ch.stream.offset();
                 if let Some(member) = member.filter(|_| rules.join_leave) {
-                    push_to_others(ch, outbox.id(), &member.push("join", channel));
+                    announce = Some((others(ch, outbox.id()), member.push("join", channel)));
                 }
                 let member = member.cloned();
                 ch.subscribers.insert(outbox.id(), Subscriber { outbox: outbox.clone(), after, member });
             }
-            subscribed
-        })
+            (subscribed, announce)
+        });
+        if let Some((others, push)) = announce {
+            push_to(&others, &push);
+        }
+        subscribed
     }
 
     /// Removes connection `id` from `channel`. Returns whether it was subscribed.
@@ -245,7 +250,9 @@ impl Broker {
         if let Some(member) = was.member
             && self.config.rules(channel).join_leave
         {
-            push_to_others(ch, id, &member.push("leave", channel));
+            let others = others(ch, id);
+            drop(shard);
+            push_to(&others, &member.push("leave", channel));
         }
         true
     }
@@ -323,12 +330,15 @@ impl Broker {
     }
 }
 
-/// Queues `push` for every subscriber of `ch` but connection `id`.
-fn push_to_others(ch: &Channel, id: u64, push: &bytes::Bytes) {
-    for (other, subscriber) in &ch.subscribers {
-        if *other != id {
-            subscriber.outbox.push(Frame::Text(push.clone()));
-        }
+/// Every subscriber of `ch` but connection `id`: a join or leave goes to them once the
+/// channel's lock is released (pushes may write to sockets).
+fn others(ch: &Channel, id: u64) -> Vec<Arc<Outbox>> {
+    ch.subscribers.iter().filter(|(other, _)| **other != id).map(|(_, s)| s.outbox.clone()).collect()
+}
+
+fn push_to(outboxes: &[Arc<Outbox>], push: &bytes::Bytes) {
+    for outbox in outboxes {
+        outbox.push(Frame::Text(push.clone()));
     }
 }
 

@@ -90,7 +90,9 @@ impl TlsFront {
             let front = front.clone();
             async move { Ok::<_, Infallible>(front.forward(request, peer).await) }
         });
-        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        // A client that opens a connection and sends no request head is dropped (30 s).
+        builder.http1().timer(hyper_util::rt::TokioTimer::new());
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
         tokio::pin!(connection);
         tokio::select! {

@@ -179,6 +179,9 @@ async fn exchange(
         Ok(body) => body,
         Err(Refused::Gone) => return After::Close,
         Err(Refused::Answer(status, message)) => {
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                state.guard.hit(Limit::MessageSize, Some(peer.ip()), "a request body over the size limit");
+            }
             let _ = Box::pin(write_error(stream, status, message)).await;
             return After::Close;
         }

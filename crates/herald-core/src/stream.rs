@@ -112,6 +112,17 @@ impl<T: Clone> ChannelStream<T> {
         Self { epoch, offset: 0, limits, history: VecDeque::new() }
     }
 
+    /// A stream restored at `epoch` and `offset` (the last message's), with no history yet:
+    /// the durable store rebuilds streams from disk with it, then appends what it kept.
+    pub fn resume(epoch: Arc<str>, offset: u64, limits: HistoryLimits) -> Self {
+        Self { epoch, offset, limits, history: VecDeque::new() }
+    }
+
+    /// The offsets of the oldest and newest messages in history, if any.
+    pub fn history_range(&self) -> Option<(u64, u64)> {
+        Some((self.history.front()?.offset, self.history.back()?.offset))
+    }
+
     /// The current position: the epoch and the offset of the latest message.
     pub fn position(&self) -> StreamPosition {
         StreamPosition { epoch: self.epoch.clone(), offset: self.offset }
@@ -224,6 +235,18 @@ mod tests {
         for _ in 0..n {
             s.append(now, |p| p.offset);
         }
+    }
+
+    #[test]
+    fn a_resumed_stream_continues_its_offsets_and_recovers_what_it_was_given() {
+        let mut s = ChannelStream::resume(Arc::from("e1"), 40, LIMITS);
+        assert_eq!((s.position(), s.history_range()), (pos("e1", 40), None));
+        publish(&mut s, 2, 0);
+        assert_eq!(s.history_range(), Some((41, 42)));
+        let recovery = s.recover(Some(&pos("e1", 40)), 0, usize::MAX);
+        assert_eq!(recovery, Recovery::Recovered { position: pos("e1", 42), messages: vec![41, 42], truncated: false });
+        let lost = s.recover(Some(&pos("e1", 39)), 0, usize::MAX);
+        assert!(matches!(lost, Recovery::Reset { reason: ResetReason::HistoryExceeded, .. }));
     }
 
     #[test]

@@ -36,6 +36,7 @@ use crate::{
     outbox::{ById, Frame, Outbox},
     presence::Member,
     publication::{Message, Publication},
+    store::{Keep, Kind, Record, Store},
 };
 
 const SHARDS: usize = 64;
@@ -96,9 +97,19 @@ struct Subscriber {
 
 type Shard = HashMap<ChannelName, Channel>;
 
+/// A publish's outcome: the message, and the store sequence to wait for before answering
+/// (see [`Broker::wait_durable`]; 0 without a store).
+pub struct Published {
+    /// The message as stored and delivered.
+    pub message: Message,
+    /// The store's durability sequence of its record.
+    pub seq: u64,
+}
+
 /// The in-memory engine and hub.
 pub struct Broker {
     config: Arc<Config>,
+    store: Option<Arc<Store>>,
     shards: Box<[Mutex<Shard>]>,
     hasher: std::collections::hash_map::RandomState,
     published: AtomicU64,
@@ -112,6 +123,7 @@ impl Broker {
     pub fn new(config: Arc<Config>) -> Self {
         Self {
             config,
+            store: None,
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
             published: AtomicU64::new(0),
@@ -134,18 +146,83 @@ impl Broker {
         f(entry)
     }
 
-    /// Appends a message to `channel` and schedules its fan-out.
-    pub fn publish(self: &Arc<Self>, channel: &ChannelName, data: &RawValue, event: Option<&str>) -> Message {
+    /// A broker on the durable `store`, with the channels its `records` (replayed, in lsn
+    /// order) describe: their epochs and offsets continue, and what is still within each
+    /// namespace's history window is in history again.
+    pub fn with_store(config: Arc<Config>, store: Arc<Store>, records: Vec<Record>) -> Self {
+        let mut broker = Self::new(config);
         let now = now_ms();
-        let (message, start_round) = self.with_channel(channel, |ch| {
+        let mut restored = 0;
+        for record in records {
+            let Ok(channel) = ChannelName::new(&record.channel) else { continue };
+            let limits = broker.config.history_limits(&channel);
+            let mut shard = broker.shard(&channel).lock();
+            let ch = shard.entry(channel.clone()).or_insert_with(|| Channel {
+                stream: ChannelStream::resume(Arc::from(record.epoch.as_str()), 0, limits),
+                subscribers: ById::default(),
+                pending: Vec::new(),
+                fanning_out: false,
+            });
+            let continues = **ch.stream.epoch() == *record.epoch && record.offset == ch.stream.offset() + 1;
+            if record.kind == Kind::Marker || !continues {
+                // A new epoch, a gap left by compaction, or a position without its message:
+                // history restarts here.
+                let before = if record.kind == Kind::Marker { record.offset } else { record.offset.saturating_sub(1) };
+                ch.stream = ChannelStream::resume(Arc::from(record.epoch.as_str()), before, limits);
+            }
+            if record.kind == Kind::Message {
+                let Ok(data) = RawValue::from_string(String::from_utf8_lossy(&record.data).into_owned()) else {
+                    continue;
+                };
+                let event = record.event.as_deref();
+                ch.stream
+                    .append(record.time_ms, |at| Publication::new(channel.clone(), at, event, &data, record.time_ms));
+                restored += 1;
+            }
+        }
+        for shard in broker.shards.iter() {
+            for ch in shard.lock().values_mut() {
+                ch.stream.expire(now);
+            }
+        }
+        tracing::info!(channels = broker.channel_count(), messages = restored, "restored from the data directory");
+        broker.store = Some(store);
+        broker
+    }
+
+    /// Appends a message to `channel` (and to the store, with `key`, its idempotency key) and
+    /// schedules its fan-out. Live subscribers get it at once; the publisher's answer waits
+    /// for [`Broker::wait_durable`].
+    pub fn publish(
+        self: &Arc<Self>,
+        channel: &ChannelName,
+        data: &RawValue,
+        event: Option<&str>,
+        key: Option<&str>,
+    ) -> Published {
+        let now = now_ms();
+        let (message, seq, start_round) = self.with_channel(channel, |ch| {
             let message = ch.stream.append(now, |at| Publication::new(channel.clone(), at, event, data, now));
+            let seq = self.store.as_ref().map_or(0, |store| {
+                store.append(&Record {
+                    kind: Kind::Message,
+                    lsn: store.next_lsn(),
+                    channel: channel.to_string(),
+                    epoch: message.epoch.to_string(),
+                    offset: message.offset,
+                    time_ms: now,
+                    event: event.map(str::to_string),
+                    key: key.map(str::to_string),
+                    data: data.get().as_bytes().to_vec(),
+                })
+            });
             if ch.subscribers.is_empty() {
-                return (message, false);
+                return (message, seq, false);
             }
             ch.pending.push(message.clone());
             let start_round = !ch.fanning_out;
             ch.fanning_out = true;
-            (message, start_round)
+            (message, seq, start_round)
         });
         self.published.fetch_add(1, Ordering::Relaxed);
         if start_round {
@@ -153,7 +230,45 @@ impl Broker {
             let channel = channel.clone();
             rayon::spawn(move || broker.fan_out_rounds(&channel));
         }
-        message
+        Published { message, seq }
+    }
+
+    /// Resolves once the publish with store sequence `seq` is durable (at once without a
+    /// store).
+    pub async fn wait_durable(&self, seq: u64) -> Result<(), crate::store::StoreError> {
+        match &self.store {
+            Some(store) if seq > 0 => store.wait_durable(seq).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// The store, when the broker has one.
+    pub fn store(&self) -> Option<&Arc<Store>> {
+        self.store.as_ref()
+    }
+
+    /// What compaction keeps of `record` (see [`Store::compact`]): a message still in its
+    /// channel's history window; a marker for its channel's latest position or an
+    /// idempotency key published after `keys_newer_than_ms`; nothing else.
+    pub fn retention(&self, record: &Record, keys_newer_than_ms: u64) -> Keep {
+        let key_alive = record.key.is_some() && record.time_ms > keys_newer_than_ms;
+        let Ok(channel) = ChannelName::new(&record.channel) else { return Keep::Drop };
+        let shard = self.shard(&channel).lock();
+        let current = shard.get(&channel).filter(|ch| **ch.stream.epoch() == *record.epoch);
+        match current {
+            Some(ch)
+                if ch.stream.history_range().is_some_and(|(first, last)| (first..=last).contains(&record.offset)) =>
+            {
+                if record.kind == Kind::Message {
+                    Keep::Message
+                } else {
+                    Keep::Marker
+                }
+            }
+            Some(ch) if ch.stream.offset() == record.offset => Keep::Marker,
+            _ if key_alive => Keep::Marker,
+            _ => Keep::Drop,
+        }
     }
 
     /// Runs rounds for `channel` until nothing is pending.

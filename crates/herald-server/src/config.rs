@@ -11,6 +11,8 @@ use std::{
 
 use herald_auth::NamespaceRules;
 use herald_core::{ChannelName, HistoryLimits, RateLimit};
+
+use crate::store::{Durability, StoreOptions};
 use serde::{Deserialize, Serialize};
 
 /// Herald's configuration. See the README's configuration reference.
@@ -111,6 +113,19 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// Where HTTPS is served when `tls_cert` and `tls_key` are set. Default `127.0.0.1:8443`.
     pub tls_listen: SocketAddr,
+
+    /// Keep epochs, offsets, history and idempotency keys on disk here, so that a restart
+    /// loses nothing. Unset by default: history lives in memory and is lost on restart.
+    pub data_dir: Option<PathBuf>,
+    /// When a publish is durable and answered: `"group"` (an fsync every `group_commit_ms`
+    /// covering every publish written since; the default) or `"fsync"` (an fsync as soon as
+    /// a publish is written).
+    pub durability: Durability,
+    /// The group commit interval, in milliseconds. Default 5.
+    pub group_commit_ms: u64,
+    /// Size at which a log segment is sealed and becomes compactable, in bytes. Default
+    /// 16 MiB.
+    pub data_segment_bytes: u64,
 }
 
 /// Options of one namespace. Unset fields fall back to the top-level defaults.
@@ -188,6 +203,10 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            data_dir: None,
+            durability: Durability::Group,
+            group_commit_ms: 5,
+            data_segment_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -306,6 +325,16 @@ impl Config {
     /// Client publishes one connection (or, over HTTP, one IP address) may make.
     pub fn client_publish_limit(&self) -> RateLimit {
         RateLimit { per_sec: self.client_publish_rate, burst: self.client_publish_burst }
+    }
+
+    /// How to open the store, when `data_dir` is set.
+    pub fn store_options(&self) -> Option<StoreOptions> {
+        Some(StoreOptions {
+            dir: self.data_dir.clone()?,
+            durability: self.durability,
+            group_commit: Duration::from_millis(self.group_commit_ms),
+            segment_bytes: self.data_segment_bytes.max(4096),
+        })
     }
 
     /// [`Config::heartbeat_secs`] as a duration.

@@ -11,6 +11,7 @@
 //! - [`auth`]: client tokens on requests and connections, and the namespace rules applied;
 //! - [`guard`]: connection, stream and publish limits, counted and logged;
 //! - [`presence`]: who is subscribed, and the join/leave pushes;
+//! - [`store`]: the durable store (`data_dir`): a segmented log with checksums, replay, compaction;
 //! - [`tls`]: the TLS front (HTTP/2 by ALPN, HTTP/1.1 alongside);
 //! - [`server`]: binding, serving and graceful shutdown.
 
@@ -25,6 +26,7 @@ pub mod process;
 pub mod publication;
 pub mod registry;
 pub mod server;
+pub mod store;
 pub mod tls;
 pub mod transport;
 pub mod wire;

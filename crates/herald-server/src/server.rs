@@ -23,6 +23,7 @@ use crate::{
     http::{self, AppState, conn::Via},
     outbox::QueueLimits,
     registry::Registry,
+    store::Store,
     tls::TlsFront,
 };
 
@@ -65,7 +66,26 @@ impl Server {
         let config = Arc::new(config);
         let registry =
             Registry::new(QueueLimits { frames: config.max_queued_messages, bytes: config.max_queued_bytes });
-        let broker = Arc::new(Broker::new(config.clone()));
+        let mut restored_keys = Vec::new();
+        let broker = match config.store_options() {
+            Some(options) => {
+                let (store, records) = Store::open(options).map_err(|e| std::io::Error::other(e.to_string()))?;
+                let keys_after = crate::now_ms().saturating_sub(config.idempotency_window_secs * 1000);
+                restored_keys = records
+                    .iter()
+                    .filter(|r| r.time_ms > keys_after)
+                    .filter_map(|r| Some((r.channel.clone(), r.key.clone()?, r.epoch.clone(), r.offset, r.time_ms)))
+                    .collect();
+                Arc::new(Broker::with_store(config.clone(), store, records))
+            }
+            None => Arc::new(Broker::new(config.clone())),
+        };
+        let idempotency = Arc::new(crate::http::api::IdempotencyCache::default());
+        for (channel, key, epoch, offset, time_ms) in restored_keys {
+            let Ok(channel) = herald_core::ChannelName::new(&channel) else { continue };
+            let reply = serde_json::json!({ "channel": channel.as_str(), "offset": offset, "epoch": epoch });
+            idempotency.restore(channel, key, reply, time_ms + config.idempotency_window_secs * 1000);
+        }
         let auth = Auth::from_config(&config).map_err(invalid)?;
         let guard = Arc::new(Guard::new(&config));
         Ok(Self {
@@ -76,7 +96,7 @@ impl Server {
                 broker,
                 registry,
                 started: std::time::Instant::now(),
-                idempotency: Default::default(),
+                idempotency,
                 auth: Arc::new(auth),
                 guard,
             },
@@ -130,6 +150,9 @@ impl Server {
         };
         if tokio::time::timeout(deadline, drained).await.is_err() {
             tracing::warn!(open = registry.total(), "shutdown deadline passed; exiting with connections open");
+        }
+        if let Some(store) = state.broker.store() {
+            store.close();
         }
         Ok(())
     }
@@ -238,6 +261,7 @@ fn spawn_housekeeping(state: &AppState) {
     let registry = state.registry.clone();
     let broker = state.broker.clone();
     let guard = state.guard.clone();
+    let keys_window_ms = state.config.idempotency_window_secs * 1000;
     let heartbeat = state.config.heartbeat();
     let ws_idle_ms = state.config.ws_idle_timeout_secs * 1000;
     tokio::spawn(async move {
@@ -251,10 +275,29 @@ fn spawn_housekeeping(state: &AppState) {
             }
             registry.heartbeat(ws_idle_ms).await;
             guard.prune();
+            compact(&broker, keys_window_ms);
             let removed = broker.sweep();
             if removed > 0 {
                 tracing::debug!(removed, "forgot idle channels");
             }
+        }
+    });
+}
+
+/// Compacts the store's sealed segments off the async threads (at most one run at a time).
+fn compact(broker: &Arc<Broker>, keys_window_ms: u64) {
+    if broker.store().is_none() {
+        return;
+    }
+    let broker = broker.clone();
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let Some(store) = broker.store() else { return };
+        let keys_after = crate::now_ms().saturating_sub(keys_window_ms);
+        match store.compact(|record| broker.retention(record, keys_after), &runtime) {
+            Ok(0) => {}
+            Ok(freed) => tracing::debug!(freed, "compacted the data directory"),
+            Err(e) => tracing::error!(error = %e, "compacting the data directory failed"),
         }
     });
 }

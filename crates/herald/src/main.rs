@@ -116,6 +116,9 @@ struct ServeArgs {
     /// Turn the API key check off: anyone who reaches the port may publish. Development only.
     #[arg(long)]
     insecure_no_api_key: bool,
+    /// Keep history on disk here (config `data_dir`): a restart loses nothing.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Let the demo page at `/` publish: opens the `demo` namespace to anonymous publishing,
     /// with presence and join/leave (config `demo`).
     #[arg(long)]
@@ -209,6 +212,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.demo {
         overrides.push(("demo".into(), "true".into()));
     }
+    if let Some(dir) = &args.data_dir {
+        overrides.push(("data_dir".into(), serde_json::to_string(dir)?));
+    }
     herald_bench::raise_open_file_limit();
     let mut config = Config::load(args.config.as_deref(), std::env::vars(), overrides)?;
     if config.insecure_no_api_key {
@@ -221,6 +227,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if config.demo {
         tracing::warn!("demo mode: anyone may publish to demo:* channels (the demo page's)");
     }
+    let (data_dir, durability) = (config.data_dir.clone(), config.durability);
     let server = Server::bind(config).await.context("cannot start the server")?;
     let addr = server.local_addr()?;
     // One machine-readable line on stdout: scripts and tests read the address from it.
@@ -228,7 +235,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(tls) = server.tls_addr() {
         println!("herald listening on https://{tls} (HTTP/2 and HTTP/1.1)");
     }
-    tracing::info!(%addr, engine = "memory", "serving; demo page at http://{addr}/");
+    match &data_dir {
+        Some(dir) => {
+            tracing::info!(%addr, engine = "disk", data_dir = %dir.display(), durability = ?durability, "serving; demo page at http://{addr}/")
+        }
+        None => {
+            tracing::info!(%addr, engine = "memory", "serving (history is lost on restart; --data-dir keeps it); demo page at http://{addr}/")
+        }
+    }
     let handle = server.handle();
     tokio::spawn(async move {
         shutdown_signal().await;

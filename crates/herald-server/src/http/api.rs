@@ -17,12 +17,34 @@ use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 
 use super::{ApiError, AppState, json_ok, json_response};
-use crate::{now_ms, publication::Message};
+use crate::{broker::Published, now_ms, publication::Message};
 
 /// Remembered results of publishes made with an `idempotency_key`, per channel and key.
 #[derive(Default)]
 pub struct IdempotencyCache {
-    entries: Mutex<HashMap<(ChannelName, String), (serde_json::Value, u64)>>,
+    entries: Mutex<HashMap<(ChannelName, String), Remembered>>,
+}
+
+/// A remembered publish: its reply, when it is forgotten (ms) and its store sequence.
+type Remembered = (serde_json::Value, u64, u64);
+
+/// A publish accepted (in history, fanned out): its reply, once store sequence `seq` is
+/// durable ([`durable_reply`]).
+pub struct Accepted {
+    /// The encoded reply.
+    pub body: Vec<u8>,
+    /// The store sequence to wait for (0: nothing to wait for).
+    pub seq: u64,
+}
+
+// === impl IdempotencyCache ===
+
+impl IdempotencyCache {
+    /// Remembers a publish restored from the store: `key` on `channel` got `reply`, forgotten
+    /// at `expires_ms`.
+    pub fn restore(&self, channel: ChannelName, key: String, reply: serde_json::Value, expires_ms: u64) {
+        self.entries.lock().insert((channel, key), (reply, expires_ms, 0));
+    }
 }
 
 #[derive(Deserialize)]
@@ -152,38 +174,53 @@ pub fn published(message: &Message) -> serde_json::Value {
     json!({ "channel": message.channel.as_str(), "offset": message.offset, "epoch": &*message.epoch })
 }
 
-/// Publishes one message to a validated channel with a validated event, after the checks every
-/// publish route shares (not shutting down, data within the size limit).
+/// Publishes one message to a validated channel with a validated event (and idempotency
+/// `key`), after the checks every publish route shares (not shutting down, data within the
+/// size limit). The publisher's answer waits for [`durable`].
 pub fn publish_one(
     state: &AppState,
     channel: &ChannelName,
     data: &RawValue,
     event: Option<&str>,
-) -> Result<Message, ApiError> {
+    key: Option<&str>,
+) -> Result<Published, ApiError> {
     refuse_while_shutting_down(state)?;
     check_size(state, data)?;
-    Ok(state.broker.publish(channel, data, event))
+    Ok(state.broker.publish(channel, data, event, key))
+}
+
+/// Waits until store sequence `seq` is durable (see [`crate::store::Durability`]).
+pub async fn durable(state: &AppState, seq: u64) -> Result<(), ApiError> {
+    state.broker.wait_durable(seq).await.map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
+}
+
+/// The reply of an accepted publish, once it is durable.
+pub async fn durable_reply(state: &AppState, accepted: Accepted) -> Result<Vec<u8>, ApiError> {
+    durable(state, accepted.seq).await?;
+    Ok(accepted.body)
 }
 
 /// `POST /api/publish` (DESIGN.md 2.3).
 pub async fn publish(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    Ok(json_ok(publish_json(&state, &body_bytes(body)?, |_| Ok(()))?))
+    let accepted = publish_json(&state, &body_bytes(body)?, |_| Ok(()))?;
+    Ok(json_ok(durable_reply(&state, accepted).await?))
 }
 
 /// A publish with the JSON body `bytes` (`{"channel","data","event"?,"idempotency_key"?}`),
-/// once `admit` allows its channel: the encoded reply, or the error.
+/// once `admit` allows its channel.
 pub fn publish_json(
     state: &AppState,
     bytes: &[u8],
     admit: impl FnOnce(&ChannelName) -> Result<(), ApiError>,
-) -> Result<Vec<u8>, ApiError> {
+) -> Result<Accepted, ApiError> {
     let body: PublishBody = parse_json(bytes)?;
     let channel = ChannelName::new(&body.channel)?;
     let event = validate_event(body.event)?;
     admit(&channel)?;
-    let publish = || publish_one(state, &channel, &body.data, event.as_deref()).map(|m| published(&m));
+    let publish = |key: Option<&str>| publish_one(state, &channel, &body.data, event.as_deref(), key);
     let Some(key) = body.idempotency_key else {
-        return Ok(herald_core::protocol::encode(&publish()?));
+        let p = publish(None)?;
+        return Ok(Accepted { body: herald_core::protocol::encode(&published(&p.message)), seq: p.seq });
     };
     if key.is_empty() || key.len() > 256 {
         return Err(ApiError::new(ErrorCode::BadRequest, "idempotency_key must be 1-256 bytes"));
@@ -192,18 +229,20 @@ pub fn publish_json(
     // One lock for every keyed publish, held across the publish so that two concurrent
     // retries publish once. Publishes without a key never take it.
     let mut entries = state.idempotency.entries.lock();
-    let key = (channel.clone(), key);
-    if let Some((result, expires)) = entries.get(&key)
+    let cache_key = (channel.clone(), key);
+    if let Some((result, expires, seq)) = entries.get(&cache_key)
         && *expires > now
     {
-        return Ok(herald_core::protocol::encode(result));
+        // A retry: the first publish's answer, once that publish is durable.
+        return Ok(Accepted { body: herald_core::protocol::encode(result), seq: *seq });
     }
-    let result = publish()?;
+    let p = publish(Some(&cache_key.1))?;
+    let result = published(&p.message);
     if entries.len() >= 4096 {
-        entries.retain(|_, (_, expires)| *expires > now);
+        entries.retain(|_, (_, expires, _)| *expires > now);
     }
-    entries.insert(key, (result.clone(), now + state.config.idempotency_window_secs * 1000));
-    Ok(herald_core::protocol::encode(&result))
+    entries.insert(cache_key, (result.clone(), now + state.config.idempotency_window_secs * 1000, p.seq));
+    Ok(Accepted { body: herald_core::protocol::encode(&result), seq: p.seq })
 }
 
 async fn publish_to(
@@ -226,7 +265,9 @@ async fn publish_to(
             .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
     };
     let channel = ChannelName::new(&channel)?;
-    Ok(json_response(&published(&publish_one(&state, &channel, &data, None)?)))
+    let p = publish_one(&state, &channel, &data, None, None)?;
+    durable(&state, p.seq).await?;
+    Ok(json_response(&published(&p.message)))
 }
 
 async fn broadcast(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
@@ -240,16 +281,24 @@ async fn broadcast(State(state): State<AppState>, body: Result<Bytes, BytesRejec
     }
     let event = validate_event(body.event)?;
     check_size(&state, &body.data)?;
+    let mut last_seq = 0;
     let results: Vec<serde_json::Value> = body
         .channels
         .iter()
         .map(|name| {
             let result = ChannelName::new(name)
                 .map_err(ApiError::from)
-                .and_then(|channel| publish_one(&state, &channel, &body.data, event.as_deref()));
-            result.map_or_else(|e| json!({ "channel": name, "error": e.0.to_error_object() }), |m| published(&m))
+                .and_then(|channel| publish_one(&state, &channel, &body.data, event.as_deref(), None));
+            result.map_or_else(
+                |e| json!({ "channel": name, "error": e.0.to_error_object() }),
+                |p| {
+                    last_seq = last_seq.max(p.seq);
+                    published(&p.message)
+                },
+            )
         })
         .collect();
+    durable(&state, last_seq).await?;
     Ok(json_response(&json!({ "results": results })))
 }
 
@@ -304,7 +353,8 @@ async fn info(State(state): State<AppState>) -> Response {
     let body = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs(),
-        "engine": "memory",
+        "engine": if state.broker.store().is_some() { "disk" } else { "memory" },
+        "store": state.broker.store().map(|s| s.info()),
         "connections": { "ws": counts.ws, "sse": counts.sse, "poll": counts.poll, "total": state.registry.total() },
         "channels": state.broker.channel_count(),
         "messages": { "published": published, "delivered": delivered },

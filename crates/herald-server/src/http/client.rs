@@ -16,7 +16,7 @@ use herald_core::ChannelName;
 
 use super::{
     ApiError, AppState,
-    api::{HistoryQuery, body_bytes, history_json, publish_json},
+    api::{HistoryQuery, body_bytes, durable_reply, history_json, publish_json},
     json_ok,
 };
 
@@ -31,11 +31,11 @@ pub async fn publish(
 ) -> Result<Response, ApiError> {
     let bytes = body_bytes(body)?;
     let identity = state.auth.identify(&headers, query.as_deref())?;
-    let reply = publish_json(&state, &bytes, |channel| {
+    let accepted = publish_json(&state, &bytes, |channel| {
         crate::auth::check(&state.config, identity.as_ref(), channel, Action::Publish)?;
         Ok(state.guard.client_publish(peer.ip(), None)?)
     })?;
-    Ok(json_ok(reply))
+    Ok(json_ok(durable_reply(&state, accepted).await?))
 }
 
 /// `GET /history/{channel}?limit=N&since=<offset>`: allowed where the request may subscribe.

@@ -239,13 +239,17 @@ async fn exchange(
     if method == Method::POST && head.uri.path() == "/api/publish" {
         // The API's hottest route, served without the router: the same key check, body limit
         // and publish the router's `/api/publish` runs.
-        let published = super::api::check_api_key(&state.config, &head.headers).and_then(|()| {
+        let accepted = super::api::check_api_key(&state.config, &head.headers).and_then(|()| {
             match body.len() > super::api::body_limit(&state.config) {
                 true => Err(ApiError::new(ErrorCode::MessageTooLarge, "request body is over the size limit")),
                 false => super::api::publish_json(state, &body, |_| Ok(())),
             }
         });
         drop(head);
+        let published = match accepted {
+            Ok(accepted) => super::api::durable_reply(state, accepted).await,
+            Err(e) => Err(e),
+        };
         return write_answer(stream, published, b"", keep_alive).await;
     }
     let request = into_request(head, body, peer);

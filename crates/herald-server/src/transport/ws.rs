@@ -377,8 +377,23 @@ fn execute(
         Command::Publish { channel, data, event } => {
             allow(&channel, Action::Publish)?;
             state.guard.client_publish(session.ip, Some(&mut session.publishes))?;
-            let message = publish_one(state, &channel, &data, event.as_deref()).map_err(|e| e.0)?;
-            outbox.push(reply(id, &published(&message)));
+            let p = publish_one(state, &channel, &data, event.as_deref(), None).map_err(|e| e.0)?;
+            let answer = reply(id, &published(&p.message));
+            if p.seq == 0 {
+                outbox.push(answer);
+            } else {
+                // The reply waits until the publish is durable; other commands go on meanwhile.
+                let (state, outbox) = (state.clone(), outbox.clone());
+                tokio::spawn(async move {
+                    match crate::http::api::durable(&state, p.seq).await {
+                        Ok(()) => outbox.push(answer),
+                        Err(mut e) => {
+                            e.0.id = id;
+                            outbox.push(Frame::Text(Bytes::from(e.0.to_reply())))
+                        }
+                    };
+                });
+            }
         }
         Command::History { channel, limit, since } => {
             allow(&channel, Action::History)?;

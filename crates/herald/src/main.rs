@@ -237,10 +237,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     match &data_dir {
         Some(dir) => {
-            tracing::info!(%addr, engine = "disk", data_dir = %dir.display(), durability = ?durability, "serving; demo page at http://{addr}/")
+            tracing::info!(%addr, engine = "disk", data_dir = %dir.display(), durability = ?durability, "serving; demo page at http://{addr}/");
         }
         None => {
-            tracing::info!(%addr, engine = "memory", "serving (history is lost on restart; --data-dir keeps it); demo page at http://{addr}/")
+            tracing::info!(%addr, engine = "memory", "serving (history is lost on restart; --data-dir keeps it); demo page at http://{addr}/");
         }
     }
     let handle = server.handle();

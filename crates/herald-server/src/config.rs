@@ -117,9 +117,9 @@ pub struct Config {
     /// Keep epochs, offsets, history and idempotency keys on disk here, so that a restart
     /// loses nothing. Unset by default: history lives in memory and is lost on restart.
     pub data_dir: Option<PathBuf>,
-    /// When a publish is durable and answered: `"group"` (an fsync every `group_commit_ms`
-    /// covering every publish written since; the default) or `"fsync"` (an fsync as soon as
-    /// a publish is written).
+    /// When a publish is durable and answered: `"fsync"` (an fsync as soon as a publish is
+    /// written, shared by the publishes that arrive meanwhile; the default) or `"group"` (at
+    /// most one fsync per `group_commit_ms`, covering every publish written since).
     pub durability: Durability,
     /// The group commit interval, in milliseconds. Default 5.
     pub group_commit_ms: u64,
@@ -204,7 +204,7 @@ impl Default for Config {
             tls_key: None,
             tls_listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             data_dir: None,
-            durability: Durability::Group,
+            durability: Durability::Fsync,
             group_commit_ms: 5,
             data_segment_bytes: 16 * 1024 * 1024,
         }

@@ -244,6 +244,8 @@ impl DisconnectCode {
     pub const INVALID_TOKEN: Self = Self { code: 4501, reason: "invalid_token" };
     /// The client presented an expired token (retrying it cannot succeed).
     pub const TOKEN_EXPIRED: Self = Self { code: 4502, reason: "token_expired" };
+    /// An operator disconnected the user (`POST /api/disconnect`).
+    pub const DISCONNECTED: Self = Self { code: 4504, reason: "disconnected" };
     /// The client is not allowed here.
     pub const FORBIDDEN: Self = Self { code: 4503, reason: "forbidden" };
 

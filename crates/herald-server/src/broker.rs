@@ -32,8 +32,9 @@ use serde_json::value::RawValue;
 
 use crate::{
     config::Config,
+    metrics::metrics,
     now_ms,
-    outbox::{ById, Frame, Outbox},
+    outbox::{ById, Frame, Outbox, Transport},
     presence::Member,
     publication::{Message, Publication},
     store::{Keep, Kind, Record, Store},
@@ -225,6 +226,7 @@ impl Broker {
             (message, seq, start_round)
         });
         self.published.fetch_add(1, Ordering::Relaxed);
+        metrics().published.inc();
         if start_round {
             let broker = Arc::clone(self);
             let channel = channel.clone();
@@ -276,6 +278,10 @@ impl Broker {
         while let Some(round) = self.next_round(channel) {
             let delivered = deliver(&round.messages, &round.subscribers);
             self.delivered.fetch_add(delivered, Ordering::Relaxed);
+            let now = now_ms();
+            for m in &round.messages {
+                metrics().delivery_latency.observe(now.saturating_sub(m.time_ms) as f64 / 1000.0);
+            }
         }
     }
 
@@ -323,12 +329,18 @@ impl Broker {
                     Recovery::Reset { .. } => Some(false),
                 },
             };
+            metrics().recovery(match subscribed.recovered {
+                None => "live",
+                Some(true) => "recovered",
+                Some(false) => "reset",
+            });
             if let Some(frame) = lead(&subscribed) {
                 outbox.push(frame);
             }
             match recovery {
                 Recovery::Live { .. } => {}
                 Recovery::Recovered { messages, .. } => {
+                    metrics().delivered(outbox.transport(), messages.len() as u64);
                     for m in messages {
                         outbox.push(Frame::Message(m));
                     }
@@ -417,6 +429,11 @@ impl Broker {
         all
     }
 
+    /// Subscriptions over every channel.
+    pub fn subscription_count(&self) -> usize {
+        self.shards.iter().map(|shard| shard.lock().values().map(|ch| ch.subscribers.len()).sum::<usize>()).sum()
+    }
+
     /// How many channels the node knows.
     pub fn channel_count(&self) -> usize {
         self.shards.iter().map(|shard| shard.lock().len()).sum()
@@ -461,14 +478,19 @@ fn push_to(outboxes: &[Arc<Outbox>], push: &bytes::Bytes) {
 /// order); on every core when there are many subscribers. Returns the deliveries made.
 fn deliver(messages: &[Message], subscribers: &[(Arc<Outbox>, u64)]) -> u64 {
     let deliver_part = |part: &[(Arc<Outbox>, u64)]| {
-        let mut delivered = 0;
+        let mut by_transport = [0u64; 3];
         for (outbox, after) in part {
             let from = messages.partition_point(|m| m.offset <= *after);
             if from < messages.len() && outbox.push_messages(&messages[from..]) {
-                delivered += (messages.len() - from) as u64;
+                by_transport[outbox.transport() as usize] += (messages.len() - from) as u64;
             }
         }
-        delivered
+        for (transport, n) in [Transport::Ws, Transport::Sse, Transport::Poll].into_iter().zip(by_transport) {
+            if n > 0 {
+                metrics().delivered(transport, n);
+            }
+        }
+        by_transport.iter().sum::<u64>()
     };
     if subscribers.len() < PARALLEL_FANOUT {
         return deliver_part(subscribers);

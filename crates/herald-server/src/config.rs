@@ -24,6 +24,9 @@ pub struct Config {
     /// The key backends present on `/api` (`Authorization: Bearer` or `X-API-Key`). When unset
     /// and `insecure_no_api_key` is false, a random key is generated and printed at start.
     pub api_key: Option<String>,
+    /// The password of the admin page (`/admin`); it also opens the `/api` routes the page
+    /// uses. Unset by default: the page then asks for the API key.
+    pub admin_password: Option<String>,
     /// Turns the API key check off. For local development only; logged loudly. Default false.
     pub insecure_no_api_key: bool,
     /// History kept per channel when its namespace sets nothing else. Default 1000 messages.
@@ -169,6 +172,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             api_key: None,
+            admin_password: None,
             insecure_no_api_key: false,
             history_size: 1000,
             history_ttl_secs: 600,
@@ -260,6 +264,7 @@ impl Config {
         // Fields unset by default are missing from the serialized defaults.
         let unset = [
             "api_key",
+            "admin_password",
             "token_hs256_secret",
             "token_rs256_public_key",
             "token_es256_public_key",
@@ -285,6 +290,9 @@ impl Config {
         }
         if self.api_key.as_deref().is_some_and(str::is_empty) {
             return bad("api_key must not be empty");
+        }
+        if self.admin_password.as_deref().is_some_and(|p| p.len() < 8) {
+            return bad("admin_password must be at least 8 characters");
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert and tls_key go together");

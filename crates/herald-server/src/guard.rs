@@ -189,6 +189,7 @@ impl Guard {
     pub fn hit(&self, limit: Limit, ip: Option<IpAddr>, what: &str) {
         let i = limit as usize;
         let total = self.hits[i].fetch_add(1, Ordering::Relaxed) + 1;
+        crate::metrics::metrics().limit_hit(limit.name());
         let second = now_ms() / 1000;
         if self.logged[i].swap(second, Ordering::Relaxed) != second {
             let ip = ip.map(|ip| ip.to_string()).unwrap_or_default();

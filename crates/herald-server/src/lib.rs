@@ -10,6 +10,7 @@
 //! - [`http`]: the router, the server API, health endpoints and the demo page;
 //! - [`auth`]: client tokens on requests and connections, and the namespace rules applied;
 //! - [`guard`]: connection, stream and publish limits, counted and logged;
+//! - [`metrics`]: Prometheus metrics (`/metrics`);
 //! - [`presence`]: who is subscribed, and the join/leave pushes;
 //! - [`store`]: the durable store (`data_dir`): a segmented log with checksums, replay, compaction;
 //! - [`tls`]: the TLS front (HTTP/2 by ALPN, HTTP/1.1 alongside);
@@ -20,6 +21,7 @@ pub mod broker;
 pub mod config;
 pub mod guard;
 pub mod http;
+pub mod metrics;
 pub mod outbox;
 pub mod presence;
 pub mod process;

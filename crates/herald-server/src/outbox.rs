@@ -28,6 +28,7 @@ use parking_lot::Mutex;
 use tokio::{net::TcpStream, sync::Notify};
 
 use crate::{
+    metrics::metrics,
     publication::Message,
     wire::{Encoder, Segments, Unsent},
 };
@@ -41,6 +42,17 @@ pub enum Transport {
     Sse,
     /// Long polling (one request).
     Poll,
+}
+
+impl Transport {
+    /// `ws`, `sse` or `poll`, as metrics and `/api/info` name it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Ws => "ws",
+            Self::Sse => "sse",
+            Self::Poll => "poll",
+        }
+    }
 }
 
 /// Something to send to one connection.
@@ -127,6 +139,8 @@ struct State {
     unsent: Unsent,
     wire: Option<Wire>,
     close: Option<DisconnectCode>,
+    /// The token's user, for `POST /api/disconnect`.
+    user: Option<Arc<str>>,
 }
 
 /// One connection's queue, shared between the connection task and every channel it is in.
@@ -179,6 +193,7 @@ impl Outbox {
         if let Some(wire) = state.wire.as_mut() {
             let mut segments = Segments::default();
             wire.encoder.encode(frame, &mut segments);
+            metrics().bytes_out(self.transport, segments.len());
             if state.unsent.is_empty() {
                 let rest = segments.write_now(&wire.socket);
                 if rest.is_empty() {
@@ -240,6 +255,7 @@ impl Outbox {
             wire.encoder.encode(Frame::Message(m.clone()), &mut segments);
             batch.extend(segments);
         }
+        metrics().bytes_out(self.transport, batch.bytes());
         if !matches!(batch.write_now(&wire.socket), Ok(true)) {
             // Full or failed: the task drains the rest, or finds the error.
             wire.backlog_frames = messages.len();
@@ -250,6 +266,9 @@ impl Outbox {
     }
 
     fn overflow(&self, state: &mut State) -> bool {
+        if state.close.is_none() {
+            metrics().disconnect(DisconnectCode::SLOW_CONSUMER.reason);
+        }
         state.close = Some(DisconnectCode::SLOW_CONSUMER);
         self.notify.notify_one();
         false
@@ -338,6 +357,7 @@ impl Outbox {
         let mut state = self.state.lock();
         if state.close.is_none() {
             state.close = Some(code);
+            metrics().disconnect(code.reason);
         }
         drop(state);
         self.notify.notify_one();
@@ -376,6 +396,16 @@ impl Outbox {
     /// When the peer was last heard from, in ms since the Unix epoch.
     pub fn last_seen_ms(&self) -> u64 {
         self.last_seen_ms.load(Ordering::Relaxed)
+    }
+
+    /// Records the user the connection's token names.
+    pub fn set_user(&self, user: &str) {
+        self.state.lock().user = Some(Arc::from(user));
+    }
+
+    /// Whether the connection's token names `user`.
+    pub fn is_user(&self, user: &str) -> bool {
+        self.state.lock().user.as_deref() == Some(user)
     }
 
     /// Sets when the connection's token expires (ms since the Unix epoch; 0: never). The

@@ -17,6 +17,8 @@ pub struct Publication {
     pub epoch: Arc<str>,
     /// The event name (`None`: a plain `message`).
     pub event: Option<Box<str>>,
+    /// When it was published, ms since the Unix epoch.
+    pub time_ms: u64,
     /// A WebSocket text frame holding the envelope JSON of DESIGN.md 2.1: the header, then the
     /// envelope (which history, long polls and SSE use on its own).
     ws_frame: Bytes,
@@ -50,6 +52,7 @@ impl Publication {
             offset: position.offset,
             epoch: position.epoch.clone(),
             event: event.map(Box::from),
+            time_ms,
             ws_frame: Bytes::from(ws_frame),
             envelope_at,
             sse_body: OnceLock::new(),

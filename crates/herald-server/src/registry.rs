@@ -125,6 +125,18 @@ impl Registry {
         }
     }
 
+    /// Closes every connection of `user` with `code`; returns how many.
+    pub fn disconnect_user(&self, user: &str, code: DisconnectCode) -> usize {
+        let mut closed = 0;
+        self.for_each(|outbox| {
+            if outbox.is_user(user) {
+                outbox.close(code);
+                closed += 1;
+            }
+        });
+        closed
+    }
+
     /// Starts the shutdown: new connections are refused and every open one is told to
     /// reconnect elsewhere.
     pub fn shutdown(&self) {

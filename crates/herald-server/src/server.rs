@@ -14,6 +14,7 @@ use std::{
 };
 
 use tokio::net::TcpListener;
+use tracing::Instrument as _;
 
 use crate::{
     auth::Auth,
@@ -223,10 +224,14 @@ async fn accept_loop(listener: TcpListener, entry: Entry, state: AppState, route
         let guard = open.enter();
         let (state, router) = (state.clone(), router.clone());
         match &entry {
-            Entry::Plain => tokio::spawn(async move {
-                http::conn::serve(stream, peer, Via::Direct, state, router).await;
-                drop(guard);
-            }),
+            Entry::Plain => tokio::spawn(
+                async move {
+                    http::conn::serve(stream, peer, Via::Direct, state, router).await;
+                    drop(guard);
+                }
+                // Lines about the connection carry its peer (at debug level: no cost otherwise).
+                .instrument(tracing::debug_span!("conn", %peer)),
+            ),
             Entry::Bridge(secret) => {
                 let via = Via::TlsBridge(secret.clone());
                 tokio::spawn(async move {
@@ -297,7 +302,10 @@ fn compact(broker: &Arc<Broker>, keys_window_ms: u64) {
         match store.compact(|record| broker.retention(record, keys_after), &runtime) {
             Ok(0) => {}
             Ok(freed) => tracing::debug!(freed, "compacted the data directory"),
-            Err(e) => tracing::error!(error = %e, "compacting the data directory failed"),
+            Err(e) => {
+                crate::metrics::metrics().engine_errors.inc();
+                tracing::error!(error = %e, "compacting the data directory failed");
+            }
         }
     });
 }

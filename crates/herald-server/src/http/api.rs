@@ -11,7 +11,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use herald_core::{ChannelName, ErrorCode, protocol::validate_event};
+use herald_core::{ChannelName, DisconnectCode, ErrorCode, protocol::validate_event};
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, value::RawValue};
@@ -84,7 +84,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/channels", get(channels))
         .route("/channels/{channel}/history", get(history))
         .route("/channels/{channel}/presence", get(presence))
-        .route("/disconnect", post(not_available))
+        .route("/disconnect", post(disconnect))
         .route("/info", get(info))
         .layer(DefaultBodyLimit::max(body_limit))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key))
@@ -112,6 +112,7 @@ pub fn check_api_key(config: &crate::Config, headers: &HeaderMap) -> Result<(), 
     let Some(expected) = config.api_key.as_deref() else {
         return Err(ApiError::new(ErrorCode::Unauthorized, "no API key is configured"));
     };
+    let admin = config.admin_password.as_deref();
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -123,6 +124,7 @@ pub fn check_api_key(config: &crate::Config, headers: &HeaderMap) -> Result<(), 
             "missing API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
         )),
         Some(key) if constant_time_eq(key.trim().as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(key) if admin.is_some_and(|a| constant_time_eq(key.trim().as_bytes(), a.as_bytes())) => Ok(()),
         Some(_) => Err(ApiError::new(ErrorCode::Unauthorized, "wrong API key")),
     }
 }
@@ -364,8 +366,24 @@ async fn info(State(state): State<AppState>) -> Response {
     json_response(&body)
 }
 
-async fn not_available() -> ApiError {
-    ApiError::new(ErrorCode::NotAvailable, "disconnect is not available in this version")
+#[derive(Deserialize)]
+struct DisconnectBody {
+    user: String,
+    /// Whether the user's clients may reconnect (close 4004) or not (4504, the default).
+    #[serde(default)]
+    reconnect: bool,
+}
+
+/// `POST /api/disconnect` `{"user":"u","reconnect":false}`: closes every connection of the
+/// user on this node (WebSocket: a `disconnect` push and a close; SSE: the stream ends).
+async fn disconnect(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let body: DisconnectBody = parse_json(&body_bytes(body)?)?;
+    if body.user.is_empty() {
+        return Err(ApiError::new(ErrorCode::BadRequest, "user must not be empty"));
+    }
+    let code = if body.reconnect { DisconnectCode::FORCE_RECONNECT } else { DisconnectCode::DISCONNECTED };
+    let closed = state.registry.disconnect_user(&body.user, code);
+    Ok(json_response(&json!({ "user": body.user, "disconnected": closed })))
 }
 
 /// `GET /api/channels/{channel}/presence`: every connection subscribed to the channel, where

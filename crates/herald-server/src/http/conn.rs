@@ -15,7 +15,16 @@
 //! [`IDLE_TIMEOUT`] or when shutdown starts. A response carrying a [`Takeover`] (an SSE
 //! stream) gets its head written here, then the connection belongs to the takeover's task.
 
-use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use axum::{
     Router,
@@ -35,7 +44,10 @@ use super::{
     ApiError, AppState,
     origin::{self, OriginCheck},
 };
-use crate::guard::Limit;
+use crate::{
+    guard::Limit,
+    metrics::{self, metrics},
+};
 
 /// Largest request head (request line and headers).
 const MAX_HEAD: usize = 16 * 1024;
@@ -119,11 +131,24 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: App
     let mut idle = Box::pin(tokio::time::sleep(IDLE_TIMEOUT));
     loop {
         idle.as_mut().reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
+        // Whether a request has begun to arrive: one that has is read and answered even when
+        // the shutdown starts meanwhile; an idle connection just closes.
+        let started = AtomicBool::new(!buf.is_empty());
+        let mut read = Box::pin(read_head(&mut stream, &mut buf, &started));
         let head = tokio::select! {
-            head = Box::pin(read_head(&mut stream, &mut buf)) => head,
+            head = &mut read => head,
             () = idle.as_mut() => return,
-            _ = shutdown.wait_for(|down| *down), if buf.is_empty() => return,
+            () = async { drop(shutdown.wait_for(|down| *down).await) } => {
+                if !started.load(Ordering::Relaxed) {
+                    return;
+                }
+                tokio::select! {
+                    head = &mut read => head,
+                    () = idle.as_mut() => return,
+                }
+            }
         };
+        drop(read);
         let forwarded = head.and_then(|mut head| match &via {
             Via::Direct => Ok((head, peer)),
             Via::TlsBridge(secret) => forwarded_peer(&mut head.headers, secret).map(|peer| (head, peer)),
@@ -142,7 +167,12 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: App
             tokio::spawn(crate::transport::ws::accept(stream, peer.ip(), head, leftover, state));
             return;
         }
-        match exchange(&mut stream, &mut buf, head, peer, &state, &router).await {
+        let (route, started, mut status) = (metrics::route_of(head.uri.path()), Instant::now(), 0);
+        let after = exchange(&mut stream, &mut buf, head, peer, &state, &router, &mut status).await;
+        if status != 0 {
+            metrics().http_request(route, status, started.elapsed().as_secs_f64());
+        }
+        match after {
             After::KeepAlive => {}
             After::Close => return,
             After::Takeover(body, chunked) => {
@@ -165,8 +195,8 @@ fn forwarded_peer(headers: &mut HeaderMap, secret: &str) -> Result<SocketAddr, R
     }
 }
 
-/// Reads the body of the request `head` opens, answers it, and tells what becomes of the
-/// connection.
+/// Reads the body of the request `head` opens, answers it (setting `status` to the answer's
+/// status), and tells what becomes of the connection.
 async fn exchange(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
@@ -174,15 +204,17 @@ async fn exchange(
     peer: SocketAddr,
     state: &AppState,
     router: &Router,
+    status: &mut u16,
 ) -> After {
     let body = match Box::pin(read_body(stream, buf, &head, body_cap(state))).await {
         Ok(body) => body,
         Err(Refused::Gone) => return After::Close,
-        Err(Refused::Answer(status, message)) => {
-            if status == StatusCode::PAYLOAD_TOO_LARGE {
+        Err(Refused::Answer(refused, message)) => {
+            if refused == StatusCode::PAYLOAD_TOO_LARGE {
                 state.guard.hit(Limit::MessageSize, Some(peer.ip()), "a request body over the size limit");
             }
-            let _ = Box::pin(write_error(stream, status, message)).await;
+            *status = refused.as_u16();
+            let _ = Box::pin(write_error(stream, refused, message)).await;
             return After::Close;
         }
     };
@@ -202,12 +234,13 @@ async fn exchange(
             OriginCheck::Refused => {
                 state.guard.hit(Limit::Origin, Some(peer.ip()), "a cross-origin request from an origin not allowed");
                 let refused = ApiError::new(ErrorCode::OriginNotAllowed, "this origin is not in allowed_origins");
-                return write_answer(stream, Err(refused), b"", keep_alive).await;
+                return write_answer(stream, Err(refused), b"", keep_alive, status).await;
             }
         }
         if method == Method::OPTIONS {
             let mut response = Response::new(Body::empty());
             *response.status_mut() = StatusCode::NO_CONTENT;
+            *status = 204;
             if let Some(origin) = &cors {
                 origin::add_cors_headers(response.headers_mut(), origin);
                 origin::add_preflight_headers(response.headers_mut());
@@ -234,7 +267,7 @@ async fn exchange(
             }
             Err(e) => Err(e.into()),
         };
-        return write_answer(stream, answer, &extra, keep_alive).await;
+        return write_answer(stream, answer, &extra, keep_alive, status).await;
     }
     if method == Method::POST && head.uri.path() == "/api/publish" {
         // The API's hottest route, served without the router: the same key check, body limit
@@ -250,7 +283,7 @@ async fn exchange(
             Ok(accepted) => super::api::durable_reply(state, accepted).await,
             Err(e) => Err(e),
         };
-        return write_answer(stream, published, b"", keep_alive).await;
+        return write_answer(stream, published, b"", keep_alive, status).await;
     }
     let request = into_request(head, body, peer);
     let mut response = match Box::pin(router.clone().oneshot(request)).await {
@@ -260,6 +293,7 @@ async fn exchange(
     if let Some(origin) = &cors {
         origin::add_cors_headers(response.headers_mut(), origin);
     }
+    *status = response.status().as_u16();
     if let Some(takeover) = response.extensions_mut().remove::<Takeover>() {
         let chunked = version == Version::HTTP_11;
         let (parts, _) = response.into_parts();
@@ -303,8 +337,9 @@ fn wants_keep_alive(head: &Head) -> bool {
     }
 }
 
-/// Reads one request head from `stream`, keeping any bytes after it in `buf`.
-async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Head, Refused> {
+/// Reads one request head from `stream`, keeping any bytes after it in `buf`; sets `started`
+/// once the first bytes are in.
+async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut, started: &AtomicBool) -> Result<Head, Refused> {
     loop {
         if !buf.is_empty() {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -329,7 +364,7 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Head, R
         buf.reserve(1024);
         match stream.read_buf(buf).await {
             Ok(0) | Err(_) => return Err(Refused::Gone),
-            Ok(_) => {}
+            Ok(_) => started.store(true, Ordering::Relaxed),
         }
     }
 }
@@ -558,7 +593,9 @@ async fn write_answer(
     answer: Result<Vec<u8>, ApiError>,
     extra: &[u8],
     keep_alive: bool,
+    status: &mut u16,
 ) -> After {
+    *status = answer.as_ref().map_or_else(|e| e.0.code.http_status(), |_| 200);
     let written = match answer {
         Ok(body) => write_json_ok(stream, &body, extra, keep_alive).await,
         Err(error) => {

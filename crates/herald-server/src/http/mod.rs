@@ -43,6 +43,8 @@ pub struct AppState {
 pub struct ApiError(pub ProtocolError);
 
 const DEMO_PAGE: &str = include_str!("../../../../web/index.html");
+/// The admin page (`/admin`): it asks for the admin password and reads the API with it.
+const ADMIN_PAGE: &str = include_str!("../../../../web/admin.html");
 /// The TypeScript client (`clients/js`), bundled into one ES module (`npm run build` there).
 const CLIENT_BUNDLE: &str = include_str!("../../../../clients/js/dist/herald.js");
 
@@ -53,6 +55,8 @@ pub fn router(state: AppState) -> Router {
         .route("/herald.js", get(client_bundle))
         .route("/healthz", get(|| async { json_ok(br#"{"status":"ok"}"#.to_vec()) }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/admin", get(admin_page))
         .route("/sse", get(transport::sse::stream))
         .route("/sse/{channel}", get(transport::sse::stream_one))
         .route("/poll", get(transport::poll::poll))
@@ -84,7 +88,30 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
     if state.registry.is_shutting_down() {
         return ApiError::new(ErrorCode::ShuttingDown, "shutting down").into_response();
     }
+    if state.broker.store().is_some_and(|s| s.failed()) {
+        return ApiError::new(ErrorCode::ShuttingDown, "the data directory can no longer be written").into_response();
+    }
     json_ok(br#"{"status":"ready"}"#.to_vec())
+}
+
+/// `GET /metrics`: Prometheus (OpenMetrics) text. Counts only, no channel or user names.
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    let counts = state.registry.counts();
+    let process = crate::process::sample(None).ok();
+    let snapshot = crate::metrics::Snapshot {
+        connections: [counts.ws, counts.sse, counts.poll],
+        subscriptions: state.broker.subscription_count(),
+        channels: state.broker.channel_count(),
+        resident_bytes: process.as_ref().map_or(0, |p| p.rss_bytes),
+        cpu_seconds: process.as_ref().map_or(0.0, |p| p.cpu_secs),
+    };
+    let body = crate::metrics::metrics().render(&snapshot);
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+async fn admin_page() -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], ADMIN_PAGE).into_response()
 }
 
 /// A `200` JSON response serializing `value`.

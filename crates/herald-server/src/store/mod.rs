@@ -249,6 +249,11 @@ impl Store {
         if *durable.borrow() >= seq { Ok(()) } else { Err(StoreError::Failed) }
     }
 
+    /// Whether writing has failed (the store refuses publishes; the node is not ready).
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
     /// Writes what is queued and stops the writer (at shutdown).
     pub fn close(&self) {
         self.queue.lock().closed = true;
@@ -279,6 +284,7 @@ impl Store {
             if let Err(e) = self.commit(&mut active, &buf) {
                 tracing::error!(error = %e, dir = %self.dir.display(), "writing the data directory failed; publishes are refused from now on");
                 self.failed.store(true, Ordering::Relaxed);
+                crate::metrics::metrics().engine_errors.inc();
                 self.durable.send_modify(|_| {});
                 return;
             }

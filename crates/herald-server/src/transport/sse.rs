@@ -90,6 +90,7 @@ fn open(
     if let Some(identity) = &identity {
         // The stream ends when its token does; the client reconnects with a fresh one.
         outbox.set_expiry(identity.expires_at.saturating_mul(1000));
+        outbox.set_user(&identity.user);
         subscriptions.set_identity(identity);
     }
     let cursor = subscriptions.add_stream(&request, usize::MAX);

@@ -69,12 +69,14 @@ type WebSocket = WebSocketStream<SocketIo>;
 pub async fn accept(mut stream: TcpStream, ip: IpAddr, head: Head, leftover: BytesMut, state: AppState) {
     // The head, its buffer and the handshake's strings are gone before the connection runs.
     if let Some(identity) = Box::pin(handshake(&mut stream, ip, head, &state)).await {
-        run(state, stream, ip, leftover, identity).await;
+        let span = tracing::debug_span!("ws", %ip, user = identity.as_ref().map(|i| i.user.as_str()));
+        tracing::Instrument::instrument(run(state, stream, ip, leftover, identity), span).await;
     }
 }
 
 /// Answers the upgrade request: `Some(identity)` once the `101` is written.
 async fn handshake(stream: &mut TcpStream, ip: IpAddr, head: Head, state: &AppState) -> Option<Option<Identity>> {
+    let started = std::time::Instant::now();
     let checked = handshake_key(&head)
         .map_err(|message| ApiError::new(ErrorCode::BadRequest, format!("/ws needs a WebSocket upgrade: {message}")))
         .and_then(|key| {
@@ -88,6 +90,8 @@ async fn handshake(stream: &mut TcpStream, ip: IpAddr, head: Head, state: &AppSt
             let identity = state.auth.identify(&head.headers, head.uri.query())?;
             Ok((key, identity))
         });
+    let status = checked.as_ref().map_or_else(|e| e.0.code.http_status(), |_| 101);
+    crate::metrics::metrics().http_request("/ws", status, started.elapsed().as_secs_f64());
     let (key, identity) = match checked {
         Ok(checked) => checked,
         Err(error) => {
@@ -148,6 +152,7 @@ async fn run(state: AppState, stream: TcpStream, ip: IpAddr, leftover: BytesMut,
     let mut subscriptions = Subscriptions::new(state.broker.clone(), outbox.clone());
     if let Some(identity) = &identity {
         outbox.set_expiry(identity.expires_at.saturating_mul(1000));
+        outbox.set_user(&identity.user);
         subscriptions.set_identity(identity);
     }
     let mut session = Session { identity, publishes: state.guard.publish_bucket(), ip };
@@ -172,7 +177,11 @@ async fn run(state: AppState, stream: TcpStream, ip: IpAddr, leftover: BytesMut,
                 Some(Ok(Message::Close(_))) | None => break None,
                 Some(Err(e)) => {
                     tracing::debug!(id = outbox.id(), error = %e, "websocket read failed");
-                    break is_bad_frame(e).then_some(DisconnectCode::BAD_FRAME);
+                    let bad = is_bad_frame(e).then_some(DisconnectCode::BAD_FRAME);
+                    if let Some(code) = bad {
+                        crate::metrics::metrics().disconnect(code.reason);
+                    }
+                    break bad;
                 }
             }
         }
@@ -416,6 +425,7 @@ fn execute(
                 ));
             }
             outbox.set_expiry(identity.expires_at.saturating_mul(1000));
+            outbox.set_user(&identity.user);
             subscriptions.set_identity(&identity);
             outbox.push(reply(id, &json!({ "user": identity.user, "expires_at": identity.expires_at })));
             session.identity = Some(identity);

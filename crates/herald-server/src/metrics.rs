@@ -1,0 +1,267 @@
+//! Prometheus metrics (`GET /metrics`, OpenMetrics text): connections, subscriptions and
+//! channels; messages published and delivered and bytes out by transport; publish-to-write
+//! latency; disconnects by reason; recoveries by outcome; HTTP requests by route and status
+//! with durations; limit hits; engine errors; the process's memory and CPU.
+//!
+//! Labels are small fixed sets — transport, route template, reason, outcome, limit — never a
+//! channel or a user. The metrics are process-wide (one server per process), so the hot paths
+//! (the outbox, the fan-out) count without carrying a handle around; counters there are
+//! plain atomic adds.
+
+use std::sync::OnceLock;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+use crate::outbox::Transport;
+
+/// Every metric Herald exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Messages published (API and clients).
+    pub published: Counter,
+    delivered: [Counter; 3],
+    bytes_out: [Counter; 3],
+    /// Seconds from a publish to the write of its fan-out round.
+    pub delivery_latency: Histogram,
+    disconnects: Family<ReasonLabel, Counter>,
+    recoveries: Family<OutcomeLabel, Counter>,
+    http_requests: Family<RouteStatusLabels, Counter>,
+    http_duration: Family<RouteLabel, Histogram>,
+    limit_hits: Family<LimitLabel, Counter>,
+    /// Failures of the durable store (writes, compaction).
+    pub engine_errors: Counter,
+    connections: Family<TransportLabel, Gauge>,
+    subscriptions: Gauge,
+    channels: Gauge,
+    resident_bytes: Gauge,
+    cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransportLabel {
+    transport: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteStatusLabels {
+    route: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabel {
+    limit: &'static str,
+}
+
+/// The node's figures sampled when `/metrics` is scraped.
+pub struct Snapshot {
+    /// Open connections by transport (ws, sse, poll).
+    pub connections: [usize; 3],
+    /// Subscriptions over all channels.
+    pub subscriptions: usize,
+    /// Channels the node knows.
+    pub channels: usize,
+    /// Resident memory, bytes.
+    pub resident_bytes: u64,
+    /// CPU time used, seconds.
+    pub cpu_seconds: f64,
+}
+
+const TRANSPORTS: [Transport; 3] = [Transport::Ws, Transport::Sse, Transport::Poll];
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("herald");
+        let published = Counter::default();
+        registry.register("messages_published", "Messages published (API and clients)", published.clone());
+        let delivered_family = Family::<TransportLabel, Counter>::default();
+        registry.register(
+            "messages_delivered",
+            "Message deliveries to connections, by transport",
+            delivered_family.clone(),
+        );
+        let bytes_family = Family::<TransportLabel, Counter>::default();
+        registry.register("bytes_out", "Bytes handed to client sockets, by transport", bytes_family.clone());
+        let by_transport = |family: &Family<TransportLabel, Counter>| {
+            TRANSPORTS.map(|t| family.get_or_create(&TransportLabel { transport: t.name() }).clone())
+        };
+        let delivery_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "delivery_latency_seconds",
+            "Seconds from a publish to the write of its fan-out round",
+            delivery_latency.clone(),
+        );
+        let disconnects = Family::default();
+        registry.register("disconnects", "Connections closed by the server, by reason", disconnects.clone());
+        let recoveries = Family::default();
+        registry.register(
+            "subscribe_recoveries",
+            "Subscriptions by recovery outcome (recovered, reset, live: no position given)",
+            recoveries.clone(),
+        );
+        let http_requests = Family::default();
+        registry.register("http_requests", "HTTP requests by route template and status", http_requests.clone());
+        let http_duration = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 4.0, 10))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "Seconds to answer an HTTP request (to the response head for streams), by route template",
+            http_duration.clone(),
+        );
+        let limit_hits = Family::default();
+        registry.register("limit_hits", "Requests and connections refused by a limit, by limit", limit_hits.clone());
+        let engine_errors = Counter::default();
+        registry.register("engine_errors", "Failures of the durable store (writes, compaction)", engine_errors.clone());
+        let connections = Family::default();
+        registry.register("connections", "Open connections by transport", connections.clone());
+        let subscriptions = Gauge::default();
+        registry.register("subscriptions", "Subscriptions over all channels", subscriptions.clone());
+        let channels = Gauge::default();
+        registry.register("channels", "Channels the node knows", channels.clone());
+        let resident_bytes = Gauge::default();
+        registry.register("process_resident_memory_bytes", "Resident memory of the process", resident_bytes.clone());
+        let cpu_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register("process_cpu_seconds", "CPU time the process used", cpu_seconds.clone());
+        Self {
+            registry,
+            published,
+            delivered: by_transport(&delivered_family),
+            bytes_out: by_transport(&bytes_family),
+            delivery_latency,
+            disconnects,
+            recoveries,
+            http_requests,
+            http_duration,
+            limit_hits,
+            engine_errors,
+            connections,
+            subscriptions,
+            channels,
+            resident_bytes,
+            cpu_seconds,
+        }
+    }
+
+    /// Counts `n` deliveries over `transport`.
+    pub fn delivered(&self, transport: Transport, n: u64) {
+        self.delivered[transport as usize].inc_by(n);
+    }
+
+    /// Counts `n` bytes out over `transport`.
+    pub fn bytes_out(&self, transport: Transport, n: usize) {
+        self.bytes_out[transport as usize].inc_by(n as u64);
+    }
+
+    /// Counts a server-side disconnect for `reason`.
+    pub fn disconnect(&self, reason: &'static str) {
+        self.disconnects.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Counts a subscription's recovery `outcome` (`recovered`, `reset`, `live`).
+    pub fn recovery(&self, outcome: &'static str) {
+        self.recoveries.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    /// Counts an HTTP request to `route` answered with `status` after `seconds`.
+    pub fn http_request(&self, route: &'static str, status: u16, seconds: f64) {
+        self.http_requests.get_or_create(&RouteStatusLabels { route, status }).inc();
+        self.http_duration.get_or_create(&RouteLabel { route }).observe(seconds);
+    }
+
+    /// Counts a hit of the limit named `limit`.
+    pub fn limit_hit(&self, limit: &'static str) {
+        self.limit_hits.get_or_create(&LimitLabel { limit }).inc();
+    }
+
+    /// The OpenMetrics text of every metric, with the gauges set from `snapshot`.
+    pub fn render(&self, snapshot: &Snapshot) -> String {
+        for (t, n) in TRANSPORTS.iter().zip(snapshot.connections) {
+            self.connections.get_or_create(&TransportLabel { transport: t.name() }).set(n as i64);
+        }
+        self.subscriptions.set(snapshot.subscriptions as i64);
+        self.channels.set(snapshot.channels as i64);
+        self.resident_bytes.set(snapshot.resident_bytes as i64);
+        self.cpu_seconds.set(snapshot.cpu_seconds);
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// The route template of a request path, for metric labels (never the channel itself).
+pub fn route_of(path: &str) -> &'static str {
+    let api_channel = |rest: &str| match rest.rsplit_once('/') {
+        Some((_, "history")) => "/api/channels/{channel}/history",
+        Some((_, "presence")) => "/api/channels/{channel}/presence",
+        _ => "other",
+    };
+    match path {
+        "/" => "/",
+        "/ws" => "/ws",
+        "/sse" => "/sse",
+        "/poll" => "/poll",
+        "/publish" => "/publish",
+        "/herald.js" => "/herald.js",
+        "/admin" => "/admin",
+        "/metrics" => "/metrics",
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        "/api/publish" => "/api/publish",
+        "/api/broadcast" => "/api/broadcast",
+        "/api/channels" => "/api/channels",
+        "/api/disconnect" => "/api/disconnect",
+        "/api/info" => "/api/info",
+        p if p.starts_with("/sse/") => "/sse/{channel}",
+        p if p.starts_with("/history/") => "/history/{channel}",
+        p if p.starts_with("/api/publish/") => "/api/publish/{channel}",
+        p if p.starts_with("/api/channels/") => api_channel(p),
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_of;
+
+    #[test]
+    fn routes_are_templates_without_channel_names() {
+        assert_eq!(route_of("/sse/chat:room-1"), "/sse/{channel}");
+        assert_eq!(route_of("/api/channels/a:b/history"), "/api/channels/{channel}/history");
+        assert_eq!(route_of("/api/channels/a:b/presence"), "/api/channels/{channel}/presence");
+        assert_eq!(route_of("/api/channels/a:b/other"), "other");
+        assert_eq!(route_of("/wp-login.php"), "other");
+    }
+}

@@ -14,7 +14,6 @@ use std::{
 };
 
 use tokio::net::TcpListener;
-use tracing::Instrument as _;
 
 use crate::{
     auth::Auth,
@@ -224,14 +223,10 @@ async fn accept_loop(listener: TcpListener, entry: Entry, state: AppState, route
         let guard = open.enter();
         let (state, router) = (state.clone(), router.clone());
         match &entry {
-            Entry::Plain => tokio::spawn(
-                async move {
-                    http::conn::serve(stream, peer, Via::Direct, state, router).await;
-                    drop(guard);
-                }
-                // Lines about the connection carry its peer (at debug level: no cost otherwise).
-                .instrument(tracing::debug_span!("conn", %peer)),
-            ),
+            Entry::Plain => tokio::spawn(async move {
+                http::conn::serve(stream, peer, Via::Direct, state, router).await;
+                drop(guard);
+            }),
             Entry::Bridge(secret) => {
                 let via = Via::TlsBridge(secret.clone());
                 tokio::spawn(async move {

@@ -44,6 +44,7 @@ use super::{
     ApiError, AppState,
     origin::{self, OriginCheck},
 };
+use crate::transport::poll::Waiting;
 use crate::{
     guard::Limit,
     metrics::{self, metrics},
@@ -97,6 +98,9 @@ enum After {
     Close,
     /// A [`Takeover`] writes the rest (the head is written); `bool`: chunked.
     Takeover(TakeoverFn, bool),
+    /// A long poll, subscribed (or refused): the connection loop waits for it and answers,
+    /// with the CORS origin to echo and whether the connection stays open.
+    Poll(Result<Waiting, ApiError>, Option<HeaderValue>, bool),
 }
 
 /// Why a request could not be read.
@@ -168,13 +172,26 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: App
             return;
         }
         let (route, started, mut status) = (metrics::route_of(head.uri.path()), Instant::now(), 0);
-        let after = exchange(&mut stream, &mut buf, head, peer, &state, &router, &mut status).await;
+        // Boxed, like the poll's wait: this loop's own state stays small for the connections
+        // that sit in it (a waiting long poll is most of them).
+        let mut after = Box::pin(exchange(&mut stream, &mut buf, head, peer, &state, &router, &mut status)).await;
+        if let After::Poll(waiting, cors, keep_alive) = after {
+            let answer = match waiting {
+                Ok(waiting) => Ok(Box::pin(waiting.finish()).await),
+                Err(e) => Err(e),
+            };
+            let mut extra = b"cache-control: no-store\r\n".to_vec();
+            if let Some(origin) = &cors {
+                extra.extend_from_slice(&origin::cors_header_lines(origin));
+            }
+            after = Box::pin(write_answer(&mut stream, answer, &extra, keep_alive, &mut status)).await;
+        }
         if status != 0 {
             metrics().http_request(route, status, started.elapsed().as_secs_f64());
         }
         match after {
             After::KeepAlive => {}
-            After::Close => return,
+            After::Close | After::Poll(..) => return,
             After::Takeover(body, chunked) => {
                 // Its own task too: nothing of this loop lives as long as the stream.
                 tokio::spawn(body(stream, chunked));
@@ -254,20 +271,14 @@ async fn exchange(
     if method == Method::GET && head.uri.path() == "/poll" {
         // The route most requests take, and the one that waits: served without the router's
         // boxed futures, and with nothing of the request kept while the poll waits.
-        let mut extra = b"cache-control: no-store\r\n".to_vec();
-        if let Some(origin) = &cors {
-            extra.extend_from_slice(&origin::cors_header_lines(origin));
-        }
-        let query = head.uri.query().map(str::to_owned);
-        let token = crate::auth::request_token(&head.headers, query.as_deref());
-        drop(head);
-        let answer = match token {
-            Ok(token) => {
-                Box::pin(crate::transport::poll::wait(state, query.as_deref(), token.as_deref(), peer.ip())).await
-            }
-            Err(e) => Err(e.into()),
+        let waiting = {
+            let query = head.uri.query();
+            let token = crate::auth::request_token(&head.headers, query);
+            token
+                .map_err(ApiError::from)
+                .and_then(|token| crate::transport::poll::start(state, query, token.as_deref(), peer.ip()))
         };
-        return write_answer(stream, answer, &extra, keep_alive, status).await;
+        return After::Poll(waiting, cors, keep_alive);
     }
     if method == Method::POST && head.uri.path() == "/api/publish" {
         // The API's hottest route, served without the router: the same key check, body limit

@@ -18,10 +18,14 @@ use axum::{
 };
 use herald_core::{ErrorCode, protocol::encode_reset};
 
+use herald_core::Cursor;
+
 use super::{StreamRequest, Subscriptions, advance_cursor, authorize_stream};
 use crate::{
+    guard::StreamPermit,
     http::{ApiError, AppState, api::splice_envelopes, json_ok},
     outbox::{Frame, Transport},
+    registry::Registration,
 };
 
 /// Most messages recovered per channel in one poll; the client's next poll gets the rest.
@@ -51,6 +55,23 @@ pub async fn poll(
 /// Waits for `GET /poll?<query>` from `ip` with the request's `token` and returns its JSON
 /// body (messages, resets and the next cursor), to be sent with `Cache-Control: no-store`.
 pub async fn wait(state: &AppState, query: Option<&str>, token: Option<&str>, ip: IpAddr) -> Result<Vec<u8>, ApiError> {
+    Ok(start(state, query, token, ip)?.finish().await)
+}
+
+/// A long poll that is subscribed and waits: only what the wait needs, so that a waiting poll
+/// holds as little memory as possible (the request is gone by then).
+pub struct Waiting {
+    // Field order is drop order: unsubscribe before leaving the registry.
+    subscriptions: Subscriptions,
+    registration: Registration,
+    _permit: StreamPermit,
+    cursor: Cursor,
+    timeout: Duration,
+}
+
+/// Checks and subscribes `GET /poll?<query>` from `ip` with the request's `token` (recovering
+/// what it missed, atomically with registering for live messages).
+pub fn start(state: &AppState, query: Option<&str>, token: Option<&str>, ip: IpAddr) -> Result<Waiting, ApiError> {
     let request = StreamRequest::parse(state, query, None, None)?;
     authorize_stream(state, token, &request.channels)?;
     if state.registry.is_shutting_down() {
@@ -60,23 +81,37 @@ pub async fn wait(state: &AppState, query: Option<&str>, token: Option<&str>, ip
     let timeout =
         request.timeout_secs.unwrap_or(state.config.poll_timeout_secs).min(state.config.poll_max_timeout_secs);
     let registration = state.registry.register(Transport::Poll);
-    let outbox = registration.outbox().clone();
-    let mut subscriptions = Subscriptions::new(state.broker.clone(), outbox.clone());
-    let mut cursor = subscriptions.add_stream(&request, POLL_BATCH);
-    // Nothing of the request is needed while the poll waits.
-    drop(request);
-    if !outbox.is_ready() {
-        let _ = tokio::time::timeout(Duration::from_secs(timeout), outbox.ready()).await;
-    }
-    drop(subscriptions);
-    let (frames, _) = outbox.take();
-    drop(registration);
-    drop(permit);
+    let mut subscriptions = Subscriptions::new(state.broker.clone(), registration.outbox().clone());
+    let cursor = subscriptions.add_stream(&request, POLL_BATCH);
+    Ok(Waiting { subscriptions, registration, _permit: permit, cursor, timeout: Duration::from_secs(timeout) })
+}
 
+// === impl Waiting ===
+
+impl Waiting {
+    /// Waits until anything is queued or the timeout passes, unsubscribes, and returns the
+    /// answer's body.
+    pub async fn finish(self) -> Vec<u8> {
+        let Waiting { subscriptions, registration, _permit, mut cursor, timeout } = self;
+        let outbox = registration.outbox();
+        if !outbox.is_ready() {
+            let _ = tokio::time::timeout(timeout, outbox.ready()).await;
+        }
+        drop(subscriptions);
+        let (frames, _) = outbox.take();
+        drop(registration);
+        drop(_permit);
+        answer_body(&mut cursor, &frames)
+    }
+}
+
+/// The JSON body of a poll's answer: the messages and resets of `frames`, and `cursor` moved
+/// past them.
+fn answer_body(cursor: &mut Cursor, frames: &std::collections::VecDeque<Frame>) -> Vec<u8> {
     let mut messages = Vec::new();
     let mut resets = Vec::new();
-    for frame in &frames {
-        advance_cursor(&mut cursor, frame);
+    for frame in frames {
+        advance_cursor(cursor, frame);
         match frame {
             Frame::Message(m) => messages.push(m.clone()),
             Frame::Reset { channel, position, reason } => resets.push(encode_reset(channel, position, *reason)),
@@ -91,5 +126,5 @@ pub async fn wait(state: &AppState, query: Option<&str>, token: Option<&str>, ip
     body.extend_from_slice(b",\"resets\":[");
     body.extend_from_slice(&resets.join(&b","[..]));
     body.extend_from_slice(b"]}");
-    Ok(body)
+    body
 }

@@ -69,8 +69,7 @@ type WebSocket = WebSocketStream<SocketIo>;
 pub async fn accept(mut stream: TcpStream, ip: IpAddr, head: Head, leftover: BytesMut, state: AppState) {
     // The head, its buffer and the handshake's strings are gone before the connection runs.
     if let Some(identity) = Box::pin(handshake(&mut stream, ip, head, &state)).await {
-        let span = tracing::debug_span!("ws", %ip, user = identity.as_ref().map(|i| i.user.as_str()));
-        tracing::Instrument::instrument(run(state, stream, ip, leftover, identity), span).await;
+        run(state, stream, ip, leftover, identity.map(Box::new)).await;
     }
 }
 
@@ -128,12 +127,13 @@ fn handshake_key(head: &Head) -> Result<String, &'static str> {
 
 /// What a connection's commands are checked against: who it is and its publish budget.
 struct Session {
-    identity: Option<Identity>,
+    /// Boxed: most connections have none, and every open connection's task carries the slot.
+    identity: Option<Box<Identity>>,
     publishes: TokenBucket,
     ip: IpAddr,
 }
 
-async fn run(state: AppState, stream: TcpStream, ip: IpAddr, leftover: BytesMut, identity: Option<Identity>) {
+async fn run(state: AppState, stream: TcpStream, ip: IpAddr, leftover: BytesMut, identity: Option<Box<Identity>>) {
     let registration = state.registry.register(Transport::Ws);
     let outbox = registration.outbox().clone();
     let socket = Arc::new(stream);
@@ -351,7 +351,7 @@ fn execute(
 ) -> Result<(), ProtocolError> {
     let id = request.id;
     let allow = |channel: &ChannelName, action: Action| {
-        crate::auth::check(&state.config, session.identity.as_ref(), channel, action)
+        crate::auth::check(&state.config, session.identity.as_deref(), channel, action)
     };
     match request.command {
         Command::Subscribe { channel, since } => {
@@ -428,7 +428,7 @@ fn execute(
             outbox.set_user(&identity.user);
             subscriptions.set_identity(&identity);
             outbox.push(reply(id, &json!({ "user": identity.user, "expires_at": identity.expires_at })));
-            session.identity = Some(identity);
+            session.identity = Some(Box::new(identity));
         }
     }
     Ok(())

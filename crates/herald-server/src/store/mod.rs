@@ -2,11 +2,15 @@
 //! append-only log on disk, with the in-memory history window of [`crate::broker`] in front.
 //!
 //! Why a log of our own rather than an embedded LSM store (fjall): Herald's writes are appends
-//! in publish order and its reads happen once, at start (replay), so a log is the natural shape;
-//! it costs one `write` + one `fdatasync` per commit batch and no background compaction of a
-//! key space, where an LSM adds a write-ahead log *and* memtable flushes for the same bytes,
-//! plus a sizeable dependency. Retention is kept by rewriting the live records of the oldest
-//! segment forward and deleting it (see [`Store::compact`]).
+//! in publish order and its reads happen once, at start (replay), so a log is the natural shape.
+//! Measured on the same writes (`bench/store-compare`: 100,000 records for 100 channels, 32 per
+//! synced batch, this project's machine): the log wrote 122,928 records/s and replayed them in
+//! 33 ms; fjall 2 wrote 121,355/s and read them back in 54 ms, in 5.6 MB against the log's
+//! 14.8 MB (fjall compresses). Equal on the hot path, so the simpler part wins: the log keeps
+//! publish order by construction (fjall would need a sequence index per channel), has no
+//! background compaction thread, and adds no dependency (fjall and lsm-tree, for every build).
+//! Retention is kept by rewriting the live records of the oldest segment forward and deleting
+//! it (see [`Store::compact`]).
 //!
 //! Guarantees:
 //! - appends are ordered: a channel's records are appended under its lock, in offset order;

@@ -4,20 +4,15 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
-import { chromium } from "playwright-core";
 import WebSocket from "ws";
-import { startHerald, waitFor } from "./herald.js";
+import { launchChromium, startHerald, waitFor } from "./herald.js";
 
 const PASSWORD = "admin-password-for-tests";
 let herald;
 let browser;
 before(async () => {
   herald = await startHerald([`admin_password="${PASSWORD}"`]);
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();

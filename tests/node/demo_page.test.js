@@ -5,19 +5,14 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
-import { chromium } from "playwright-core";
-import { startHerald, waitFor } from "./herald.js";
+import { launchChromium, startHerald, waitFor } from "./herald.js";
 import { startProxy } from "./proxy.js";
 
 let herald;
 let browser;
 before(async () => {
   herald = await startHerald(["demo=true", "heartbeat_secs=1", "ws_idle_timeout_secs=3"]);
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();

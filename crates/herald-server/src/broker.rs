@@ -16,14 +16,7 @@
 //!   it now, and queues (bounded) for the others. A round with many subscribers is split over
 //!   every core.
 
-use std::{
-    collections::HashMap,
-    hash::BuildHasher,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-};
+use std::{collections::HashMap, hash::BuildHasher, sync::Arc};
 
 use herald_core::{ChannelName, ChannelStream, Recovery, StreamPosition};
 use parking_lot::Mutex;
@@ -113,8 +106,6 @@ pub struct Broker {
     store: Option<Arc<Store>>,
     shards: Box<[Mutex<Shard>]>,
     hasher: std::collections::hash_map::RandomState,
-    published: AtomicU64,
-    delivered: AtomicU64,
 }
 
 // === impl Broker ===
@@ -127,8 +118,6 @@ impl Broker {
             store: None,
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
-            published: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
         }
     }
 
@@ -225,7 +214,6 @@ impl Broker {
             ch.fanning_out = true;
             (message, seq, start_round)
         });
-        self.published.fetch_add(1, Ordering::Relaxed);
         metrics().published.inc();
         if start_round {
             let broker = Arc::clone(self);
@@ -276,8 +264,7 @@ impl Broker {
     /// Runs rounds for `channel` until nothing is pending.
     fn fan_out_rounds(&self, channel: &ChannelName) {
         while let Some(round) = self.next_round(channel) {
-            let delivered = deliver(&round.messages, &round.subscribers);
-            self.delivered.fetch_add(delivered, Ordering::Relaxed);
+            deliver(&round.messages, &round.subscribers);
             let now = now_ms();
             for m in &round.messages {
                 metrics().delivery_latency.observe(now.saturating_sub(m.time_ms) as f64 / 1000.0);
@@ -455,11 +442,6 @@ impl Broker {
         }
         removed
     }
-
-    /// Messages published, and deliveries queued, since start.
-    pub fn counters(&self) -> (u64, u64) {
-        (self.published.load(Ordering::Relaxed), self.delivered.load(Ordering::Relaxed))
-    }
 }
 
 /// Every subscriber of `ch` but connection `id`: a join or leave goes to them once the
@@ -475,8 +457,9 @@ fn push_to(outboxes: &[Arc<Outbox>], push: &bytes::Bytes) {
 }
 
 /// Gives each subscriber the messages after its starting offset (`messages` are in offset
-/// order); on every core when there are many subscribers. Returns the deliveries made.
-fn deliver(messages: &[Message], subscribers: &[(Arc<Outbox>, u64)]) -> u64 {
+/// order), counting the deliveries by transport; on every core when there are many
+/// subscribers.
+fn deliver(messages: &[Message], subscribers: &[(Arc<Outbox>, u64)]) {
     let deliver_part = |part: &[(Arc<Outbox>, u64)]| {
         let mut by_transport = [0u64; 3];
         for (outbox, after) in part {
@@ -490,23 +473,16 @@ fn deliver(messages: &[Message], subscribers: &[(Arc<Outbox>, u64)]) -> u64 {
                 metrics().delivered(transport, n);
             }
         }
-        by_transport.iter().sum::<u64>()
     };
     if subscribers.len() < PARALLEL_FANOUT {
         return deliver_part(subscribers);
     }
-    let parts = rayon::current_num_threads().max(1);
-    let per_part = subscribers.len().div_ceil(parts);
-    let delivered = AtomicU64::new(0);
+    let per_part = subscribers.len().div_ceil(rayon::current_num_threads().max(1));
     rayon::scope(|scope| {
         for part in subscribers.chunks(per_part) {
-            let delivered = &delivered;
-            scope.spawn(move |_| {
-                delivered.fetch_add(deliver_part(part), Ordering::Relaxed);
-            });
+            scope.spawn(move |_| deliver_part(part));
         }
     });
-    delivered.into_inner()
 }
 
 fn new_epoch() -> Arc<str> {

@@ -63,7 +63,6 @@ pub struct Guard {
     max_streams_per_ip: usize,
     publish_rate: RateLimit,
     ips: Mutex<HashMap<IpAddr, PerIp>>,
-    hits: [AtomicU64; LIMITS.len()],
     /// The second each limit was last logged in.
     logged: [AtomicU64; LIMITS.len()],
 }
@@ -102,7 +101,6 @@ impl Guard {
             max_streams_per_ip: config.max_streams_per_ip,
             publish_rate: config.client_publish_limit(),
             ips: Mutex::new(HashMap::new()),
-            hits: Default::default(),
             logged: Default::default(),
         }
     }
@@ -188,8 +186,7 @@ impl Guard {
     /// limit).
     pub fn hit(&self, limit: Limit, ip: Option<IpAddr>, what: &str) {
         let i = limit as usize;
-        let total = self.hits[i].fetch_add(1, Ordering::Relaxed) + 1;
-        crate::metrics::metrics().limit_hit(limit.name());
+        let total = crate::metrics::metrics().limit_hit(limit.name());
         let second = now_ms() / 1000;
         if self.logged[i].swap(second, Ordering::Relaxed) != second {
             let ip = ip.map(|ip| ip.to_string()).unwrap_or_default();
@@ -199,7 +196,8 @@ impl Guard {
 
     /// How often each limit was hit since start, by name.
     pub fn counts(&self) -> serde_json::Map<String, serde_json::Value> {
-        LIMITS.iter().map(|l| (l.name().to_string(), self.hits[*l as usize].load(Ordering::Relaxed).into())).collect()
+        let metrics = crate::metrics::metrics();
+        LIMITS.iter().map(|l| (l.name().to_string(), metrics.limit_hits(l.name()).into())).collect()
     }
 
     /// Forgets addresses with full buckets and nothing open.

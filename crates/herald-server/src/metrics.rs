@@ -201,9 +201,19 @@ impl Metrics {
         self.http_duration.get_or_create(&RouteLabel { route }).observe(seconds);
     }
 
-    /// Counts a hit of the limit named `limit`.
-    pub fn limit_hit(&self, limit: &'static str) {
-        self.limit_hits.get_or_create(&LimitLabel { limit }).inc();
+    /// Counts a hit of the limit named `limit`; returns the hits so far.
+    pub fn limit_hit(&self, limit: &'static str) -> u64 {
+        self.limit_hits.get_or_create(&LimitLabel { limit }).inc() + 1
+    }
+
+    /// Hits of the limit named `limit` so far.
+    pub fn limit_hits(&self, limit: &'static str) -> u64 {
+        self.limit_hits.get_or_create(&LimitLabel { limit }).get()
+    }
+
+    /// Messages published, and deliveries made (all transports), since start.
+    pub fn totals(&self) -> (u64, u64) {
+        (self.published.get(), self.delivered.iter().map(Counter::get).sum())
     }
 
     /// The OpenMetrics text of every metric, with the gauges set from `snapshot`.

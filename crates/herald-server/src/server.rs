@@ -66,26 +66,15 @@ impl Server {
         let config = Arc::new(config);
         let registry =
             Registry::new(QueueLimits { frames: config.max_queued_messages, bytes: config.max_queued_bytes });
-        let mut restored_keys = Vec::new();
+        let idempotency = Arc::new(crate::http::api::IdempotencyCache::default());
         let broker = match config.store_options() {
             Some(options) => {
                 let (store, records) = Store::open(options).map_err(|e| std::io::Error::other(e.to_string()))?;
-                let keys_after = crate::now_ms().saturating_sub(config.idempotency_window_secs * 1000);
-                restored_keys = records
-                    .iter()
-                    .filter(|r| r.time_ms > keys_after)
-                    .filter_map(|r| Some((r.channel.clone(), r.key.clone()?, r.epoch.clone(), r.offset, r.time_ms)))
-                    .collect();
+                idempotency.restore(&records, config.idempotency_window_secs * 1000, crate::now_ms());
                 Arc::new(Broker::with_store(config.clone(), store, records))
             }
             None => Arc::new(Broker::new(config.clone())),
         };
-        let idempotency = Arc::new(crate::http::api::IdempotencyCache::default());
-        for (channel, key, epoch, offset, time_ms) in restored_keys {
-            let Ok(channel) = herald_core::ChannelName::new(&channel) else { continue };
-            let reply = serde_json::json!({ "channel": channel.as_str(), "offset": offset, "epoch": epoch });
-            idempotency.restore(channel, key, reply, time_ms + config.idempotency_window_secs * 1000);
-        }
         let auth = Auth::from_config(&config).map_err(invalid)?;
         let guard = Arc::new(Guard::new(&config));
         Ok(Self {

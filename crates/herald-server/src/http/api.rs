@@ -40,10 +40,15 @@ pub struct Accepted {
 // === impl IdempotencyCache ===
 
 impl IdempotencyCache {
-    /// Remembers a publish restored from the store: `key` on `channel` got `reply`, forgotten
-    /// at `expires_ms`.
-    pub fn restore(&self, channel: ChannelName, key: String, reply: serde_json::Value, expires_ms: u64) {
-        self.entries.lock().insert((channel, key), (reply, expires_ms, 0));
+    /// Remembers the keyed publishes among `records` (replayed from the store) made within
+    /// the last `window_ms` before `now_ms`: a retry after a restart gets the original answer.
+    pub fn restore(&self, records: &[crate::store::Record], window_ms: u64, now_ms: u64) {
+        let mut entries = self.entries.lock();
+        for record in records.iter().filter(|r| r.time_ms + window_ms > now_ms) {
+            let (Some(key), Ok(channel)) = (&record.key, ChannelName::new(&record.channel)) else { continue };
+            let reply = publish_reply(&channel, record.offset, &record.epoch);
+            entries.insert((channel, key.clone()), (reply, record.time_ms + window_ms, 0));
+        }
     }
 }
 
@@ -173,7 +178,11 @@ fn refuse_while_shutting_down(state: &AppState) -> Result<(), ApiError> {
 
 /// The reply to a publish: `{"channel":…,"offset":…,"epoch":…}`.
 pub fn published(message: &Message) -> serde_json::Value {
-    json!({ "channel": message.channel.as_str(), "offset": message.offset, "epoch": &*message.epoch })
+    publish_reply(&message.channel, message.offset, &message.epoch)
+}
+
+fn publish_reply(channel: &ChannelName, offset: u64, epoch: &str) -> serde_json::Value {
+    json!({ "channel": channel.as_str(), "offset": offset, "epoch": epoch })
 }
 
 /// Publishes one message to a validated channel with a validated event (and idempotency
@@ -351,7 +360,7 @@ pub fn splice_envelopes(out: &mut Vec<u8>, messages: &[Message]) {
 
 async fn info(State(state): State<AppState>) -> Response {
     let counts = state.registry.counts();
-    let (published, delivered) = state.broker.counters();
+    let (published, delivered) = crate::metrics::metrics().totals();
     let body = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs(),

@@ -171,7 +171,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: App
             tokio::spawn(crate::transport::ws::accept(stream, peer.ip(), head, leftover, state));
             return;
         }
-        let (route, started, mut status) = (metrics::route_of(head.uri.path()), Instant::now(), 0);
+        let (route, began, mut status) = (metrics::route_of(head.uri.path()), Instant::now(), 0);
         // Boxed, like the poll's wait: this loop's own state stays small for the connections
         // that sit in it (a waiting long poll is most of them).
         let mut after = Box::pin(exchange(&mut stream, &mut buf, head, peer, &state, &router, &mut status)).await;
@@ -187,7 +187,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: App
             after = Box::pin(write_answer(&mut stream, answer, &extra, keep_alive, &mut status)).await;
         }
         if status != 0 {
-            metrics().http_request(route, status, started.elapsed().as_secs_f64());
+            metrics().http_request(route, status, began.elapsed().as_secs_f64());
         }
         match after {
             After::KeepAlive => {}

@@ -177,11 +177,11 @@ async fn run(state: AppState, stream: TcpStream, ip: IpAddr, leftover: BytesMut,
                 Some(Ok(Message::Close(_))) | None => break None,
                 Some(Err(e)) => {
                     tracing::debug!(id = outbox.id(), error = %e, "websocket read failed");
-                    let bad = is_bad_frame(e).then_some(DisconnectCode::BAD_FRAME);
-                    if let Some(code) = bad {
-                        crate::metrics::metrics().disconnect(code.reason);
+                    if !is_bad_frame(e) {
+                        break None;
                     }
-                    break bad;
+                    // Closed like every other server-side close: after the backlog, counted.
+                    outbox.close(DisconnectCode::BAD_FRAME);
                 }
             }
         }

@@ -461,16 +461,21 @@ fn push_to(outboxes: &[Arc<Outbox>], push: &bytes::Bytes) {
 /// subscribers.
 fn deliver(messages: &[Message], subscribers: &[(Arc<Outbox>, u64)]) {
     let deliver_part = |part: &[(Arc<Outbox>, u64)]| {
-        let mut by_transport = [0u64; 3];
+        // Counted here, once per part and transport, not per subscriber.
+        let (mut deliveries, mut bytes) = ([0u64; 3], [0usize; 3]);
         for (outbox, after) in part {
             let from = messages.partition_point(|m| m.offset <= *after);
-            if from < messages.len() && outbox.push_messages(&messages[from..]) {
-                by_transport[outbox.transport() as usize] += (messages.len() - from) as u64;
+            if from < messages.len()
+                && let Some(n) = outbox.push_messages(&messages[from..])
+            {
+                deliveries[outbox.transport() as usize] += (messages.len() - from) as u64;
+                bytes[outbox.transport() as usize] += n;
             }
         }
-        for (transport, n) in [Transport::Ws, Transport::Sse, Transport::Poll].into_iter().zip(by_transport) {
-            if n > 0 {
-                metrics().delivered(transport, n);
+        for (i, transport) in [Transport::Ws, Transport::Sse, Transport::Poll].into_iter().enumerate() {
+            if deliveries[i] > 0 {
+                metrics().delivered(transport, deliveries[i]);
+                metrics().bytes_out(transport, bytes[i]);
             }
         }
     };

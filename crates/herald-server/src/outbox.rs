@@ -185,32 +185,40 @@ impl Outbox {
     /// is closing (the frame is dropped); a push past the bounds closes the connection as a
     /// slow consumer.
     pub fn push(&self, frame: Frame) -> bool {
+        let Some(bytes) = self.push_frame(frame) else { return false };
+        metrics().bytes_out(self.transport, bytes);
+        true
+    }
+
+    /// [`Outbox::push`] without counting: the wire bytes the frame became (0 when queued), or
+    /// `None` when it was dropped.
+    fn push_frame(&self, frame: Frame) -> Option<usize> {
         let mut state = self.state.lock();
         if state.close.is_some() {
-            return false;
+            return None;
         }
         let state = &mut *state;
         if let Some(wire) = state.wire.as_mut() {
             let mut segments = Segments::default();
             wire.encoder.encode(frame, &mut segments);
-            metrics().bytes_out(self.transport, segments.len());
+            let bytes = segments.len();
             if state.unsent.is_empty() {
                 let rest = segments.write_now(&wire.socket);
-                if rest.is_empty() {
-                    return true;
+                if !rest.is_empty() {
+                    wire.backlog_frames = 1;
+                    state.unsent.extend(rest);
+                    self.notify.notify_one();
                 }
-                wire.backlog_frames = 1;
-                state.unsent.extend(rest);
-                self.notify.notify_one();
-                return true;
+                return Some(bytes);
             }
-            if wire.backlog_frames >= self.limits.frames || state.unsent.bytes() + segments.len() > self.limits.bytes {
+            if wire.backlog_frames >= self.limits.frames || state.unsent.bytes() + bytes > self.limits.bytes {
                 // The backlog stays (it may end mid-frame) and drains before the close.
-                return self.overflow(state);
+                self.overflow(state);
+                return None;
             }
             wire.backlog_frames += 1;
             state.unsent.extend(segments);
-            return true;
+            return Some(bytes);
         }
         let weight = match &frame {
             Frame::Message(m) => m.weight(),
@@ -220,7 +228,8 @@ impl Outbox {
         if state.queue.len() >= self.limits.frames || state.bytes + weight > self.limits.bytes {
             state.queue = VecDeque::new();
             state.bytes = 0;
-            return self.overflow(state);
+            self.overflow(state);
+            return None;
         }
         state.bytes += weight;
         state.queue.push_back(frame);
@@ -228,21 +237,24 @@ impl Outbox {
         if first {
             self.notify.notify_one();
         }
-        true
+        Some(0)
     }
 
     /// Pushes messages of one channel, in order. To an attached socket with nothing waiting
     /// they go with one `writev`: a fan-out round that carries several messages (publishes
     /// came faster than a round takes) costs one system call per subscriber, not one each.
-    pub fn push_messages(&self, messages: &[Message]) -> bool {
-        let one_by_one = || messages.iter().all(|m| self.push(Frame::Message(m.clone())));
+    /// Returns the wire bytes they became (the caller counts them, once per fan-out part), or
+    /// `None` when the connection is closing.
+    pub fn push_messages(&self, messages: &[Message]) -> Option<usize> {
+        let one_by_one =
+            || messages.iter().try_fold(0, |sum, m| Some(sum + self.push_frame(Frame::Message(m.clone()))?));
         if messages.len() == 1 {
             return one_by_one();
         }
         let mut guard = self.state.lock();
         let state = &mut *guard;
         if state.close.is_some() {
-            return false;
+            return None;
         }
         let Some(wire) = state.wire.as_mut().filter(|_| state.unsent.is_empty()) else {
             // A queue, or a backlog already: the bounds apply frame by frame.
@@ -255,23 +267,22 @@ impl Outbox {
             wire.encoder.encode(Frame::Message(m.clone()), &mut segments);
             batch.extend(segments);
         }
-        metrics().bytes_out(self.transport, batch.bytes());
+        let bytes = batch.bytes();
         if !matches!(batch.write_now(&wire.socket), Ok(true)) {
             // Full or failed: the task drains the rest, or finds the error.
             wire.backlog_frames = messages.len();
             state.unsent = batch;
             self.notify.notify_one();
         }
-        true
+        Some(bytes)
     }
 
-    fn overflow(&self, state: &mut State) -> bool {
+    fn overflow(&self, state: &mut State) {
         if state.close.is_none() {
             metrics().disconnect(DisconnectCode::SLOW_CONSUMER.reason);
         }
         state.close = Some(DisconnectCode::SLOW_CONSUMER);
         self.notify.notify_one();
-        false
     }
 
     /// From now on, frames are written to `socket` as `encoder` encodes them: first `lead`,

@@ -5,6 +5,8 @@
 //! - [`channel`]: channel names and namespaces (DESIGN.md 2.1);
 //! - [`stream`]: one channel's stream — epoch, gap-free offsets, the bounded history window and
 //!   the recovery decision (DESIGN.md 2.2);
+//! - [`mirror`]: a node's copy of a stream kept elsewhere (the Redis engine): merging what
+//!   pub/sub delivers and catching up from snapshots, never with a silent gap;
 //! - [`cursor`]: the opaque cursor that resumes every channel of an SSE or long-poll stream;
 //! - [`rate`]: token buckets for per-IP and per-connection rate limits;
 //! - [`protocol`]: the wire vocabulary shared by every transport — WebSocket commands, error
@@ -15,6 +17,7 @@
 
 pub mod channel;
 pub mod cursor;
+pub mod mirror;
 pub mod protocol;
 pub mod rate;
 pub mod stream;

@@ -55,6 +55,8 @@ pub enum ErrorCode {
     NotAvailable,
     /// The server is shutting down.
     ShuttingDown,
+    /// The shared engine (Redis) cannot be reached; retry shortly.
+    EngineUnavailable,
     /// Something failed inside the server.
     Internal,
 }
@@ -183,7 +185,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::MessageTooLarge => 413,
             Self::NotAvailable => 501,
-            Self::ShuttingDown | Self::TooManyConnections => 503,
+            Self::ShuttingDown | Self::TooManyConnections | Self::EngineUnavailable => 503,
             Self::Internal => 500,
         }
     }

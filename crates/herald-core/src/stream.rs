@@ -151,16 +151,36 @@ impl<T: Clone> ChannelStream<T> {
     /// Assigns the next offset, builds the message with `make(position)` and appends it to
     /// history. Returns a clone of the stored message.
     pub fn append(&mut self, now_ms: u64, make: impl FnOnce(&StreamPosition) -> T) -> T {
-        self.offset += 1;
-        let item = make(&self.position());
+        let position = StreamPosition { epoch: self.epoch.clone(), offset: self.offset + 1 };
+        let item = make(&position);
+        self.push_next(position.offset, now_ms, item.clone());
+        self.expire(now_ms);
+        item
+    }
+
+    /// Appends `item`, published elsewhere at `offset` and `time_ms`, when it is the next
+    /// message of this stream (`offset` is one past the current one); otherwise leaves the
+    /// stream as it is and returns false. Mirrors of a shared stream use it (see
+    /// [`crate::mirror`]).
+    pub fn push_next(&mut self, offset: u64, time_ms: u64, item: T) -> bool {
+        if offset != self.offset + 1 {
+            return false;
+        }
+        self.offset = offset;
         if self.limits.size > 0 {
             if self.history.len() == self.limits.size {
                 self.history.pop_front();
             }
-            self.history.push_back(Entry { offset: self.offset, time_ms: now_ms, item: item.clone() });
+            self.history.push_back(Entry { offset, time_ms, item });
         }
-        self.expire(now_ms);
-        item
+        true
+    }
+
+    /// Starts the stream again at `epoch` and `offset`, with no history.
+    pub fn restart(&mut self, epoch: Arc<str>, offset: u64) {
+        self.epoch = epoch;
+        self.offset = offset;
+        self.history.clear();
     }
 
     /// Drops history entries older than the age limit.

@@ -129,6 +129,17 @@ pub struct Config {
     /// Size at which a log segment is sealed and becomes compactable, in bytes. Default
     /// 16 MiB.
     pub data_segment_bytes: u64,
+
+    /// Where channels live: `"memory"` (the default: this node alone) or a Redis URL
+    /// (`redis://[user:password@]host:port[/db]`, `rediss://…` for TLS), which lets several
+    /// nodes share channels, offsets, history and idempotency keys (see docs/deployment.md).
+    pub engine: String,
+    /// Prefix of every Redis key and pub/sub channel Herald uses, so that several deployments
+    /// can share one Redis. Default `herald:`.
+    pub redis_prefix: String,
+    /// How long Redis keeps a channel's offset, epoch and history after its latest publish, in
+    /// seconds; a channel idle for longer starts a new epoch. Default 86400 (a day).
+    pub redis_channel_ttl_secs: u64,
 }
 
 /// Options of one namespace. Unset fields fall back to the top-level defaults.
@@ -209,6 +220,9 @@ impl Default for Config {
             tls_listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             data_dir: None,
             durability: Durability::Fsync,
+            engine: "memory".to_string(),
+            redis_prefix: "herald:".to_string(),
+            redis_channel_ttl_secs: 86_400,
             group_commit_ms: 5,
             data_segment_bytes: 16 * 1024 * 1024,
         }
@@ -294,6 +308,15 @@ impl Config {
         if self.admin_password.as_deref().is_some_and(|p| p.len() < 8) {
             return bad("admin_password must be at least 8 characters");
         }
+        if self.engine != "memory" && !self.engine.starts_with("redis://") && !self.engine.starts_with("rediss://") {
+            return bad("engine must be \"memory\" or a redis:// or rediss:// URL");
+        }
+        if self.redis_url().is_some() && self.data_dir.is_some() {
+            return bad("data_dir and a Redis engine do not go together: with Redis, history lives in Redis");
+        }
+        if self.redis_channel_ttl_secs == 0 {
+            return bad("redis_channel_ttl_secs must be at least 1");
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert and tls_key go together");
         }
@@ -333,6 +356,11 @@ impl Config {
     /// Client publishes one connection (or, over HTTP, one IP address) may make.
     pub fn client_publish_limit(&self) -> RateLimit {
         RateLimit { per_sec: self.client_publish_rate, burst: self.client_publish_burst }
+    }
+
+    /// The Redis URL, when the engine is Redis.
+    pub fn redis_url(&self) -> Option<&str> {
+        Some(self.engine.as_str()).filter(|e| *e != "memory")
     }
 
     /// How to open the store, when `data_dir` is set.

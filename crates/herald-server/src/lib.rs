@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod guard;
 pub mod http;

@@ -75,6 +75,13 @@ impl Server {
             }
             None => Arc::new(Broker::new(config.clone())),
         };
+        let cluster = match config.redis_url() {
+            Some(_) => Some(
+                crate::cluster::Cluster::start(config.clone(), broker.clone())
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?,
+            ),
+            None => None,
+        };
         let auth = Auth::from_config(&config).map_err(invalid)?;
         let guard = Arc::new(Guard::new(&config));
         Ok(Self {
@@ -88,6 +95,7 @@ impl Server {
                 idempotency,
                 auth: Arc::new(auth),
                 guard,
+                cluster,
             },
         })
     }
@@ -250,6 +258,8 @@ fn spawn_housekeeping(state: &AppState) {
     let registry = state.registry.clone();
     let broker = state.broker.clone();
     let guard = state.guard.clone();
+    // Mirrors of Redis's channels are dropped by the cluster's feed, which also unsubscribes.
+    let sweeps = state.cluster.is_none();
     let keys_window_ms = state.config.idempotency_window_secs * 1000;
     let heartbeat = state.config.heartbeat();
     let ws_idle_ms = state.config.ws_idle_timeout_secs * 1000;
@@ -265,7 +275,7 @@ fn spawn_housekeeping(state: &AppState) {
             registry.heartbeat(ws_idle_ms).await;
             guard.prune();
             compact(&broker, keys_window_ms);
-            let removed = broker.sweep();
+            let removed = if sweeps { broker.sweep() } else { 0 };
             if removed > 0 {
                 tracing::debug!(removed, "forgot idle channels");
             }

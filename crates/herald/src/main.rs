@@ -128,6 +128,10 @@ struct ServeArgs {
     /// Keep history on disk here (config `data_dir`): a restart loses nothing.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Share channels with other nodes through Redis, e.g. `redis://127.0.0.1:6379` (config
+    /// `engine`; default `memory`).
+    #[arg(long)]
+    engine: Option<String>,
     /// Let the demo page at `/` publish: opens the `demo` namespace to anonymous publishing,
     /// with presence and join/leave (config `demo`).
     #[arg(long)]
@@ -228,6 +232,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = &args.data_dir {
         overrides.push(("data_dir".into(), serde_json::to_string(dir)?));
     }
+    if let Some(engine) = &args.engine {
+        overrides.push(("engine".into(), serde_json::to_string(engine)?));
+    }
     herald_bench::raise_open_file_limit();
     let mut config = Config::load(args.config.as_deref(), std::env::vars(), overrides)?;
     if config.insecure_no_api_key {
@@ -241,6 +248,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("demo mode: anyone may publish to demo:* channels (the demo page's)");
     }
     let (data_dir, durability) = (config.data_dir.clone(), config.durability);
+    let redis = config.redis_url().map(redact_password);
     let server = Server::bind(config).await.context("cannot start the server")?;
     let addr = server.local_addr()?;
     // One machine-readable line on stdout: scripts and tests read the address from it.
@@ -248,11 +256,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(tls) = server.tls_addr() {
         println!("herald listening on https://{tls} (HTTP/2 and HTTP/1.1)");
     }
-    match &data_dir {
-        Some(dir) => {
+    match (&redis, &data_dir) {
+        (Some(url), _) => {
+            tracing::info!(%addr, engine = "redis", redis = %url, "serving; demo page at http://{addr}/");
+        }
+        (None, Some(dir)) => {
             tracing::info!(%addr, engine = "disk", data_dir = %dir.display(), durability = ?durability, "serving; demo page at http://{addr}/");
         }
-        None => {
+        (None, None) => {
             tracing::info!(%addr, engine = "memory", "serving (history is lost on restart; --data-dir keeps it); demo page at http://{addr}/");
         }
     }
@@ -265,6 +276,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server.run().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `url` without its password, for logs.
+fn redact_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
+        _ => url.to_string(),
+    }
 }
 
 async fn shutdown_signal() {

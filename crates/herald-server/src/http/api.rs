@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 
 use super::{ApiError, AppState, json_ok, json_response};
-use crate::{broker::Published, now_ms, publication::Message};
+use crate::{now_ms, publication::Message};
 
 /// Remembered results of publishes made with an `idempotency_key`, per channel and key.
 #[derive(Default)]
@@ -28,13 +28,19 @@ pub struct IdempotencyCache {
 /// A remembered publish: its reply, when it is forgotten (ms) and its store sequence.
 type Remembered = (serde_json::Value, u64, u64);
 
-/// A publish accepted (in history, fanned out): its reply, once store sequence `seq` is
-/// durable ([`durable_reply`]).
-pub struct Accepted {
-    /// The encoded reply.
-    pub body: Vec<u8>,
-    /// The store sequence to wait for (0: nothing to wait for).
-    pub seq: u64,
+/// A publish the engine accepted: its encoded reply, once it is durable (memory and disk
+/// engines: in history and fanned out already) or once Redis assigned its place (Redis
+/// engine). [`durable_reply`] waits for either.
+pub enum Accepted {
+    /// Published on this node: the reply, once store sequence `seq` is durable (0: at once).
+    Local {
+        /// The encoded reply.
+        body: Vec<u8>,
+        /// The store sequence to wait for (0: nothing to wait for).
+        seq: u64,
+    },
+    /// Sent to Redis: resolves to the reply.
+    Remote(std::pin::Pin<Box<dyn Future<Output = Result<Vec<u8>, ApiError>> + Send>>),
 }
 
 // === impl IdempotencyCache ===
@@ -187,28 +193,36 @@ fn publish_reply(channel: &ChannelName, offset: u64, epoch: &str) -> serde_json:
 
 /// Publishes one message to a validated channel with a validated event (and idempotency
 /// `key`), after the checks every publish route shares (not shutting down, data within the
-/// size limit). The publisher's answer waits for [`durable`].
+/// size limit). The publisher's answer waits for [`durable_reply`].
 pub fn publish_one(
     state: &AppState,
     channel: &ChannelName,
     data: &RawValue,
     event: Option<&str>,
     key: Option<&str>,
-) -> Result<Published, ApiError> {
+) -> Result<Accepted, ApiError> {
     refuse_while_shutting_down(state)?;
     check_size(state, data)?;
-    Ok(state.broker.publish(channel, data, event, key))
-}
-
-/// Waits until store sequence `seq` is durable (see [`crate::store::Durability`]).
-pub async fn durable(state: &AppState, seq: u64) -> Result<(), ApiError> {
-    state.broker.wait_durable(seq).await.map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
+    let Some(cluster) = state.cluster.clone() else {
+        let p = state.broker.publish(channel, data, event, key);
+        return Ok(Accepted::Local { body: herald_core::protocol::encode(&published(&p.message)), seq: p.seq });
+    };
+    let (channel, data, event, key) = (channel.clone(), data.to_owned(), event.map(str::to_string), key.map(str::to_string));
+    Ok(Accepted::Remote(Box::pin(async move {
+        let assigned = cluster.publish(&channel, &data, event.as_deref(), key.as_deref()).await?;
+        Ok(herald_core::protocol::encode(&publish_reply(&channel, assigned.offset, &assigned.epoch)))
+    })))
 }
 
 /// The reply of an accepted publish, once it is durable.
 pub async fn durable_reply(state: &AppState, accepted: Accepted) -> Result<Vec<u8>, ApiError> {
-    durable(state, accepted.seq).await?;
-    Ok(accepted.body)
+    match accepted {
+        Accepted::Local { body, seq } => {
+            state.broker.wait_durable(seq).await.map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+            Ok(body)
+        }
+        Accepted::Remote(reply) => reply.await,
+    }
 }
 
 /// `POST /api/publish` (DESIGN.md 2.3).
@@ -229,12 +243,13 @@ pub fn publish_json(
     let event = validate_event(body.event)?;
     admit(&channel)?;
     let publish = |key: Option<&str>| publish_one(state, &channel, &body.data, event.as_deref(), key);
-    let Some(key) = body.idempotency_key else {
-        let p = publish(None)?;
-        return Ok(Accepted { body: herald_core::protocol::encode(&published(&p.message)), seq: p.seq });
-    };
+    let Some(key) = body.idempotency_key else { return publish(None) };
     if key.is_empty() || key.len() > 256 {
         return Err(ApiError::new(ErrorCode::BadRequest, "idempotency_key must be 1-256 bytes"));
+    }
+    if state.cluster.is_some() {
+        // Redis keeps the keys, atomically with the publish.
+        return publish(Some(&key));
     }
     let now = now_ms();
     // One lock for every keyed publish, held across the publish so that two concurrent
@@ -245,15 +260,17 @@ pub fn publish_json(
         && *expires > now
     {
         // A retry: the first publish's answer, once that publish is durable.
-        return Ok(Accepted { body: herald_core::protocol::encode(result), seq: *seq });
+        return Ok(Accepted::Local { body: herald_core::protocol::encode(result), seq: *seq });
     }
-    let p = publish(Some(&cache_key.1))?;
-    let result = published(&p.message);
+    let Accepted::Local { body, seq } = publish(Some(&cache_key.1))? else {
+        return Err(ApiError::new(ErrorCode::Internal, "a local publish went to the shared engine"));
+    };
+    let result: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     if entries.len() >= 4096 {
         entries.retain(|_, (_, expires, _)| *expires > now);
     }
-    entries.insert(cache_key, (result.clone(), now + state.config.idempotency_window_secs * 1000, p.seq));
-    Ok(Accepted { body: herald_core::protocol::encode(&result), seq: p.seq })
+    entries.insert(cache_key, (result, now + state.config.idempotency_window_secs * 1000, seq));
+    Ok(Accepted::Local { body, seq })
 }
 
 async fn publish_to(
@@ -276,9 +293,8 @@ async fn publish_to(
             .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
     };
     let channel = ChannelName::new(&channel)?;
-    let p = publish_one(&state, &channel, &data, None, None)?;
-    durable(&state, p.seq).await?;
-    Ok(json_response(&published(&p.message)))
+    let accepted = publish_one(&state, &channel, &data, None, None)?;
+    Ok(json_ok(durable_reply(&state, accepted).await?))
 }
 
 async fn broadcast(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
@@ -292,24 +308,27 @@ async fn broadcast(State(state): State<AppState>, body: Result<Bytes, BytesRejec
     }
     let event = validate_event(body.event)?;
     check_size(&state, &body.data)?;
-    let mut last_seq = 0;
-    let results: Vec<serde_json::Value> = body
+    let accepted: Vec<(&String, Result<Accepted, ApiError>)> = body
         .channels
         .iter()
         .map(|name| {
-            let result = ChannelName::new(name)
+            let accepted = ChannelName::new(name)
                 .map_err(ApiError::from)
                 .and_then(|channel| publish_one(&state, &channel, &body.data, event.as_deref(), None));
-            result.map_or_else(
-                |e| json!({ "channel": name, "error": e.0.to_error_object() }),
-                |p| {
-                    last_seq = last_seq.max(p.seq);
-                    published(&p.message)
-                },
-            )
+            (name, accepted)
         })
         .collect();
-    durable(&state, last_seq).await?;
+    let mut results = Vec::with_capacity(accepted.len());
+    for (name, accepted) in accepted {
+        let reply = match accepted {
+            Ok(accepted) => durable_reply(&state, accepted).await,
+            Err(e) => Err(e),
+        };
+        results.push(match reply {
+            Ok(body) => serde_json::from_slice(&body).unwrap_or_default(),
+            Err(e) => json!({ "channel": name, "error": e.0.to_error_object() }),
+        });
+    }
     Ok(json_response(&json!({ "results": results })))
 }
 
@@ -326,13 +345,28 @@ pub async fn history(
 ) -> Result<Response, ApiError> {
     let channel = ChannelName::new(&channel)?;
     let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
-    Ok(json_ok(history_json(&state, &channel, &query)))
+    Ok(json_ok(history_json(&state, &channel, &query).await?))
 }
 
-/// The history answer for `channel` and `query`.
-pub fn history_json(state: &AppState, channel: &ChannelName, query: &HistoryQuery) -> Vec<u8> {
-    let (position, messages) = state.broker.history(channel, query.since, query.limit.unwrap_or(usize::MAX));
-    history_body(channel, &position, &messages)
+/// The history answer for `channel` and `query` (from Redis with the Redis engine).
+pub async fn history_json(state: &AppState, channel: &ChannelName, query: &HistoryQuery) -> Result<Vec<u8>, ApiError> {
+    let (position, messages) = read_history(state, channel, query.since, query.limit).await?;
+    Ok(history_body(channel, &position, &messages))
+}
+
+/// `channel`'s position and up to `limit` latest messages after offset `since`, from the
+/// engine that keeps them.
+pub async fn read_history(
+    state: &AppState,
+    channel: &ChannelName,
+    since: Option<u64>,
+    limit: Option<usize>,
+) -> Result<(herald_core::StreamPosition, Vec<Message>), ApiError> {
+    let limit = limit.unwrap_or(usize::MAX);
+    match &state.cluster {
+        Some(cluster) => cluster.history(channel, since, limit).await,
+        None => Ok(state.broker.history(channel, since, limit)),
+    }
 }
 
 /// `{"channel":…,"epoch":…,"offset":…,"messages":[…]}` with the shared envelopes spliced in.
@@ -364,8 +398,13 @@ async fn info(State(state): State<AppState>) -> Response {
     let body = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs(),
-        "engine": if state.broker.store().is_some() { "disk" } else { "memory" },
+        "engine": match (&state.cluster, state.broker.store()) {
+            (Some(_), _) => "redis",
+            (None, Some(_)) => "disk",
+            (None, None) => "memory",
+        },
         "store": state.broker.store().map(|s| s.info()),
+        "redis": state.cluster.as_ref().map(|c| json!({ "ready": c.is_ready(), "mirrored_channels": c.mirrored_count() })),
         "connections": { "ws": counts.ws, "sse": counts.sse, "poll": counts.poll, "total": state.registry.total() },
         "channels": state.broker.channel_count(),
         "messages": { "published": published, "delivered": delivered },

@@ -50,5 +50,5 @@ pub async fn history(
     let Query(query) = query.map_err(|e| ApiError::new(herald_core::ErrorCode::BadRequest, e.body_text()))?;
     let identity = state.auth.identify(&headers, raw.as_deref())?;
     crate::auth::check(&state.config, identity.as_ref(), &channel, Action::History)?;
-    Ok(json_ok(history_json(&state, &channel, &query)))
+    Ok(json_ok(history_json(&state, &channel, &query).await?))
 }

@@ -44,7 +44,7 @@ use super::{
     ApiError, AppState,
     origin::{self, OriginCheck},
 };
-use crate::transport::poll::Waiting;
+use crate::transport::poll::{self, Waiting};
 use crate::{
     guard::Limit,
     metrics::{self, metrics},
@@ -271,12 +271,21 @@ async fn exchange(
     if method == Method::GET && head.uri.path() == "/poll" {
         // The route most requests take, and the one that waits: served without the router's
         // boxed futures, and with nothing of the request kept while the poll waits.
-        let waiting = {
+        let request = {
             let query = head.uri.query();
             let token = crate::auth::request_token(&head.headers, query);
-            token
-                .map_err(ApiError::from)
-                .and_then(|token| crate::transport::poll::start(state, query, token.as_deref(), peer.ip()))
+            token.map_err(ApiError::from).and_then(|token| poll::request(state, query, token.as_deref()))
+        };
+        let waiting = match request {
+            // Boxed: only the Redis engine has channels to mirror first.
+            Ok(request) if state.cluster.is_some() => {
+                match Box::pin(crate::transport::prepare_stream(state, &request)).await {
+                    Ok(()) => poll::start(state, &request, peer.ip()),
+                    Err(e) => Err(e),
+                }
+            }
+            Ok(request) => poll::start(state, &request, peer.ip()),
+            Err(e) => Err(e),
         };
         return After::Poll(waiting, cors, keep_alive);
     }

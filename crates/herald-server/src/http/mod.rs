@@ -36,6 +36,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
     /// Connection, stream and publish limits.
     pub guard: Arc<crate::guard::Guard>,
+    /// The link to Redis, with the Redis engine (the broker then mirrors Redis's channels).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// An error answered as JSON with its status.
@@ -90,6 +92,10 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
     }
     if state.broker.store().is_some_and(|s| s.failed()) {
         return ApiError::new(ErrorCode::ShuttingDown, "the data directory can no longer be written").into_response();
+    }
+    if state.cluster.as_ref().is_some_and(|c| !c.is_ready()) {
+        return ApiError::new(ErrorCode::EngineUnavailable, "not in line with Redis yet (unreachable or catching up)")
+            .into_response();
     }
     json_ok(br#"{"status":"ready"}"#.to_vec())
 }

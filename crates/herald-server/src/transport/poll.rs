@@ -55,7 +55,9 @@ pub async fn poll(
 /// Waits for `GET /poll?<query>` from `ip` with the request's `token` and returns its JSON
 /// body (messages, resets and the next cursor), to be sent with `Cache-Control: no-store`.
 pub async fn wait(state: &AppState, query: Option<&str>, token: Option<&str>, ip: IpAddr) -> Result<Vec<u8>, ApiError> {
-    Ok(start(state, query, token, ip)?.finish().await)
+    let request = request(state, query, token)?;
+    super::prepare_stream(state, &request).await?;
+    Ok(start(state, &request, ip)?.finish().await)
 }
 
 /// A long poll that is subscribed and waits: only what the wait needs, so that a waiting poll
@@ -69,11 +71,16 @@ pub struct Waiting {
     timeout: Duration,
 }
 
-/// Checks and subscribes `GET /poll?<query>` from `ip` with the request's `token` (recovering
-/// what it missed, atomically with registering for live messages).
-pub fn start(state: &AppState, query: Option<&str>, token: Option<&str>, ip: IpAddr) -> Result<Waiting, ApiError> {
+/// Reads and checks `GET /poll?<query>` with the request's `token`.
+pub fn request(state: &AppState, query: Option<&str>, token: Option<&str>) -> Result<StreamRequest, ApiError> {
     let request = StreamRequest::parse(state, query, None, None)?;
     authorize_stream(state, token, &request.channels)?;
+    Ok(request)
+}
+
+/// Subscribes the poll `request` from `ip` (recovering what it missed, atomically with
+/// registering for live messages).
+pub fn start(state: &AppState, request: &StreamRequest, ip: IpAddr) -> Result<Waiting, ApiError> {
     if state.registry.is_shutting_down() {
         return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down; retry shortly"));
     }
@@ -82,7 +89,7 @@ pub fn start(state: &AppState, query: Option<&str>, token: Option<&str>, ip: IpA
         request.timeout_secs.unwrap_or(state.config.poll_timeout_secs).min(state.config.poll_max_timeout_secs);
     let registration = state.registry.register(Transport::Poll);
     let mut subscriptions = Subscriptions::new(state.broker.clone(), registration.outbox().clone());
-    let cursor = subscriptions.add_stream(&request, POLL_BATCH);
+    let cursor = subscriptions.add_stream(request, POLL_BATCH);
     Ok(Waiting { subscriptions, registration, _permit: permit, cursor, timeout: Duration::from_secs(timeout) })
 }
 

@@ -45,6 +45,7 @@ pub async fn stream(
     RawQuery(query): RawQuery,
 ) -> Response {
     open(&state, peer.ip(), &headers, query.as_deref(), None)
+        .await
         .unwrap_or_else(axum::response::IntoResponse::into_response)
 }
 
@@ -57,6 +58,7 @@ pub async fn stream_one(
     RawQuery(query): RawQuery,
 ) -> Response {
     open(&state, peer.ip(), &headers, query.as_deref(), Some(&channel))
+        .await
         .unwrap_or_else(axum::response::IntoResponse::into_response)
 }
 
@@ -69,7 +71,7 @@ struct SseStream {
     retry_ms: u64,
 }
 
-fn open(
+async fn open(
     state: &AppState,
     ip: IpAddr,
     headers: &HeaderMap,
@@ -80,6 +82,7 @@ fn open(
     let request = StreamRequest::parse(state, query, path, last_event_id)?;
     let token = crate::auth::request_token(headers, query)?;
     let identity = authorize_stream(state, token.as_deref(), &request.channels)?;
+    super::prepare_stream(state, &request).await?;
     if state.registry.is_shutting_down() {
         return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down; retry shortly"));
     }

@@ -43,7 +43,7 @@ use crate::{
     guard::Limit,
     http::{
         ApiError, AppState,
-        api::{history_body, publish_one, published},
+        api::{Accepted, durable_reply, history_body, publish_one, read_history},
         conn::{Head, write_response},
         origin::{self, OriginCheck},
     },
@@ -167,7 +167,13 @@ async fn run(state: AppState, stream: TcpStream, ip: IpAddr, leftover: BytesMut,
         if let Some(incoming) = incoming {
             outbox.touch(now_ms());
             match incoming {
-                Some(Ok(Message::Text(text))) => handle(&state, &outbox, &mut subscriptions, &mut session, &text),
+                Some(Ok(Message::Text(text))) => {
+                    if let Some(wanted) = handle(&state, &outbox, &mut subscriptions, &mut session, &text, false) {
+                        // Boxed: only subscribes the Redis engine must first mirror wait here.
+                        Box::pin(mirror_then_handle(&state, &outbox, &mut subscriptions, &mut session, &text, wanted))
+                            .await;
+                    }
+                }
                 Some(Ok(Message::Binary(_))) => {
                     let e =
                         ProtocolError::new(ErrorCode::BadRequest, "binary frames are not supported; send JSON text");
@@ -315,31 +321,78 @@ fn reply(id: Option<u64>, result: &serde_json::Value) -> Frame {
     reply_raw(id, &encode(result))
 }
 
+/// Channels the Redis engine must mirror (in line with a position) before a command runs.
+type Mirror = Vec<(ChannelName, Option<herald_core::StreamPosition>)>;
+
+/// Parses and runs one command, pushing its reply or error. Returns what must be mirrored
+/// first when the command cannot run yet (unless `mirrored`): the caller mirrors it and runs
+/// the command again ([`mirror_then_handle`]).
 fn handle(
     state: &AppState,
     outbox: &Arc<Outbox>,
     subscriptions: &mut Subscriptions,
     session: &mut Session,
     text: &str,
-) {
+    mirrored: bool,
+) -> Option<Mirror> {
     let request = match Request::parse(text) {
         Ok(request) => request,
         Err(e) => {
             outbox.push(Frame::Text(Bytes::from(e.to_reply())));
-            return;
+            return None;
         }
     };
     let id = request.id;
-    if let Err(mut e) = execute(state, outbox, subscriptions, session, request) {
-        e.id = id;
-        outbox.push(Frame::Text(Bytes::from(e.to_reply())));
-        // A token that does not verify ends the connection, in the do-not-reconnect range.
-        match e.code {
-            ErrorCode::InvalidToken => outbox.close(DisconnectCode::INVALID_TOKEN),
-            ErrorCode::TokenExpired => outbox.close(DisconnectCode::TOKEN_EXPIRED),
-            _ => {}
+    match execute(state, outbox, subscriptions, session, request, mirrored) {
+        Ok(mirror) => mirror,
+        Err(e) => {
+            push_error(outbox, id, e);
+            None
         }
     }
+}
+
+/// Has the Redis engine mirror `wanted`, then runs the command in `text` again.
+async fn mirror_then_handle(
+    state: &AppState,
+    outbox: &Arc<Outbox>,
+    subscriptions: &mut Subscriptions,
+    session: &mut Session,
+    text: &str,
+    wanted: Mirror,
+) {
+    let Some(cluster) = &state.cluster else { return };
+    match cluster.prepare(&wanted).await {
+        Ok(()) => {
+            handle(state, outbox, subscriptions, session, text, true);
+        }
+        Err(e) => push_error(outbox, Request::parse(text).ok().and_then(|r| r.id), e.0),
+    }
+}
+
+fn push_error(outbox: &Outbox, id: Option<u64>, mut e: ProtocolError) {
+    e.id = id;
+    outbox.push(Frame::Text(Bytes::from(e.to_reply())));
+    // A token that does not verify ends the connection, in the do-not-reconnect range.
+    match e.code {
+        ErrorCode::InvalidToken => outbox.close(DisconnectCode::INVALID_TOKEN),
+        ErrorCode::TokenExpired => outbox.close(DisconnectCode::TOKEN_EXPIRED),
+        _ => {}
+    }
+}
+
+/// Pushes the reply `answer` resolves to (or its error) once it does; other commands go on
+/// meanwhile.
+fn reply_later(outbox: &Arc<Outbox>, id: Option<u64>, answer: impl Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static) {
+    let outbox = outbox.clone();
+    tokio::spawn(async move {
+        match answer.await {
+            Ok(body) => {
+                outbox.push(reply_raw(id, &body));
+            }
+            Err(e) => push_error(&outbox, id, e.0),
+        }
+    });
 }
 
 fn execute(
@@ -348,7 +401,8 @@ fn execute(
     subscriptions: &mut Subscriptions,
     session: &mut Session,
     request: Request,
-) -> Result<(), ProtocolError> {
+    mirrored: bool,
+) -> Result<Option<Mirror>, ProtocolError> {
     let id = request.id;
     let allow = |channel: &ChannelName, action: Action| {
         crate::auth::check(&state.config, session.identity.as_deref(), channel, action)
@@ -366,6 +420,9 @@ fn execute(
             if subscriptions.len() >= limit {
                 state.guard.hit(Limit::ChannelsPerConnection, Some(session.ip), "a WebSocket over the channel limit");
                 return Err(ProtocolError::new(ErrorCode::TooManyChannels, format!("at most {limit} channels")));
+            }
+            if !mirrored && state.cluster.as_ref().is_some_and(|c| !c.in_line(&channel, since.as_ref())) {
+                return Ok(Some(vec![(channel, since)]));
             }
             subscriptions.add(&channel, since.as_ref(), usize::MAX, |s: &Subscribed| {
                 let mut result = json!({
@@ -386,28 +443,29 @@ fn execute(
         Command::Publish { channel, data, event } => {
             allow(&channel, Action::Publish)?;
             state.guard.client_publish(session.ip, Some(&mut session.publishes))?;
-            let p = publish_one(state, &channel, &data, event.as_deref(), None).map_err(|e| e.0)?;
-            let answer = reply(id, &published(&p.message));
-            if p.seq == 0 {
-                outbox.push(answer);
-            } else {
-                // The reply waits until the publish is durable; other commands go on meanwhile.
-                let (state, outbox) = (state.clone(), outbox.clone());
-                tokio::spawn(async move {
-                    match crate::http::api::durable(&state, p.seq).await {
-                        Ok(()) => outbox.push(answer),
-                        Err(mut e) => {
-                            e.0.id = id;
-                            outbox.push(Frame::Text(Bytes::from(e.0.to_reply())))
-                        }
-                    };
-                });
+            match publish_one(state, &channel, &data, event.as_deref(), None).map_err(|e| e.0)? {
+                Accepted::Local { body, seq: 0 } => {
+                    outbox.push(reply_raw(id, &body));
+                }
+                // The reply waits until the publish is durable, or Redis has answered.
+                accepted => {
+                    let state = state.clone();
+                    reply_later(outbox, id, async move { durable_reply(&state, accepted).await });
+                }
             }
         }
         Command::History { channel, limit, since } => {
             allow(&channel, Action::History)?;
-            let (position, messages) = state.broker.history(&channel, since, limit.unwrap_or(usize::MAX));
-            outbox.push(reply_raw(id, &history_body(&channel, &position, &messages)));
+            if state.cluster.is_none() {
+                let (position, messages) = state.broker.history(&channel, since, limit.unwrap_or(usize::MAX));
+                outbox.push(reply_raw(id, &history_body(&channel, &position, &messages)));
+            } else {
+                let state = state.clone();
+                reply_later(outbox, id, async move {
+                    let (position, messages) = read_history(&state, &channel, since, limit).await?;
+                    Ok(history_body(&channel, &position, &messages))
+                });
+            }
         }
         Command::Presence { channel } => {
             allow(&channel, Action::Presence)?;
@@ -431,5 +489,5 @@ fn execute(
             session.identity = Some(Box::new(identity));
         }
     }
-    Ok(())
+    Ok(None)
 }

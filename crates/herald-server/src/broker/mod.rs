@@ -23,6 +23,8 @@ use parking_lot::Mutex;
 use rand::{Rng, distr::Alphanumeric};
 use serde_json::value::RawValue;
 
+mod mirror;
+
 use crate::{
     config::Config,
     metrics::metrics,
@@ -70,6 +72,29 @@ struct Channel {
     pending: Vec<Message>,
     /// Whether a round runs (or is about to) for this channel.
     fanning_out: bool,
+}
+
+// === impl Channel ===
+
+impl Channel {
+    fn new(stream: ChannelStream<Message>) -> Self {
+        Self { stream, subscribers: ById::default(), pending: Vec::new(), fanning_out: false }
+    }
+
+    /// Queues `messages` (in offset order) for the channel's subscribers. Returns whether the
+    /// caller must start a round: none runs yet. Without subscribers nothing is queued.
+    fn schedule(&mut self, messages: impl IntoIterator<Item = Message>) -> bool {
+        if self.subscribers.is_empty() {
+            return false;
+        }
+        let before = self.pending.len();
+        self.pending.extend(messages);
+        if self.pending.len() == before || self.fanning_out {
+            return false;
+        }
+        self.fanning_out = true;
+        true
+    }
 }
 
 /// One fan-out round: the messages (in offset order) and each subscriber with its starting
@@ -127,12 +152,9 @@ impl Broker {
 
     fn with_channel<R>(&self, channel: &ChannelName, f: impl FnOnce(&mut Channel) -> R) -> R {
         let mut shard = self.shard(channel).lock();
-        let entry = shard.entry(channel.clone()).or_insert_with(|| Channel {
-            stream: ChannelStream::new(new_epoch(), self.config.history_limits(channel)),
-            subscribers: ById::default(),
-            pending: Vec::new(),
-            fanning_out: false,
-        });
+        let entry = shard
+            .entry(channel.clone())
+            .or_insert_with(|| Channel::new(ChannelStream::new(new_epoch(), self.config.history_limits(channel))));
         f(entry)
     }
 
@@ -147,12 +169,9 @@ impl Broker {
             let Ok(channel) = ChannelName::new(&record.channel) else { continue };
             let limits = broker.config.history_limits(&channel);
             let mut shard = broker.shard(&channel).lock();
-            let ch = shard.entry(channel.clone()).or_insert_with(|| Channel {
-                stream: ChannelStream::resume(Arc::from(record.epoch.as_str()), 0, limits),
-                subscribers: ById::default(),
-                pending: Vec::new(),
-                fanning_out: false,
-            });
+            let ch = shard
+                .entry(channel.clone())
+                .or_insert_with(|| Channel::new(ChannelStream::resume(Arc::from(record.epoch.as_str()), 0, limits)));
             let continues = **ch.stream.epoch() == *record.epoch && record.offset == ch.stream.offset() + 1;
             if record.kind == Kind::Marker || !continues {
                 // A new epoch, a gap left by compaction, or a position without its message:
@@ -206,21 +225,21 @@ impl Broker {
                     data: data.get().as_bytes().to_vec(),
                 })
             });
-            if ch.subscribers.is_empty() {
-                return (message, seq, false);
-            }
-            ch.pending.push(message.clone());
-            let start_round = !ch.fanning_out;
-            ch.fanning_out = true;
+            let start_round = ch.schedule([message.clone()]);
             (message, seq, start_round)
         });
         metrics().published.inc();
         if start_round {
-            let broker = Arc::clone(self);
-            let channel = channel.clone();
-            rayon::spawn(move || broker.fan_out_rounds(&channel));
+            self.start_round(channel);
         }
         Published { message, seq }
+    }
+
+    /// Runs fan-out rounds for `channel` on the rayon pool (see [`Channel::schedule`]).
+    fn start_round(self: &Arc<Self>, channel: &ChannelName) {
+        let broker = Arc::clone(self);
+        let channel = channel.clone();
+        rayon::spawn(move || broker.fan_out_rounds(&channel));
     }
 
     /// Resolves once the publish with store sequence `seq` is durable (at once without a
@@ -490,7 +509,8 @@ fn deliver(messages: &[Message], subscribers: &[(Arc<Outbox>, u64)]) {
     });
 }
 
-fn new_epoch() -> Arc<str> {
+/// A fresh random epoch (8 alphanumerics).
+pub(crate) fn new_epoch() -> Arc<str> {
     let epoch: String = rand::rng().sample_iter(Alphanumeric).take(8).map(char::from).collect();
     Arc::from(epoch)
 }

@@ -1,0 +1,252 @@
+//! The feed: the node's one pub/sub connection to Redis, and the task that owns it.
+//!
+//! The task subscribes to the pub/sub channel of every channel the node mirrors, folds each
+//! message into the broker's mirror, and serves requests to start mirroring (subscribe
+//! first, then snapshot). Doing all of it in one task orders, per channel, every subscription,
+//! snapshot and message. When the connection is lost it reconnects with backoff, subscribes
+//! again and catches every mirror up before it reports ready.
+
+use std::{
+    collections::HashSet,
+    sync::{Weak, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use futures_util::StreamExt;
+use herald_core::{ChannelName, StreamPosition, mirror::Merge};
+use redis::aio::PubSubSink;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Cluster, REDIS_TIMEOUT, scripts, unavailable};
+use crate::http::ApiError;
+
+/// How often the link is checked with a PING.
+const PING_EVERY: Duration = Duration::from_secs(5);
+/// How often mirrors nobody uses are dropped.
+const SWEEP_EVERY: Duration = Duration::from_secs(15);
+/// How long a mirror stays after its last subscriber leaves and no client asks for it.
+const IDLE_MIRROR: Duration = Duration::from_secs(30);
+/// The longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Channels subscribed or caught up per round trip batch.
+const BATCH: usize = 256;
+
+/// A request to mirror channels, each in line with the given position.
+pub(super) struct Request {
+    pub(super) channels: Vec<(ChannelName, Option<StreamPosition>)>,
+    pub(super) reply: oneshot::Sender<Result<(), ApiError>>,
+}
+
+/// Why a session with Redis ended.
+struct Lost(String);
+
+/// Runs the feed until the cluster is dropped.
+pub(super) async fn run(cluster: Weak<Cluster>, client: redis::Client, mut requests: mpsc::UnboundedReceiver<Request>) {
+    let mut backoff = Duration::from_millis(100);
+    let mut was_up = true;
+    loop {
+        let Some(c) = cluster.upgrade() else { return };
+        let lost = match tokio::time::timeout(REDIS_TIMEOUT, client.get_async_pubsub()).await {
+            Ok(Ok(pubsub)) => {
+                let (sink, stream) = pubsub.split();
+                backoff = Duration::from_millis(100);
+                was_up = true;
+                session(&c, sink, stream, &mut requests).await
+            }
+            Ok(Err(e)) => Lost(e.to_string()),
+            Err(_) => Lost("connection timed out".into()),
+        };
+        c.shared.ready.store(false, Ordering::Release);
+        if std::mem::take(&mut was_up) {
+            tracing::warn!(reason = %lost.0, "Redis unreachable: not ready; clients stay connected, reconnecting");
+        }
+        drop(c);
+        // Until the next attempt, requests that need Redis fail at once.
+        let retry = tokio::time::sleep(backoff);
+        tokio::pin!(retry);
+        loop {
+            tokio::select! {
+                () = &mut retry => break,
+                request = requests.recv() => match request {
+                    Some(request) => {
+                        let _ = request.reply.send(Err(unavailable("Redis is unreachable")));
+                    }
+                    None => return,
+                },
+            }
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// One connection's life: subscribe to every mirror's feed, catch them up, report ready, then
+/// serve messages and requests until the connection fails.
+async fn session(
+    c: &Cluster,
+    mut sink: PubSubSink,
+    mut stream: redis::aio::PubSubStream,
+    requests: &mut mpsc::UnboundedReceiver<Request>,
+) -> Lost {
+    let channels: Vec<ChannelName> = c.shared.mirrored.lock().keys().cloned().collect();
+    for batch in channels.chunks(BATCH) {
+        let feeds: Vec<String> = batch.iter().map(|ch| c.keys.feed(ch)).collect();
+        if let Err(e) = subscribe(&mut sink, feeds).await {
+            return e;
+        }
+    }
+    // Messages published while the feed was down are caught up from history (or reset).
+    for batch in channels.chunks(BATCH) {
+        for (channel, result) in catch_up_all(c, batch).await {
+            if let Err(e) = result {
+                return Lost(format!("catching up {channel}: {}", e.0.message));
+            }
+        }
+    }
+    c.shared.ready.store(true, Ordering::Release);
+    tracing::info!(mirrored = channels.len(), "in line with Redis: ready");
+    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            message = stream.next() => match message {
+                Some(message) => on_message(c, &message).await,
+                None => return Lost("the pub/sub connection closed".into()),
+            },
+            request = requests.recv() => {
+                let Some(first) = request else { return Lost("the engine stopped".into()) };
+                let mut batch = vec![first];
+                while batch.len() < BATCH && let Ok(more) = requests.try_recv() {
+                    batch.push(more);
+                }
+                if let Err(e) = serve(c, &mut sink, batch).await {
+                    return e;
+                }
+            }
+            _ = ping.tick() => {
+                match tokio::time::timeout(REDIS_TIMEOUT, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Lost(e.to_string()),
+                    Err(_) => return Lost("PING timed out".into()),
+                }
+            }
+            _ = sweep.tick() => {
+                if let Err(e) = drop_idle(c, &mut sink).await {
+                    return e;
+                }
+            }
+        }
+    }
+}
+
+async fn subscribe(sink: &mut PubSubSink, feeds: Vec<String>) -> Result<(), Lost> {
+    match tokio::time::timeout(REDIS_TIMEOUT, sink.subscribe(feeds)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Lost(e.to_string())),
+        Err(_) => Err(Lost("SUBSCRIBE timed out".into())),
+    }
+}
+
+/// Folds one pub/sub message into its mirror; one out of line makes the mirror catch up.
+async fn on_message(c: &Cluster, message: &redis::Msg) {
+    let Some(channel) = c.keys.channel_of_feed(message.get_channel_name()) else { return };
+    let Some(decoded) = scripts::decode_payload(&channel, message.get_payload_bytes()) else {
+        tracing::warn!(%channel, "an unreadable message on the Redis feed was skipped; catching up");
+        let _ = catch_up(c, &channel).await;
+        return;
+    };
+    if c.broker.mirror_merge(decoded) == Some(Merge::OutOfLine)
+        && let Err(e) = catch_up(c, &channel).await
+    {
+        tracing::warn!(%channel, error = %e.0.message, "catching up after a gap failed; the next message retries");
+    }
+}
+
+/// Starts mirroring what `batch` asks for: one SUBSCRIBE for the new feeds, then a snapshot
+/// of every channel asked for, and answers each request.
+async fn serve(c: &Cluster, sink: &mut PubSubSink, batch: Vec<Request>) -> Result<(), Lost> {
+    let mut wanted: Vec<ChannelName> = Vec::new();
+    let mut seen = HashSet::new();
+    for request in &batch {
+        for (channel, since) in &request.channels {
+            // A request already met by an earlier one of the batch needs nothing.
+            if seen.insert(channel.clone()) && !c.in_line(channel, since.as_ref()) {
+                wanted.push(channel.clone());
+            }
+        }
+    }
+    let new_feeds: Vec<String> = {
+        let mirrored = c.shared.mirrored.lock();
+        wanted.iter().filter(|ch| !mirrored.contains_key(*ch)).map(|ch| c.keys.feed(ch)).collect()
+    };
+    if !new_feeds.is_empty()
+        && let Err(e) = subscribe(sink, new_feeds).await
+    {
+        for request in batch {
+            let _ = request.reply.send(Err(unavailable("Redis is unreachable")));
+        }
+        return Err(e);
+    }
+    let results = catch_up_all(c, &wanted).await;
+    let now = Instant::now();
+    {
+        let mut mirrored = c.shared.mirrored.lock();
+        for (channel, result) in &results {
+            if result.is_ok() {
+                mirrored.insert(channel.clone(), now);
+            }
+        }
+    }
+    for request in batch {
+        let failed = request
+            .channels
+            .iter()
+            .find_map(|(channel, _)| results.iter().find(|(ch, r)| ch == channel && r.is_err()).map(|(_, r)| r));
+        let answer = match failed {
+            Some(Err(e)) => Err(unavailable(&e.0.message)),
+            _ => Ok(()),
+        };
+        let _ = request.reply.send(answer);
+    }
+    Ok(())
+}
+
+/// Catches every channel of `channels` up with Redis, reading the snapshots concurrently.
+async fn catch_up_all(c: &Cluster, channels: &[ChannelName]) -> Vec<(ChannelName, Result<(), ApiError>)> {
+    let results = futures_util::future::join_all(channels.iter().map(|channel| catch_up(c, channel))).await;
+    channels.iter().cloned().zip(results).collect()
+}
+
+/// Reads `channel`'s snapshot and brings its mirror in line with it.
+async fn catch_up(c: &Cluster, channel: &ChannelName) -> Result<(), ApiError> {
+    let snapshot = c.read_snapshot(channel).await?;
+    // A reset waits for the round in flight, so that it never overtakes earlier messages.
+    while c.broker.mirror_catch_up(channel, snapshot.clone()).is_err() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
+}
+
+/// Stops mirroring channels without subscribers that no client asked for lately.
+async fn drop_idle(c: &Cluster, sink: &mut PubSubSink) -> Result<(), Lost> {
+    let idle: Vec<String> = {
+        let mut mirrored = c.shared.mirrored.lock();
+        let now = Instant::now();
+        let mut idle = Vec::new();
+        mirrored.retain(|channel, last_used| {
+            let drop = now.duration_since(*last_used) > IDLE_MIRROR && c.broker.mirror_forget(channel);
+            if drop {
+                idle.push(c.keys.feed(channel));
+            }
+            !drop
+        });
+        idle
+    };
+    if idle.is_empty() {
+        return Ok(());
+    }
+    match tokio::time::timeout(REDIS_TIMEOUT, sink.unsubscribe(idle)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Lost(e.to_string())),
+        Err(_) => Err(Lost("UNSUBSCRIBE timed out".into())),
+    }
+}

@@ -1,0 +1,258 @@
+//! The Redis engine: several Herald nodes sharing channels through Redis (≥ 7, or Valkey).
+//!
+//! Redis owns every channel's epoch, offsets, history and idempotency keys; a publish is one
+//! Lua script that assigns the offset, appends to history and publishes to the nodes
+//! atomically ([`scripts`]). Each node mirrors, in its broker, only the channels its own
+//! clients subscribe to: it subscribes to their pub/sub channels and folds what arrives into
+//! the mirror, which then recovers and fans out exactly as the memory engine does. So any
+//! node answers any client, and a cursor from one node resumes on another.
+//!
+//! Guarantees:
+//! - a node starts mirroring a channel by subscribing to its pub/sub channel *first*, then
+//!   reading a snapshot: nothing published in between is missed (duplicates are dropped);
+//! - a message that arrives out of line (a gap, another epoch) makes the node read a snapshot
+//!   and catch up; after a lost pub/sub connection every mirrored channel catches up the same
+//!   way. Subscribers then get the missed messages, or an explicit `reset` — never a gap;
+//! - while Redis is unreachable, clients stay connected, `/readyz` says not ready, publishes
+//!   and subscribes that need Redis fail with `503 engine_unavailable`, and the node
+//!   reconnects with backoff.
+//!
+//! Not yet: Redis Cluster (sharded pub/sub), presence shared across nodes (presence lists the
+//! node's own subscribers).
+
+mod feed;
+mod scripts;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use herald_core::{ChannelName, ErrorCode, StreamPosition};
+use parking_lot::Mutex;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{broker::Broker, config::Config, http::ApiError, metrics::metrics, publication::Message};
+use scripts::Keys;
+
+/// How long a request waits for Redis before it fails with `engine_unavailable`.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why the Redis engine could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The engine URL does not parse.
+    #[error("invalid Redis URL: {0}")]
+    Url(redis::RedisError),
+}
+
+/// A published message's place, as Redis assigned it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assigned {
+    /// The channel's epoch.
+    pub epoch: Arc<str>,
+    /// The message's offset.
+    pub offset: u64,
+}
+
+/// The node's link to Redis.
+pub struct Cluster {
+    config: Arc<Config>,
+    broker: Arc<Broker>,
+    keys: Keys,
+    commands: ConnectionManager,
+    publish: redis::Script,
+    snapshot: redis::Script,
+    feed: mpsc::UnboundedSender<feed::Request>,
+    shared: Arc<Shared>,
+}
+
+/// What the feed task and the request paths share.
+struct Shared {
+    /// Whether the pub/sub connection is up (and every mirror caught up after it came back).
+    ready: AtomicBool,
+    /// Mirrored channels (subscribed on pub/sub) and when a client last needed each.
+    mirrored: Mutex<HashMap<ChannelName, Instant>>,
+}
+
+// === impl Cluster ===
+
+impl Cluster {
+    /// Sets up the engine on `broker` (which then only mirrors) and starts the pub/sub task.
+    /// Redis need not be up yet: the node reports not ready until it is.
+    pub fn start(config: Arc<Config>, broker: Arc<Broker>) -> Result<Arc<Self>, ClusterError> {
+        let url = config.redis_url().unwrap_or_default();
+        let client = redis::Client::open(url).map_err(ClusterError::Url)?;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        let commands = ConnectionManager::new_lazy_with_config(client.clone(), manager).map_err(ClusterError::Url)?;
+        let shared = Arc::new(Shared { ready: AtomicBool::new(false), mirrored: Mutex::new(HashMap::new()) });
+        let (feed, requests) = mpsc::unbounded_channel();
+        let cluster = Arc::new(Self {
+            keys: Keys::new(&config.redis_prefix),
+            config,
+            broker,
+            commands,
+            publish: redis::Script::new(scripts::PUBLISH),
+            snapshot: redis::Script::new(scripts::SNAPSHOT),
+            feed,
+            shared,
+        });
+        tokio::spawn(feed::run(Arc::downgrade(&cluster), client, requests));
+        Ok(cluster)
+    }
+
+    /// Whether the node is in line with Redis: pub/sub connected and mirrors caught up.
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::Acquire)
+    }
+
+    /// Channels the node mirrors.
+    pub fn mirrored_count(&self) -> usize {
+        self.shared.mirrored.lock().len()
+    }
+
+    /// Publishes `data` to `channel` through Redis (with `key`, an idempotency key: a repeat
+    /// within the idempotency window returns the first publish's place and publishes nothing).
+    pub async fn publish(
+        &self,
+        channel: &ChannelName,
+        data: &RawValue,
+        event: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Assigned, ApiError> {
+        let limits = self.config.history_limits(channel);
+        let mut invocation = self.publish.prepare_invoke();
+        invocation.key(self.keys.meta(channel)).key(self.keys.history(channel));
+        if let Some(key) = key {
+            invocation.key(self.keys.idempotency(channel, key));
+        }
+        invocation
+            .arg(crate::broker::new_epoch().as_ref())
+            .arg(crate::now_ms())
+            .arg(event.unwrap_or(""))
+            .arg(data.get())
+            .arg(limits.size)
+            .arg(self.channel_ttl_ms())
+            .arg(self.keys.feed(channel))
+            .arg(self.config.idempotency_window_secs.saturating_mul(1000).max(1));
+        let mut commands = self.commands.clone();
+        let reply: Vec<String> = timed(invocation.invoke_async(&mut commands)).await?;
+        let [epoch, offset, duplicate] = reply.as_slice() else {
+            return Err(unexpected("publish"));
+        };
+        if duplicate != "1" {
+            metrics().published.inc();
+        }
+        Ok(Assigned { epoch: Arc::from(epoch.as_str()), offset: offset.parse().map_err(|_| unexpected("publish"))? })
+    }
+
+    /// `channel`'s position and up to `limit` latest messages after offset `since`, read from
+    /// Redis (history is shared: any node answers the same).
+    pub async fn history(
+        &self,
+        channel: &ChannelName,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Result<(StreamPosition, Vec<Message>), ApiError> {
+        let snapshot = self.read_snapshot(channel).await?;
+        let oldest_kept = self.history_cutoff(channel);
+        let newer: Vec<Message> = snapshot
+            .entries
+            .into_iter()
+            .filter(|(offset, time_ms, _)| *offset > since.unwrap_or(0) && *time_ms >= oldest_kept)
+            .map(|(.., m)| m)
+            .collect();
+        let skip = newer.len().saturating_sub(limit);
+        Ok((snapshot.position, newer.into_iter().skip(skip).collect()))
+    }
+
+    /// Makes sure the node mirrors every channel of `wanted` and is in line with Redis for a
+    /// client at the given position (a client that saw a message this node has not yet
+    /// received makes the node catch up first). Fast when the mirror already is.
+    pub async fn prepare(&self, wanted: &[(ChannelName, Option<StreamPosition>)]) -> Result<(), ApiError> {
+        let missing: Vec<(ChannelName, Option<StreamPosition>)> =
+            wanted.iter().filter(|(channel, since)| !self.in_line(channel, since.as_ref())).cloned().collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.feed
+            .send(feed::Request { channels: missing, reply })
+            .map_err(|_| unavailable("the Redis engine has stopped"))?;
+        match tokio::time::timeout(REDIS_TIMEOUT * 2, answer).await {
+            Ok(Ok(result)) => result,
+            _ => Err(unavailable("Redis did not answer in time")),
+        }
+    }
+
+    /// Whether the node mirrors `channel` and is at or past `since` in its epoch; touches the
+    /// channel so that it stays mirrored.
+    pub fn in_line(&self, channel: &ChannelName, since: Option<&StreamPosition>) -> bool {
+        let mut mirrored = self.shared.mirrored.lock();
+        let Some(last_used) = mirrored.get_mut(channel) else { return false };
+        let Some(position) = self.broker.mirrored(channel) else { return false };
+        *last_used = Instant::now();
+        since.is_none_or(|since| since.epoch == position.epoch && since.offset <= position.offset)
+    }
+
+    /// Reads `channel`'s snapshot from Redis.
+    async fn read_snapshot(&self, channel: &ChannelName) -> Result<herald_core::mirror::Snapshot<Message>, ApiError> {
+        let limits = self.config.history_limits(channel);
+        let mut invocation = self.snapshot.prepare_invoke();
+        invocation
+            .key(self.keys.meta(channel))
+            .key(self.keys.history(channel))
+            .arg(crate::broker::new_epoch().as_ref())
+            .arg(limits.size)
+            .arg(self.channel_ttl_ms());
+        let mut commands = self.commands.clone();
+        let reply: Vec<String> = timed(invocation.invoke_async(&mut commands)).await?;
+        scripts::decode_snapshot(channel, &reply).ok_or_else(|| unexpected("snapshot"))
+    }
+
+    fn channel_ttl_ms(&self) -> u64 {
+        self.config.redis_channel_ttl_secs.saturating_mul(1000)
+    }
+
+    /// The oldest publish time still within `channel`'s history age limit.
+    fn history_cutoff(&self, channel: &ChannelName) -> u64 {
+        match self.config.history_limits(channel).ttl_ms {
+            0 => 0,
+            ttl => crate::now_ms().saturating_sub(ttl),
+        }
+    }
+}
+
+/// Runs a Redis call with the engine's timeout, mapping failures to `engine_unavailable`.
+async fn timed<T>(call: impl Future<Output = redis::RedisResult<T>>) -> Result<T, ApiError> {
+    match tokio::time::timeout(REDIS_TIMEOUT, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            metrics().engine_errors.inc();
+            tracing::debug!(error = %e, "redis call failed");
+            Err(unavailable(&format!("Redis: {e}")))
+        }
+        Err(_) => {
+            metrics().engine_errors.inc();
+            Err(unavailable("Redis did not answer in time"))
+        }
+    }
+}
+
+fn unavailable(message: &str) -> ApiError {
+    ApiError::new(ErrorCode::EngineUnavailable, format!("the shared engine is unavailable: {message}; retry shortly"))
+}
+
+fn unexpected(what: &str) -> ApiError {
+    ApiError::new(ErrorCode::Internal, format!("unexpected reply from Redis to {what}"))
+}

@@ -68,7 +68,11 @@ impl Broker {
                     }
                     for subscriber in ch.subscribers.values_mut() {
                         subscriber.after = position.offset;
-                        subscriber.outbox.push(Frame::Reset { channel: channel.clone(), position: position.clone(), reason });
+                        subscriber.outbox.push(Frame::Reset {
+                            channel: channel.clone(),
+                            position: position.clone(),
+                            reason,
+                        });
                     }
                     ch.schedule(appended)
                 }

@@ -207,7 +207,8 @@ pub fn publish_one(
         let p = state.broker.publish(channel, data, event, key);
         return Ok(Accepted::Local { body: herald_core::protocol::encode(&published(&p.message)), seq: p.seq });
     };
-    let (channel, data, event, key) = (channel.clone(), data.to_owned(), event.map(str::to_string), key.map(str::to_string));
+    let (channel, data, event, key) =
+        (channel.clone(), data.to_owned(), event.map(str::to_string), key.map(str::to_string));
     Ok(Accepted::Remote(Box::pin(async move {
         let assigned = cluster.publish(&channel, &data, event.as_deref(), key.as_deref()).await?;
         Ok(herald_core::protocol::encode(&publish_reply(&channel, assigned.offset, &assigned.epoch)))

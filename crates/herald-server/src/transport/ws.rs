@@ -383,7 +383,11 @@ fn push_error(outbox: &Outbox, id: Option<u64>, mut e: ProtocolError) {
 
 /// Pushes the reply `answer` resolves to (or its error) once it does; other commands go on
 /// meanwhile.
-fn reply_later(outbox: &Arc<Outbox>, id: Option<u64>, answer: impl Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static) {
+fn reply_later(
+    outbox: &Arc<Outbox>,
+    id: Option<u64>,
+    answer: impl Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
+) {
     let outbox = outbox.clone();
     tokio::spawn(async move {
         match answer.await {

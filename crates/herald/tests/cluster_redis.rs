@@ -1,0 +1,352 @@
+//! The Redis engine (issue 7), black-box: a real `redis-server` on a free loopback port and
+//! three real Herald nodes sharing it. A publish on one node reaches subscribers on the
+//! others over every transport; clients move between nodes with their positions; a Redis
+//! restart or a lost pub/sub link ends with every message or an explicit reset, and the nodes
+//! ready again; a killed node's clients recover on another.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // black-box tests fail loudly
+
+mod common;
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use common::{API_KEY, SseClient, TestServer, WAIT, WsClient};
+use serde_json::{Value, json};
+
+/// A `redis-server` on 127.0.0.1; killed on drop.
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+    args: Vec<String>,
+}
+
+impl Redis {
+    /// Starts a Redis that keeps nothing on disk: a restart loses every channel.
+    fn start() -> Self {
+        Self::with_args(&["--save", "", "--appendonly", "no"])
+    }
+
+    fn with_args(args: &[&str]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("redis-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend(["--dir".into(), dir.display().to_string()]);
+        let mut redis = Self { child: None, port, args: all };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (apt install redis-server)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs one command with `redis-cli`.
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn node(redis: &Redis) -> TestServer {
+    let engine = format!("engine=\"{}\"", redis.url());
+    // Anonymous publishing on: one test publishes over a WebSocket.
+    TestServer::start(&[engine.as_str(), "anonymous_publish=true"])
+}
+
+async fn ready(node: &TestServer) -> bool {
+    let r = node.http.get(format!("{}/readyz", node.base)).send().await.unwrap();
+    r.status() == 200
+}
+
+/// Waits until every node reports `want` on `/readyz`.
+async fn wait_ready(nodes: &[&TestServer], want: bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    for node in nodes {
+        while ready(node).await != want {
+            assert!(tokio::time::Instant::now() < deadline, "{} never became ready={want}", node.base);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Publishes `n` messages `{"n": first..}` on `node`; returns their offsets and epoch.
+async fn publish_n(node: &TestServer, channel: &str, first: u64, n: u64) -> (String, Vec<u64>) {
+    let mut epoch = String::new();
+    let mut offsets = Vec::new();
+    for i in first..first + n {
+        let reply = node.publish(channel, json!({ "n": i })).await;
+        epoch = reply["epoch"].as_str().unwrap().to_string();
+        offsets.push(reply["offset"].as_u64().unwrap());
+    }
+    (epoch, offsets)
+}
+
+/// Reads WebSocket pushes until `n` messages arrived; resets are returned in line.
+async fn ws_read(ws: &mut WsClient, n: usize) -> Vec<Value> {
+    let mut got = Vec::new();
+    while got.iter().filter(|v: &&Value| v["type"] == "message").count() < n {
+        let frame = ws.next().await.expect("the node keeps the socket open");
+        if frame["type"] == "message" || frame["type"] == "reset" {
+            got.push(frame);
+        }
+    }
+    got
+}
+
+/// Reads SSE events until `n` messages arrived; resets are returned in line.
+async fn sse_read(sse: &mut SseClient, n: usize) -> Vec<Value> {
+    let mut got = Vec::new();
+    while got.iter().filter(|v: &&Value| v["type"] == "message").count() < n {
+        let event = sse.next().await.expect("the stream stays open");
+        if event.event == "message" || event.event == "reset" {
+            got.push(event.data);
+        }
+    }
+    got
+}
+
+/// Long-polls `node` from `cursor` until `n` messages arrived; returns them (and resets) and
+/// the last cursor.
+async fn poll_read(node: &TestServer, channel: &str, mut cursor: String, n: usize) -> (Vec<Value>, String) {
+    let mut got: Vec<Value> = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while got.iter().filter(|v| v["type"] == "message").count() < n {
+        assert!(tokio::time::Instant::now() < deadline, "poll got only {got:?}");
+        let (status, body) = node.poll(&format!("channel={channel}&cursor={cursor}&timeout=2")).await;
+        assert_eq!(status, 200, "{body}");
+        got.extend(body["resets"].as_array().unwrap().iter().cloned());
+        got.extend(body["messages"].as_array().unwrap().iter().cloned());
+        cursor = body["cursor"].as_str().unwrap().to_string();
+    }
+    (got, cursor)
+}
+
+fn message_offsets(frames: &[Value]) -> Vec<u64> {
+    frames.iter().filter(|f| f["type"] == "message").map(|f| f["offset"].as_u64().unwrap()).collect()
+}
+
+/// Every message follows the one before it in the same epoch, or a reset naming its epoch and
+/// the offset just before it: never a silent gap, never a duplicate.
+fn assert_no_silent_gap(frames: &[Value], start: (&str, u64)) {
+    let (mut epoch, mut offset) = (start.0.to_string(), start.1);
+    for frame in frames {
+        let (e, o) = (frame["epoch"].as_str().unwrap(), frame["offset"].as_u64().unwrap());
+        if frame["type"] == "reset" {
+            (epoch, offset) = (e.to_string(), o);
+            continue;
+        }
+        assert_eq!((e, o), (epoch.as_str(), offset + 1), "a silent gap or duplicate in {frames:#?}");
+        offset = o;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_on_one_node_reaches_subscribers_on_the_others_over_every_transport() {
+    let redis = Redis::start();
+    let (a, b, c) = (node(&redis), node(&redis), node(&redis));
+    wait_ready(&[&a, &b, &c], true).await;
+
+    let mut ws = b.ws().await;
+    let subscribed = ws.subscribe("jobs", None).await;
+    let epoch = subscribed["result"]["epoch"].as_str().unwrap().to_string();
+    assert_eq!(subscribed["result"]["offset"], 0);
+    let mut sse = c.sse("channel=jobs", None).await;
+    let (_, first) = c.poll("channel=jobs&timeout=0").await;
+    let cursor = first["cursor"].as_str().unwrap().to_string();
+
+    let (published_epoch, offsets) = publish_n(&a, "jobs", 1, 5).await;
+    assert_eq!(published_epoch, epoch, "every node agrees on the channel's epoch");
+    assert_eq!(offsets, [1, 2, 3, 4, 5]);
+
+    let over_ws = ws_read(&mut ws, 5).await;
+    let over_sse = sse_read(&mut sse, 5).await;
+    let (over_poll, _) = poll_read(&c, "jobs", cursor, 5).await;
+    for frames in [&over_ws, &over_sse, &over_poll] {
+        assert_eq!(message_offsets(frames), [1, 2, 3, 4, 5]);
+        assert_no_silent_gap(frames, (&epoch, 0));
+        assert_eq!(frames[4]["data"], json!({ "n": 5 }));
+    }
+    // History is shared: any node answers the same.
+    let history = c.api_get("/api/channels/jobs/history?limit=2").await;
+    assert_eq!((history["offset"].as_u64(), history["epoch"].as_str()), (Some(5), Some(epoch.as_str())));
+    assert_eq!(message_offsets(history["messages"].as_array().unwrap()), [4, 5]);
+    // A WebSocket publish on C and a subscriber on B: the same stream.
+    let mut publisher = c.ws().await;
+    let reply = publisher.request(json!({ "op": "publish", "channel": "jobs", "data": "from-c" })).await;
+    assert_eq!(reply["result"]["offset"], 6, "{reply}");
+    let next = ws_read(&mut ws, 1).await;
+    assert_eq!((next[0]["offset"].as_u64(), &next[0]["data"]), (Some(6), &json!("from-c")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_hold_across_nodes() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    wait_ready(&[&a, &b], true).await;
+    let body = json!({ "channel": "orders", "data": {"id": 7}, "idempotency_key": "order-7" });
+    let first = a.publish_body(body.clone()).await;
+    let retry = b.publish_body(body).await;
+    assert_eq!(first, retry, "a retry on another node gets the first answer");
+    let history = b.api_get("/api/channels/orders/history").await;
+    assert_eq!(message_offsets(history["messages"].as_array().unwrap()), [1], "published once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_move_between_nodes_with_their_positions() {
+    let redis = Redis::start();
+    let (a, b, c) = (node(&redis), node(&redis), node(&redis));
+    wait_ready(&[&a, &b, &c], true).await;
+
+    // WebSocket: read 3 on B, leave, 3 more are published, come back on C from the position.
+    let mut ws = b.ws().await;
+    let epoch = ws.subscribe("moves", None).await["result"]["epoch"].as_str().unwrap().to_string();
+    let mut sse = b.sse("channel=moves", None).await;
+    let (_, first) = b.poll("channel=moves&timeout=0").await;
+    publish_n(&a, "moves", 1, 3).await;
+    assert_eq!(message_offsets(&ws_read(&mut ws, 3).await), [1, 2, 3]);
+    assert_eq!(message_offsets(&sse_read(&mut sse, 3).await), [1, 2, 3]);
+    let (polled, poll_cursor) = poll_read(&b, "moves", first["cursor"].as_str().unwrap().to_string(), 3).await;
+    assert_eq!(message_offsets(&polled), [1, 2, 3]);
+    let sse_id = sse.last_id.clone().unwrap();
+    drop((ws, sse));
+
+    publish_n(&a, "moves", 4, 3).await;
+
+    let mut ws = c.ws().await;
+    let reply = ws.subscribe("moves", Some(json!({ "epoch": epoch, "offset": 3 }))).await;
+    assert_eq!(reply["result"]["recovered"], true, "{reply}");
+    let mut sse = c.sse("channel=moves", Some(&sse_id)).await;
+    let (polled, _) = poll_read(&c, "moves", poll_cursor, 3).await;
+    publish_n(&a, "moves", 7, 1).await;
+    let over_ws = ws_read(&mut ws, 4).await;
+    let over_sse = sse_read(&mut sse, 4).await;
+    assert_eq!(message_offsets(&over_ws), [4, 5, 6, 7]);
+    assert_eq!(message_offsets(&over_sse), [4, 5, 6, 7]);
+    assert_eq!(message_offsets(&polled), [4, 5, 6]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_ends_in_every_message_or_a_reset_and_the_nodes_ready_again() {
+    let mut redis = Redis::start();
+    let (a, b, c) = (node(&redis), node(&redis), node(&redis));
+    wait_ready(&[&a, &b, &c], true).await;
+    let mut ws = b.ws().await;
+    let epoch = ws.subscribe("live", None).await["result"]["epoch"].as_str().unwrap().to_string();
+    let mut sse = c.sse("channel=live", None).await;
+    publish_n(&a, "live", 1, 3).await;
+
+    redis.kill();
+    wait_ready(&[&a, &b, &c], false).await;
+    let refused = a
+        .http
+        .post(format!("{}/api/publish", a.base))
+        .bearer_auth(API_KEY)
+        .json(&json!({ "channel": "live", "data": 0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "engine_unavailable");
+
+    // This Redis keeps nothing: the channel comes back in a new epoch.
+    redis.restart();
+    wait_ready(&[&a, &b, &c], true).await;
+    let (new_epoch, offsets) = publish_n(&a, "live", 4, 2).await;
+    assert_ne!(new_epoch, epoch);
+    assert_eq!(offsets, [1, 2]);
+
+    // The subscribers kept their connections throughout.
+    for frames in [ws_read(&mut ws, 5).await, sse_read(&mut sse, 5).await] {
+        assert_no_silent_gap(&frames, (&epoch, 0));
+        let reset = frames.iter().find(|f| f["type"] == "reset").expect("an explicit reset");
+        assert_eq!(reset["epoch"], new_epoch.as_str());
+        assert_eq!(frames.last().unwrap()["data"], json!({ "n": 5 }));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_pubsub_link_is_caught_up_from_history_without_a_gap() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    wait_ready(&[&a, &b], true).await;
+    let mut ws = b.ws().await;
+    let epoch = ws.subscribe("feed", None).await["result"]["epoch"].as_str().unwrap().to_string();
+    let mut sse = b.sse("channel=feed", None).await;
+    publish_n(&a, "feed", 1, 2).await;
+    assert_eq!(message_offsets(&ws_read(&mut ws, 2).await), [1, 2]);
+
+    // Cut every node's pub/sub link, then publish at once: B misses these on pub/sub.
+    redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    publish_n(&a, "feed", 3, 20).await;
+
+    let over_ws = ws_read(&mut ws, 20).await;
+    assert_eq!(message_offsets(&over_ws), (3..=22).collect::<Vec<_>>(), "every message, in order, no reset");
+    let over_sse = sse_read(&mut sse, 22).await;
+    assert_eq!(message_offsets(&over_sse), (1..=22).collect::<Vec<_>>());
+    assert_no_silent_gap(&over_sse, (&epoch, 0));
+    wait_ready(&[&a, &b], true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_clients_recover_on_another_node() {
+    let redis = Redis::start();
+    let (a, mut b, c) = (node(&redis), node(&redis), node(&redis));
+    wait_ready(&[&a, &b, &c], true).await;
+    let mut ws = b.ws().await;
+    let epoch = ws.subscribe("orders", None).await["result"]["epoch"].as_str().unwrap().to_string();
+    let mut sse = b.sse("channel=orders", None).await;
+    publish_n(&a, "orders", 1, 2).await;
+    assert_eq!(message_offsets(&ws_read(&mut ws, 2).await), [1, 2]);
+    assert_eq!(message_offsets(&sse_read(&mut sse, 2).await), [1, 2]);
+    let sse_id = sse.last_id.clone().unwrap();
+
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    assert!(ws.next().await.is_none(), "the killed node's socket closes");
+    publish_n(&a, "orders", 3, 3).await;
+
+    let mut ws = c.ws().await;
+    let reply = ws.subscribe("orders", Some(json!({ "epoch": epoch, "offset": 2 }))).await;
+    assert_eq!(reply["result"]["recovered"], true);
+    assert_eq!(message_offsets(&ws_read(&mut ws, 3).await), [3, 4, 5]);
+    let mut sse = c.sse("channel=orders", Some(&sse_id)).await;
+    assert_eq!(message_offsets(&sse_read(&mut sse, 3).await), [3, 4, 5]);
+}

@@ -2,6 +2,8 @@
 //! `leave` pushes. Entries live beside the subscriptions in the broker (see
 //! [`crate::broker::Broker::presence`]), so a member is listed exactly while it is subscribed.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use herald_auth::Identity;
 use herald_core::{ChannelName, protocol::encode};
@@ -48,7 +50,24 @@ impl Member {
     }
 }
 
+/// A subscription entering or leaving presence, as the broker reports it to the Redis engine
+/// (which shares presence across nodes).
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// The channel.
+    pub channel: ChannelName,
+    /// The member.
+    pub member: Arc<Member>,
+    /// True when it joined, false when it left.
+    pub joined: bool,
+}
+
 /// `{"channel":…,"members":[…]}`, the answer of the presence API and WebSocket op.
-pub fn presence_body(channel: &ChannelName, members: &[std::sync::Arc<Member>]) -> serde_json::Value {
-    json!({ "channel": channel.as_str(), "members": members.iter().map(|m| m.to_json()).collect::<Vec<_>>() })
+pub fn presence_body(channel: &ChannelName, members: &[Arc<Member>]) -> serde_json::Value {
+    members_body(channel, &members.iter().map(|m| m.to_json()).collect::<Vec<_>>())
+}
+
+/// `{"channel":…,"members":[…]}` from members already in JSON.
+pub fn members_body(channel: &ChannelName, members: &[serde_json::Value]) -> serde_json::Value {
+    json!({ "channel": channel.as_str(), "members": members })
 }

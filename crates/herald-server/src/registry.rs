@@ -57,7 +57,9 @@ impl Registry {
     pub fn new(limits: QueueLimits) -> Arc<Self> {
         Arc::new(Self {
             shards: (0..SHARDS).map(|_| Mutex::new(ById::default())).collect(),
-            next_id: AtomicU64::new(1),
+            // A random start: connection ids (presence's `client`) stay distinct across the
+            // nodes of a cluster.
+            next_id: AtomicU64::new((u64::from(rand::random::<u32>()) << 20) | 1),
             counts: Default::default(),
             limits,
             shutting_down: AtomicBool::new(false),

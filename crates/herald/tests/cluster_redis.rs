@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use common::{API_KEY, SseClient, TestServer, WAIT, WsClient};
+use common::{API_KEY, SseClient, TestServer, WAIT, WsClient, token};
 use serde_json::{Value, json};
 
 /// A `redis-server` on 127.0.0.1; killed on drop.
@@ -86,8 +86,12 @@ impl Drop for Redis {
 
 fn node(redis: &Redis) -> TestServer {
     let engine = format!("engine=\"{}\"", redis.url());
-    // Anonymous publishing on: one test publishes over a WebSocket.
-    TestServer::start(&[engine.as_str(), "anonymous_publish=true"])
+    // Anonymous publishing on: one test publishes over a WebSocket. `room:` keeps presence.
+    TestServer::with_tokens(&[
+        engine.as_str(),
+        "anonymous_publish=true",
+        "namespaces={room={presence=true,join_leave=true}}",
+    ])
 }
 
 async fn ready(node: &TestServer) -> bool {
@@ -349,4 +353,43 @@ async fn a_killed_nodes_clients_recover_on_another_node() {
     assert_eq!(message_offsets(&ws_read(&mut ws, 3).await), [3, 4, 5]);
     let mut sse = c.sse("channel=orders", Some(&sse_id)).await;
     assert_eq!(message_offsets(&sse_read(&mut sse, 3).await), [3, 4, 5]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_shared_and_joins_and_leaves_reach_every_node() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    wait_ready(&[&a, &b], true).await;
+    let users = |names: &[&str]| {
+        let mut names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        names.sort();
+        names
+    };
+    let members = |body: &Value| {
+        let mut names: Vec<String> =
+            body["members"].as_array().unwrap().iter().map(|m| m["user"].as_str().unwrap().to_string()).collect();
+        names.sort();
+        names
+    };
+
+    let mut ann = WsClient::connect(&format!("{}?token={}", a.ws_url(), token("ann", 300, &["room:*"], &[]))).await;
+    ann.subscribe("room:1", None).await;
+    let mut bob = WsClient::connect(&format!("{}?token={}", b.ws_url(), token("bob", 300, &["room:*"], &[]))).await;
+    bob.subscribe("room:1", None).await;
+
+    // Ann, on A, hears Bob join on B; both nodes list both.
+    let join = ann.next().await.unwrap();
+    assert_eq!((join["type"].as_str(), join["user"].as_str()), (Some("join"), Some("bob")), "{join}");
+    assert_eq!(join["info"], json!({ "name": "bob" }));
+    for node in [&a, &b] {
+        assert_eq!(members(&node.api_get("/api/channels/room:1/presence").await), users(&["ann", "bob"]));
+    }
+    let over_ws = bob.request(json!({ "op": "presence", "channel": "room:1" })).await;
+    assert_eq!(members(&over_ws["result"]), users(&["ann", "bob"]));
+
+    // Bob leaves: Ann hears it, and nobody lists him.
+    bob.request(json!({ "op": "unsubscribe", "channel": "room:1" })).await;
+    let leave = ann.next().await.unwrap();
+    assert_eq!((leave["type"].as_str(), leave["user"].as_str()), (Some("leave"), Some("bob")), "{leave}");
+    assert_eq!(members(&a.api_get("/api/channels/room:1/presence").await), users(&["ann"]));
 }

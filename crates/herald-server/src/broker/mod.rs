@@ -131,6 +131,8 @@ pub struct Broker {
     store: Option<Arc<Store>>,
     shards: Box<[Mutex<Shard>]>,
     hasher: std::collections::hash_map::RandomState,
+    /// Where presence changes go, when another part shares them (the Redis engine).
+    presence_changes: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::presence::Change>>,
 }
 
 // === impl Broker ===
@@ -143,6 +145,7 @@ impl Broker {
             store: None,
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
+            presence_changes: std::sync::OnceLock::new(),
         }
     }
 
@@ -361,6 +364,9 @@ impl Broker {
                 if let Some(member) = member.filter(|_| rules.join_leave) {
                     announce = Some((others(ch, outbox.id()), member.push("join", channel)));
                 }
+                if let Some(member) = member {
+                    self.report_presence(channel, member, true);
+                }
                 let member = member.cloned();
                 ch.subscribers.insert(outbox.id(), Subscriber { outbox: outbox.clone(), after, member });
             }
@@ -380,6 +386,9 @@ impl Broker {
         if ch.subscribers.capacity() > 32 && ch.subscribers.len() < ch.subscribers.capacity() / 4 {
             ch.subscribers.shrink_to_fit();
         }
+        if let Some(member) = &was.member {
+            self.report_presence(channel, member, false);
+        }
         if let Some(member) = was.member
             && self.config.rules(channel).join_leave
         {
@@ -388,6 +397,27 @@ impl Broker {
             push_to(&others, &member.push("leave", channel));
         }
         true
+    }
+
+    /// Sends every later presence change to `changes`.
+    pub fn report_presence_to(&self, changes: tokio::sync::mpsc::UnboundedSender<crate::presence::Change>) {
+        let _ = self.presence_changes.set(changes);
+    }
+
+    fn report_presence(&self, channel: &ChannelName, member: &Arc<Member>, joined: bool) {
+        if let Some(changes) = self.presence_changes.get() {
+            let _ = changes.send(crate::presence::Change { channel: channel.clone(), member: member.clone(), joined });
+        }
+    }
+
+    /// Pushes `push` (a join or leave from another node) to every subscriber of `channel`.
+    pub fn push_to_subscribers(&self, channel: &ChannelName, push: &bytes::Bytes) {
+        let outboxes: Vec<Arc<Outbox>> = {
+            let shard = self.shard(channel).lock();
+            let Some(ch) = shard.get(channel) else { return };
+            ch.subscribers.values().map(|s| s.outbox.clone()).collect()
+        };
+        push_to(&outboxes, push);
     }
 
     /// Whether `channel`'s namespace keeps presence.

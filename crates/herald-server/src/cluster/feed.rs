@@ -149,6 +149,12 @@ async fn subscribe(sink: &mut PubSubSink, feeds: Vec<String>) -> Result<(), Lost
 /// Folds one pub/sub message into its mirror; one out of line makes the mirror catch up.
 async fn on_message(c: &Cluster, message: &redis::Msg) {
     let Some(channel) = c.keys.channel_of_feed(message.get_channel_name()) else { return };
+    if let Some(push) = super::presence::foreign_push(message.get_payload_bytes(), &c.node) {
+        if let Some(push) = push {
+            c.broker.push_to_subscribers(&channel, &push);
+        }
+        return;
+    }
     let Some(decoded) = scripts::decode_payload(&channel, message.get_payload_bytes()) else {
         tracing::warn!(%channel, "an unreadable message on the Redis feed was skipped; catching up");
         let _ = catch_up(c, &channel).await;

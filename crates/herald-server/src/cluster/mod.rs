@@ -17,10 +17,13 @@
 //!   and subscribes that need Redis fail with `503 engine_unavailable`, and the node
 //!   reconnects with backoff.
 //!
-//! Not yet: Redis Cluster (sharded pub/sub), presence shared across nodes (presence lists the
-//! node's own subscribers).
+//! - presence is shared: every node lists every node's members, and joins and leaves reach
+//!   subscribers on every node ([`presence`]).
+//!
+//! Not yet: Redis Cluster (sharded pub/sub); the keys are hash-tagged per channel for it.
 
 mod feed;
+mod presence;
 mod scripts;
 
 use std::{
@@ -71,6 +74,9 @@ pub struct Cluster {
     snapshot: redis::Script,
     feed: mpsc::UnboundedSender<feed::Request>,
     shared: Arc<Shared>,
+    /// This node's id in presence pushes on the feed.
+    node: Arc<str>,
+    presence_scripts: presence::Scripts,
 }
 
 /// What the feed task and the request paths share.
@@ -97,6 +103,8 @@ impl Cluster {
         let commands = ConnectionManager::new_lazy_with_config(client.clone(), manager).map_err(ClusterError::Url)?;
         let shared = Arc::new(Shared { ready: AtomicBool::new(false), mirrored: Mutex::new(HashMap::new()) });
         let (feed, requests) = mpsc::unbounded_channel();
+        let (presence_changes, changes) = mpsc::unbounded_channel();
+        broker.report_presence_to(presence_changes);
         let cluster = Arc::new(Self {
             keys: Keys::new(&config.redis_prefix),
             config,
@@ -106,8 +114,11 @@ impl Cluster {
             snapshot: redis::Script::new(scripts::SNAPSHOT),
             feed,
             shared,
+            node: crate::broker::new_epoch(),
+            presence_scripts: presence::Scripts::default(),
         });
         tokio::spawn(feed::run(Arc::downgrade(&cluster), client, requests));
+        tokio::spawn(presence::run(Arc::downgrade(&cluster), changes));
         Ok(cluster)
     }
 
@@ -174,6 +185,11 @@ impl Cluster {
             .collect();
         let skip = newer.len().saturating_sub(limit);
         Ok((snapshot.position, newer.into_iter().skip(skip).collect()))
+    }
+
+    /// Every node's presence entries for `channel`.
+    pub async fn presence(&self, channel: &ChannelName) -> Result<Vec<serde_json::Value>, ApiError> {
+        presence::list(self, channel).await
     }
 
     /// Makes sure the node mirrors every channel of `wanted` and is in line with Redis for a

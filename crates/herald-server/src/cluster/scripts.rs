@@ -6,7 +6,9 @@
 //!   (publish time, ms), `e` (event, empty for none), `d` (the data JSON), capped by count;
 //! - `<prefix>{c}:k:<key>` — an idempotency key's result, `<epoch>:<offset>`, expiring after
 //!   the idempotency window;
-//! - `<prefix>{c}:p` — the pub/sub channel every node that mirrors `c` subscribes to.
+//! - `<prefix>{c}:pm`, `<prefix>{c}:pe` — presence (see [`super::presence`]);
+//! - `<prefix>{c}:p` — the pub/sub channel every node that mirrors `c` subscribes to: message
+//!   payloads, and join/leave pushes (marked with a leading `!`).
 //!
 //! Both keys of a channel expire `redis_channel_ttl_secs` after its latest publish; a channel
 //! whose keys are gone starts a new epoch on its next publish or subscribe (and its history
@@ -100,6 +102,16 @@ impl Keys {
     /// An idempotency key's record.
     pub(super) fn idempotency(&self, channel: &ChannelName, key: &str) -> String {
         format!("{}{{{channel}}}:k:{key}", self.prefix)
+    }
+
+    /// The presence hash (client → member JSON).
+    pub(super) fn presence_members(&self, channel: &ChannelName) -> String {
+        format!("{}{{{channel}}}:pm", self.prefix)
+    }
+
+    /// The presence expiries (client → expiry, ms).
+    pub(super) fn presence_expiries(&self, channel: &ChannelName) -> String {
+        format!("{}{{{channel}}}:pe", self.prefix)
     }
 
     /// The pub/sub channel.

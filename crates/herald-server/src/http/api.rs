@@ -442,5 +442,14 @@ async fn presence(State(state): State<AppState>, Path(channel): Path<String>) ->
     if !state.config.rules(&channel).presence {
         return Err(ApiError::new(ErrorCode::NotAvailable, format!("presence is off for {channel}'s namespace")));
     }
-    Ok(json_response(&crate::presence::presence_body(&channel, &state.broker.presence(&channel))))
+    Ok(json_response(&read_presence(&state, &channel).await?))
+}
+
+/// The presence answer for `channel`: every node's members with the Redis engine, else this
+/// node's.
+pub async fn read_presence(state: &AppState, channel: &ChannelName) -> Result<serde_json::Value, ApiError> {
+    Ok(match &state.cluster {
+        Some(cluster) => crate::presence::members_body(channel, &cluster.presence(channel).await?),
+        None => crate::presence::presence_body(channel, &state.broker.presence(channel)),
+    })
 }

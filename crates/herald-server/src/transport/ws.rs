@@ -43,7 +43,7 @@ use crate::{
     guard::Limit,
     http::{
         ApiError, AppState,
-        api::{Accepted, durable_reply, history_body, publish_one, read_history},
+        api::{Accepted, durable_reply, history_body, publish_one, read_history, read_presence},
         conn::{Head, write_response},
         origin::{self, OriginCheck},
     },
@@ -473,8 +473,12 @@ fn execute(
         }
         Command::Presence { channel } => {
             allow(&channel, Action::Presence)?;
-            let members = state.broker.presence(&channel);
-            outbox.push(reply(id, &presence_body(&channel, &members)));
+            if state.cluster.is_none() {
+                outbox.push(reply(id, &presence_body(&channel, &state.broker.presence(&channel))));
+            } else {
+                let state = state.clone();
+                reply_later(outbox, id, async move { Ok(encode(&read_presence(&state, &channel).await?)) });
+            }
         }
         Command::Auth { token } => {
             let identity = state.auth.verify(&token)?;

@@ -63,6 +63,11 @@ pub struct BenchArgs {
     /// The nginx executable for `--peer nchan`.
     #[arg(long, default_value = "/usr/sbin/nginx")]
     pub nginx: PathBuf,
+    /// Run the local Herald as a cluster of this many nodes sharing a `redis-server` the bench
+    /// starts (from `PATH`); subscribers and publishers are spread over the nodes, and RSS and
+    /// CPU are summed over the nodes and Redis.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
     /// Settings for the local Herald (`field=value`, repeatable), as `herald serve --set`.
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     pub settings: Vec<String>,
@@ -119,9 +124,7 @@ pub async fn run(args: BenchArgs, herald: PathBuf, command: String) -> anyhow::R
         TransportChoice::All => vec![Transport::Ws, Transport::Sse, Transport::Poll],
     };
     let remote = match &args.url {
-        Some(url) => {
-            Some(Target { kind: args.server, addr: parse_url(url)?, api_key: args.api_key.clone(), pid: args.pid })
-        }
+        Some(url) => Some(Target::single(args.server, parse_url(url)?, args.api_key.clone(), args.pid)),
         None => None,
     };
     let mut rows = Vec::new();
@@ -137,6 +140,9 @@ pub async fn run(args: BenchArgs, herald: PathBuf, command: String) -> anyhow::R
                     (Some(target), true) => run_one(scenario, target, transport, &sizes).await,
                     _ => {
                         let local = match kind {
+                            ServerKind::Herald if args.nodes > 1 => {
+                                LocalServer::herald_cluster(&herald, &args.settings, args.nodes).await?
+                            }
                             ServerKind::Herald => LocalServer::herald(&herald, &args.settings).await?,
                             ServerKind::Nchan => LocalServer::nchan(&args.nginx).await?,
                         };

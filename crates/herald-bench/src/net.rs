@@ -32,7 +32,8 @@ pub struct WireCounters {
 
 /// Opens connections to one server address from a rotating set of loopback sources.
 pub struct Connector {
-    server: SocketAddr,
+    /// The server's nodes; connections go to each in turn.
+    servers: Vec<SocketAddr>,
     sources: Vec<IpAddr>,
     next: AtomicUsize,
     /// What the connections read and wrote.
@@ -51,27 +52,35 @@ impl Connector {
     /// Connections to `server` from `sources` loopback addresses (`127.0.0.1`, `127.0.0.2` …)
     /// when the server is on loopback, else from the default source.
     pub fn new(server: SocketAddr, sources: u8) -> Self {
-        let sources = if server.ip().is_loopback() && server.is_ipv4() {
+        Self::to(&[server], sources)
+    }
+
+    /// Connections to every node of `servers` in turn (a cluster), from `sources` loopback
+    /// addresses as [`Connector::new`].
+    pub fn to(servers: &[SocketAddr], sources: u8) -> Self {
+        let loopback_v4 = servers.iter().all(|s| s.ip().is_loopback() && s.is_ipv4());
+        let sources = if loopback_v4 {
             (1..=sources.max(1)).map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i))).collect()
         } else {
             Vec::new()
         };
-        Self { server, sources, next: AtomicUsize::new(0), wire: Arc::default() }
+        Self { servers: servers.to_vec(), sources, next: AtomicUsize::new(0), wire: Arc::default() }
     }
 
-    /// The server's address.
+    /// The (first) server's address.
     pub fn server(&self) -> SocketAddr {
-        self.server
+        self.servers[0]
     }
 
     /// A new counted connection.
     pub async fn connect(&self) -> io::Result<Counted> {
-        let socket = if self.server.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let server = self.servers[n % self.servers.len()];
+        let socket = if server.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
         if !self.sources.is_empty() {
-            let i = self.next.fetch_add(1, Ordering::Relaxed) % self.sources.len();
-            socket.bind(SocketAddr::new(self.sources[i], 0))?;
+            socket.bind(SocketAddr::new(self.sources[n % self.sources.len()], 0))?;
         }
-        let stream = socket.connect(self.server).await?;
+        let stream = socket.connect(server).await?;
         stream.set_nodelay(true)?;
         Ok(Counted { inner: stream, wire: self.wire.clone() })
     }

@@ -134,7 +134,7 @@ impl Crowd {
     /// Opens `subscribers` subscribers over `channels` channels and waits (up to a minute) for all
     /// to be subscribed. Connections open in waves so the server's accept queue never overflows.
     async fn gather(target: &Target, transport: Transport, subscribers: usize, channels: usize, sources: u8) -> Self {
-        let connector = Arc::new(Connector::new(target.addr, sources));
+        let connector = Arc::new(Connector::to(&target.nodes(), sources));
         let fleet = Fleet::new(target.clone(), transport, connector);
         let prefix = format!("bench{:08x}", rand::random::<u32>());
         let channels = Channels::new(&prefix, channels.max(1));
@@ -224,7 +224,7 @@ impl Crowd {
     }
 
     async fn publish(&self, rate: f64, duration: Duration) {
-        let connector = Connector::new(self.fleet.target.addr, 1);
+        let connector = Connector::to(&self.fleet.target.nodes(), 1);
         publisher::paced(&self.fleet.target, &connector, &self.channels, rate, duration, 4).await;
     }
 
@@ -374,7 +374,7 @@ async fn reconnect(target: &Target, transport: Transport, sizes: &Sizes) -> Row 
 
 async fn publish(target: &Target, sizes: &Sizes) -> Row {
     let mut row = Row::new(target.kind, Scenario::Publish, None);
-    let connector = Connector::new(target.addr, sizes.sources);
+    let connector = Connector::to(&target.nodes(), sizes.sources);
     let prefix = format!("pub{:08x}", rand::random::<u32>());
     let payload = r#"{"b":"publish"}"#;
     let before = Reading::now(target, &connector.wire).await;

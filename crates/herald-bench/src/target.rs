@@ -52,11 +52,18 @@ pub struct Target {
     pub api_key: Option<String>,
     /// The server's process id when it runs on this machine (RSS and CPU come from `/proc`).
     pub pid: Option<u32>,
+    /// A cluster's further nodes: load is spread over `addr` and these.
+    pub more_nodes: Vec<SocketAddr>,
+    /// The process ids of a local cluster's further nodes and its Redis: RSS and CPU are
+    /// summed over every server-side process.
+    pub more_pids: Vec<u32>,
 }
 
 /// A server process the bench started; killed on drop.
 pub struct LocalServer {
     child: Child,
+    /// A local cluster's other processes (its further nodes and Redis).
+    others: Vec<Child>,
     /// How to reach it.
     pub target: Target,
     dir: Option<PathBuf>,
@@ -78,6 +85,16 @@ impl Transport {
 // === impl Target ===
 
 impl Target {
+    /// A single server at `addr`.
+    pub fn single(kind: ServerKind, addr: SocketAddr, api_key: Option<String>, pid: Option<u32>) -> Self {
+        Self { kind, addr, api_key, pid, more_nodes: Vec::new(), more_pids: Vec::new() }
+    }
+
+    /// Every node's address (one for a single server).
+    pub fn nodes(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.addr).chain(self.more_nodes.iter().copied()).collect()
+    }
+
     /// `POST` one message with `payload` (JSON) to `channel`.
     pub fn publish(&self, channel: &str, payload: String) -> Request<Full<Bytes>> {
         match self.kind {
@@ -120,7 +137,13 @@ impl Target {
     /// `/api/info`; `None` for a remote Nchan.
     pub async fn process_sample(&self) -> Option<ProcSample> {
         if let Some(pid) = self.pid {
-            return process::sample(Some(pid)).ok();
+            let mut total = process::sample(Some(pid)).ok()?;
+            for pid in &self.more_pids {
+                let more = process::sample(Some(*pid)).ok()?;
+                total.rss_bytes += more.rss_bytes;
+                total.cpu_secs += more.cpu_secs;
+            }
+            return Some(total);
         }
         if self.kind != ServerKind::Herald {
             return None;
@@ -162,35 +185,54 @@ impl LocalServer {
     /// the bench measures capacity (as Nchan, which has no such limits, is measured).
     pub async fn herald(exe: &Path, settings: &[String]) -> anyhow::Result<Self> {
         let api_key = format!("bench-{:016x}", rand::random::<u64>());
-        let mut command = Command::new(exe);
-        command.args(["serve", "--listen", "127.0.0.1:0", "--api-key", &api_key]);
-        for setting in ["max_connections=0", "connection_rate_per_ip=0", "max_streams_per_ip=0"] {
-            command.args(["--set", setting]);
-        }
-        for setting in settings {
-            command.args(["--set", setting]);
-        }
-        let mut child = command
-            .env("HERALD_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+        let (child, addr) = spawn_herald(exe, settings, &api_key).await?;
+        let target = Target::single(ServerKind::Herald, addr, Some(api_key), child.id());
+        Ok(Self { child, others: Vec::new(), target, dir: None })
+    }
+
+    /// Starts a local cluster: a `redis-server` (from `PATH`, keeping nothing on disk) on a
+    /// free loopback port and `nodes` Herald nodes sharing it, each with `settings`. Load is
+    /// spread over the nodes; RSS and CPU are summed over the nodes and Redis.
+    pub async fn herald_cluster(exe: &Path, settings: &[String], nodes: usize) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let redis = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("starting {}", exe.display()))?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(url) = line.strip_prefix("herald listening on http://") {
-                    return Ok(url.trim().parse::<SocketAddr>()?);
-                }
+            .context("starting redis-server (apt install redis-server)")?;
+        let redis_addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut up = false;
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(redis_addr).await.is_ok() {
+                up = true;
+                break;
             }
-            bail!("herald exited before listening")
-        })
-        .await
-        .context("herald did not start within 20 s")??;
-        let pid = child.id();
-        Ok(Self { child, target: Target { kind: ServerKind::Herald, addr, api_key: Some(api_key), pid }, dir: None })
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !up {
+            bail!("redis-server did not listen on {redis_addr} within 5 s");
+        }
+        let mut settings = settings.to_vec();
+        settings.push(format!("engine=\"redis://{redis_addr}\""));
+        let api_key = format!("bench-{:016x}", rand::random::<u64>());
+        let (child, addr) = spawn_herald(exe, &settings, &api_key).await?;
+        let mut cluster = Self {
+            target: Target::single(ServerKind::Herald, addr, Some(api_key.clone()), child.id()),
+            child,
+            others: Vec::new(),
+            dir: None,
+        };
+        for _ in 1..nodes.max(1) {
+            let (node, addr) = spawn_herald(exe, &settings, &api_key).await?;
+            cluster.target.more_nodes.push(addr);
+            cluster.target.more_pids.extend(node.id());
+            cluster.others.push(node);
+        }
+        // Last, so that it stops after the nodes.
+        cluster.target.more_pids.extend(redis.id());
+        cluster.others.push(redis);
+        Ok(cluster)
     }
 
     /// Starts nginx with Nchan (one process, like one worker) on a free loopback port, with its
@@ -211,8 +253,12 @@ impl LocalServer {
             .with_context(|| format!("starting {} (apt install nginx-light libnginx-mod-nchan)", nginx.display()))?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let pid = child.id();
-        let server =
-            Self { child, target: Target { kind: ServerKind::Nchan, addr, api_key: None, pid }, dir: Some(dir) };
+        let server = Self {
+            child,
+            others: Vec::new(),
+            target: Target::single(ServerKind::Nchan, addr, None, pid),
+            dir: Some(dir),
+        };
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
                 return Ok(server);
@@ -224,18 +270,56 @@ impl LocalServer {
 
     /// Stops the process and waits for it.
     pub async fn stop(mut self) {
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
+        for child in std::iter::once(&mut self.child).chain(self.others.iter_mut()) {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
     }
 }
 
 impl Drop for LocalServer {
     fn drop(&mut self) {
-        let _ = self.child.start_kill();
+        for child in std::iter::once(&mut self.child).chain(self.others.iter_mut()) {
+            let _ = child.start_kill();
+        }
         if let Some(dir) = &self.dir {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// Starts `herald serve` with `settings` and `api_key` on a free loopback port (the
+/// per-address and connection-count limits off, see [`LocalServer::herald`]); returns the
+/// process and its address.
+async fn spawn_herald(exe: &Path, settings: &[String], api_key: &str) -> anyhow::Result<(Child, SocketAddr)> {
+    let mut command = Command::new(exe);
+    command.args(["serve", "--listen", "127.0.0.1:0", "--api-key", api_key]);
+    for setting in ["max_connections=0", "connection_rate_per_ip=0", "max_streams_per_ip=0"] {
+        command.args(["--set", setting]);
+    }
+    for setting in settings {
+        command.args(["--set", setting]);
+    }
+    let mut child = command
+        .env("HERALD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(url) = line.strip_prefix("herald listening on http://") {
+                return Ok(url.trim().parse::<SocketAddr>()?);
+            }
+        }
+        bail!("herald exited before listening")
+    })
+    .await
+    .context("herald did not start within 20 s")??;
+    Ok((child, addr))
 }
 
 /// The Nchan setup measured: one process, history of 1,000 messages kept 10 minutes (as

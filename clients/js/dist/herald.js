@@ -550,6 +550,10 @@ var WebSocketTransport = class {
     const error = frame.error;
     const result = frame.result;
     if (pending.kind === "subscribe") {
+      if (error?.code === "engine_unavailable" || error?.code === "shutting_down") {
+        this.fail(`subscribe refused for now: ${error.code}`);
+        return;
+      }
       if (error || !result) {
         this.events.refused(pending.channel, new HeraldError(error?.code ?? "error", error?.message ?? "subscribe failed"));
         return;

@@ -192,6 +192,12 @@ export class WebSocketTransport implements Transport {
     const error = frame.error as { code?: string; message?: string } | undefined;
     const result = frame.result as Record<string, unknown> | undefined;
     if (pending.kind === "subscribe") {
+      if (error?.code === "engine_unavailable" || error?.code === "shutting_down") {
+        // The node cannot serve the channel just now (its Redis is away, or it is stopping):
+        // reconnect with backoff, which subscribes every channel again.
+        this.fail(`subscribe refused for now: ${error.code}`);
+        return;
+      }
       if (error || !result) {
         this.events.refused(pending.channel, new HeraldError(error?.code ?? "error", error?.message ?? "subscribe failed"));
         return;

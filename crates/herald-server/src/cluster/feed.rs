@@ -87,6 +87,9 @@ async fn session(
     mut stream: redis::aio::PubSubStream,
     requests: &mut mpsc::UnboundedReceiver<Request>,
 ) -> Lost {
+    if !c.commands_reach_redis().await {
+        return Lost("commands do not reach Redis".into());
+    }
     let channels: Vec<ChannelName> = c.shared.mirrored.lock().keys().cloned().collect();
     for batch in channels.chunks(BATCH) {
         let feeds: Vec<String> = batch.iter().map(|ch| c.keys.feed(ch)).collect();

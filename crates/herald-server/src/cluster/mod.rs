@@ -231,9 +231,35 @@ impl Cluster {
             .arg(crate::broker::new_epoch().as_ref())
             .arg(limits.size)
             .arg(self.channel_ttl_ms());
-        let mut commands = self.commands.clone();
-        let reply: Vec<String> = timed(invocation.invoke_async(&mut commands)).await?;
+        let reply: Vec<String> = self.read(&invocation).await?;
         scripts::decode_snapshot(channel, &reply).ok_or_else(|| unexpected("snapshot"))
+    }
+
+    /// Runs a script that only reads (or whose repeat changes nothing), once more when the
+    /// connection had dropped: the manager reconnects on the first failure.
+    async fn read<T: redis::FromRedisValue>(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<T, ApiError> {
+        let mut commands = self.commands.clone();
+        match tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async(&mut commands)).await {
+            Ok(Err(e)) if e.is_connection_dropped() || e.is_io_error() => {
+                timed(invocation.invoke_async(&mut commands)).await
+            }
+            first => settle(first),
+        }
+    }
+
+    /// Whether commands reach Redis: PINGs (a few times, letting the connection manager
+    /// reconnect after a restart) before the node reports ready.
+    async fn commands_reach_redis(&self) -> bool {
+        let mut commands = self.commands.clone();
+        for _ in 0..5 {
+            let ping = redis::cmd("PING");
+            if matches!(tokio::time::timeout(REDIS_TIMEOUT, ping.query_async::<String>(&mut commands)).await, Ok(Ok(_)))
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
     }
 
     fn channel_ttl_ms(&self) -> u64 {
@@ -251,7 +277,12 @@ impl Cluster {
 
 /// Runs a Redis call with the engine's timeout, mapping failures to `engine_unavailable`.
 async fn timed<T>(call: impl Future<Output = redis::RedisResult<T>>) -> Result<T, ApiError> {
-    match tokio::time::timeout(REDIS_TIMEOUT, call).await {
+    settle(tokio::time::timeout(REDIS_TIMEOUT, call).await)
+}
+
+/// The outcome of a Redis call run with a timeout, failures as `engine_unavailable`.
+fn settle<T>(outcome: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>) -> Result<T, ApiError> {
+    match outcome {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => {
             metrics().engine_errors.inc();

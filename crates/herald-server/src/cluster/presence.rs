@@ -128,8 +128,7 @@ async fn join(c: &Cluster, channel: &ChannelName, client: &str, json: &str, push
 pub(super) async fn list(c: &Cluster, channel: &ChannelName) -> Result<Vec<serde_json::Value>, ApiError> {
     let mut invocation = c.presence_scripts.list.prepare_invoke();
     invocation.key(c.keys.presence_members(channel)).key(c.keys.presence_expiries(channel)).arg(crate::now_ms());
-    let mut commands = c.commands.clone();
-    let flat: Vec<String> = timed(invocation.invoke_async(&mut commands)).await?;
+    let flat: Vec<String> = c.read(&invocation).await?;
     let mut members: Vec<(&String, serde_json::Value)> =
         flat.chunks_exact(2).filter_map(|pair| Some((&pair[0], serde_json::from_str(&pair[1]).ok()?))).collect();
     members.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.cmp(b.0)));

@@ -69,7 +69,18 @@ async fn counters_and_histograms_move_by_what_the_clients_did() {
     bad.send_raw(&format!(r#"{{"op":"publish","channel":"c","data":"{}"}}"#, "x".repeat(100_000))).await;
     bad.disconnect().await;
 
-    let after = scrape(&server).await;
+    // A fan-out round counts its deliveries once it has written them all: the client may read
+    // a message a moment before it is counted.
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    let delivered = |samples: &HashMap<String, f64>, transport: &str| {
+        let name = format!("herald_messages_delivered_total{{transport=\"{transport}\"}}");
+        get(samples, &name) - get(&before, &name)
+    };
+    let mut after = scrape(&server).await;
+    while (delivered(&after, "ws") < 3.0 || delivered(&after, "sse") < 3.0) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        after = scrape(&server).await;
+    }
     let moved = |name: &str| get(&after, name) - get(&before, name);
     assert_eq!(moved("herald_messages_published_total"), 3.0);
     assert_eq!(moved("herald_messages_delivered_total{transport=\"ws\"}"), 3.0);

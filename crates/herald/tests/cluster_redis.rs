@@ -420,3 +420,42 @@ async fn presence_is_shared_and_joins_and_leaves_reach_every_node() {
     assert_eq!((leave["type"].as_str(), leave["user"].as_str()), (Some("leave"), Some("bob")), "{leave}");
     assert_eq!(members(&a.api_get("/api/channels/room:1/presence").await), users(&["ann"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_protected_redis_admits_only_the_right_password() {
+    let redis = Redis::with_args(&["--save", "", "--appendonly", "no", "--requirepass", "s3cret-pass"]);
+    let url = |password: &str| format!("engine=\"redis://:{password}@127.0.0.1:{}\"", redis.port);
+    let right = TestServer::start(&[url("s3cret-pass").as_str()]);
+    let wrong = TestServer::start(&[url("not-it").as_str()]);
+    wait_ready(&[&right], true).await;
+    assert_eq!(right.publish("guarded", json!(1)).await["offset"], 1);
+
+    // Give the wrong one the time it took the right one, and more: it never gets in.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let response = wrong.http.get(format!("{}/readyz", wrong.base)).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "engine_unavailable");
+    let refused = wrong
+        .http
+        .post(format!("{}/api/publish", wrong.base))
+        .bearer_auth(API_KEY)
+        .json(&json!({ "channel": "guarded", "data": 2 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+}
+
+#[test]
+fn a_bad_engine_url_stops_the_start_with_a_clear_error() {
+    for (engine, expected) in [("mongodb://x", "engine must be"), ("redis://127.0.0.1:notaport", "invalid Redis URL")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--insecure-no-api-key", "--engine", engine])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{engine} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{engine}: {stderr}");
+    }
+}

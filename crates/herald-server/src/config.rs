@@ -134,6 +134,9 @@ pub struct Config {
     /// (`redis://[user:password@]host:port[/db]`, `rediss://…` for TLS), which lets several
     /// nodes share channels, offsets, history and idempotency keys (see docs/deployment.md).
     pub engine: String,
+    /// Whether `engine` names a Redis Cluster (any of its nodes; several may be given,
+    /// separated by commas): feeds then use sharded pub/sub. Default false.
+    pub redis_cluster: bool,
     /// Prefix of every Redis key and pub/sub channel Herald uses, so that several deployments
     /// can share one Redis. Default `herald:`.
     pub redis_prefix: String,
@@ -221,6 +224,7 @@ impl Default for Config {
             data_dir: None,
             durability: Durability::Fsync,
             engine: "memory".to_string(),
+            redis_cluster: false,
             redis_prefix: "herald:".to_string(),
             redis_channel_ttl_secs: 86_400,
             group_commit_ms: 5,
@@ -313,6 +317,9 @@ impl Config {
         }
         if self.redis_url().is_some() && self.data_dir.is_some() {
             return bad("data_dir and a Redis engine do not go together: with Redis, history lives in Redis");
+        }
+        if self.redis_cluster && self.redis_url().is_none() {
+            return bad("redis_cluster needs a Redis engine URL");
         }
         if self.redis_channel_ttl_secs == 0 {
             return bad("redis_channel_ttl_secs must be at least 1");

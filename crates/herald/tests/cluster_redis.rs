@@ -459,3 +459,91 @@ fn a_bad_engine_url_stops_the_start_with_a_clear_error() {
         assert!(stderr.contains(expected), "{engine}: {stderr}");
     }
 }
+
+/// A Redis Cluster of three primaries (no replicas) on free loopback ports.
+fn redis_cluster() -> Vec<Redis> {
+    let args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--save", "", "--appendonly", "no"];
+    let shards: Vec<Redis> = (0..3).map(|_| Redis::with_args(&args)).collect();
+    let addresses: Vec<String> = shards.iter().map(|r| format!("127.0.0.1:{}", r.port)).collect();
+    let created = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addresses)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stdout));
+    wait_cluster_ok(&shards);
+    shards
+}
+
+fn wait_cluster_ok(shards: &[Redis]) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !shards.iter().all(|r| r.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok")) {
+        assert!(std::time::Instant::now() < deadline, "the Redis Cluster never became ok");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_feeds_are_sharded_and_a_lost_shard_ends_in_a_reset_for_its_channels_only() {
+    let mut shards = redis_cluster();
+    let engine = format!("engine=\"redis://127.0.0.1:{}\"", shards[0].port);
+    let (a, b) = (
+        TestServer::start(&[engine.as_str(), "redis_cluster=true"]),
+        TestServer::start(&[engine.as_str(), "redis_cluster=true"]),
+    );
+    wait_ready(&[&a, &b], true).await;
+
+    // Twelve channels, spread over the shards by their hash tags; subscribers on B.
+    let channels: Vec<String> = (0..12).map(|i| format!("shard-{i}")).collect();
+    let mut ws = b.ws().await;
+    let mut epochs = Vec::new();
+    for channel in &channels {
+        epochs.push(ws.subscribe(channel, None).await["result"]["epoch"].as_str().unwrap().to_string());
+    }
+    for channel in &channels {
+        publish_n(&a, channel, 1, 2).await;
+    }
+    let frames = ws_read(&mut ws, 24).await;
+    for (channel, epoch) in channels.iter().zip(&epochs) {
+        let mine: Vec<Value> = frames.iter().filter(|f| f["channel"] == channel.as_str()).cloned().collect();
+        assert_eq!(message_offsets(&mine), [1, 2], "{channel}");
+        assert_no_silent_gap(&mine, (epoch, 0));
+    }
+    // Sharded pub/sub: each feed lives on its channel's shard, none is a classic channel.
+    let sharded: Vec<String> = shards
+        .iter()
+        .flat_map(|r| r.cli(&["PUBSUB", "SHARDCHANNELS"]).lines().map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    for channel in &channels {
+        assert!(sharded.contains(&format!("herald:{{{channel}}}:p")), "{channel} not sharded: {sharded:?}");
+    }
+    assert!(shards.iter().all(|r| r.cli(&["PUBSUB", "CHANNELS"]).is_empty()));
+
+    // The last shard dies and comes back empty: its channels reset, the others lose nothing.
+    let owned = shards[2].cli(&["KEYS", "herald:*:m"]);
+    let on_dead: Vec<&String> = channels.iter().filter(|ch| owned.contains(&format!("{{{ch}}}"))).collect();
+    assert!(!on_dead.is_empty(), "the shard owns some of the channels");
+    shards[2].restart();
+    wait_cluster_ok(&shards);
+    wait_ready(&[&a, &b], true).await;
+    for channel in &channels {
+        let reply = a
+            .http
+            .post(format!("{}/api/publish", a.base))
+            .bearer_auth(API_KEY)
+            .json(&json!({ "channel": channel, "data": { "n": 3 } }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200, "{channel} after the shard came back");
+    }
+    let frames = ws_read(&mut ws, 12).await;
+    for (channel, epoch) in channels.iter().zip(&epochs) {
+        let mine: Vec<Value> = frames.iter().filter(|f| f["channel"] == channel.as_str()).cloned().collect();
+        let reset = mine.iter().any(|f| f["type"] == "reset");
+        assert_eq!(reset, on_dead.contains(&channel), "{channel}: {mine:?}");
+        let start = if reset { (mine[0]["epoch"].as_str().unwrap(), 0) } else { (epoch.as_str(), 2) };
+        assert_no_silent_gap(if reset { &mine[1..] } else { &mine }, start);
+    }
+}

@@ -12,12 +12,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures_util::StreamExt;
 use herald_core::{ChannelName, StreamPosition, mirror::Merge};
-use redis::aio::PubSubSink;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Cluster, REDIS_TIMEOUT, scripts, unavailable};
+use super::{
+    Cluster, REDIS_TIMEOUT,
+    link::{Event, Link, Target},
+    scripts, unavailable,
+};
 use crate::http::ApiError;
 
 /// How often the link is checked with a PING.
@@ -41,17 +43,16 @@ pub(super) struct Request {
 struct Lost(String);
 
 /// Runs the feed until the cluster is dropped.
-pub(super) async fn run(cluster: Weak<Cluster>, client: redis::Client, mut requests: mpsc::UnboundedReceiver<Request>) {
+pub(super) async fn run(cluster: Weak<Cluster>, target: Target, mut requests: mpsc::UnboundedReceiver<Request>) {
     let mut backoff = Duration::from_millis(100);
     let mut was_up = true;
     loop {
         let Some(c) = cluster.upgrade() else { return };
-        let lost = match tokio::time::timeout(REDIS_TIMEOUT, client.get_async_pubsub()).await {
-            Ok(Ok(pubsub)) => {
-                let (sink, stream) = pubsub.split();
+        let lost = match tokio::time::timeout(REDIS_TIMEOUT, target.link()).await {
+            Ok(Ok(link)) => {
                 backoff = Duration::from_millis(100);
                 was_up = true;
-                session(&c, sink, stream, &mut requests).await
+                session(&c, link, &mut requests).await
             }
             Ok(Err(e)) => Lost(e.to_string()),
             Err(_) => Lost("connection timed out".into()),
@@ -81,19 +82,14 @@ pub(super) async fn run(cluster: Weak<Cluster>, client: redis::Client, mut reque
 
 /// One connection's life: subscribe to every mirror's feed, catch them up, report ready, then
 /// serve messages and requests until the connection fails.
-async fn session(
-    c: &Cluster,
-    mut sink: PubSubSink,
-    mut stream: redis::aio::PubSubStream,
-    requests: &mut mpsc::UnboundedReceiver<Request>,
-) -> Lost {
+async fn session(c: &Cluster, mut link: Link, requests: &mut mpsc::UnboundedReceiver<Request>) -> Lost {
     if !c.commands_reach_redis().await {
         return Lost("commands do not reach Redis".into());
     }
     let channels: Vec<ChannelName> = c.shared.mirrored.lock().keys().cloned().collect();
     for batch in channels.chunks(BATCH) {
         let feeds: Vec<String> = batch.iter().map(|ch| c.keys.feed(ch)).collect();
-        if let Err(e) = subscribe(&mut sink, feeds).await {
+        if let Err(e) = subscribe(&mut link, feeds).await {
             return e;
         }
     }
@@ -111,9 +107,18 @@ async fn session(
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     loop {
         tokio::select! {
-            message = stream.next() => match message {
-                Some(message) => on_message(c, &message).await,
-                None => return Lost("the pub/sub connection closed".into()),
+            event = link.next() => match event {
+                Event::Message { feed, payload } => on_message(c, &feed, &payload).await,
+                Event::Resubscribed { feed } => {
+                    // Subscribed again behind our back: what was published meanwhile is
+                    // caught up from history.
+                    if let Some(channel) = c.keys.channel_of_feed(&feed)
+                        && c.shared.mirrored.lock().contains_key(&channel)
+                    {
+                        let _ = catch_up(c, &channel).await;
+                    }
+                }
+                Event::Lost(reason) => return Lost(reason),
             },
             request = requests.recv() => {
                 let Some(first) = request else { return Lost("the engine stopped".into()) };
@@ -121,19 +126,19 @@ async fn session(
                 while batch.len() < BATCH && let Ok(more) = requests.try_recv() {
                     batch.push(more);
                 }
-                if let Err(e) = serve(c, &mut sink, batch).await {
+                if let Err(e) = serve(c, &mut link, batch).await {
                     return e;
                 }
             }
             _ = ping.tick() => {
-                match tokio::time::timeout(REDIS_TIMEOUT, sink.ping::<redis::Value>()).await {
+                match tokio::time::timeout(REDIS_TIMEOUT, link.ping()).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => return Lost(e.to_string()),
                     Err(_) => return Lost("PING timed out".into()),
                 }
             }
             _ = sweep.tick() => {
-                if let Err(e) = drop_idle(c, &mut sink).await {
+                if let Err(e) = drop_idle(c, &mut link).await {
                     return e;
                 }
             }
@@ -141,8 +146,8 @@ async fn session(
     }
 }
 
-async fn subscribe(sink: &mut PubSubSink, feeds: Vec<String>) -> Result<(), Lost> {
-    match tokio::time::timeout(REDIS_TIMEOUT, sink.subscribe(feeds)).await {
+async fn subscribe(link: &mut Link, feeds: Vec<String>) -> Result<(), Lost> {
+    match tokio::time::timeout(REDIS_TIMEOUT, link.subscribe(feeds)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Lost(e.to_string())),
         Err(_) => Err(Lost("SUBSCRIBE timed out".into())),
@@ -150,15 +155,15 @@ async fn subscribe(sink: &mut PubSubSink, feeds: Vec<String>) -> Result<(), Lost
 }
 
 /// Folds one pub/sub message into its mirror; one out of line makes the mirror catch up.
-async fn on_message(c: &Cluster, message: &redis::Msg) {
-    let Some(channel) = c.keys.channel_of_feed(message.get_channel_name()) else { return };
-    if let Some(push) = super::presence::foreign_push(message.get_payload_bytes(), &c.node) {
+async fn on_message(c: &Cluster, feed: &str, payload: &[u8]) {
+    let Some(channel) = c.keys.channel_of_feed(feed) else { return };
+    if let Some(push) = super::presence::foreign_push(payload, &c.node) {
         if let Some(push) = push {
             c.broker.push_to_subscribers(&channel, &push);
         }
         return;
     }
-    let Some(decoded) = scripts::decode_payload(&channel, message.get_payload_bytes()) else {
+    let Some(decoded) = scripts::decode_payload(&channel, payload) else {
         tracing::warn!(%channel, "an unreadable message on the Redis feed was skipped; catching up");
         let _ = catch_up(c, &channel).await;
         return;
@@ -172,7 +177,7 @@ async fn on_message(c: &Cluster, message: &redis::Msg) {
 
 /// Starts mirroring what `batch` asks for: one SUBSCRIBE for the new feeds, then a snapshot
 /// of every channel asked for, and answers each request.
-async fn serve(c: &Cluster, sink: &mut PubSubSink, batch: Vec<Request>) -> Result<(), Lost> {
+async fn serve(c: &Cluster, link: &mut Link, batch: Vec<Request>) -> Result<(), Lost> {
     let mut wanted: Vec<ChannelName> = Vec::new();
     let mut seen = HashSet::new();
     for request in &batch {
@@ -188,7 +193,7 @@ async fn serve(c: &Cluster, sink: &mut PubSubSink, batch: Vec<Request>) -> Resul
         wanted.iter().filter(|ch| !mirrored.contains_key(*ch)).map(|ch| c.keys.feed(ch)).collect()
     };
     if !new_feeds.is_empty()
-        && let Err(e) = subscribe(sink, new_feeds).await
+        && let Err(e) = subscribe(link, new_feeds).await
     {
         for request in batch {
             let _ = request.reply.send(Err(unavailable("Redis is unreachable")));
@@ -236,7 +241,7 @@ async fn catch_up(c: &Cluster, channel: &ChannelName) -> Result<(), ApiError> {
 }
 
 /// Stops mirroring channels without subscribers that no client asked for lately.
-async fn drop_idle(c: &Cluster, sink: &mut PubSubSink) -> Result<(), Lost> {
+async fn drop_idle(c: &Cluster, link: &mut Link) -> Result<(), Lost> {
     let idle: Vec<String> = {
         let mut mirrored = c.shared.mirrored.lock();
         let now = Instant::now();
@@ -253,7 +258,7 @@ async fn drop_idle(c: &Cluster, sink: &mut PubSubSink) -> Result<(), Lost> {
     if idle.is_empty() {
         return Ok(());
     }
-    match tokio::time::timeout(REDIS_TIMEOUT, sink.unsubscribe(idle)).await {
+    match tokio::time::timeout(REDIS_TIMEOUT, link.unsubscribe(idle)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Lost(e.to_string())),
         Err(_) => Err(Lost("UNSUBSCRIBE timed out".into())),

@@ -1,4 +1,5 @@
-//! The Redis engine: several Herald nodes sharing channels through Redis (≥ 7, or Valkey).
+//! The Redis engine: several Herald nodes sharing channels through Redis (≥ 7, or Valkey; a
+//! single instance or a Redis Cluster).
 //!
 //! Redis owns every channel's epoch, offsets, history and idempotency keys; a publish is one
 //! Lua script that assigns the offset, appends to history and publishes to the nodes
@@ -19,10 +20,12 @@
 //!
 //! - presence is shared: every node lists every node's members, and joins and leaves reach
 //!   subscribers on every node ([`presence`]).
-//!
-//! Not yet: Redis Cluster (sharded pub/sub); the keys are hash-tagged per channel for it.
+//! - on a Redis Cluster (`redis_cluster`), a channel's keys share one slot (hash tags) and its
+//!   feed is a shard channel there (`SSUBSCRIBE` / `SPUBLISH`), so the cluster spreads both
+//!   ([`link`]).
 
 mod feed;
+mod link;
 mod presence;
 mod scripts;
 
@@ -37,7 +40,6 @@ use std::{
 
 use herald_core::{ChannelName, ErrorCode, StreamPosition};
 use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
@@ -69,7 +71,7 @@ pub struct Cluster {
     config: Arc<Config>,
     broker: Arc<Broker>,
     keys: Keys,
-    commands: ConnectionManager,
+    commands: link::Commands,
     publish: redis::Script,
     snapshot: redis::Script,
     feed: mpsc::UnboundedSender<feed::Request>,
@@ -94,13 +96,9 @@ impl Cluster {
     /// Redis need not be up yet: the node reports not ready until it is.
     pub fn start(config: Arc<Config>, broker: Arc<Broker>) -> Result<Arc<Self>, ClusterError> {
         let url = config.redis_url().unwrap_or_default();
-        let client = redis::Client::open(url).map_err(ClusterError::Url)?;
-        let manager = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(2));
-        let commands = ConnectionManager::new_lazy_with_config(client.clone(), manager).map_err(ClusterError::Url)?;
+        let target = link::Target::new(url, config.redis_cluster).map_err(ClusterError::Url)?;
+        let commands = target.commands(REDIS_TIMEOUT).map_err(ClusterError::Url)?;
+        let publish_command = commands.publish_command();
         let shared = Arc::new(Shared { ready: AtomicBool::new(false), mirrored: Mutex::new(HashMap::new()) });
         let (feed, requests) = mpsc::unbounded_channel();
         let (presence_changes, changes) = mpsc::unbounded_channel();
@@ -110,14 +108,14 @@ impl Cluster {
             config,
             broker,
             commands,
-            publish: redis::Script::new(scripts::PUBLISH),
+            publish: redis::Script::new(&scripts::with_publish_command(scripts::PUBLISH, publish_command)),
             snapshot: redis::Script::new(scripts::SNAPSHOT),
             feed,
             shared,
             node: crate::broker::new_epoch(),
-            presence_scripts: presence::Scripts::default(),
+            presence_scripts: presence::Scripts::new(publish_command),
         });
-        tokio::spawn(feed::run(Arc::downgrade(&cluster), client, requests));
+        tokio::spawn(feed::run(Arc::downgrade(&cluster), target, requests));
         tokio::spawn(presence::run(Arc::downgrade(&cluster), changes));
         Ok(cluster)
     }
@@ -156,8 +154,7 @@ impl Cluster {
             .arg(self.channel_ttl_ms())
             .arg(self.keys.feed(channel))
             .arg(self.config.idempotency_window_secs.saturating_mul(1000).max(1));
-        let mut commands = self.commands.clone();
-        let reply: Vec<String> = timed(invocation.invoke_async(&mut commands)).await?;
+        let reply: Vec<String> = timed(self.commands.invoke(&invocation)).await?;
         let [epoch, offset, duplicate] = reply.as_slice() else {
             return Err(unexpected("publish"));
         };
@@ -238,11 +235,8 @@ impl Cluster {
     /// Runs a script that only reads (or whose repeat changes nothing), once more when the
     /// connection had dropped: the manager reconnects on the first failure.
     async fn read<T: redis::FromRedisValue>(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<T, ApiError> {
-        let mut commands = self.commands.clone();
-        match tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async(&mut commands)).await {
-            Ok(Err(e)) if e.is_connection_dropped() || e.is_io_error() => {
-                timed(invocation.invoke_async(&mut commands)).await
-            }
+        match tokio::time::timeout(REDIS_TIMEOUT, self.commands.invoke(invocation)).await {
+            Ok(Err(e)) if e.is_connection_dropped() || e.is_io_error() => timed(self.commands.invoke(invocation)).await,
             first => settle(first),
         }
     }
@@ -250,11 +244,8 @@ impl Cluster {
     /// Whether commands reach Redis: PINGs (a few times, letting the connection manager
     /// reconnect after a restart) before the node reports ready.
     async fn commands_reach_redis(&self) -> bool {
-        let mut commands = self.commands.clone();
         for _ in 0..5 {
-            let ping = redis::cmd("PING");
-            if matches!(tokio::time::timeout(REDIS_TIMEOUT, ping.query_async::<String>(&mut commands)).await, Ok(Ok(_)))
-            {
+            if matches!(tokio::time::timeout(REDIS_TIMEOUT, self.commands.ping()).await, Ok(Ok(()))) {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -104,8 +104,7 @@ async fn apply(c: &Cluster, local: &mut Local, change: &Change) -> Result<(), Ap
         .arg(&client)
         .arg(c.keys.feed(channel))
         .arg(push("leave"));
-    let mut commands = c.commands.clone();
-    timed(invocation.invoke_async::<i64>(&mut commands)).await.map(drop)
+    timed(c.commands.invoke::<i64>(&invocation)).await.map(drop)
 }
 
 async fn join(c: &Cluster, channel: &ChannelName, client: &str, json: &str, push: &str) -> Result<(), ApiError> {
@@ -120,8 +119,7 @@ async fn join(c: &Cluster, channel: &ChannelName, client: &str, json: &str, push
         .arg(ttl * 2)
         .arg(c.keys.feed(channel))
         .arg(push);
-    let mut commands = c.commands.clone();
-    timed(invocation.invoke_async::<i64>(&mut commands)).await.map(drop)
+    timed(c.commands.invoke::<i64>(&invocation)).await.map(drop)
 }
 
 /// Every node's members of `channel`, ordered by client id.
@@ -156,9 +154,11 @@ pub(super) struct Scripts {
     list: redis::Script,
 }
 
-impl Default for Scripts {
-    fn default() -> Self {
-        Self { join: redis::Script::new(JOIN), leave: redis::Script::new(LEAVE), list: redis::Script::new(LIST) }
+impl Scripts {
+    /// The scripts, publishing pushes with `publish_command`.
+    pub(super) fn new(publish_command: &str) -> Self {
+        let with = |script| redis::Script::new(&super::scripts::with_publish_command(script, publish_command));
+        Self { join: with(JOIN), leave: with(LEAVE), list: redis::Script::new(LIST) }
     }
 }
 

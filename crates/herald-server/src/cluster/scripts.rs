@@ -76,6 +76,11 @@ end
 return out
 ";
 
+/// `script` with its `PUBLISH` calls made with `command` (`SPUBLISH` on a Redis Cluster).
+pub(super) fn with_publish_command(script: &str, command: &str) -> String {
+    script.replace("redis.call('PUBLISH'", &format!("redis.call('{command}'"))
+}
+
 /// Names of a channel's keys and pub/sub channel under one prefix.
 #[derive(Clone, Debug)]
 pub(super) struct Keys {

@@ -30,7 +30,15 @@ impl Redis {
     }
 
     fn with_args(args: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let cluster = args.contains(&"--cluster-enabled");
+        let port = loop {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            // A cluster node also listens on its port + 10000 (the cluster bus).
+            let bus_free = || port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok();
+            if !cluster || bus_free() {
+                break port;
+            }
+        };
         let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("redis-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
         let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();

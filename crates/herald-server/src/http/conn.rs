@@ -271,21 +271,15 @@ async fn exchange(
     if method == Method::GET && head.uri.path() == "/poll" {
         // The route most requests take, and the one that waits: served without the router's
         // boxed futures, and with nothing of the request kept while the poll waits.
-        let request = {
-            let query = head.uri.query();
-            let token = crate::auth::request_token(&head.headers, query);
-            token.map_err(ApiError::from).and_then(|token| poll::request(state, query, token.as_deref()))
-        };
-        let waiting = match request {
-            // Boxed: only the Redis engine has channels to mirror first.
-            Ok(request) if state.cluster.is_some() => {
-                match Box::pin(crate::transport::prepare_stream(state, &request)).await {
-                    Ok(()) => poll::start(state, &request, peer.ip()),
-                    Err(e) => Err(e),
-                }
+        let query = head.uri.query();
+        let waiting = match crate::auth::request_token(&head.headers, query) {
+            // Boxed: only the Redis engine has channels to mirror first, and a waiting poll's
+            // connection task then carries just the pointer.
+            Ok(token) if state.cluster.is_some() => {
+                Box::pin(poll::mirror_and_start(state, query, token, peer.ip())).await
             }
-            Ok(request) => poll::start(state, &request, peer.ip()),
-            Err(e) => Err(e),
+            Ok(token) => poll::request(state, query, token.as_deref()).and_then(|r| poll::start(state, &r, peer.ip())),
+            Err(e) => Err(e.into()),
         };
         return After::Poll(waiting, cors, keep_alive);
     }

@@ -55,9 +55,23 @@ pub async fn poll(
 /// Waits for `GET /poll?<query>` from `ip` with the request's `token` and returns its JSON
 /// body (messages, resets and the next cursor), to be sent with `Cache-Control: no-store`.
 pub async fn wait(state: &AppState, query: Option<&str>, token: Option<&str>, ip: IpAddr) -> Result<Vec<u8>, ApiError> {
-    let request = request(state, query, token)?;
+    let waiting = match &state.cluster {
+        Some(_) => mirror_and_start(state, query, token.map(str::to_string), ip).await?,
+        None => start(state, &request(state, query, token)?, ip)?,
+    };
+    Ok(waiting.finish().await)
+}
+
+/// [`request`] and [`start`], with the Redis engine mirroring the poll's channels in between.
+pub async fn mirror_and_start(
+    state: &AppState,
+    query: Option<&str>,
+    token: Option<String>,
+    ip: IpAddr,
+) -> Result<Waiting, ApiError> {
+    let request = request(state, query, token.as_deref())?;
     super::prepare_stream(state, &request).await?;
-    Ok(start(state, &request, ip)?.finish().await)
+    start(state, &request, ip)
 }
 
 /// A long poll that is subscribed and waits: only what the wait needs, so that a waiting poll

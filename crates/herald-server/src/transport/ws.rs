@@ -164,15 +164,14 @@ async fn run(state: AppState, stream: TcpStream, ip: IpAddr, leftover: BytesMut,
             _ = socket.writable(), if blocked => None,
             incoming = ws.next() => Some(incoming),
         };
+        // A command that waits for the Redis engine to mirror its channel first.
+        let mut deferred = None;
         if let Some(incoming) = incoming {
             outbox.touch(now_ms());
             match incoming {
                 Some(Ok(Message::Text(text))) => {
-                    if let Some(wanted) = handle(&state, &outbox, &mut subscriptions, &mut session, &text, false) {
-                        // Boxed: only subscribes the Redis engine must first mirror wait here.
-                        Box::pin(mirror_then_handle(&state, &outbox, &mut subscriptions, &mut session, &text, wanted))
-                            .await;
-                    }
+                    deferred = handle(&state, &outbox, &mut subscriptions, &mut session, &text, false)
+                        .map(|wanted| (text, wanted));
                 }
                 Some(Ok(Message::Binary(_))) => {
                     let e =
@@ -190,6 +189,10 @@ async fn run(state: AppState, stream: TcpStream, ip: IpAddr, leftover: BytesMut,
                     outbox.close(DisconnectCode::BAD_FRAME);
                 }
             }
+        }
+        if let Some((text, wanted)) = deferred {
+            // Boxed, and owning what it needs: a connection's task carries only the pointer.
+            Box::pin(mirror_then_handle(&state, &outbox, &mut subscriptions, &mut session, text, wanted)).await;
         }
         match outbox.settle() {
             Settled::Open { blocked: full } => blocked = full,
@@ -358,15 +361,15 @@ async fn mirror_then_handle(
     outbox: &Arc<Outbox>,
     subscriptions: &mut Subscriptions,
     session: &mut Session,
-    text: &str,
+    text: Utf8Bytes,
     wanted: Mirror,
 ) {
     let Some(cluster) = &state.cluster else { return };
     match cluster.prepare(&wanted).await {
         Ok(()) => {
-            handle(state, outbox, subscriptions, session, text, true);
+            handle(state, outbox, subscriptions, session, &text, true);
         }
-        Err(e) => push_error(outbox, Request::parse(text).ok().and_then(|r| r.id), e.0),
+        Err(e) => push_error(outbox, Request::parse(&text).ok().and_then(|r| r.id), e.0),
     }
 }
 

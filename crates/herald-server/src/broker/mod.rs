@@ -3,12 +3,13 @@
 //!
 //! Contract:
 //! - publish and history append are atomic per channel: offsets have no gaps, and a publish
-//!   returns once its message is in history — without waiting for the fan-out;
-//! - fan-out runs in rounds, one at a time per channel, off the publisher's thread (on the
-//!   rayon pool): a round takes every message published since the last one and gives each
-//!   subscriber those after its starting offset, in offset order, in one write. Under load
-//!   rounds grow, so a slow fan-out catches up with fewer system calls instead of falling
-//!   further behind;
+//!   returns once its message is in history — without waiting for a large fan-out;
+//! - fan-out runs in rounds, one at a time per channel: a round takes every message published
+//!   since the last one and gives each subscriber those after its starting offset, in offset
+//!   order, in one write. A round of at most 256 subscribers runs on the publisher's thread
+//!   (cheaper than waking another); larger ones, and rounds that queue up behind it, run on
+//!   the rayon pool. Under load rounds grow, so a slow fan-out catches up with fewer system
+//!   calls instead of falling further behind;
 //! - subscribe decides the recovery and records the subscriber's starting offset under the
 //!   same lock, so a message is either among the recovered ones or among the live ones —
 //!   never both, never neither;
@@ -38,6 +39,8 @@ use crate::{
 const SHARDS: usize = 64;
 /// Subscribers of one channel from which a message's fan-out is split over the cores.
 const PARALLEL_FANOUT: usize = 1024;
+/// Subscribers of one channel up to which a publish fans its message out itself.
+const INLINE_FANOUT: usize = 256;
 
 /// The outcome of a subscribe, for the reply to the client.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -238,11 +241,24 @@ impl Broker {
         Published { message, seq }
     }
 
-    /// Runs fan-out rounds for `channel` on the rayon pool (see [`Channel::schedule`]).
+    /// Runs fan-out rounds for `channel` (see [`Channel::schedule`]): a small first round
+    /// here, on the caller's thread (waking a pool thread for it would cost more than the
+    /// round), anything larger or later on the rayon pool.
     fn start_round(self: &Arc<Self>, channel: &ChannelName) {
+        let Some(mut round) = self.next_round(channel) else { return };
+        if round.subscribers.len() <= INLINE_FANOUT {
+            finish_round(&round);
+            match self.next_round(channel) {
+                Some(next) => round = next,
+                None => return,
+            }
+        }
         let broker = Arc::clone(self);
         let channel = channel.clone();
-        rayon::spawn(move || broker.fan_out_rounds(&channel));
+        rayon::spawn(move || {
+            finish_round(&round);
+            broker.fan_out_rounds(&channel);
+        });
     }
 
     /// Resolves once the publish with store sequence `seq` is durable (at once without a
@@ -286,11 +302,7 @@ impl Broker {
     /// Runs rounds for `channel` until nothing is pending.
     fn fan_out_rounds(&self, channel: &ChannelName) {
         while let Some(round) = self.next_round(channel) {
-            deliver(&round.messages, &round.subscribers);
-            let now = now_ms();
-            for m in &round.messages {
-                metrics().delivery_latency.observe(now.saturating_sub(m.time_ms) as f64 / 1000.0);
-            }
+            finish_round(&round);
         }
     }
 
@@ -490,6 +502,15 @@ impl Broker {
             removed += before - shard.len();
         }
         removed
+    }
+}
+
+/// Delivers `round` and records its messages' delivery latency.
+fn finish_round(round: &Round) {
+    deliver(&round.messages, &round.subscribers);
+    let now = now_ms();
+    for m in &round.messages {
+        metrics().delivery_latency.observe(now.saturating_sub(m.time_ms) as f64 / 1000.0);
     }
 }
 

@@ -5,7 +5,7 @@
 # BENCHMARKS.md (between the cluster markers). Everything shares this machine's two cores:
 # the figures show the cost of the Redis hop, not the capacity of three machines.
 #
-#   bench/cluster.sh                                  # the full run (about 12 minutes)
+#   bench/cluster.sh                                  # the full run (about 16 minutes)
 #   bench/cluster.sh --duration 5 --subscribers 1000  # a quick look
 #
 # Extra arguments go to `herald bench`.
@@ -16,7 +16,7 @@ command -v redis-server >/dev/null || apt-get install -y redis-server >/dev/null
 cargo build --release --locked -p herald
 out="${BENCH_OUT:-bench-results}"
 for nodes in 1 3; do
-  ./target/release/herald bench --scenario seed,fanout,publish --transport all --nodes "$nodes" \
+  ./target/release/herald bench --scenario seed,fanout,publish,reconnect --transport all --nodes "$nodes" \
     --out "$out/cluster-$nodes" "$@" | tee "$out/cluster-$nodes.log"
 done
 

@@ -182,8 +182,7 @@ async fn serve(c: &Cluster, link: &mut Link, batch: Vec<Request>) -> Result<(), 
     let mut seen = HashSet::new();
     for request in &batch {
         for (channel, since) in &request.channels {
-            // A request already met by an earlier one of the batch needs nothing.
-            if seen.insert(channel.clone()) && !c.in_line(channel, since.as_ref()) {
+            if !c.in_line(channel, since.as_ref()) && seen.insert(channel.clone()) {
                 wanted.push(channel.clone());
             }
         }

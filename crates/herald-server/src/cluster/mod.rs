@@ -16,10 +16,9 @@
 //!   way. Subscribers then get the missed messages, or an explicit `reset` — never a gap;
 //! - while Redis is unreachable, clients stay connected, `/readyz` says not ready, publishes
 //!   and subscribes that need Redis fail with `503 engine_unavailable`, and the node
-//!   reconnects with backoff.
-//!
+//!   reconnects with backoff;
 //! - presence is shared: every node lists every node's members, and joins and leaves reach
-//!   subscribers on every node ([`presence`]).
+//!   subscribers on every node ([`presence`]);
 //! - on a Redis Cluster (`redis_cluster`), a channel's keys share one slot (hash tags) and its
 //!   feed is a shard channel there (`SSUBSCRIBE` / `SPUBLISH`), so the cluster spreads both
 //!   ([`link`]).

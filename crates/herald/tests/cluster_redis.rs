@@ -555,3 +555,21 @@ async fn on_a_redis_cluster_feeds_are_sharded_and_a_lost_shard_ends_in_a_reset_f
         assert_no_silent_gap(if reset { &mine[1..] } else { &mine }, start);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_in_redis_is_capped_by_count_and_by_age() {
+    let redis = Redis::start();
+    let engine = format!("engine=\"{}\"", redis.url());
+    let a = TestServer::start(&[engine.as_str(), "history_size=3", "history_ttl_secs=1"]);
+    wait_ready(&[&a], true).await;
+    publish_n(&a, "capped", 1, 5).await;
+    assert_eq!(redis.cli(&["XLEN", "herald:{capped}:h"]), "3", "capped by count");
+    let ttl: i64 = redis.cli(&["PTTL", "herald:{capped}:h"]).parse().unwrap();
+    assert!((1..=1000).contains(&ttl), "the history expires with its age limit: {ttl} ms");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    publish_n(&a, "capped", 6, 1).await;
+    assert_eq!(redis.cli(&["XLEN", "herald:{capped}:h"]), "1", "older entries left by age");
+    let history = a.api_get("/api/channels/capped/history").await;
+    assert_eq!(message_offsets(history["messages"].as_array().unwrap()), [6]);
+    assert_eq!(history["offset"], 6, "the offsets go on");
+}

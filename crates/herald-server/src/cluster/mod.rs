@@ -152,7 +152,12 @@ impl Cluster {
             .arg(limits.size)
             .arg(self.channel_ttl_ms())
             .arg(self.keys.feed(channel))
-            .arg(self.config.idempotency_window_secs.saturating_mul(1000).max(1));
+            .arg(self.config.idempotency_window_secs.saturating_mul(1000).max(1))
+            .arg(self.history_cutoff(channel))
+            .arg(match limits.ttl_ms {
+                0 => self.channel_ttl_ms(),
+                ttl => ttl.min(self.channel_ttl_ms()),
+            });
         let reply: Vec<String> = timed(self.commands.invoke(&invocation)).await?;
         let [epoch, offset, duplicate] = reply.as_slice() else {
             return Err(unexpected("publish"));

@@ -10,9 +10,11 @@
 //! - `<prefix>{c}:p` — the pub/sub channel every node that mirrors `c` subscribes to: message
 //!   payloads, and join/leave pushes (marked with a leading `!`).
 //!
-//! Both keys of a channel expire `redis_channel_ttl_secs` after its latest publish; a channel
-//! whose keys are gone starts a new epoch on its next publish or subscribe (and its history
-//! key is cleared with it, so that stream ids restart cleanly).
+//! The position hash expires `redis_channel_ttl_secs` after the channel's latest publish, the
+//! history as soon as its newest entry passes the namespace's age limit (or with the position
+//! hash, when that comes first); a channel whose position is gone starts a new epoch on its next
+//! publish or subscribe (and its history is cleared with it, so that stream ids restart
+//! cleanly).
 
 use std::sync::Arc;
 
@@ -21,8 +23,9 @@ use serde_json::value::RawValue;
 
 use crate::publication::{Message, Publication};
 
-/// Assigns the next offset, appends to history, publishes to the nodes and records the
-/// idempotency key — atomically, as one script. Returns `{epoch, offset, duplicate}` (as
+/// Assigns the next offset, appends to history (capped by count, and by age: entries older
+/// than `ARGV[9]` leave, and the whole history expires `ARGV[10]` ms after its newest entry),
+/// publishes to the nodes and records the idempotency key — atomically, as one script. Returns `{epoch, offset, duplicate}` (as
 /// strings); a known idempotency key returns its first result with `duplicate` = `"1"`.
 pub(super) const PUBLISH: &str = r"
 if KEYS[3] then
@@ -41,7 +44,16 @@ end
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
 if tonumber(ARGV[5]) > 0 then
   redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], '0-' .. offset, 't', ARGV[2], 'e', ARGV[3], 'd', ARGV[4])
-  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  local oldest_kept = tonumber(ARGV[9])
+  if oldest_kept > 0 then
+    -- Entries past the age limit leave from the front (a bounded number per publish).
+    for _ = 1, 64 do
+      local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
+      if not first or tonumber(first[2][2]) >= oldest_kept then break end
+      redis.call('XDEL', KEYS[2], first[1])
+    end
+  end
+  redis.call('PEXPIRE', KEYS[2], ARGV[10])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('PUBLISH', ARGV[7], epoch .. '\n' .. offset .. '\n' .. ARGV[2] .. '\n' .. ARGV[3] .. '\n' .. ARGV[4])

@@ -130,50 +130,48 @@ async fn publish_n(node: &TestServer, channel: &str, first: u64, n: u64) -> (Str
     (epoch, offsets)
 }
 
-/// Reads WebSocket pushes until `n` messages arrived; resets are returned in line.
-async fn ws_read(ws: &mut WsClient, n: usize) -> Vec<Value> {
+/// A streaming client's messages and resets, in the order they arrive.
+trait Frames {
+    /// The next message or reset (other pushes and events are skipped).
+    async fn frame(&mut self) -> Value;
+}
+
+impl Frames for WsClient {
+    async fn frame(&mut self) -> Value {
+        loop {
+            let frame = self.next().await.expect("the node keeps the socket open");
+            if frame["type"] == "message" || frame["type"] == "reset" {
+                return frame;
+            }
+        }
+    }
+}
+
+impl Frames for SseClient {
+    async fn frame(&mut self) -> Value {
+        loop {
+            let event = self.next().await.expect("the stream stays open");
+            if event.event == "message" || event.event == "reset" {
+                return event.data;
+            }
+        }
+    }
+}
+
+/// Reads until `n` messages arrived; resets are returned in line.
+async fn read(client: &mut impl Frames, n: usize) -> Vec<Value> {
     let mut got = Vec::new();
     while got.iter().filter(|v: &&Value| v["type"] == "message").count() < n {
-        let frame = ws.next().await.expect("the node keeps the socket open");
-        if frame["type"] == "message" || frame["type"] == "reset" {
-            got.push(frame);
-        }
+        got.push(client.frame().await);
     }
     got
 }
 
-/// Reads WebSocket pushes until a message carrying `data`; resets are returned in line.
-async fn ws_read_until(ws: &mut WsClient, data: &Value) -> Vec<Value> {
+/// Reads until a message carrying `data`; resets are returned in line.
+async fn read_until(client: &mut impl Frames, data: &Value) -> Vec<Value> {
     let mut got: Vec<Value> = Vec::new();
     while got.last().is_none_or(|last| last["data"] != *data) {
-        let frame = ws.next().await.expect("the node keeps the socket open");
-        if frame["type"] == "message" || frame["type"] == "reset" {
-            got.push(frame);
-        }
-    }
-    got
-}
-
-/// Reads SSE events until a message carrying `data`; resets are returned in line.
-async fn sse_read_until(sse: &mut SseClient, data: &Value) -> Vec<Value> {
-    let mut got: Vec<Value> = Vec::new();
-    while got.last().is_none_or(|last| last["data"] != *data) {
-        let event = sse.next().await.expect("the stream stays open");
-        if event.event == "message" || event.event == "reset" {
-            got.push(event.data);
-        }
-    }
-    got
-}
-
-/// Reads SSE events until `n` messages arrived; resets are returned in line.
-async fn sse_read(sse: &mut SseClient, n: usize) -> Vec<Value> {
-    let mut got = Vec::new();
-    while got.iter().filter(|v: &&Value| v["type"] == "message").count() < n {
-        let event = sse.next().await.expect("the stream stays open");
-        if event.event == "message" || event.event == "reset" {
-            got.push(event.data);
-        }
+        got.push(client.frame().await);
     }
     got
 }
@@ -231,8 +229,8 @@ async fn a_publish_on_one_node_reaches_subscribers_on_the_others_over_every_tran
     assert_eq!(published_epoch, epoch, "every node agrees on the channel's epoch");
     assert_eq!(offsets, [1, 2, 3, 4, 5]);
 
-    let over_ws = ws_read(&mut ws, 5).await;
-    let over_sse = sse_read(&mut sse, 5).await;
+    let over_ws = read(&mut ws, 5).await;
+    let over_sse = read(&mut sse, 5).await;
     let (over_poll, _) = poll_read(&c, "jobs", cursor, 5).await;
     for frames in [&over_ws, &over_sse, &over_poll] {
         assert_eq!(message_offsets(frames), [1, 2, 3, 4, 5]);
@@ -247,7 +245,7 @@ async fn a_publish_on_one_node_reaches_subscribers_on_the_others_over_every_tran
     let mut publisher = c.ws().await;
     let reply = publisher.request(json!({ "op": "publish", "channel": "jobs", "data": "from-c" })).await;
     assert_eq!(reply["result"]["offset"], 6, "{reply}");
-    let next = ws_read(&mut ws, 1).await;
+    let next = read(&mut ws, 1).await;
     assert_eq!((next[0]["offset"].as_u64(), &next[0]["data"]), (Some(6), &json!("from-c")));
 }
 
@@ -276,8 +274,8 @@ async fn clients_move_between_nodes_with_their_positions() {
     let mut sse = b.sse("channel=moves", None).await;
     let (_, first) = b.poll("channel=moves&timeout=0").await;
     publish_n(&a, "moves", 1, 3).await;
-    assert_eq!(message_offsets(&ws_read(&mut ws, 3).await), [1, 2, 3]);
-    assert_eq!(message_offsets(&sse_read(&mut sse, 3).await), [1, 2, 3]);
+    assert_eq!(message_offsets(&read(&mut ws, 3).await), [1, 2, 3]);
+    assert_eq!(message_offsets(&read(&mut sse, 3).await), [1, 2, 3]);
     let (polled, poll_cursor) = poll_read(&b, "moves", first["cursor"].as_str().unwrap().to_string(), 3).await;
     assert_eq!(message_offsets(&polled), [1, 2, 3]);
     let sse_id = sse.last_id.clone().unwrap();
@@ -291,8 +289,8 @@ async fn clients_move_between_nodes_with_their_positions() {
     let mut sse = c.sse("channel=moves", Some(&sse_id)).await;
     let (polled, _) = poll_read(&c, "moves", poll_cursor, 3).await;
     publish_n(&a, "moves", 7, 1).await;
-    let over_ws = ws_read(&mut ws, 4).await;
-    let over_sse = sse_read(&mut sse, 4).await;
+    let over_ws = read(&mut ws, 4).await;
+    let over_sse = read(&mut sse, 4).await;
     assert_eq!(message_offsets(&over_ws), [4, 5, 6, 7]);
     assert_eq!(message_offsets(&over_sse), [4, 5, 6, 7]);
     assert_eq!(message_offsets(&polled), [4, 5, 6]);
@@ -332,7 +330,7 @@ async fn a_redis_restart_ends_in_every_message_or_a_reset_and_the_nodes_ready_ag
     // The subscribers kept their connections throughout. (A message published just before
     // the kill may never have left Redis for their node: the reset covers it.)
     let last = json!({ "n": 5 });
-    for frames in [ws_read_until(&mut ws, &last).await, sse_read_until(&mut sse, &last).await] {
+    for frames in [read_until(&mut ws, &last).await, read_until(&mut sse, &last).await] {
         assert_no_silent_gap(&frames, (&epoch, 0));
         let reset = frames.iter().find(|f| f["type"] == "reset").expect("an explicit reset");
         assert_eq!(reset["epoch"], new_epoch.as_str());
@@ -350,15 +348,15 @@ async fn a_lost_pubsub_link_is_caught_up_from_history_without_a_gap() {
     let epoch = ws.subscribe("feed", None).await["result"]["epoch"].as_str().unwrap().to_string();
     let mut sse = b.sse("channel=feed", None).await;
     publish_n(&a, "feed", 1, 2).await;
-    assert_eq!(message_offsets(&ws_read(&mut ws, 2).await), [1, 2]);
+    assert_eq!(message_offsets(&read(&mut ws, 2).await), [1, 2]);
 
     // Cut every node's pub/sub link, then publish at once: B misses these on pub/sub.
     redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
     publish_n(&a, "feed", 3, 20).await;
 
-    let over_ws = ws_read(&mut ws, 20).await;
+    let over_ws = read(&mut ws, 20).await;
     assert_eq!(message_offsets(&over_ws), (3..=22).collect::<Vec<_>>(), "every message, in order, no reset");
-    let over_sse = sse_read(&mut sse, 22).await;
+    let over_sse = read(&mut sse, 22).await;
     assert_eq!(message_offsets(&over_sse), (1..=22).collect::<Vec<_>>());
     assert_no_silent_gap(&over_sse, (&epoch, 0));
     wait_ready(&[&a, &b], true).await;
@@ -373,8 +371,8 @@ async fn a_killed_nodes_clients_recover_on_another_node() {
     let epoch = ws.subscribe("orders", None).await["result"]["epoch"].as_str().unwrap().to_string();
     let mut sse = b.sse("channel=orders", None).await;
     publish_n(&a, "orders", 1, 2).await;
-    assert_eq!(message_offsets(&ws_read(&mut ws, 2).await), [1, 2]);
-    assert_eq!(message_offsets(&sse_read(&mut sse, 2).await), [1, 2]);
+    assert_eq!(message_offsets(&read(&mut ws, 2).await), [1, 2]);
+    assert_eq!(message_offsets(&read(&mut sse, 2).await), [1, 2]);
     let sse_id = sse.last_id.clone().unwrap();
 
     b.child.kill().unwrap();
@@ -385,9 +383,9 @@ async fn a_killed_nodes_clients_recover_on_another_node() {
     let mut ws = c.ws().await;
     let reply = ws.subscribe("orders", Some(json!({ "epoch": epoch, "offset": 2 }))).await;
     assert_eq!(reply["result"]["recovered"], true);
-    assert_eq!(message_offsets(&ws_read(&mut ws, 3).await), [3, 4, 5]);
+    assert_eq!(message_offsets(&read(&mut ws, 3).await), [3, 4, 5]);
     let mut sse = c.sse("channel=orders", Some(&sse_id)).await;
-    assert_eq!(message_offsets(&sse_read(&mut sse, 3).await), [3, 4, 5]);
+    assert_eq!(message_offsets(&read(&mut sse, 3).await), [3, 4, 5]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -512,7 +510,7 @@ async fn on_a_redis_cluster_feeds_are_sharded_and_a_lost_shard_ends_in_a_reset_f
     for channel in &channels {
         publish_n(&a, channel, 1, 2).await;
     }
-    let frames = ws_read(&mut ws, 24).await;
+    let frames = read(&mut ws, 24).await;
     for (channel, epoch) in channels.iter().zip(&epochs) {
         let mine: Vec<Value> = frames.iter().filter(|f| f["channel"] == channel.as_str()).cloned().collect();
         assert_eq!(message_offsets(&mine), [1, 2], "{channel}");
@@ -546,7 +544,7 @@ async fn on_a_redis_cluster_feeds_are_sharded_and_a_lost_shard_ends_in_a_reset_f
             .unwrap();
         assert_eq!(reply.status(), 200, "{channel} after the shard came back");
     }
-    let frames = ws_read(&mut ws, 12).await;
+    let frames = read(&mut ws, 12).await;
     for (channel, epoch) in channels.iter().zip(&epochs) {
         let mine: Vec<Value> = frames.iter().filter(|f| f["channel"] == channel.as_str()).cloned().collect();
         let reset = mine.iter().any(|f| f["type"] == "reset");

@@ -134,6 +134,9 @@ pub struct Config {
     /// (`redis://[user:password@]host:port[/db]`, `rediss://…` for TLS), which lets several
     /// nodes share channels, offsets, history and idempotency keys (see docs/deployment.md).
     pub engine: String,
+    /// A PEM CA certificate to trust for `rediss://` instead of the system's roots (a private
+    /// CA, or a managed Redis's). Unset by default.
+    pub redis_tls_ca: Option<PathBuf>,
     /// Whether `engine` names a Redis Cluster (any of its nodes; several may be given,
     /// separated by commas): feeds then use sharded pub/sub. Default false.
     pub redis_cluster: bool,
@@ -225,6 +228,7 @@ impl Default for Config {
             durability: Durability::Fsync,
             engine: "memory".to_string(),
             redis_cluster: false,
+            redis_tls_ca: None,
             redis_prefix: "herald:".to_string(),
             redis_channel_ttl_secs: 86_400,
             group_commit_ms: 5,
@@ -288,6 +292,7 @@ impl Config {
             "token_es256_public_key",
             "tls_cert",
             "tls_key",
+            "redis_tls_ca",
         ];
         match toml::Value::try_from(Self::default()) {
             Ok(toml::Value::Table(t)) => t.keys().cloned().chain(unset.map(str::to_string)).collect(),

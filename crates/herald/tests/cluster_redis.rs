@@ -571,3 +571,34 @@ async fn history_in_redis_is_capped_by_count_and_by_age() {
     assert_eq!(message_offsets(history["messages"].as_array().unwrap()), [6]);
     assert_eq!(history["offset"], 6, "the offsets go on");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_over_tls_is_reached_with_the_configured_ca() {
+    let testdata = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata");
+    let (cert, key) = (testdata.join("tls-cert.pem"), testdata.join("tls-key.pem"));
+    // TLS only: the plain port is off, the TLS port is the one the helper picked.
+    let mut redis = Redis::with_args(&["--save", "", "--appendonly", "no"]);
+    redis.kill();
+    let port = redis.port.to_string();
+    redis.args.splice(0..0, ["--port", "0", "--tls-port", &port].map(str::to_string));
+    redis.args.extend(
+        ["--tls-cert-file", &cert.display().to_string(), "--tls-key-file", &key.display().to_string()]
+            .map(str::to_string),
+    );
+    redis.args.extend(["--tls-auth-clients", "no"].map(str::to_string));
+    redis.spawn();
+
+    let engine = format!("engine=\"rediss://127.0.0.1:{port}\"");
+    let ca = format!("redis_tls_ca=\"{}\"", cert.display());
+    let trusted = TestServer::start(&[engine.as_str(), ca.as_str()]);
+    wait_ready(&[&trusted], true).await;
+    let mut ws = trusted.ws().await;
+    ws.subscribe("secure", None).await;
+    assert_eq!(trusted.publish("secure", json!("over tls")).await["offset"], 1);
+    assert_eq!(read(&mut ws, 1).await[0]["data"], "over tls");
+
+    // Without the CA the self-signed certificate is refused: never ready.
+    let untrusting = TestServer::start(&[engine.as_str()]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!ready(&untrusting).await);
+}

@@ -7,7 +7,7 @@ use std::{collections::HashSet, time::Duration};
 
 use futures_util::StreamExt;
 use redis::{
-    ProtocolVersion, PushInfo, PushKind, RedisResult, Value,
+    ProtocolVersion, PushInfo, PushKind, RedisResult, TlsCertificates, Value,
     aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream},
     cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
@@ -16,12 +16,11 @@ use tokio::sync::{OnceCell, mpsc};
 
 /// Where Redis is.
 #[derive(Clone)]
-#[expect(clippy::large_enum_variant, reason = "one per node")]
 pub(super) enum Target {
     /// One Redis (or Valkey), perhaps behind a failover proxy.
     Single(redis::Client),
-    /// A Redis Cluster, reached through any of its nodes.
-    Cluster(Vec<String>),
+    /// A Redis Cluster, reached through any of its nodes (and the CA to trust, for TLS).
+    Cluster { nodes: Vec<String>, ca: Option<Vec<u8>> },
 }
 
 /// The connection that runs scripts: multiplexed, reconnecting on its own.
@@ -62,15 +61,28 @@ pub(super) enum Link {
 
 impl Target {
     /// The target of `url`: one Redis, or — with `cluster` — any node of a Redis Cluster
-    /// (several may be given, separated by commas).
-    pub(super) fn new(url: &str, cluster: bool) -> RedisResult<Self> {
+    /// (several may be given, separated by commas). `ca` (PEM) replaces the system's roots for
+    /// `rediss://`.
+    pub(super) fn new(url: &str, cluster: bool, ca: Option<Vec<u8>>) -> RedisResult<Self> {
         if !cluster {
-            return redis::Client::open(url).map(Self::Single);
+            return match ca {
+                Some(ca) => redis::Client::build_with_tls(url, trusting(ca)),
+                None => redis::Client::open(url),
+            }
+            .map(Self::Single);
         }
         let nodes: Vec<String> = url.split(',').map(|u| u.trim().to_string()).collect();
         // Parsed now, so that a bad address stops the start.
         ClusterClientBuilder::new(nodes.clone()).build()?;
-        Ok(Self::Cluster(nodes))
+        Ok(Self::Cluster { nodes, ca })
+    }
+
+    fn cluster_builder(nodes: &[String], ca: Option<&Vec<u8>>) -> ClusterClientBuilder {
+        let builder = ClusterClientBuilder::new(nodes.to_vec());
+        match ca {
+            Some(ca) => builder.certs(trusting(ca.clone())),
+            None => builder,
+        }
     }
 
     /// The commands connection (it connects on first use).
@@ -84,8 +96,8 @@ impl Target {
                     .set_max_delay(Duration::from_secs(2));
                 ConnectionManager::new_lazy_with_config(client.clone(), config).map(Commands::Single)
             }
-            Self::Cluster(nodes) => {
-                let client = ClusterClientBuilder::new(nodes.clone())
+            Self::Cluster { nodes, ca } => {
+                let client = Self::cluster_builder(nodes, ca.as_ref())
                     .connection_timeout(timeout)
                     .response_timeout(timeout)
                     .retries(2)
@@ -102,9 +114,9 @@ impl Target {
                 let (sink, stream) = client.get_async_pubsub().await?.split();
                 Ok(Link::Single { sink, stream })
             }
-            Self::Cluster(nodes) => {
+            Self::Cluster { nodes, ca } => {
                 let (tx, pushes) = mpsc::unbounded_channel();
-                let client = ClusterClientBuilder::new(nodes.clone())
+                let client = Self::cluster_builder(nodes, ca.as_ref())
                     .use_protocol(ProtocolVersion::RESP3)
                     .push_sender(tx)
                     .build()?;
@@ -224,6 +236,11 @@ impl Link {
             },
         }
     }
+}
+
+/// TLS settings that trust the PEM certificate(s) `ca` instead of the system's roots.
+fn trusting(ca: Vec<u8>) -> TlsCertificates {
+    TlsCertificates { client_tls: None, root_cert: Some(ca) }
 }
 
 fn bytes(value: &Value) -> Option<Vec<u8>> {

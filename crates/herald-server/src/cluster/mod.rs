@@ -54,6 +54,9 @@ pub enum ClusterError {
     /// The engine URL does not parse.
     #[error("invalid Redis URL: {0}")]
     Url(redis::RedisError),
+    /// `redis_tls_ca` cannot be read.
+    #[error("cannot read redis_tls_ca {path}: {error}", path = .0.display(), error = .1)]
+    Ca(std::path::PathBuf, std::io::Error),
 }
 
 /// A published message's place, as Redis assigned it.
@@ -95,7 +98,11 @@ impl Cluster {
     /// Redis need not be up yet: the node reports not ready until it is.
     pub fn start(config: Arc<Config>, broker: Arc<Broker>) -> Result<Arc<Self>, ClusterError> {
         let url = config.redis_url().unwrap_or_default();
-        let target = link::Target::new(url, config.redis_cluster).map_err(ClusterError::Url)?;
+        let ca = match &config.redis_tls_ca {
+            Some(path) => Some(std::fs::read(path).map_err(|e| ClusterError::Ca(path.clone(), e))?),
+            None => None,
+        };
+        let target = link::Target::new(url, config.redis_cluster, ca).map_err(ClusterError::Url)?;
         let commands = target.commands(REDIS_TIMEOUT).map_err(ClusterError::Url)?;
         let publish_command = commands.publish_command();
         let shared = Arc::new(Shared { ready: AtomicBool::new(false), mirrored: Mutex::new(HashMap::new()) });

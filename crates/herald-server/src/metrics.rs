@@ -37,7 +37,7 @@ pub struct Metrics {
     http_requests: Family<RouteStatusLabels, Counter>,
     http_duration: Family<RouteLabel, Histogram>,
     limit_hits: Family<LimitLabel, Counter>,
-    /// Failures of the durable store (writes, compaction).
+    /// Failures of the engine: the durable store (writes, compaction) or Redis calls.
     pub engine_errors: Counter,
     connections: Family<TransportLabel, Gauge>,
     subscriptions: Gauge,
@@ -144,7 +144,11 @@ impl Metrics {
         let limit_hits = Family::default();
         registry.register("limit_hits", "Requests and connections refused by a limit, by limit", limit_hits.clone());
         let engine_errors = Counter::default();
-        registry.register("engine_errors", "Failures of the durable store (writes, compaction)", engine_errors.clone());
+        registry.register(
+            "engine_errors",
+            "Failures of the engine: the durable store (writes, compaction) or Redis calls",
+            engine_errors.clone(),
+        );
         let connections = Family::default();
         registry.register("connections", "Open connections by transport", connections.clone());
         let subscriptions = Gauge::default();

@@ -118,6 +118,20 @@ async fn wait_ready(nodes: &[&TestServer], want: bool) {
     }
 }
 
+/// `POST /api/publish` of `data` to `channel` on `node`, whatever the answer: its status and
+/// body.
+async fn try_publish(node: &TestServer, channel: &str, data: Value) -> (u16, Value) {
+    let response = node
+        .http
+        .post(format!("{}/api/publish", node.base))
+        .bearer_auth(API_KEY)
+        .json(&json!({ "channel": channel, "data": data }))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
 /// Publishes `n` messages `{"n": first..}` on `node`; returns their offsets and epoch.
 async fn publish_n(node: &TestServer, channel: &str, first: u64, n: u64) -> (String, Vec<u64>) {
     let mut epoch = String::new();
@@ -308,16 +322,8 @@ async fn a_redis_restart_ends_in_every_message_or_a_reset_and_the_nodes_ready_ag
 
     redis.kill();
     wait_ready(&[&a, &b, &c], false).await;
-    let refused = a
-        .http
-        .post(format!("{}/api/publish", a.base))
-        .bearer_auth(API_KEY)
-        .json(&json!({ "channel": "live", "data": 0 }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 503);
-    let body: Value = refused.json().await.unwrap();
+    let (status, body) = try_publish(&a, "live", json!(0)).await;
+    assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "engine_unavailable");
 
     // This Redis keeps nothing: the channel comes back in a new epoch.
@@ -442,15 +448,7 @@ async fn a_password_protected_redis_admits_only_the_right_password() {
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "engine_unavailable");
-    let refused = wrong
-        .http
-        .post(format!("{}/api/publish", wrong.base))
-        .bearer_auth(API_KEY)
-        .json(&json!({ "channel": "guarded", "data": 2 }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 503);
+    assert_eq!(try_publish(&wrong, "guarded", json!(2)).await.0, 503);
 }
 
 #[test]
@@ -534,15 +532,8 @@ async fn on_a_redis_cluster_feeds_are_sharded_and_a_lost_shard_ends_in_a_reset_f
     wait_cluster_ok(&shards);
     wait_ready(&[&a, &b], true).await;
     for channel in &channels {
-        let reply = a
-            .http
-            .post(format!("{}/api/publish", a.base))
-            .bearer_auth(API_KEY)
-            .json(&json!({ "channel": channel, "data": { "n": 3 } }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(reply.status(), 200, "{channel} after the shard came back");
+        let (status, body) = try_publish(&a, channel, json!({ "n": 3 })).await;
+        assert_eq!(status, 200, "{channel} after the shard came back: {body}");
     }
     let frames = read(&mut ws, 12).await;
     for (channel, epoch) in channels.iter().zip(&epochs) {

@@ -93,9 +93,4 @@ impl Broker {
         }
         false
     }
-
-    /// Whether `channel` has local subscribers.
-    pub fn has_subscribers(&self, channel: &ChannelName) -> bool {
-        self.shard(channel).lock().get(channel).is_some_and(|ch| !ch.subscribers.is_empty())
-    }
 }

@@ -374,7 +374,7 @@ impl Broker {
             if live {
                 let after = ch.stream.offset();
                 if let Some(member) = member.filter(|_| rules.join_leave) {
-                    announce = Some((others(ch, outbox.id()), member.push("join", channel)));
+                    announce = Some((others(ch, Some(outbox.id())), member.push("join", channel)));
                 }
                 if let Some(member) = member {
                     self.report_presence(channel, member, true);
@@ -404,7 +404,7 @@ impl Broker {
         if let Some(member) = was.member
             && self.config.rules(channel).join_leave
         {
-            let others = others(ch, id);
+            let others = others(ch, Some(id));
             drop(shard);
             push_to(&others, &member.push("leave", channel));
         }
@@ -424,10 +424,10 @@ impl Broker {
 
     /// Pushes `push` (a join or leave from another node) to every subscriber of `channel`.
     pub fn push_to_subscribers(&self, channel: &ChannelName, push: &bytes::Bytes) {
-        let outboxes: Vec<Arc<Outbox>> = {
+        let outboxes = {
             let shard = self.shard(channel).lock();
             let Some(ch) = shard.get(channel) else { return };
-            ch.subscribers.values().map(|s| s.outbox.clone()).collect()
+            others(ch, None)
         };
         push_to(&outboxes, push);
     }
@@ -514,10 +514,10 @@ fn finish_round(round: &Round) {
     }
 }
 
-/// Every subscriber of `ch` but connection `id`: a join or leave goes to them once the
-/// channel's lock is released (pushes may write to sockets).
-fn others(ch: &Channel, id: u64) -> Vec<Arc<Outbox>> {
-    ch.subscribers.iter().filter(|(other, _)| **other != id).map(|(_, s)| s.outbox.clone()).collect()
+/// Every subscriber of `ch` but connection `id` (if any): a join or leave goes to them once
+/// the channel's lock is released (pushes may write to sockets).
+fn others(ch: &Channel, id: Option<u64>) -> Vec<Arc<Outbox>> {
+    ch.subscribers.iter().filter(|(other, _)| Some(**other) != id).map(|(_, s)| s.outbox.clone()).collect()
 }
 
 fn push_to(outboxes: &[Arc<Outbox>], push: &bytes::Bytes) {

@@ -25,8 +25,8 @@ pub struct IdempotencyCache {
     entries: Mutex<HashMap<(ChannelName, String), Remembered>>,
 }
 
-/// A remembered publish: its reply, when it is forgotten (ms) and its store sequence.
-type Remembered = (serde_json::Value, u64, u64);
+/// A remembered publish: its encoded reply, when it is forgotten (ms) and its store sequence.
+type Remembered = (Vec<u8>, u64, u64);
 
 /// A publish the engine accepted: its encoded reply, once it is durable (memory and disk
 /// engines: in history and fanned out already) or once Redis assigned its place (Redis
@@ -182,13 +182,9 @@ fn refuse_while_shutting_down(state: &AppState) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The reply to a publish: `{"channel":…,"offset":…,"epoch":…}`.
-pub fn published(message: &Message) -> serde_json::Value {
-    publish_reply(&message.channel, message.offset, &message.epoch)
-}
-
-fn publish_reply(channel: &ChannelName, offset: u64, epoch: &str) -> serde_json::Value {
-    json!({ "channel": channel.as_str(), "offset": offset, "epoch": epoch })
+/// The encoded reply to a publish: `{"channel":…,"offset":…,"epoch":…}`.
+fn publish_reply(channel: &ChannelName, offset: u64, epoch: &str) -> Vec<u8> {
+    herald_core::protocol::encode(&json!({ "channel": channel.as_str(), "offset": offset, "epoch": epoch }))
 }
 
 /// Publishes one message to a validated channel with a validated event (and idempotency
@@ -205,13 +201,14 @@ pub fn publish_one(
     check_size(state, data)?;
     let Some(cluster) = state.cluster.clone() else {
         let p = state.broker.publish(channel, data, event, key);
-        return Ok(Accepted::Local { body: herald_core::protocol::encode(&published(&p.message)), seq: p.seq });
+        let body = publish_reply(channel, p.message.offset, &p.message.epoch);
+        return Ok(Accepted::Local { body, seq: p.seq });
     };
     let (channel, data, event, key) =
         (channel.clone(), data.to_owned(), event.map(str::to_string), key.map(str::to_string));
     Ok(Accepted::Remote(Box::pin(async move {
         let assigned = cluster.publish(&channel, &data, event.as_deref(), key.as_deref()).await?;
-        Ok(herald_core::protocol::encode(&publish_reply(&channel, assigned.offset, &assigned.epoch)))
+        Ok(publish_reply(&channel, assigned.offset, &assigned.epoch))
     })))
 }
 
@@ -261,16 +258,15 @@ pub fn publish_json(
         && *expires > now
     {
         // A retry: the first publish's answer, once that publish is durable.
-        return Ok(Accepted::Local { body: herald_core::protocol::encode(result), seq: *seq });
+        return Ok(Accepted::Local { body: result.clone(), seq: *seq });
     }
     let Accepted::Local { body, seq } = publish(Some(&cache_key.1))? else {
         return Err(ApiError::new(ErrorCode::Internal, "a local publish went to the shared engine"));
     };
-    let result: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     if entries.len() >= 4096 {
         entries.retain(|_, (_, expires, _)| *expires > now);
     }
-    entries.insert(cache_key, (result, now + state.config.idempotency_window_secs * 1000, seq));
+    entries.insert(cache_key, (body.clone(), now + state.config.idempotency_window_secs * 1000, seq));
     Ok(Accepted::Local { body, seq })
 }
 
@@ -319,18 +315,26 @@ async fn broadcast(State(state): State<AppState>, body: Result<Bytes, BytesRejec
             (name, accepted)
         })
         .collect();
-    let mut results = Vec::with_capacity(accepted.len());
-    for (name, accepted) in accepted {
+    // `{"results":[…]}` with each publish's encoded reply spliced in.
+    let mut out = b"{\"results\":[".to_vec();
+    for (i, (name, accepted)) in accepted.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
         let reply = match accepted {
             Ok(accepted) => durable_reply(&state, accepted).await,
             Err(e) => Err(e),
         };
-        results.push(match reply {
-            Ok(body) => serde_json::from_slice(&body).unwrap_or_default(),
-            Err(e) => json!({ "channel": name, "error": e.0.to_error_object() }),
-        });
+        match reply {
+            Ok(body) => out.extend_from_slice(&body),
+            Err(e) => {
+                let failed = json!({ "channel": name, "error": e.0.to_error_object() });
+                out.extend_from_slice(&herald_core::protocol::encode(&failed));
+            }
+        }
     }
-    Ok(json_response(&json!({ "results": results })))
+    out.extend_from_slice(b"]}");
+    Ok(json_ok(out))
 }
 
 async fn channels(State(state): State<AppState>) -> Response {

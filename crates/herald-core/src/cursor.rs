@@ -91,15 +91,29 @@ impl Cursor {
     }
 }
 
-impl fmt::Display for Cursor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Cursor {
+    /// Appends the cursor's text (what [`Cursor::to_string`] gives) to `out`. The text is
+    /// ASCII and never needs escaping in JSON strings, URLs or HTTP headers: channel names and
+    /// epochs cannot hold a quote, a backslash, a control character or a space.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
         for (i, (channel, p)) in self.positions.iter().enumerate() {
             if i > 0 {
-                f.write_str(",")?;
+                out.push(b',');
             }
-            write!(f, "{channel}~{}~{}", p.epoch, p.offset)?;
+            out.extend_from_slice(channel.as_str().as_bytes());
+            out.push(b'~');
+            out.extend_from_slice(p.epoch.as_bytes());
+            out.push(b'~');
+            out.extend_from_slice(itoa::Buffer::new().format(p.offset).as_bytes());
         }
-        Ok(())
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = Vec::new();
+        self.write_to(&mut text);
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 

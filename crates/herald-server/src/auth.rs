@@ -77,10 +77,7 @@ pub fn request_token(headers: &HeaderMap, query: Option<&str>) -> Result<Option<
             _ => Err(ProtocolError::new(ErrorCode::InvalidToken, "Authorization must be \"Bearer <token>\"")),
         };
     }
-    let from_query = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .find(|(key, _)| key == "token")
-        .map(|(_, value)| value.into_owned());
-    Ok(from_query)
+    Ok(query.and_then(|query| crate::http::query::find(query, "token")).map(std::borrow::Cow::into_owned))
 }
 
 /// Whether a client with `identity` may do `action` on `channel` under its namespace's rules,

@@ -18,14 +18,16 @@ use std::{
     io,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
+    task::Poll,
 };
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use herald_core::{ChannelName, DisconnectCode, ResetReason, StreamPosition};
 use parking_lot::Mutex;
-use tokio::{net::TcpStream, sync::Notify};
+use tokio::net::TcpStream;
 
 use crate::{
     metrics::metrics,
@@ -149,10 +151,45 @@ pub struct Outbox {
     transport: Transport,
     limits: QueueLimits,
     state: Mutex<State>,
-    notify: Notify,
+    notify: Wakeup,
     last_seen_ms: AtomicU64,
     /// When the connection's token expires, in ms since the Unix epoch; 0: no token.
     expires_at_ms: AtomicU64,
+}
+
+/// Wakes the one task that serves a connection: a wake-up given while the task is not waiting
+/// is kept, and ends its next wait at once (as [`tokio::sync::Notify::notify_one`]'s permit),
+/// without a lock on either side.
+#[derive(Default)]
+struct Wakeup {
+    pending: AtomicBool,
+    waker: AtomicWaker,
+}
+
+// === impl Wakeup ===
+
+impl Wakeup {
+    /// Wakes the waiting task, or the next wait.
+    fn notify_one(&self) {
+        self.pending.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Waits for a wake-up given since the last wait ended. One task waits at a time.
+    async fn wait(&self) {
+        std::future::poll_fn(|cx| {
+            if self.pending.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            // A wake-up between the check and the registration found no waker: look again.
+            match self.pending.swap(false, Ordering::AcqRel) {
+                true => Poll::Ready(()),
+                false => Poll::Pending,
+            }
+        })
+        .await;
+    }
 }
 
 // === impl Outbox ===
@@ -165,7 +202,7 @@ impl Outbox {
             transport,
             limits,
             state: Mutex::new(State::default()),
-            notify: Notify::new(),
+            notify: Wakeup::default(),
             last_seen_ms: AtomicU64::new(now_ms),
             expires_at_ms: AtomicU64::new(0),
         }
@@ -396,7 +433,7 @@ impl Outbox {
     /// Waits until something was pushed, a backlog started or a close was asked since the
     /// last wait.
     pub async fn ready(&self) {
-        self.notify.notified().await;
+        self.notify.wait().await;
     }
 
     /// Records that the peer was heard from at `now_ms`.

@@ -169,3 +169,41 @@ async fn sse_streams_as_chunked_and_http10_requests_close() {
     tokio::time::timeout(WAIT, old.read_to_end(&mut all)).await.expect("HTTP/1.0 closes").unwrap();
     assert!(String::from_utf8_lossy(&all).contains("connection: close"));
 }
+
+/// Opens a connection and starts `GET /poll?<query>` on it; returns once the server counts it.
+async fn waiting_poll(server: &TestServer, query: &str) -> TcpStream {
+    let mut stream = connect(server).await;
+    stream.write_all(format!("GET /poll?{query} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.unwrap();
+    server.wait_for_connections("poll", 1).await;
+    stream
+}
+
+#[tokio::test]
+async fn a_long_poll_whose_client_leaves_is_released_at_once() {
+    let server = TestServer::start(&[]);
+    drop(waiting_poll(&server, "channel=left&timeout=60").await);
+    // Well before the poll's 60 s: the server notices the close while the poll waits.
+    server.wait_for_connections("poll", 0).await;
+
+    // A poll that is still wanted is answered as before, and the connection serves on.
+    let mut stream = waiting_poll(&server, "channel=left&timeout=30").await;
+    server.publish("left", serde_json::json!("after")).await;
+    let answer = read_responses(&mut stream, 1).await;
+    assert!(answer[0].1.contains(r#""data":"after""#), "{answer:?}");
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    assert!(read_responses(&mut stream, 1).await[0].0.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn a_request_pipelined_behind_a_long_poll_waits_for_the_poll_and_is_answered() {
+    let server = TestServer::start(&[]);
+    let mut stream = waiting_poll(&server, "channel=behind&timeout=30").await;
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    // The pipelined request is not taken for a close: the poll still waits for its message.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.wait_for_connections("poll", 1).await;
+    server.publish("behind", serde_json::json!(7)).await;
+    let responses = read_responses(&mut stream, 2).await;
+    assert!(responses[0].1.contains(r#""data":7"#), "{responses:?}");
+    assert!(responses[1].0.starts_with("HTTP/1.1 200"), "{responses:?}");
+}

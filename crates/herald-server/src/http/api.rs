@@ -386,9 +386,9 @@ pub fn history_body(channel: &ChannelName, position: &herald_core::StreamPositio
 }
 
 /// Writes `[env,env,…]` from the pre-encoded envelopes.
-pub fn splice_envelopes(out: &mut Vec<u8>, messages: &[Message]) {
+pub fn splice_envelopes<'m>(out: &mut Vec<u8>, messages: impl IntoIterator<Item = &'m Message>) {
     out.push(b'[');
-    for (i, m) in messages.iter().enumerate() {
+    for (i, m) in messages.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }

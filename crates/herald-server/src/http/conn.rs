@@ -11,9 +11,11 @@
 //! Guarantees: requests on a connection are answered in order (pipelining is served one at a
 //! time); a malformed head gets `400`, an oversize one `431`, an oversize body `413`, each as a
 //! JSON error, and the connection closes; bodies may be `Content-Length` or chunked, and
-//! `Expect: 100-continue` is honoured; routed responses go out whole with a `Content-Length`. An idle keep-alive connection closes after
-//! [`IDLE_TIMEOUT`] or when shutdown starts. A response carrying a [`Takeover`] (an SSE
-//! stream) gets its head written here, then the connection belongs to the takeover's task.
+//! `Expect: 100-continue` is honoured; routed responses go out whole with a `Content-Length`.
+//! An idle keep-alive connection closes after [`IDLE_TIMEOUT`] or when shutdown starts; a
+//! long poll whose client closes the connection is dropped (unsubscribed, its socket closed)
+//! as soon as the close arrives, not at its timeout. A response carrying a [`Takeover`] (an
+//! SSE stream) gets its head written here, then the connection belongs to the takeover's task.
 
 use std::{
     future::Future,
@@ -23,6 +25,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
+    task::Poll,
     time::{Duration, Instant},
 };
 
@@ -35,7 +38,7 @@ use bytes::{Buf as _, Bytes, BytesMut};
 use herald_core::ErrorCode;
 use http_body_util::BodyExt as _;
 use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    io::{AsyncReadExt as _, AsyncWriteExt as _, Interest},
     net::TcpStream,
 };
 use tower::ServiceExt as _;
@@ -130,25 +133,36 @@ pub const BRIDGE_HEADER: &str = "x-herald-bridge";
 pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: AppState, router: Router) {
     let mut buf = BytesMut::new();
     let mut shutdown = state.registry.shutdown_signal();
-    // One timer for the connection's life, moved on before every request: pushing a deadline
-    // later does not touch the timer wheel, where a new timeout per request would (twice).
-    let mut idle = Box::pin(tokio::time::sleep(IDLE_TIMEOUT));
+    // One timer for the connection's life: a waiting long poll's deadline, and between requests
+    // the idle deadline. It is moved only later while requests come (a poll's deadline is
+    // always later than the previous poll's), which does not touch the timer wheel; the idle
+    // deadline is set only when the timer fires early.
+    let mut timer = Box::pin(tokio::time::sleep(IDLE_TIMEOUT));
     loop {
-        idle.as_mut().reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
+        let quiet_since = tokio::time::Instant::now();
+        let mut idle = std::pin::pin!(async {
+            loop {
+                timer.as_mut().await;
+                if timer.deadline() >= quiet_since + IDLE_TIMEOUT {
+                    return;
+                }
+                timer.as_mut().reset(quiet_since + IDLE_TIMEOUT);
+            }
+        });
         // Whether a request has begun to arrive: one that has is read and answered even when
         // the shutdown starts meanwhile; an idle connection just closes.
         let started = AtomicBool::new(!buf.is_empty());
         let mut read = Box::pin(read_head(&mut stream, &mut buf, &started));
         let head = tokio::select! {
             head = &mut read => head,
-            () = idle.as_mut() => return,
+            () = &mut idle => return,
             () = async { drop(shutdown.wait_for(|down| *down).await) } => {
                 if !started.load(Ordering::Relaxed) {
                     return;
                 }
                 tokio::select! {
                     head = &mut read => head,
-                    () = idle.as_mut() => return,
+                    () = &mut idle => return,
                 }
             }
         };
@@ -177,13 +191,18 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: App
         let mut after = Box::pin(exchange(&mut stream, &mut buf, head, peer, &state, &router, &mut status)).await;
         if let After::Poll(waiting, cors, keep_alive) = after {
             let answer = match waiting {
-                Ok(waiting) => Ok(Box::pin(waiting.finish()).await),
+                Ok(waiting) => match Box::pin(wait_poll(&stream, waiting, timer.as_mut())).await {
+                    Some(body) => Ok(body),
+                    // The client left: nobody to answer, and nothing of the poll is kept.
+                    None => return,
+                },
                 Err(e) => Err(e),
             };
-            let mut extra = b"cache-control: no-store\r\n".to_vec();
-            if let Some(origin) = &cors {
-                extra.extend_from_slice(&origin::cors_header_lines(origin));
-            }
+            const NO_STORE: &[u8] = b"cache-control: no-store\r\n";
+            let extra = match &cors {
+                None => std::borrow::Cow::Borrowed(NO_STORE),
+                Some(origin) => std::borrow::Cow::Owned([NO_STORE, &origin::cors_header_lines(origin)].concat()),
+            };
             after = Box::pin(write_answer(&mut stream, answer, &extra, keep_alive, &mut status)).await;
         }
         if status != 0 {
@@ -199,6 +218,35 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: App
             }
         }
     }
+}
+
+/// Waits for the answer to a long poll: until anything is queued for it or its timeout passes
+/// (on `timer`, the connection's). `None` when the peer closes the connection meanwhile: the
+/// poll then unsubscribes at once instead of holding its socket until the timeout.
+async fn wait_poll(stream: &TcpStream, waiting: Waiting, mut timer: Pin<&mut tokio::time::Sleep>) -> Option<Vec<u8>> {
+    timer.as_mut().reset(tokio::time::Instant::now() + waiting.timeout());
+    // The socket is still marked readable from reading the request: forget that without a
+    // system call, so that only a new event (the peer's FIN, or a pipelined request) wakes the
+    // watch below. An event that came in between is missed, and the poll then simply runs to
+    // its end.
+    let _ = stream.try_io(Interest::READABLE, || Err::<(), _>(std::io::ErrorKind::WouldBlock.into()));
+    let left = std::future::poll_fn(|cx| {
+        let mut byte = [0u8; 1];
+        let mut peeked = tokio::io::ReadBuf::new(&mut byte);
+        match stream.poll_peek(cx, &mut peeked) {
+            // End of stream or a failed socket: the peer is gone.
+            Poll::Ready(Ok(0) | Err(_)) => Poll::Ready(()),
+            // A pipelined request: it waits for its turn; stop watching.
+            Poll::Ready(Ok(_)) | Poll::Pending => Poll::Pending,
+        }
+    });
+    tokio::select! {
+        biased;
+        () = waiting.ready() => {}
+        () = timer => {}
+        () = left => return None,
+    }
+    Some(waiting.answer())
 }
 
 /// The client address the TLS front names in `headers` (removing its headers), if the front's
@@ -589,7 +637,9 @@ fn response_head(parts: &axum::http::response::Parts, exact: Option<u64>, chunke
     DATE.with(|date| out.extend_from_slice(date.borrow_mut().now()));
     out.extend_from_slice(b"\r\n");
     if let Some(len) = exact {
-        out.extend_from_slice(format!("content-length: {len}\r\n").as_bytes());
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+        out.extend_from_slice(b"\r\n");
     } else if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -628,7 +678,9 @@ async fn write_json_ok(stream: &mut TcpStream, body: &[u8], extra: &[u8], keep_a
     out.extend_from_slice(extra);
     out.extend_from_slice(b"date: ");
     DATE.with(|date| out.extend_from_slice(date.borrow_mut().now()));
-    out.extend_from_slice(format!("\r\ncontent-length: {}\r\n", body.len()).as_bytes());
+    out.extend_from_slice(b"\r\ncontent-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+    out.extend_from_slice(b"\r\n");
     if !keep_alive {
         out.extend_from_slice(b"connection: close\r\n");
     }

@@ -5,6 +5,7 @@ pub mod api;
 pub mod client;
 pub mod conn;
 pub mod origin;
+pub mod query;
 
 use std::{sync::Arc, time::Instant};
 

@@ -47,13 +47,30 @@ impl StreamRequest {
         extra: Option<&str>,
         last_event_id: Option<&str>,
     ) -> Result<Self, ApiError> {
-        let mut names: Vec<String> = extra.map(str::to_string).into_iter().collect();
-        let mut cursor_text: Option<String> = None;
+        let limit = state.config.max_channels_per_connection;
+        let mut channels: Vec<ChannelName> = Vec::with_capacity(1);
+        let mut add = |name: &str| -> Result<(), ApiError> {
+            let channel = ChannelName::new(name)?;
+            if channels.contains(&channel) {
+                return Ok(());
+            }
+            if channels.len() == limit {
+                // Refused as soon as it is known: the check for duplicates grows with the list.
+                state.guard.hit(crate::guard::Limit::ChannelsPerConnection, None, "a stream names too many channels");
+                return Err(ApiError::new(ErrorCode::TooManyChannels, format!("at most {limit} channels per stream")));
+            }
+            channels.push(channel);
+            Ok(())
+        };
+        if let Some(name) = extra {
+            add(name)?;
+        }
+        let mut cursor_text = None;
         let mut timeout_secs = None;
-        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        for (key, value) in crate::http::query::pairs(query.unwrap_or("")) {
             match &*key {
-                "channel" => names.extend(value.split(',').filter(|s| !s.is_empty()).map(str::to_string)),
-                "cursor" | "last_event_id" | "lastEventId" => cursor_text = Some(value.into_owned()),
+                "channel" => value.split(',').filter(|s| !s.is_empty()).try_for_each(&mut add)?,
+                "cursor" | "last_event_id" | "lastEventId" => cursor_text = Some(value),
                 "timeout" => {
                     timeout_secs = Some(value.parse::<u64>().map_err(|_| {
                         ApiError::new(ErrorCode::BadRequest, "timeout must be a whole number of seconds")
@@ -64,22 +81,10 @@ impl StreamRequest {
         }
         // Browsers send the header on their own reconnects; it wins over the URL's value.
         if let Some(id) = last_event_id.filter(|id| !id.is_empty()) {
-            cursor_text = Some(id.to_string());
-        }
-        let mut channels: Vec<ChannelName> = Vec::with_capacity(names.len());
-        for name in &names {
-            let channel = ChannelName::new(name)?;
-            if !channels.contains(&channel) {
-                channels.push(channel);
-            }
+            cursor_text = Some(id.into());
         }
         if channels.is_empty() {
             return Err(ApiError::new(ErrorCode::BadRequest, "name at least one channel: ?channel=name"));
-        }
-        let limit = state.config.max_channels_per_connection;
-        if channels.len() > limit {
-            state.guard.hit(crate::guard::Limit::ChannelsPerConnection, None, "a stream names too many channels");
-            return Err(ApiError::new(ErrorCode::TooManyChannels, format!("at most {limit} channels per stream")));
         }
         let cursor = Cursor::parse(cursor_text.as_deref().unwrap_or(""))?;
         Ok(Self { channels, cursor, timeout_secs })

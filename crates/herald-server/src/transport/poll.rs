@@ -110,16 +110,31 @@ pub fn start(state: &AppState, request: &StreamRequest, ip: IpAddr) -> Result<Wa
 // === impl Waiting ===
 
 impl Waiting {
+    /// How long the poll waits at most.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Waits until anything is queued (messages, a reset, a close), without a timeout.
+    pub async fn ready(&self) {
+        let outbox = self.registration.outbox();
+        if !outbox.is_ready() {
+            outbox.ready().await;
+        }
+    }
+
     /// Waits until anything is queued or the timeout passes, unsubscribes, and returns the
     /// answer's body.
     pub async fn finish(self) -> Vec<u8> {
-        let Waiting { subscriptions, registration, _permit, mut cursor, timeout } = self;
-        let outbox = registration.outbox();
-        if !outbox.is_ready() {
-            let _ = tokio::time::timeout(timeout, outbox.ready()).await;
-        }
+        let _ = tokio::time::timeout(self.timeout, self.ready()).await;
+        self.answer()
+    }
+
+    /// Unsubscribes and returns the answer's body: what is queued now (possibly nothing).
+    pub fn answer(self) -> Vec<u8> {
+        let Waiting { subscriptions, registration, _permit, mut cursor, timeout: _ } = self;
         drop(subscriptions);
-        let (frames, _) = outbox.take();
+        let (frames, _) = registration.outbox().take();
         drop(registration);
         drop(_permit);
         answer_body(&mut cursor, &frames)
@@ -129,22 +144,27 @@ impl Waiting {
 /// The JSON body of a poll's answer: the messages and resets of `frames`, and `cursor` moved
 /// past them.
 fn answer_body(cursor: &mut Cursor, frames: &std::collections::VecDeque<Frame>) -> Vec<u8> {
-    let mut messages = Vec::new();
     let mut resets = Vec::new();
+    let mut length = 64;
     for frame in frames {
         advance_cursor(cursor, frame);
         match frame {
-            Frame::Message(m) => messages.push(m.clone()),
+            Frame::Message(m) => length += m.envelope().len() + 1,
             Frame::Reset { channel, position, reason } => resets.push(encode_reset(channel, position, *reason)),
             Frame::Text(_) | Frame::Heartbeat => {}
         }
     }
-    let mut body = Vec::with_capacity(64 + messages.iter().map(|m| m.envelope().len() + 1).sum::<usize>());
+    let mut body = Vec::with_capacity(length);
     body.extend_from_slice(b"{\"messages\":");
-    splice_envelopes(&mut body, &messages);
-    body.extend_from_slice(b",\"cursor\":");
-    body.extend_from_slice(&herald_core::protocol::encode(&cursor.to_string()));
-    body.extend_from_slice(b",\"resets\":[");
+    let messages = frames.iter().filter_map(|frame| match frame {
+        Frame::Message(m) => Some(m),
+        _ => None,
+    });
+    splice_envelopes(&mut body, messages);
+    // A cursor's text needs no escaping in a JSON string (see `Cursor::write_to`).
+    body.extend_from_slice(b",\"cursor\":\"");
+    cursor.write_to(&mut body);
+    body.extend_from_slice(b"\",\"resets\":[");
     body.extend_from_slice(&resets.join(&b","[..]));
     body.extend_from_slice(b"]}");
     body

@@ -1,0 +1,63 @@
+//! Query strings (`application/x-www-form-urlencoded`): the pairs of a request target's query.
+//!
+//! Every long poll reads its query twice (the token, then channels and cursor), so this is on
+//! the hot path. Parts without `%` or `+` — nearly all of them: channel names, cursors,
+//! numbers and JWTs need no escaping — are borrowed as they are, with no copy; escaped parts
+//! are decoded as `form_urlencoded::parse` decodes them (`+` is a space, invalid UTF-8 becomes
+//! U+FFFD).
+
+use std::borrow::Cow;
+
+/// The `key=value` pairs of `query`, in order, decoded; empty pairs are skipped and a pair
+/// without `=` has an empty value.
+pub fn pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    query.split('&').filter(|pair| !pair.is_empty()).map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode(key), decode(value))
+    })
+}
+
+/// The value of the first `key` pair in `query`.
+pub fn find<'q>(query: &'q str, key: &str) -> Option<Cow<'q, str>> {
+    pairs(query).find(|(k, _)| k == key).map(|(_, value)| value)
+}
+
+fn decode(part: &str) -> Cow<'_, str> {
+    if !part.bytes().any(|b| b == b'%' || b == b'+') {
+        return Cow::Borrowed(part);
+    }
+    let spaced = part.replace('+', " ");
+    Cow::Owned(percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_as_form_urlencoded_does() {
+        for query in [
+            "",
+            "channel=a&channel=b,c&cursor=a~e1~4&timeout=5",
+            "&&channel=a&&",
+            "token=eyJh.eyJz.c2ln&x",
+            "a=b=c&=v&k=",
+            "name=hello+world&q=%E2%9C%93%2B%26&bad=%ff%zz%",
+            "key%3D=v%20w&plus+key=1",
+        ] {
+            let ours: Vec<(String, String)> = pairs(query).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+            let theirs: Vec<(String, String)> =
+                form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+            assert_eq!(ours, theirs, "{query}");
+        }
+    }
+
+    #[test]
+    fn unescaped_parts_are_borrowed() {
+        let (key, value) = pairs("cursor=a~e1~4").next().expect("a pair");
+        assert!(matches!(key, Cow::Borrowed("cursor")));
+        assert!(matches!(value, Cow::Borrowed("a~e1~4")));
+        assert_eq!(find("a=1&token=t%2B&token=2", "token").as_deref(), Some("t+"));
+        assert_eq!(find("a=1", "token"), None);
+    }
+}

@@ -173,7 +173,10 @@ async fn sse_streams_as_chunked_and_http10_requests_close() {
 /// Opens a connection and starts `GET /poll?<query>` on it; returns once the server counts it.
 async fn waiting_poll(server: &TestServer, query: &str) -> TcpStream {
     let mut stream = connect(server).await;
-    stream.write_all(format!("GET /poll?{query} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.unwrap();
+    stream
+        .write_all(format!("GET /poll?{query} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .expect("sends the poll");
     server.wait_for_connections("poll", 1).await;
     stream
 }

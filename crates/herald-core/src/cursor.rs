@@ -76,8 +76,11 @@ impl Cursor {
             return Ok(cursor);
         }
         for entry in text.split(',') {
-            let mut parts = entry.rsplitn(3, '~');
-            let (Some(offset), Some(epoch), Some(channel)) = (parts.next(), parts.next(), parts.next()) else {
+            let Some((channel, epoch, offset)) = entry
+                .rsplit_once('~')
+                .and_then(|(rest, offset)| Some((rest.rsplit_once('~')?, offset)))
+                .map(|((c, e), o)| (c, e, o))
+            else {
                 return Err(InvalidCursor("expected channel~epoch~offset"));
             };
             let offset = offset.parse::<u64>().map_err(|_| InvalidCursor("offset is not a number"))?;

@@ -349,7 +349,11 @@ impl Config {
 
     /// The permission rules of `channel`'s namespace.
     pub fn rules(&self, channel: &ChannelName) -> NamespaceRules {
-        let ns = self.namespaces.get(channel.namespace());
+        // Most servers configure no namespace: then no lookup (this runs for every subscribe).
+        let ns = match self.namespaces.is_empty() {
+            true => None,
+            false => self.namespaces.get(channel.namespace()),
+        };
         let pick = |f: fn(&NamespaceConfig) -> Option<bool>, default: bool| ns.and_then(f).unwrap_or(default);
         NamespaceRules {
             anonymous_subscribe: pick(|n| n.anonymous_subscribe, self.anonymous_subscribe),

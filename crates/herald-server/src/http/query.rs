@@ -11,19 +11,43 @@ use std::borrow::Cow;
 /// The `key=value` pairs of `query`, in order, decoded; empty pairs are skipped and a pair
 /// without `=` has an empty value.
 pub fn pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
-    query.split('&').filter(|pair| !pair.is_empty()).map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (decode(key), decode(value))
+    raw_pairs(query).map(|(key, value)| (decode(key), decode(value)))
+}
+
+/// The value of the first `key` pair in `query`. Only that value is decoded.
+pub fn find<'q>(query: &'q str, key: &str) -> Option<Cow<'q, str>> {
+    raw_pairs(query)
+        .find(|(raw, _)| if is_plain(raw) { *raw == key } else { decode(raw) == key })
+        .map(|(_, value)| decode(value))
+}
+
+/// The pairs of `query` as they are written. (Byte loops: queries are short, and `str::split`
+/// costs more in setting up its searcher than in searching them.)
+fn raw_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut rest = query;
+    std::iter::from_fn(move || {
+        while !rest.is_empty() {
+            let end = rest.bytes().position(|b| b == b'&').unwrap_or(rest.len());
+            let pair = &rest[..end];
+            rest = rest.get(end + 1..).unwrap_or("");
+            if !pair.is_empty() {
+                return Some(match pair.bytes().position(|b| b == b'=') {
+                    Some(at) => (&pair[..at], &pair[at + 1..]),
+                    None => (pair, ""),
+                });
+            }
+        }
+        None
     })
 }
 
-/// The value of the first `key` pair in `query`.
-pub fn find<'q>(query: &'q str, key: &str) -> Option<Cow<'q, str>> {
-    pairs(query).find(|(k, _)| k == key).map(|(_, value)| value)
+/// Whether `part` reads the same decoded.
+fn is_plain(part: &str) -> bool {
+    !part.bytes().any(|b| b == b'%' || b == b'+')
 }
 
 fn decode(part: &str) -> Cow<'_, str> {
-    if !part.bytes().any(|b| b == b'%' || b == b'+') {
+    if is_plain(part) {
         return Cow::Borrowed(part);
     }
     let spaced = part.replace('+', " ");

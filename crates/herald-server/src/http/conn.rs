@@ -101,9 +101,17 @@ enum After {
     Close,
     /// A [`Takeover`] writes the rest (the head is written); `bool`: chunked.
     Takeover(TakeoverFn, bool),
-    /// A long poll, subscribed (or refused): the connection loop waits for it and answers,
-    /// with the CORS origin to echo and whether the connection stays open.
-    Poll(Result<Waiting, ApiError>, Option<HeaderValue>, bool),
+    /// A long poll, subscribed (or refused): the connection loop waits for it and answers.
+    /// (Boxed: the connection keeps an `After` while the poll waits.)
+    Poll(Box<PollStart>),
+}
+
+/// A long poll as [`exchange`] leaves it: subscribed (or refused), the CORS origin to echo, and
+/// whether the connection stays open.
+struct PollStart {
+    waiting: Result<Waiting, ApiError>,
+    cors: Option<HeaderValue>,
+    keep_alive: bool,
 }
 
 /// Why a request could not be read.
@@ -139,78 +147,77 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: App
     // deadline is set only when the timer fires early.
     let mut timer = Box::pin(tokio::time::sleep(IDLE_TIMEOUT));
     loop {
-        let quiet_since = tokio::time::Instant::now();
-        let mut idle = std::pin::pin!(async {
-            loop {
-                timer.as_mut().await;
-                if timer.deadline() >= quiet_since + IDLE_TIMEOUT {
-                    return;
+        let mut status = 0;
+        // In blocks, so that nothing of reading the head is kept in this loop's state while the
+        // request is served: a waiting long poll holds only the boxed futures below.
+        // The request's exchange: answering a refused head, or serving it.
+        let (exchanging, route, began): (Pin<Box<dyn Future<Output = After> + Send + '_>>, _, _) = 'next: {
+            let head = {
+                let quiet_since = tokio::time::Instant::now();
+                let mut idle = std::pin::pin!(async {
+                    loop {
+                        timer.as_mut().await;
+                        if timer.deadline() >= quiet_since + IDLE_TIMEOUT {
+                            return;
+                        }
+                        timer.as_mut().reset(quiet_since + IDLE_TIMEOUT);
+                    }
+                });
+                // Whether a request has begun to arrive: one that has is read and answered even
+                // when the shutdown starts meanwhile; an idle connection just closes.
+                let started = AtomicBool::new(!buf.is_empty());
+                let mut read = Box::pin(read_head(&mut stream, &mut buf, &started));
+                // One `select!` in a loop rather than a second one inside its shutdown branch:
+                // the branch's state would stay in this loop's state for the connection's life.
+                let mut shutdown_started = false;
+                loop {
+                    tokio::select! {
+                        head = &mut read => break head,
+                        () = &mut idle => return,
+                        () = async { drop(shutdown.wait_for(|down| *down).await) }, if !shutdown_started => {
+                            if !started.load(Ordering::Relaxed) {
+                                return;
+                            }
+                            shutdown_started = true;
+                        }
+                    }
                 }
-                timer.as_mut().reset(quiet_since + IDLE_TIMEOUT);
-            }
-        });
-        // Whether a request has begun to arrive: one that has is read and answered even when
-        // the shutdown starts meanwhile; an idle connection just closes.
-        let started = AtomicBool::new(!buf.is_empty());
-        let mut read = Box::pin(read_head(&mut stream, &mut buf, &started));
-        let head = tokio::select! {
-            head = &mut read => head,
-            () = &mut idle => return,
-            () = async { drop(shutdown.wait_for(|down| *down).await) } => {
-                if !started.load(Ordering::Relaxed) {
-                    return;
+            };
+            let forwarded = head.and_then(|mut head| match &via {
+                Via::Direct => Ok((head, peer)),
+                Via::TlsBridge(secret) => forwarded_peer(&mut head.headers, secret).map(|peer| (head, peer)),
+            });
+            let (head, peer) = match forwarded {
+                Ok(forwarded) => forwarded,
+                Err(Refused::Gone) => return,
+                Err(Refused::Answer(refused, message)) => {
+                    let stream = &mut stream;
+                    let refuse = async move {
+                        let _ = write_error(stream, refused, message).await;
+                        After::Close
+                    };
+                    break 'next (Box::pin(refuse), "", Instant::now());
                 }
-                tokio::select! {
-                    head = &mut read => head,
-                    () = &mut idle => return,
-                }
-            }
-        };
-        drop(read);
-        let forwarded = head.and_then(|mut head| match &via {
-            Via::Direct => Ok((head, peer)),
-            Via::TlsBridge(secret) => forwarded_peer(&mut head.headers, secret).map(|peer| (head, peer)),
-        });
-        let (head, peer) = match forwarded {
-            Ok(forwarded) => forwarded,
-            Err(Refused::Gone) => return,
-            Err(Refused::Answer(status, message)) => {
-                let _ = Box::pin(write_error(&mut stream, status, message)).await;
+            };
+            if head.uri.path() == "/ws" {
+                // A task of its own, so this loop's state is freed for the life of the WebSocket.
+                let leftover = std::mem::take(&mut buf);
+                tokio::spawn(crate::transport::ws::accept(stream, peer.ip(), head, leftover, state));
                 return;
             }
+            let (route, began) = (metrics::route_of(head.uri.path()), Instant::now());
+            (Box::pin(exchange(&mut stream, &mut buf, head, peer, &state, &router, &mut status)), route, began)
         };
-        if head.uri.path() == "/ws" {
-            // A task of its own, so this loop's state is freed for the life of the WebSocket.
-            let leftover = std::mem::take(&mut buf);
-            tokio::spawn(crate::transport::ws::accept(stream, peer.ip(), head, leftover, state));
-            return;
-        }
-        let (route, began, mut status) = (metrics::route_of(head.uri.path()), Instant::now(), 0);
-        // Boxed, like the poll's wait: this loop's own state stays small for the connections
-        // that sit in it (a waiting long poll is most of them).
-        let mut after = Box::pin(exchange(&mut stream, &mut buf, head, peer, &state, &router, &mut status)).await;
-        if let After::Poll(waiting, cors, keep_alive) = after {
-            let answer = match waiting {
-                Ok(waiting) => match Box::pin(wait_poll(&stream, waiting, timer.as_mut())).await {
-                    Some(body) => Ok(body),
-                    // The client left: nobody to answer, and nothing of the poll is kept.
-                    None => return,
-                },
-                Err(e) => Err(e),
-            };
-            const NO_STORE: &[u8] = b"cache-control: no-store\r\n";
-            let extra = match &cors {
-                None => std::borrow::Cow::Borrowed(NO_STORE),
-                Some(origin) => std::borrow::Cow::Owned([NO_STORE, &origin::cors_header_lines(origin)].concat()),
-            };
-            after = Box::pin(write_answer(&mut stream, answer, &extra, keep_alive, &mut status)).await;
+        let mut after = exchanging.await;
+        if let After::Poll(poll) = after {
+            after = Box::pin(answer_poll(&mut stream, *poll, timer.as_mut(), &mut status)).await;
         }
         if status != 0 {
             metrics().http_request(route, status, began.elapsed().as_secs_f64());
         }
         match after {
             After::KeepAlive => {}
-            After::Close | After::Poll(..) => return,
+            After::Close | After::Poll(_) => return,
             After::Takeover(body, chunked) => {
                 // Its own task too: nothing of this loop lives as long as the stream.
                 tokio::spawn(body(stream, chunked));
@@ -218,6 +225,31 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: App
             }
         }
     }
+}
+
+/// Waits for a long poll started by [`exchange`] and writes its answer (setting `status`);
+/// closes the connection without an answer when the client left meanwhile.
+async fn answer_poll(
+    stream: &mut TcpStream,
+    poll: PollStart,
+    timer: Pin<&mut tokio::time::Sleep>,
+    status: &mut u16,
+) -> After {
+    let PollStart { waiting, cors, keep_alive } = poll;
+    let answer = match waiting {
+        Ok(waiting) => match wait_poll(stream, waiting, timer).await {
+            Some(body) => Ok(body),
+            // The client left: nobody to answer, and nothing of the poll is kept.
+            None => return After::Close,
+        },
+        Err(e) => Err(e),
+    };
+    const NO_STORE: &[u8] = b"cache-control: no-store\r\n";
+    let extra = match &cors {
+        None => std::borrow::Cow::Borrowed(NO_STORE),
+        Some(origin) => std::borrow::Cow::Owned([NO_STORE, &origin::cors_header_lines(origin)].concat()),
+    };
+    write_answer(stream, answer, &extra, keep_alive, status).await
 }
 
 /// Waits for the answer to a long poll: until anything is queued for it or its timeout passes
@@ -329,7 +361,7 @@ async fn exchange(
             Ok(token) => poll::request(state, query, token.as_deref()).and_then(|r| poll::start(state, &r, peer.ip())),
             Err(e) => Err(e.into()),
         };
-        return After::Poll(waiting, cors, keep_alive);
+        return After::Poll(Box::new(PollStart { waiting, cors, keep_alive }));
     }
     if method == Method::POST && head.uri.path() == "/api/publish" {
         // The API's hottest route, served without the router: the same key check, body limit

@@ -200,7 +200,8 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: App
                 }
             };
             if head.uri.path() == "/ws" {
-                // A task of its own, so this loop's state is freed for the life of the WebSocket.
+                // The handshake in a task of its own (which starts the connection's), so this
+                // loop's state is freed for the life of the WebSocket.
                 let leftover = std::mem::take(&mut buf);
                 tokio::spawn(crate::transport::ws::accept(stream, peer.ip(), head, leftover, state));
                 return;

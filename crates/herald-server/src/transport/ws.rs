@@ -65,11 +65,12 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 type WebSocket = WebSocketStream<SocketIo>;
 
 /// `GET /ws`: checks the upgrade request (its origin and token among it), answers `101` and
-/// runs the connection (or answers a JSON error and closes).
+/// starts the connection's task (or answers a JSON error and closes).
 pub async fn accept(mut stream: TcpStream, ip: IpAddr, head: Head, leftover: BytesMut, state: AppState) {
-    // The head, its buffer and the handshake's strings are gone before the connection runs.
     if let Some(identity) = Box::pin(handshake(&mut stream, ip, head, &state)).await {
-        run(state, stream, ip, leftover, identity.map(Box::new)).await;
+        // A task of its own, holding only the connection's state: the request head and the
+        // handshake's would stay in this future's state for the connection's life (0.6 KiB).
+        tokio::spawn(run(state, stream, ip, leftover, identity.map(Box::new)));
     }
 }
 

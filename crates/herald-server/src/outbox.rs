@@ -151,7 +151,7 @@ pub struct Outbox {
     transport: Transport,
     limits: QueueLimits,
     state: Mutex<State>,
-    notify: Wakeup,
+    wakeup: Wakeup,
     last_seen_ms: AtomicU64,
     /// When the connection's token expires, in ms since the Unix epoch; 0: no token.
     expires_at_ms: AtomicU64,
@@ -202,7 +202,7 @@ impl Outbox {
             transport,
             limits,
             state: Mutex::new(State::default()),
-            notify: Wakeup::default(),
+            wakeup: Wakeup::default(),
             last_seen_ms: AtomicU64::new(now_ms),
             expires_at_ms: AtomicU64::new(0),
         }
@@ -244,7 +244,7 @@ impl Outbox {
                 if !rest.is_empty() {
                     wire.backlog_frames = 1;
                     state.unsent.extend(rest);
-                    self.notify.notify_one();
+                    self.wakeup.notify_one();
                 }
                 return Some(bytes);
             }
@@ -272,7 +272,7 @@ impl Outbox {
         state.queue.push_back(frame);
         let first = state.queue.len() == 1;
         if first {
-            self.notify.notify_one();
+            self.wakeup.notify_one();
         }
         Some(0)
     }
@@ -309,7 +309,7 @@ impl Outbox {
             // Full or failed: the task drains the rest, or finds the error.
             wire.backlog_frames = messages.len();
             state.unsent = batch;
-            self.notify.notify_one();
+            self.wakeup.notify_one();
         }
         Some(bytes)
     }
@@ -319,7 +319,7 @@ impl Outbox {
             metrics().disconnect(DisconnectCode::SLOW_CONSUMER.reason);
         }
         state.close = Some(DisconnectCode::SLOW_CONSUMER);
-        self.notify.notify_one();
+        self.wakeup.notify_one();
     }
 
     /// From now on, frames are written to `socket` as `encoder` encodes them: first `lead`,
@@ -339,7 +339,7 @@ impl Outbox {
         state.wire = Some(Wire { socket, encoder, backlog_frames });
         drop(guard);
         // The task's next flush writes the lead and the queued frames.
-        self.notify.notify_one();
+        self.wakeup.notify_one();
     }
 
     /// Writes raw wire bytes (whole protocol frames, e.g. a WebSocket pong or close) behind
@@ -356,7 +356,7 @@ impl Outbox {
             }
             segments.push(Bytes::copy_from_slice(&bytes[written..]));
             state.unsent.extend(segments);
-            self.notify.notify_one();
+            self.wakeup.notify_one();
             return;
         }
         if state.unsent.bytes() + bytes.len() > self.limits.bytes {
@@ -408,7 +408,7 @@ impl Outbox {
             metrics().disconnect(code.reason);
         }
         drop(state);
-        self.notify.notify_one();
+        self.wakeup.notify_one();
     }
 
     /// The close code, once the connection is closing.
@@ -433,7 +433,7 @@ impl Outbox {
     /// Waits until something was pushed, a backlog started or a close was asked since the
     /// last wait.
     pub async fn ready(&self) {
-        self.notify.wait().await;
+        self.wakeup.wait().await;
     }
 
     /// Records that the peer was heard from at `now_ms`.
@@ -501,5 +501,25 @@ mod tests {
         let o = Outbox::new(2, Transport::Sse, QueueLimits { frames: 10, bytes: 3 }, 0);
         assert!(o.push(text("ab")));
         assert!(!o.push(text("cd")), "byte bound");
+    }
+
+    #[tokio::test]
+    async fn a_wake_up_is_kept_for_the_next_wait_and_ends_a_waiting_one() {
+        let o = Arc::new(Outbox::new(1, Transport::Poll, QueueLimits { frames: 10, bytes: 100 }, 0));
+        let wait = || tokio::time::timeout(std::time::Duration::from_secs(5), o.ready());
+        // Pushed before anyone waits: the next wait ends at once, and only that one.
+        assert!(o.push(text("a")));
+        assert!(wait().await.is_ok(), "the kept wake-up ends the wait");
+        let quiet = tokio::time::timeout(std::time::Duration::from_millis(50), o.ready()).await;
+        assert!(quiet.is_err(), "a wake-up is used once");
+        // Given while a task waits: it wakes that task.
+        let pusher = Arc::clone(&o);
+        let waiter = tokio::spawn(async move {
+            let _ = o.take();
+            tokio::time::timeout(std::time::Duration::from_secs(5), o.ready()).await.is_ok()
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(pusher.push(text("b")));
+        assert!(waiter.await.unwrap_or(false), "the waiting task is woken");
     }
 }

@@ -258,7 +258,7 @@ async fn answer_poll(
 /// poll then unsubscribes at once instead of holding its socket until the timeout.
 async fn wait_poll(stream: &TcpStream, waiting: Waiting, mut timer: Pin<&mut tokio::time::Sleep>) -> Option<Vec<u8>> {
     timer.as_mut().reset(tokio::time::Instant::now() + waiting.timeout());
-    // The socket is still marked readable from reading the request: forget that without a
+    // The socket may still be marked readable from reading the request: forget that without a
     // system call, so that only a new event (the peer's FIN, or a pipelined request) wakes the
     // watch below. An event that came in between is missed, and the poll then simply runs to
     // its end.

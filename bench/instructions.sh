@@ -9,7 +9,9 @@
 #
 # The server runs under callgrind twice, with the same small seed load (400 subscribers,
 # 10 channels, 10 messages/s) for 10 s and for 20 s; the difference of the two counts over the
-# difference of deliveries leaves out start-up and shutdown.
+# difference of deliveries leaves out start-up and shutdown. With HERALD_CALLGRIND_KEEP=<dir>
+# the two profiles stay there (`callgrind_annotate --inclusive=yes <dir>/callgrind.20s.out`
+# shows where the instructions go).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 transport="${1:-poll}"
@@ -26,7 +28,7 @@ trap 'kill ${server:-} 2>/dev/null; rm -rf "$work"' EXIT
 measure() {
   local seconds=$1 port log="$work/server.log"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  HERALD_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
+  HERALD_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.${seconds}s.out" \
     "$bin" serve --listen "127.0.0.1:$port" --api-key bench \
     --set max_connections=0 --set connection_rate_per_ip=0 --set max_streams_per_ip=0 >"$log" 2>&1 &
   server=$!
@@ -36,7 +38,10 @@ measure() {
   kill -TERM "$server"
   wait "$server" || true
   local ir delivered
-  ir=$(callgrind_annotate "$work/callgrind.out" 2>/dev/null | sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)
+  if [ -n "${HERALD_CALLGRIND_KEEP:-}" ]; then
+    mkdir -p "$HERALD_CALLGRIND_KEEP" && cp "$work/callgrind.${seconds}s.out" "$HERALD_CALLGRIND_KEEP/"
+  fi
+  ir=$(callgrind_annotate "$work/callgrind.${seconds}s.out" 2>/dev/null | sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)
   delivered=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["rows"][0]["figures"]["delivered"]))' "$work/out/bench.json")
   echo "$ir $delivered"
 }

@@ -76,13 +76,9 @@ impl Cursor {
             return Ok(cursor);
         }
         for entry in text.split(',') {
-            let Some((channel, epoch, offset)) = entry
-                .rsplit_once('~')
-                .and_then(|(rest, offset)| Some((rest.rsplit_once('~')?, offset)))
-                .map(|((c, e), o)| (c, e, o))
-            else {
-                return Err(InvalidCursor("expected channel~epoch~offset"));
-            };
+            let malformed = InvalidCursor("expected channel~epoch~offset");
+            let (rest, offset) = entry.rsplit_once('~').ok_or(malformed.clone())?;
+            let (channel, epoch) = rest.rsplit_once('~').ok_or(malformed)?;
             let offset = offset.parse::<u64>().map_err(|_| InvalidCursor("offset is not a number"))?;
             if !is_valid_epoch(epoch) {
                 return Err(InvalidCursor("malformed epoch"));
@@ -92,9 +88,7 @@ impl Cursor {
         }
         Ok(cursor)
     }
-}
 
-impl Cursor {
     /// Appends the cursor's text (what [`Cursor::to_string`] gives) to `out`. The text is
     /// ASCII and never needs escaping in JSON strings, URLs or HTTP headers: channel names and
     /// epochs cannot hold a quote, a backslash, a control character or a space.

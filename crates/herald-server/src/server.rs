@@ -100,6 +100,23 @@ impl Server {
         })
     }
 
+    /// What its handlers share (tests build connections on it).
+    #[cfg(test)]
+    pub(crate) fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// A bound server on a free loopback port with the default configuration (for tests).
+    #[cfg(test)]
+    pub(crate) async fn for_tests() -> Self {
+        let config = crate::config::Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            api_key: Some("test".into()),
+            ..crate::config::Config::default()
+        };
+        Self::bind(config).await.expect("binds a loopback port")
+    }
+
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()

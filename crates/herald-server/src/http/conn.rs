@@ -148,41 +148,11 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: App
     let mut timer = Box::pin(tokio::time::sleep(IDLE_TIMEOUT));
     loop {
         let mut status = 0;
-        // In blocks, so that nothing of reading the head is kept in this loop's state while the
-        // request is served: a waiting long poll holds only the boxed futures below.
-        // The request's exchange: answering a refused head, or serving it.
+        // The request's exchange — serving it, or answering a refused head — built in a block
+        // so that nothing of reading the head stays in this loop's state while it runs: a
+        // waiting long poll holds only boxed futures.
         let (exchanging, route, began): (Pin<Box<dyn Future<Output = After> + Send + '_>>, _, _) = 'next: {
-            let head = {
-                let quiet_since = tokio::time::Instant::now();
-                let mut idle = std::pin::pin!(async {
-                    loop {
-                        timer.as_mut().await;
-                        if timer.deadline() >= quiet_since + IDLE_TIMEOUT {
-                            return;
-                        }
-                        timer.as_mut().reset(quiet_since + IDLE_TIMEOUT);
-                    }
-                });
-                // Whether a request has begun to arrive: one that has is read and answered even
-                // when the shutdown starts meanwhile; an idle connection just closes.
-                let started = AtomicBool::new(!buf.is_empty());
-                let mut read = Box::pin(read_head(&mut stream, &mut buf, &started));
-                // One `select!` in a loop rather than a second one inside its shutdown branch:
-                // the branch's state would stay in this loop's state for the connection's life.
-                let mut shutdown_started = false;
-                loop {
-                    tokio::select! {
-                        head = &mut read => break head,
-                        () = &mut idle => return,
-                        () = async { drop(shutdown.wait_for(|down| *down).await) }, if !shutdown_started => {
-                            if !started.load(Ordering::Relaxed) {
-                                return;
-                            }
-                            shutdown_started = true;
-                        }
-                    }
-                }
-            };
+            let Some(head) = next_head(&mut stream, &mut buf, timer.as_mut(), &mut shutdown).await else { return };
             let forwarded = head.and_then(|mut head| match &via {
                 Via::Direct => Ok((head, peer)),
                 Via::TlsBridge(secret) => forwarded_peer(&mut head.headers, secret).map(|peer| (head, peer)),
@@ -223,6 +193,48 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: App
                 // Its own task too: nothing of this loop lives as long as the stream.
                 tokio::spawn(body(stream, chunked));
                 return;
+            }
+        }
+    }
+}
+
+/// Reads the next request head from `stream` (bytes after it stay in `buf`). `None`: close
+/// without answering — the peer left, or the connection sat idle for [`IDLE_TIMEOUT`] (on
+/// `timer`, the connection's), or the shutdown started before a request began to arrive (one
+/// that has begun is read and answered).
+async fn next_head(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<Result<Head, Refused>> {
+    let quiet_since = tokio::time::Instant::now();
+    // The timer may still run to an earlier deadline (the last poll's): it is moved to the
+    // idle deadline only when it fires.
+    let mut idle = std::pin::pin!(async {
+        loop {
+            timer.as_mut().await;
+            if timer.deadline() >= quiet_since + IDLE_TIMEOUT {
+                return;
+            }
+            timer.as_mut().reset(quiet_since + IDLE_TIMEOUT);
+        }
+    });
+    let started = AtomicBool::new(!buf.is_empty());
+    let mut read = Box::pin(read_head(stream, buf, &started));
+    let mut shutdown_started = false;
+    loop {
+        tokio::select! {
+            head = &mut read => return match head {
+                Err(Refused::Gone) => None,
+                head => Some(head),
+            },
+            () = &mut idle => return None,
+            () = async { drop(shutdown.wait_for(|down| *down).await) }, if !shutdown_started => {
+                if !started.load(Ordering::Relaxed) {
+                    return None;
+                }
+                shutdown_started = true;
             }
         }
     }
@@ -752,7 +764,23 @@ pub async fn write_response(
 
 #[cfg(test)]
 mod tests {
-    use super::chunk_size_line;
+    use super::{Via, chunk_size_line, serve};
+
+    /// Every open HTTP connection, and so every waiting long poll, is one task holding this
+    /// future: its size is most of a waiting poll's memory (the budget is 4 KiB per connection,
+    /// DESIGN.md section 3). It was 1,720 bytes while the head-reading state stayed in it.
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let server = crate::server::Server::for_tests().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let _client =
+            tokio::net::TcpStream::connect(listener.local_addr().expect("an address")).await.expect("connects");
+        let (stream, peer) = listener.accept().await.expect("accepts");
+        let state = server.state().clone();
+        let connection = serve(stream, peer, Via::Direct, state.clone(), crate::http::router(state));
+        let size = std::mem::size_of_val(&connection);
+        assert!(size <= 832, "a connection's task is {size} bytes: keep large state out of the loop (box it)");
+    }
 
     #[test]
     fn chunk_size_lines_are_lowercase_hex() {

@@ -503,3 +503,23 @@ fn execute(
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::run;
+
+    /// Every open WebSocket is one task holding this future, most of an idle connection's
+    /// memory (the budget is 4 KiB per connection, DESIGN.md section 3). The handshake's future
+    /// around it, request head included, made it 1,680 bytes when it ran in the same task.
+    #[tokio::test]
+    async fn a_websocket_task_stays_small() {
+        let server = crate::server::Server::for_tests().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let _client =
+            tokio::net::TcpStream::connect(listener.local_addr().expect("an address")).await.expect("connects");
+        let (stream, peer) = listener.accept().await.expect("accepts");
+        let connection = run(server.state().clone(), stream, peer.ip(), bytes::BytesMut::new(), None);
+        let size = std::mem::size_of_val(&connection);
+        assert!(size <= 1_200, "a WebSocket's task is {size} bytes: keep large state out of it (box it)");
+    }
+}

@@ -117,6 +117,19 @@ impl Server {
         Self::bind(config).await.expect("binds a loopback port")
     }
 
+    /// [`Server::for_tests`] and one accepted loopback connection: the server side with its
+    /// peer address, and the client side (keep it open).
+    #[cfg(test)]
+    pub(crate) async fn with_connection_for_tests() -> (Self, tokio::net::TcpStream, SocketAddr, tokio::net::TcpStream)
+    {
+        let server = Self::for_tests().await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let client =
+            tokio::net::TcpStream::connect(listener.local_addr().expect("an address")).await.expect("connects");
+        let (stream, peer) = listener.accept().await.expect("accepts");
+        (server, stream, peer, client)
+    }
+
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()

@@ -771,11 +771,7 @@ mod tests {
     /// DESIGN.md section 3). It was 1,720 bytes while the head-reading state stayed in it.
     #[tokio::test]
     async fn a_connection_task_stays_small() {
-        let server = crate::server::Server::for_tests().await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
-        let _client =
-            tokio::net::TcpStream::connect(listener.local_addr().expect("an address")).await.expect("connects");
-        let (stream, peer) = listener.accept().await.expect("accepts");
+        let (server, stream, peer, _client) = crate::server::Server::with_connection_for_tests().await;
         let state = server.state().clone();
         let connection = serve(stream, peer, Via::Direct, state.clone(), crate::http::router(state));
         let size = std::mem::size_of_val(&connection);

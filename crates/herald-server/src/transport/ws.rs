@@ -513,11 +513,7 @@ mod tests {
     /// around it, request head included, made it 1,680 bytes when it ran in the same task.
     #[tokio::test]
     async fn a_websocket_task_stays_small() {
-        let server = crate::server::Server::for_tests().await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
-        let _client =
-            tokio::net::TcpStream::connect(listener.local_addr().expect("an address")).await.expect("connects");
-        let (stream, peer) = listener.accept().await.expect("accepts");
+        let (server, stream, peer, _client) = crate::server::Server::with_connection_for_tests().await;
         let connection = run(server.state().clone(), stream, peer.ip(), bytes::BytesMut::new(), None);
         let size = std::mem::size_of_val(&connection);
         assert!(size <= 1_200, "a WebSocket's task is {size} bytes: keep large state out of it (box it)");

@@ -40,8 +40,11 @@ impl ChannelName {
         if name.len() > MAX_CHANNEL_LEN {
             return Err(InvalidChannel::TooLong(name.len()));
         }
-        if let Some(c) = name.chars().find(|c| !c.is_ascii() || !is_channel_byte(*c as u8)) {
-            return Err(InvalidChannel::BadCharacter(c));
+        // Bytes, not chars: every allowed byte is ASCII, so a name of allowed bytes is valid
+        // and any other byte (a UTF-8 lead or continuation byte too) makes it invalid.
+        if !name.bytes().all(is_channel_byte) {
+            let bad = name.chars().find(|c| !c.is_ascii() || !is_channel_byte(*c as u8));
+            return Err(InvalidChannel::BadCharacter(bad.unwrap_or(char::REPLACEMENT_CHARACTER)));
         }
         Ok(Self(Arc::from(name)))
     }

@@ -39,6 +39,11 @@ impl Cursor {
         Self::default()
     }
 
+    /// An empty cursor with room for `channels` positions.
+    pub fn with_capacity(channels: usize) -> Self {
+        Self { positions: Vec::with_capacity(channels) }
+    }
+
     /// The position recorded for `channel`.
     pub fn get(&self, channel: &ChannelName) -> Option<&StreamPosition> {
         self.positions.iter().find(|(c, _)| c == channel).map(|(_, p)| p)
@@ -70,15 +75,22 @@ impl Cursor {
     }
 
     /// Parses a cursor issued by [`Cursor::to_string`]. An empty string is an empty cursor.
-    pub fn parse(text: &str) -> Result<Self, InvalidCursor> {
-        let mut cursor = Self::new();
+    pub fn parse<'a>(text: &'a str) -> Result<Self, InvalidCursor> {
         if text.is_empty() {
-            return Ok(cursor);
+            return Ok(Self::new());
         }
+        // Byte searches: a cursor is short, and `str::split` costs more in setting up its
+        // searcher than in searching it (every long poll parses one).
+        let entries = text.bytes().filter(|b| *b == b',').count() + 1;
+        let mut cursor = Self::with_capacity(entries);
+        let split_last = |s: &'a str| {
+            let at = s.bytes().rposition(|b| b == b'~')?;
+            Some((&s[..at], &s[at + 1..]))
+        };
         for entry in text.split(',') {
             let malformed = InvalidCursor("expected channel~epoch~offset");
-            let (rest, offset) = entry.rsplit_once('~').ok_or(malformed.clone())?;
-            let (channel, epoch) = rest.rsplit_once('~').ok_or(malformed)?;
+            let (rest, offset) = split_last(entry).ok_or(malformed.clone())?;
+            let (channel, epoch) = split_last(rest).ok_or(malformed)?;
             let offset = offset.parse::<u64>().map_err(|_| InvalidCursor("offset is not a number"))?;
             if !is_valid_epoch(epoch) {
                 return Err(InvalidCursor("malformed epoch"));

@@ -34,8 +34,15 @@ pub struct Metrics {
     pub delivery_latency: Histogram,
     disconnects: Family<ReasonLabel, Counter>,
     recoveries: Family<OutcomeLabel, Counter>,
+    /// The members of `recoveries`, by [`RecoveryOutcome`]: found once, then counted without the
+    /// family's lock and hashing (a subscription is counted on every long poll).
+    recovery_members: [OnceLock<Counter>; 3],
     http_requests: Family<RouteStatusLabels, Counter>,
     http_duration: Family<RouteLabel, Histogram>,
+    /// Per route (as [`Route`] numbers them), its members of `http_duration` and of
+    /// `http_requests` for status 200: found once, then counted without the family's lock and
+    /// hashing (every long poll is a request).
+    route_members: [(OnceLock<Histogram>, OnceLock<Counter>); ROUTES.len()],
     limit_hits: Family<LimitLabel, Counter>,
     /// Failures of the engine: the durable store (writes, compaction) or Redis calls.
     pub engine_errors: Counter,
@@ -167,8 +174,10 @@ impl Metrics {
             delivery_latency,
             disconnects,
             recoveries,
+            recovery_members: Default::default(),
             http_requests,
             http_duration,
+            route_members: [const { (OnceLock::new(), OnceLock::new()) }; ROUTES.len()],
             limit_hits,
             engine_errors,
             connections,
@@ -194,15 +203,22 @@ impl Metrics {
         self.disconnects.get_or_create(&ReasonLabel { reason }).inc();
     }
 
-    /// Counts a subscription's recovery `outcome` (`recovered`, `reset`, `live`).
-    pub fn recovery(&self, outcome: &'static str) {
-        self.recoveries.get_or_create(&OutcomeLabel { outcome }).inc();
+    /// Counts a subscription's recovery `outcome`.
+    pub fn recovery(&self, outcome: RecoveryOutcome) {
+        let member = self.recovery_members[outcome as usize]
+            .get_or_init(|| self.recoveries.get_or_create(&OutcomeLabel { outcome: outcome.name() }).clone());
+        member.inc();
     }
 
     /// Counts an HTTP request to `route` answered with `status` after `seconds`.
-    pub fn http_request(&self, route: &'static str, status: u16, seconds: f64) {
-        self.http_requests.get_or_create(&RouteStatusLabels { route, status }).inc();
-        self.http_duration.get_or_create(&RouteLabel { route }).observe(seconds);
+    pub fn http_request(&self, route: Route, status: u16, seconds: f64) {
+        let (name, (duration, ok)) = (route.name(), &self.route_members[route.0 as usize]);
+        let labels = RouteStatusLabels { route: name, status };
+        duration.get_or_init(|| self.http_duration.get_or_create(&RouteLabel { route: name }).clone()).observe(seconds);
+        match status {
+            200 => ok.get_or_init(|| self.http_requests.get_or_create(&labels).clone()).inc(),
+            _ => self.http_requests.get_or_create(&labels).inc(),
+        };
     }
 
     /// Counts a hit of the limit named `limit`; returns the hits so far.
@@ -235,47 +251,107 @@ impl Metrics {
     }
 }
 
-/// The route template of a request path, for metric labels (never the channel itself).
-pub fn route_of(path: &str) -> &'static str {
+/// The route templates requests are counted under: fixed, so that no channel name becomes a
+/// label.
+const ROUTES: [&str; 20] = [
+    "/",
+    "/ws",
+    "/sse",
+    "/poll",
+    "/publish",
+    "/herald.js",
+    "/admin",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+    "/api/publish",
+    "/api/broadcast",
+    "/api/channels",
+    "/api/disconnect",
+    "/api/info",
+    "/sse/{channel}",
+    "/history/{channel}",
+    "/api/publish/{channel}",
+    "/api/channels/{channel}/history",
+    "/api/channels/{channel}/presence",
+];
+
+/// A route template requests are counted under (one of [`ROUTES`], or `other`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route(u8);
+
+// === impl Route ===
+
+impl Route {
+    /// The WebSocket upgrade, `/ws`.
+    pub const WS: Route = Route(1);
+    /// Any path that is not one of [`ROUTES`].
+    pub const OTHER: Route = Route(ROUTES.len() as u8);
+
+    /// The template's text, the `route` label.
+    pub fn name(self) -> &'static str {
+        ROUTES.get(self.0 as usize).copied().unwrap_or("other")
+    }
+
+    fn named(template: &str) -> Route {
+        ROUTES.iter().position(|r| *r == template).map_or(Route::OTHER, |i| Route(i as u8))
+    }
+}
+
+/// How a subscription started, the `outcome` label of the recovery count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecoveryOutcome {
+    /// No position was given: live from now.
+    Live,
+    /// Resumed from the given position, missing nothing.
+    Recovered,
+    /// The position could not be resumed: the client was told to reset.
+    Reset,
+}
+
+// === impl RecoveryOutcome ===
+
+impl RecoveryOutcome {
+    fn name(self) -> &'static str {
+        match self {
+            RecoveryOutcome::Live => "live",
+            RecoveryOutcome::Recovered => "recovered",
+            RecoveryOutcome::Reset => "reset",
+        }
+    }
+}
+
+/// The route template of a request `path` (for the `route` label).
+pub fn route_of(path: &str) -> Route {
     let api_channel = |rest: &str| match rest.rsplit_once('/') {
-        Some((_, "history")) => "/api/channels/{channel}/history",
-        Some((_, "presence")) => "/api/channels/{channel}/presence",
-        _ => "other",
+        Some((_, "history")) => Route::named("/api/channels/{channel}/history"),
+        Some((_, "presence")) => Route::named("/api/channels/{channel}/presence"),
+        _ => Route::OTHER,
     };
     match path {
-        "/" => "/",
-        "/ws" => "/ws",
-        "/sse" => "/sse",
-        "/poll" => "/poll",
-        "/publish" => "/publish",
-        "/herald.js" => "/herald.js",
-        "/admin" => "/admin",
-        "/metrics" => "/metrics",
-        "/healthz" => "/healthz",
-        "/readyz" => "/readyz",
-        "/api/publish" => "/api/publish",
-        "/api/broadcast" => "/api/broadcast",
-        "/api/channels" => "/api/channels",
-        "/api/disconnect" => "/api/disconnect",
-        "/api/info" => "/api/info",
-        p if p.starts_with("/sse/") => "/sse/{channel}",
-        p if p.starts_with("/history/") => "/history/{channel}",
-        p if p.starts_with("/api/publish/") => "/api/publish/{channel}",
+        p if p.starts_with("/sse/") => Route::named("/sse/{channel}"),
+        p if p.starts_with("/history/") => Route::named("/history/{channel}"),
+        p if p.starts_with("/api/publish/") => Route::named("/api/publish/{channel}"),
         p if p.starts_with("/api/channels/") => api_channel(p),
-        _ => "other",
+        p => Route::named(p),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::route_of;
+    use super::{Route, route_of};
 
     #[test]
     fn routes_are_templates_without_channel_names() {
-        assert_eq!(route_of("/sse/chat:room-1"), "/sse/{channel}");
-        assert_eq!(route_of("/api/channels/a:b/history"), "/api/channels/{channel}/history");
-        assert_eq!(route_of("/api/channels/a:b/presence"), "/api/channels/{channel}/presence");
-        assert_eq!(route_of("/api/channels/a:b/other"), "other");
-        assert_eq!(route_of("/wp-login.php"), "other");
+        let name = |path| route_of(path).name();
+        assert_eq!(name("/poll"), "/poll");
+        assert_eq!(name("/ws"), "/ws");
+        assert_eq!(route_of("/ws"), Route::WS);
+        assert_eq!(name("/sse/chat:room-1"), "/sse/{channel}");
+        assert_eq!(name("/api/channels/a:b/history"), "/api/channels/{channel}/history");
+        assert_eq!(name("/api/channels/a:b/presence"), "/api/channels/{channel}/presence");
+        assert_eq!(name("/api/channels/a:b/other"), "other");
+        assert_eq!(name("/wp-login.php"), "other");
+        assert_eq!(name("/sse/"), "/sse/{channel}");
     }
 }

@@ -28,7 +28,7 @@ mod mirror;
 
 use crate::{
     config::Config,
-    metrics::metrics,
+    metrics::{RecoveryOutcome, metrics},
     now_ms,
     outbox::{ById, Frame, Outbox, Transport},
     presence::Member,
@@ -133,7 +133,9 @@ pub struct Broker {
     config: Arc<Config>,
     store: Option<Arc<Store>>,
     shards: Box<[Mutex<Shard>]>,
-    hasher: std::collections::hash_map::RandomState,
+    /// Picks a channel's shard. A fast hash: it only spreads channels over the shards' locks;
+    /// the shard's own map keeps std's DoS-resistant hashing of (client-chosen) names.
+    shard_hasher: foldhash::fast::RandomState,
     /// Where presence changes go, when another part shares them (the Redis engine).
     presence_changes: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::presence::Change>>,
 }
@@ -147,13 +149,13 @@ impl Broker {
             config,
             store: None,
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect(),
-            hasher: std::collections::hash_map::RandomState::new(),
+            shard_hasher: foldhash::fast::RandomState::default(),
             presence_changes: std::sync::OnceLock::new(),
         }
     }
 
     fn shard(&self, channel: &ChannelName) -> &Mutex<Shard> {
-        &self.shards[(self.hasher.hash_one(channel) as usize) % SHARDS]
+        &self.shards[(self.shard_hasher.hash_one(channel) as usize) % SHARDS]
     }
 
     fn with_channel<R>(&self, channel: &ChannelName, f: impl FnOnce(&mut Channel) -> R) -> R {
@@ -351,9 +353,9 @@ impl Broker {
                 },
             };
             metrics().recovery(match subscribed.recovered {
-                None => "live",
-                Some(true) => "recovered",
-                Some(false) => "reset",
+                None => RecoveryOutcome::Live,
+                Some(true) => RecoveryOutcome::Recovered,
+                Some(false) => RecoveryOutcome::Reset,
             });
             if let Some(frame) = lead(&subscribed) {
                 outbox.push(frame);

@@ -166,7 +166,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: App
                         let _ = write_error(stream, refused, message).await;
                         After::Close
                     };
-                    break 'next (Box::pin(refuse), "", Instant::now());
+                    break 'next (Box::pin(refuse), metrics::Route::OTHER, Instant::now());
                 }
             };
             if head.uri.path() == "/ws" {

@@ -181,7 +181,7 @@ impl Subscriptions {
     /// channel, and returns the cursor the stream starts at: the client's position where it
     /// recovers, else the channel's current position (a reset frame, already queued, says so).
     pub fn add_stream(&mut self, request: &StreamRequest, limit: usize) -> Cursor {
-        let mut cursor = Cursor::new();
+        let mut cursor = Cursor::with_capacity(request.channels.len());
         for channel in &request.channels {
             let since = request.cursor.get(channel);
             let subscribed = self.add(channel, since, limit, |_| None);

@@ -39,10 +39,10 @@ pub struct Metrics {
     recovery_members: [OnceLock<Counter>; 3],
     http_requests: Family<RouteStatusLabels, Counter>,
     http_duration: Family<RouteLabel, Histogram>,
-    /// Per route (as [`Route`] numbers them), its members of `http_duration` and of
-    /// `http_requests` for status 200: found once, then counted without the family's lock and
-    /// hashing (every long poll is a request).
-    route_members: [(OnceLock<Histogram>, OnceLock<Counter>); ROUTES.len()],
+    /// Per route (as [`Route`] numbers them, `other` last), its members of `http_duration` and
+    /// of `http_requests` for status 200: found once, then counted without the family's lock
+    /// and hashing (every long poll is a request).
+    route_members: [(OnceLock<Histogram>, OnceLock<Counter>); ROUTES.len() + 1],
     limit_hits: Family<LimitLabel, Counter>,
     /// Failures of the engine: the durable store (writes, compaction) or Redis calls.
     pub engine_errors: Counter,
@@ -177,7 +177,7 @@ impl Metrics {
             recovery_members: Default::default(),
             http_requests,
             http_duration,
-            route_members: [const { (OnceLock::new(), OnceLock::new()) }; ROUTES.len()],
+            route_members: [const { (OnceLock::new(), OnceLock::new()) }; ROUTES.len() + 1],
             limit_hits,
             engine_errors,
             connections,
@@ -339,7 +339,28 @@ pub fn route_of(path: &str) -> Route {
 
 #[cfg(test)]
 mod tests {
-    use super::{Route, route_of};
+    use super::{Route, Snapshot, metrics, route_of};
+
+    fn snapshot() -> Snapshot {
+        Snapshot { connections: [0; 3], subscriptions: 0, channels: 0, resident_bytes: 0, cpu_seconds: 0.0 }
+    }
+
+    #[test]
+    fn every_route_is_counted_other_included() {
+        let count = |route, status| {
+            let text = metrics().render(&snapshot());
+            let line = format!("herald_http_requests_total{{route=\"{route}\",status=\"{status}\"}} ");
+            text.lines().find_map(|l| l.strip_prefix(&line)?.parse::<u64>().ok()).unwrap_or(0)
+        };
+        for path in ["/wp-login.php", "/poll", "/sse/a:b"] {
+            let route = route_of(path);
+            for status in [200, 404] {
+                let before = count(route.name(), status);
+                metrics().http_request(route, status, 0.001);
+                assert_eq!(count(route.name(), status), before + 1, "{path} {status}");
+            }
+        }
+    }
 
     #[test]
     fn routes_are_templates_without_channel_names() {

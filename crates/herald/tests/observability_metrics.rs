@@ -67,6 +67,8 @@ async fn counters_and_histograms_move_by_what_the_clients_did() {
     // Twice on one route: its 200 and another status are counted apart.
     let refused = server.http.get(format!("{}/poll", server.base)).send().await.unwrap();
     assert_eq!(refused.status(), 400);
+    let unknown = server.http.get(format!("{}/wp-login.php", server.base)).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
     // A frame far over the limit: the server closes with a bad-frame code.
     let mut bad = server.ws().await;
     bad.send_raw(&format!(r#"{{"op":"publish","channel":"c","data":"{}"}}"#, "x".repeat(100_000))).await;
@@ -98,6 +100,7 @@ async fn counters_and_histograms_move_by_what_the_clients_did() {
     assert_eq!(moved("herald_http_requests_total{route=\"/poll\",status=\"200\"}"), 1.0);
     assert_eq!(moved("herald_http_requests_total{route=\"/poll\",status=\"400\"}"), 1.0);
     assert_eq!(moved("herald_http_request_duration_seconds_count{route=\"/poll\"}"), 2.0);
+    assert_eq!(moved("herald_http_requests_total{route=\"other\",status=\"404\"}"), 1.0);
     assert_eq!(moved("herald_subscribe_recoveries_total{outcome=\"live\"}"), 3.0);
     assert_eq!(moved("herald_disconnects_total{reason=\"bad_frame\"}"), 1.0);
     assert!(get(&after, "herald_process_resident_memory_bytes") > 1e6);

@@ -36,7 +36,7 @@ pub struct Metrics {
     recoveries: Family<OutcomeLabel, Counter>,
     /// The members of `recoveries`, by [`RecoveryOutcome`]: found once, then counted without the
     /// family's lock and hashing (a subscription is counted on every long poll).
-    recovery_members: [OnceLock<Counter>; 3],
+    recovery_members: [OnceLock<Counter>; RecoveryOutcome::COUNT],
     http_requests: Family<RouteStatusLabels, Counter>,
     http_duration: Family<RouteLabel, Histogram>,
     /// Per route (as [`Route`] numbers them, `other` last), its members of `http_duration` and
@@ -283,8 +283,6 @@ pub struct Route(u8);
 // === impl Route ===
 
 impl Route {
-    /// The WebSocket upgrade, `/ws`.
-    pub const WS: Route = Route(1);
     /// Any path that is not one of [`ROUTES`].
     pub const OTHER: Route = Route(ROUTES.len() as u8);
 
@@ -312,6 +310,8 @@ pub enum RecoveryOutcome {
 // === impl RecoveryOutcome ===
 
 impl RecoveryOutcome {
+    const COUNT: usize = 3;
+
     fn name(self) -> &'static str {
         match self {
             RecoveryOutcome::Live => "live",
@@ -339,7 +339,7 @@ pub fn route_of(path: &str) -> Route {
 
 #[cfg(test)]
 mod tests {
-    use super::{Route, Snapshot, metrics, route_of};
+    use super::{Snapshot, metrics, route_of};
 
     fn snapshot() -> Snapshot {
         Snapshot { connections: [0; 3], subscriptions: 0, channels: 0, resident_bytes: 0, cpu_seconds: 0.0 }
@@ -367,7 +367,6 @@ mod tests {
         let name = |path| route_of(path).name();
         assert_eq!(name("/poll"), "/poll");
         assert_eq!(name("/ws"), "/ws");
-        assert_eq!(route_of("/ws"), Route::WS);
         assert_eq!(name("/sse/chat:room-1"), "/sse/{channel}");
         assert_eq!(name("/api/channels/a:b/history"), "/api/channels/{channel}/history");
         assert_eq!(name("/api/channels/a:b/presence"), "/api/channels/{channel}/presence");

@@ -142,9 +142,9 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: App
     let mut buf = BytesMut::new();
     let mut shutdown = state.registry.shutdown_signal();
     // One timer for the connection's life: a waiting long poll's deadline, and between requests
-    // the idle deadline. It is moved only later while requests come (a poll's deadline is
-    // always later than the previous poll's), which does not touch the timer wheel; the idle
-    // deadline is set only when the timer fires early.
+    // the idle deadline. Polls with the same timeout only move it later, which does not touch
+    // the timer wheel (an earlier deadline, as for a shorter timeout, does); the idle deadline
+    // is set only when the timer fires before it.
     let mut timer = Box::pin(tokio::time::sleep(IDLE_TIMEOUT));
     loop {
         let mut status = 0;

@@ -6,7 +6,9 @@
 //! token means an anonymous client; a token that does not verify is refused, never treated as
 //! anonymous.
 
-use axum::http::{HeaderMap, header};
+use axum::http::header;
+
+use crate::http::head::RequestHeaders;
 use herald_auth::{Action, AuthError, Denied, Identity, KeyConfig, Verifier};
 use herald_core::{ChannelName, ErrorCode, ProtocolError};
 
@@ -60,7 +62,11 @@ impl Auth {
 
     /// The identity of a request: its bearer token, else its `token` query parameter, else
     /// none (anonymous).
-    pub fn identify(&self, headers: &HeaderMap, query: Option<&str>) -> Result<Option<Identity>, ProtocolError> {
+    pub fn identify(
+        &self,
+        headers: &impl RequestHeaders,
+        query: Option<&str>,
+    ) -> Result<Option<Identity>, ProtocolError> {
         match request_token(headers, query)? {
             Some(token) => self.verify(&token).map(Some),
             None => Ok(None),
@@ -69,9 +75,9 @@ impl Auth {
 }
 
 /// The token of a request: `Authorization: Bearer <token>`, else `?token=<token>`.
-pub fn request_token(headers: &HeaderMap, query: Option<&str>) -> Result<Option<String>, ProtocolError> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let token = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+pub fn request_token(headers: &impl RequestHeaders, query: Option<&str>) -> Result<Option<String>, ProtocolError> {
+    if headers.first(&header::AUTHORIZATION).is_some() {
+        let token = headers.first_str(&header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
         return match token {
             Some(token) if !token.is_empty() => Ok(Some(token.to_string())),
             _ => Err(ProtocolError::new(ErrorCode::InvalidToken, "Authorization must be \"Bearer <token>\"")),
@@ -97,7 +103,7 @@ pub fn check(
 
 #[cfg(test)]
 mod tests {
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderMap, HeaderValue};
 
     use super::*;
 

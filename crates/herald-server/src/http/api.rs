@@ -6,7 +6,7 @@ use axum::{
     Router,
     body::Bytes,
     extract::{DefaultBodyLimit, Path, Query, Request, State, rejection::BytesRejection},
-    http::{HeaderMap, header},
+    http::{HeaderMap, HeaderName, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 
-use super::{ApiError, AppState, json_ok, json_response};
+use super::{ApiError, AppState, head::RequestHeaders, json_ok, json_response};
 use crate::{now_ms, publication::Message};
 
 /// Remembered results of publishes made with an `idempotency_key`, per channel and key.
@@ -116,7 +116,7 @@ async fn require_api_key(State(state): State<AppState>, request: Request, next: 
 
 /// Whether `headers` carry the API key (`Authorization: Bearer` or `X-API-Key`; never the
 /// query string), unless the check is off.
-pub fn check_api_key(config: &crate::Config, headers: &HeaderMap) -> Result<(), ApiError> {
+pub fn check_api_key(config: &crate::Config, headers: &impl RequestHeaders) -> Result<(), ApiError> {
     if config.insecure_no_api_key {
         return Ok(());
     }
@@ -125,10 +125,9 @@ pub fn check_api_key(config: &crate::Config, headers: &HeaderMap) -> Result<(), 
     };
     let admin = config.admin_password.as_deref();
     let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+        .first_str(&header::AUTHORIZATION)
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-    let given = bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+    let given = bearer.or_else(|| headers.first_str(&HeaderName::from_static("x-api-key")));
     match given {
         None => Err(ApiError::new(
             ErrorCode::Unauthorized,

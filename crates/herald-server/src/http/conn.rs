@@ -32,7 +32,7 @@ use std::{
 use axum::{
     Router,
     body::Body,
-    http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header},
+    http::{HeaderName, HeaderValue, Method, Response, StatusCode, Version, header},
 };
 use bytes::{Buf as _, Bytes, BytesMut};
 use herald_core::ErrorCode;
@@ -43,8 +43,10 @@ use tokio::{
 };
 use tower::ServiceExt as _;
 
+pub use super::head::Head;
 use super::{
     ApiError, AppState,
+    head::RequestHeaders as _,
     origin::{self, OriginCheck},
 };
 use crate::transport::poll::{self, Waiting};
@@ -53,24 +55,8 @@ use crate::{
     metrics::{self, metrics},
 };
 
-/// Largest request head (request line and headers).
-const MAX_HEAD: usize = 16 * 1024;
-/// Most headers in one request.
-const MAX_HEADERS: usize = 64;
 /// How long a connection may sit between requests, or take to send a head.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A parsed request head.
-pub struct Head {
-    /// The method.
-    pub method: Method,
-    /// The request target.
-    pub uri: Uri,
-    /// HTTP/1.0 or HTTP/1.1.
-    pub version: Version,
-    /// The headers.
-    pub headers: HeaderMap,
-}
 
 /// The rest of a streaming response, run by its own task once the head is written: it gets
 /// the socket and whether its body is chunked (HTTP/1.1) or ends with the connection
@@ -155,7 +141,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: App
             let Some(head) = next_head(&mut stream, &mut buf, timer.as_mut(), &mut shutdown).await else { return };
             let forwarded = head.and_then(|mut head| match &via {
                 Via::Direct => Ok((head, peer)),
-                Via::TlsBridge(secret) => forwarded_peer(&mut head.headers, secret).map(|peer| (head, peer)),
+                Via::TlsBridge(secret) => forwarded_peer(&mut head, secret).map(|peer| (head, peer)),
             });
             let (head, peer) = match forwarded {
                 Ok(forwarded) => forwarded,
@@ -169,14 +155,14 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: App
                     break 'next (Box::pin(refuse), metrics::Route::OTHER, Instant::now());
                 }
             };
-            if head.uri.path() == "/ws" {
+            if head.path() == "/ws" {
                 // The handshake in a task of its own (which starts the connection's), so this
                 // loop's state is freed for the life of the WebSocket.
                 let leftover = std::mem::take(&mut buf);
                 tokio::spawn(crate::transport::ws::accept(stream, peer.ip(), head, leftover, state));
                 return;
             }
-            let (route, began) = (metrics::route_of(head.uri.path()), Instant::now());
+            let (route, began) = (metrics::route_of(head.path()), Instant::now());
             (Box::pin(exchange(&mut stream, &mut buf, head, peer, &state, &router, &mut status)), route, began)
         };
         let mut after = exchanging.await;
@@ -294,11 +280,12 @@ async fn wait_poll(stream: &TcpStream, waiting: Waiting, mut timer: Pin<&mut tok
     Some(waiting.answer())
 }
 
-/// The client address the TLS front names in `headers` (removing its headers), if the front's
+/// The client address the TLS front names in `head` (removing its headers), if the front's
 /// `secret` vouches for it.
-fn forwarded_peer(headers: &mut HeaderMap, secret: &str) -> Result<SocketAddr, Refused> {
-    let vouched = headers.remove(BRIDGE_HEADER).is_some_and(|v| v.as_bytes() == secret.as_bytes());
-    let peer = headers.remove(PEER_HEADER).and_then(|v| v.to_str().ok()?.parse::<SocketAddr>().ok());
+fn forwarded_peer(head: &mut Head, secret: &str) -> Result<SocketAddr, Refused> {
+    let vouched = head.remove(&HeaderName::from_static(BRIDGE_HEADER)).is_some_and(|v| v == secret.as_bytes());
+    let peer = head.remove(&HeaderName::from_static(PEER_HEADER));
+    let peer = peer.and_then(|v| std::str::from_utf8(&v).ok()?.parse::<SocketAddr>().ok());
     match peer {
         Some(peer) if vouched => Ok(peer),
         _ => Err(Refused::Answer(StatusCode::FORBIDDEN, "this listener serves the TLS front only")),
@@ -316,7 +303,13 @@ async fn exchange(
     router: &Router,
     status: &mut u16,
 ) -> After {
-    let body = match Box::pin(read_body(stream, buf, &head, body_cap(state))).await {
+    let body = match body_framing(&head, body_cap(state)) {
+        // Most requests (every long poll) have no body: no read to box.
+        Ok(BodyFraming::None) => Ok(Bytes::new()),
+        Ok(framing) => Box::pin(read_body(stream, buf, &head, framing, body_cap(state))).await,
+        Err(refused) => Err(refused),
+    };
+    let body = match body {
         Ok(body) => body,
         Err(Refused::Gone) => return After::Close,
         Err(Refused::Answer(refused, message)) => {
@@ -337,8 +330,8 @@ async fn exchange(
     // Browsers calling the client routes from another origin: refused, answered a preflight,
     // or answered with CORS headers.
     let mut cors = None;
-    if origin::is_client_route(head.uri.path()) {
-        match origin::check(&state.config, &head.headers) {
+    if origin::is_client_route(head.path()) {
+        match origin::check(&state.config, &head) {
             OriginCheck::SameSite => {}
             OriginCheck::Allowed(origin) => cors = Some(origin),
             OriginCheck::Refused => {
@@ -361,11 +354,11 @@ async fn exchange(
             };
         }
     }
-    if method == Method::GET && head.uri.path() == "/poll" {
+    if method == Method::GET && head.path() == "/poll" {
         // The route most requests take, and the one that waits: served without the router's
         // boxed futures, and with nothing of the request kept while the poll waits.
-        let query = head.uri.query();
-        let waiting = match crate::auth::request_token(&head.headers, query) {
+        let query = head.query();
+        let waiting = match crate::auth::request_token(&head, query) {
             // Boxed: only the Redis engine has channels to mirror first, and a waiting poll's
             // connection task then carries just the pointer.
             Ok(token) if state.cluster.is_some() => {
@@ -376,10 +369,10 @@ async fn exchange(
         };
         return After::Poll(Box::new(PollStart { waiting, cors, keep_alive }));
     }
-    if method == Method::POST && head.uri.path() == "/api/publish" {
+    if method == Method::POST && head.path() == "/api/publish" {
         // The API's hottest route, served without the router: the same key check, body limit
         // and publish the router's `/api/publish` runs.
-        let accepted = super::api::check_api_key(&state.config, &head.headers).and_then(|()| {
+        let accepted = super::api::check_api_key(&state.config, &head).and_then(|()| {
             match body.len() > super::api::body_limit(&state.config) {
                 true => Err(ApiError::new(ErrorCode::MessageTooLarge, "request body is over the size limit")),
                 false => super::api::publish_json(state, &body, |_| Ok(())),
@@ -392,7 +385,16 @@ async fn exchange(
         };
         return write_answer(stream, published, b"", keep_alive, status).await;
     }
-    let request = into_request(head, body, peer);
+    let mut request = match head.into_request(Body::from(body)) {
+        Ok(request) => request,
+        Err((refused, message)) => {
+            *status = refused.as_u16();
+            let _ = Box::pin(write_error(stream, refused, message)).await;
+            return After::Close;
+        }
+    };
+    // Handlers that need the client address take `Extension<SocketAddr>`.
+    request.extensions_mut().insert(peer);
     let mut response = match Box::pin(router.clone().oneshot(request)).await {
         Ok(response) => response,
         Err(never) => match never {},
@@ -419,24 +421,13 @@ async fn exchange(
     }
 }
 
-fn into_request(head: Head, body: Bytes, peer: SocketAddr) -> Request<Body> {
-    let mut request = Request::new(Body::from(body));
-    *request.method_mut() = head.method;
-    *request.uri_mut() = head.uri;
-    *request.version_mut() = head.version;
-    *request.headers_mut() = head.headers;
-    // Handlers that need the client address take `Extension<SocketAddr>`.
-    request.extensions_mut().insert(peer);
-    request
-}
-
 /// The largest body read into memory; the API's own limit (a JSON `413`) is lower.
 fn body_cap(state: &AppState) -> usize {
     state.config.max_message_bytes.saturating_mul(4) + 1024 * 1024
 }
 
 fn wants_keep_alive(head: &Head) -> bool {
-    let connection = head.headers.get(header::CONNECTION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let connection = head.first_str(&header::CONNECTION).unwrap_or("");
     let has = |token: &str| connection.split(',').any(|t| t.trim().eq_ignore_ascii_case(token));
     match head.version {
         Version::HTTP_11 => !has("close"),
@@ -449,23 +440,10 @@ fn wants_keep_alive(head: &Head) -> bool {
 async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut, started: &AtomicBool) -> Result<Head, Refused> {
     loop {
         if !buf.is_empty() {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut request = httparse::Request::new(&mut headers);
-            match request.parse(buf) {
-                Ok(httparse::Status::Complete(len)) => {
-                    let spans = Spans::of(&request, buf.as_ptr())?;
-                    // The head's bytes become the header values and the target: no copies.
-                    let bytes = buf.split_to(len).freeze();
-                    return spans.into_head(&bytes);
-                }
-                Ok(httparse::Status::Partial) => {}
-                Err(httparse::Error::TooManyHeaders) => {
-                    return Err(Refused::Answer(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "too many headers"));
-                }
-                Err(_) => return Err(Refused::Answer(StatusCode::BAD_REQUEST, "malformed HTTP request")),
-            }
-            if buf.len() >= MAX_HEAD {
-                return Err(Refused::Answer(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request head over 16 KiB"));
+            match Head::parse(buf) {
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) => {}
+                Err((status, message)) => return Err(Refused::Answer(status, message)),
             }
         }
         buf.reserve(1024);
@@ -476,78 +454,56 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut, started: &AtomicB
     }
 }
 
-/// Where the parts of a parsed head lie in the read buffer.
-struct Spans {
-    method: Method,
-    version: Version,
-    target: (usize, usize),
-    headers: Vec<(HeaderName, usize, usize)>,
+/// How a request's body is framed.
+#[derive(Clone, Copy)]
+enum BodyFraming {
+    /// No body.
+    None,
+    /// `Content-Length` bytes.
+    Length(usize),
+    /// Chunked.
+    Chunked,
 }
 
-impl Spans {
-    fn of(request: &httparse::Request<'_, '_>, base: *const u8) -> Result<Self, Refused> {
-        let bad = |message| Refused::Answer(StatusCode::BAD_REQUEST, message);
-        let span = |part: &[u8]| {
-            let start = part.as_ptr() as usize - base as usize;
-            (start, start + part.len())
-        };
-        let method = Method::from_bytes(request.method.unwrap_or("").as_bytes()).map_err(|_| bad("bad method"))?;
-        let version = if request.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
-        let target = span(request.path.unwrap_or("").as_bytes());
-        let mut headers = Vec::with_capacity(request.headers.len());
-        for h in request.headers.iter() {
-            let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad("bad header name"))?;
-            let (start, end) = span(h.value);
-            headers.push((name, start, end));
-        }
-        Ok(Self { method, version, target, headers })
+/// How the body `head` announces is framed; `413` when its length is over `cap`.
+fn body_framing(head: &Head, cap: usize) -> Result<BodyFraming, Refused> {
+    let chunked =
+        head.first_str(&header::TRANSFER_ENCODING).is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    if chunked {
+        return Ok(BodyFraming::Chunked);
     }
-
-    fn into_head(self, bytes: &Bytes) -> Result<Head, Refused> {
-        let bad = |message| Refused::Answer(StatusCode::BAD_REQUEST, message);
-        let uri =
-            Uri::from_maybe_shared(bytes.slice(self.target.0..self.target.1)).map_err(|_| bad("bad request target"))?;
-        let mut headers = HeaderMap::with_capacity(self.headers.len());
-        for (name, start, end) in self.headers {
-            let value = HeaderValue::from_maybe_shared(bytes.slice(start..end)).map_err(|_| bad("bad header value"))?;
-            headers.append(name, value);
-        }
-        Ok(Head { method: self.method, uri, version: self.version, headers })
+    let Some(length) = head.first(&header::CONTENT_LENGTH) else { return Ok(BodyFraming::None) };
+    let length = std::str::from_utf8(length)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .ok_or(Refused::Answer(StatusCode::BAD_REQUEST, "bad Content-Length"))?;
+    match length {
+        0 => Ok(BodyFraming::None),
+        n if n > cap => Err(Refused::Answer(StatusCode::PAYLOAD_TOO_LARGE, "request body is over the size limit")),
+        n => Ok(BodyFraming::Length(n)),
     }
 }
 
-/// Reads the body `head` announces (none, `Content-Length` or chunked), at most `cap` bytes.
-async fn read_body(stream: &mut TcpStream, buf: &mut BytesMut, head: &Head, cap: usize) -> Result<Bytes, Refused> {
+/// Reads the body `head` announces (framed as `framing` says), at most `cap` bytes.
+async fn read_body(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    head: &Head,
+    framing: BodyFraming,
+    cap: usize,
+) -> Result<Bytes, Refused> {
     let too_large = Refused::Answer(StatusCode::PAYLOAD_TOO_LARGE, "request body is over the size limit");
-    let chunked = head
-        .headers
-        .get(header::TRANSFER_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    let length = match head.headers.get(header::CONTENT_LENGTH) {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .ok_or(Refused::Answer(StatusCode::BAD_REQUEST, "bad Content-Length"))?,
-        ),
-        None => None,
-    };
-    if !chunked && length.unwrap_or(0) == 0 {
-        return Ok(Bytes::new());
-    }
-    if length.is_some_and(|n| n > cap) {
-        return Err(too_large);
-    }
-    let expects_continue =
-        head.headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue && buf.is_empty() {
+    let expects_continue = head.first(&header::EXPECT).is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue && buf.is_empty() && !matches!(framing, BodyFraming::None) {
         stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.map_err(|_| Refused::Gone)?;
     }
-    if !chunked {
-        let length = length.unwrap_or(0);
-        fill(stream, buf, length).await?;
-        return Ok(buf.split_to(length).freeze());
+    match framing {
+        BodyFraming::None => return Ok(Bytes::new()),
+        BodyFraming::Length(length) => {
+            fill(stream, buf, length).await?;
+            return Ok(buf.split_to(length).freeze());
+        }
+        BodyFraming::Chunked => {}
     }
     let mut body = BytesMut::new();
     loop {

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod client;
 pub mod conn;
+pub mod head;
 pub mod origin;
 pub mod query;
 

@@ -9,6 +9,7 @@
 
 use axum::http::{HeaderMap, HeaderValue, header};
 
+use super::head::RequestHeaders;
 use crate::config::Config;
 
 /// The verdict on a request's `Origin`.
@@ -23,16 +24,19 @@ pub enum OriginCheck {
 }
 
 /// Checks the `Origin` of a request with `headers` against `config.allowed_origins`.
-pub fn check(config: &Config, headers: &HeaderMap) -> OriginCheck {
-    let Some(origin) = headers.get(header::ORIGIN) else { return OriginCheck::SameSite };
-    let text = origin.to_str().unwrap_or("");
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+pub fn check(config: &Config, headers: &impl RequestHeaders) -> OriginCheck {
+    let Some(origin) = headers.first(&header::ORIGIN) else { return OriginCheck::SameSite };
+    let text = headers.first_str(&header::ORIGIN).unwrap_or("");
+    let host = headers.first_str(&header::HOST).unwrap_or("");
     let own = text.split_once("://").is_some_and(|(_, rest)| !host.is_empty() && rest.eq_ignore_ascii_case(host));
     if own {
         return OriginCheck::SameSite;
     }
     let listed = config.allowed_origins.iter().any(|o| o == "*" || o.trim_end_matches('/').eq_ignore_ascii_case(text));
-    if listed { OriginCheck::Allowed(origin.clone()) } else { OriginCheck::Refused }
+    match HeaderValue::from_bytes(origin) {
+        Ok(origin) if listed => OriginCheck::Allowed(origin),
+        _ => OriginCheck::Refused,
+    }
 }
 
 /// Adds the CORS headers of an allowed cross-origin response.

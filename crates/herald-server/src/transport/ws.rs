@@ -16,6 +16,7 @@ use std::{
     time::Duration,
 };
 
+use axum::http::{HeaderName, header};
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use herald_auth::{Action, Identity};
@@ -45,6 +46,7 @@ use crate::{
         ApiError, AppState,
         api::{Accepted, durable_reply, history_body, publish_one, read_history, read_presence},
         conn::{Head, write_response},
+        head::RequestHeaders as _,
         origin::{self, OriginCheck},
     },
     now_ms,
@@ -80,14 +82,14 @@ async fn handshake(stream: &mut TcpStream, ip: IpAddr, head: Head, state: &AppSt
     let checked = handshake_key(&head)
         .map_err(|message| ApiError::new(ErrorCode::BadRequest, format!("/ws needs a WebSocket upgrade: {message}")))
         .and_then(|key| {
-            if origin::check(&state.config, &head.headers) == OriginCheck::Refused {
+            if origin::check(&state.config, &head) == OriginCheck::Refused {
                 state.guard.hit(Limit::Origin, Some(ip), "a WebSocket upgrade from an origin not allowed");
                 return Err(ApiError::new(ErrorCode::OriginNotAllowed, "this origin is not in allowed_origins"));
             }
             if state.registry.is_shutting_down() {
                 return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down; retry shortly"));
             }
-            let identity = state.auth.identify(&head.headers, head.uri.query())?;
+            let identity = state.auth.identify(&head, head.query())?;
             Ok((key, identity))
         });
     let status = checked.as_ref().map_or_else(|e| e.0.code.http_status(), |_| 101);
@@ -109,18 +111,18 @@ async fn handshake(stream: &mut TcpStream, ip: IpAddr, head: Head, state: &AppSt
 
 /// The `Sec-WebSocket-Key` of a valid upgrade request, or what is wrong with it.
 fn handshake_key(head: &Head) -> Result<String, &'static str> {
-    let header = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let has_token = |name: &str, token: &str| header(name).split(',').any(|t| t.trim().eq_ignore_ascii_case(token));
+    let header = |name: &HeaderName| head.first_str(name).unwrap_or("");
+    let has_token = |name, token: &str| header(name).split(',').any(|t| t.trim().eq_ignore_ascii_case(token));
     if head.method != axum::http::Method::GET {
         return Err("use GET");
     }
-    if !has_token("connection", "upgrade") || !header("upgrade").eq_ignore_ascii_case("websocket") {
+    if !has_token(&header::CONNECTION, "upgrade") || !header(&header::UPGRADE).eq_ignore_ascii_case("websocket") {
         return Err("Connection: upgrade and Upgrade: websocket are required");
     }
-    if header("sec-websocket-version") != "13" {
+    if header(&header::SEC_WEBSOCKET_VERSION) != "13" {
         return Err("Sec-WebSocket-Version must be 13");
     }
-    match header("sec-websocket-key") {
+    match header(&header::SEC_WEBSOCKET_KEY) {
         "" => Err("Sec-WebSocket-Key is missing"),
         key => Ok(key.to_string()),
     }

@@ -101,6 +101,12 @@ impl Cursor {
         Ok(cursor)
     }
 
+    /// How long the cursor's text is, at most (what [`Cursor::write_to`] appends).
+    pub fn text_len(&self) -> usize {
+        // An offset takes at most 20 digits; two `~` and a `,` around it.
+        self.positions.iter().map(|(channel, p)| channel.as_str().len() + p.epoch.len() + 23).sum()
+    }
+
     /// Appends the cursor's text (what [`Cursor::to_string`] gives) to `out`. The text is
     /// ASCII and never needs escaping in JSON strings, URLs or HTTP headers: channel names and
     /// epochs cannot hold a quote, a backslash, a control character or a space.
@@ -147,6 +153,16 @@ mod tests {
         let text = c.to_string();
         assert_eq!(text, "jobs~k3j2~43,chat:room/1=@x.y-z_~A9~0");
         assert_eq!(Cursor::parse(&text), Ok(c));
+    }
+
+    #[test]
+    fn text_len_bounds_the_text() {
+        let mut c = Cursor::new();
+        assert_eq!(c.text_len(), 0);
+        c.set(&ch("a"), pos("e", u64::MAX));
+        c.set(&ch("chat:room/1"), pos("k3j2", 0));
+        let written = c.to_string().len();
+        assert!(c.text_len() >= written && c.text_len() <= written + 2 * 23, "{} for {written}", c.text_len());
     }
 
     #[test]

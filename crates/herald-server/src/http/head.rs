@@ -7,8 +7,8 @@
 //! router get both from [`Head::into_request`], checked as the `http` crate checks them, so a
 //! target or header that crate refuses still gets `400` there.
 //!
-//! Guarantees: the target's path and query are UTF-8 (a head whose target is not gets `400`);
-//! names compare as HTTP names do, without regard to case; a name sent twice reads as its
+//! Guarantees: a target that is not UTF-8 reads as an empty path and no query, which no route
+//! serves (the router answers `400`, as the `http` crate refuses it); names compare as HTTP names do, without regard to case; a name sent twice reads as its
 //! first value, as `HeaderMap::get` reads it.
 
 use std::ops::Range;
@@ -99,7 +99,6 @@ impl Head {
                 Bytes::copy_from_slice(path_and_query.as_bytes())
             }
         };
-        std::str::from_utf8(&target).map_err(|_| bad("bad request target"))?;
         let path_end = target.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(target.len());
         let query = (target.get(path_end) == Some(&b'?')).then(|| {
             let end = target[path_end..].iter().position(|&b| b == b'#').map_or(target.len(), |at| path_end + at);
@@ -108,12 +107,12 @@ impl Head {
         Ok(Some(Self { method, version, bytes, target, path_end, query, headers }))
     }
 
-    /// The target's path (`/poll`).
+    /// The target's path (`/poll`); empty when it is not UTF-8.
     pub fn path(&self) -> &str {
         std::str::from_utf8(&self.target[..self.path_end]).unwrap_or("")
     }
 
-    /// The target's query, without the `?`.
+    /// The target's query, without the `?`; `None` when it is not UTF-8.
     pub fn query(&self) -> Option<&str> {
         let range = self.query.clone()?;
         std::str::from_utf8(&self.target[range]).ok()

@@ -11,47 +11,65 @@ use std::borrow::Cow;
 /// The `key=value` pairs of `query`, in order, decoded; empty pairs are skipped and a pair
 /// without `=` has an empty value.
 pub fn pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
-    raw_pairs(query).map(|(key, value)| (decode(key), decode(value)))
+    raw_pairs(query).map(|(key, value)| (key.decode(), value.decode()))
 }
 
 /// The value of the first `key` pair in `query`. Only that value is decoded.
 pub fn find<'q>(query: &'q str, key: &str) -> Option<Cow<'q, str>> {
     raw_pairs(query)
-        .find(|(raw, _)| if is_plain(raw) { *raw == key } else { decode(raw) == key })
-        .map(|(_, value)| decode(value))
+        .find(|(raw, _)| if raw.plain { raw.text == key } else { raw.decode() == key })
+        .map(|(_, v)| v.decode())
 }
 
-/// The pairs of `query` as they are written. (Byte loops: queries are short, and `str::split`
-/// costs more in setting up its searcher than in searching them.)
-fn raw_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+/// A key or a value as it is written, and whether it reads the same decoded.
+struct Part<'q> {
+    text: &'q str,
+    /// Without `%` or `+`.
+    plain: bool,
+}
+
+impl<'q> Part<'q> {
+    fn decode(&self) -> Cow<'q, str> {
+        if self.plain {
+            return Cow::Borrowed(self.text);
+        }
+        let spaced = self.text.replace('+', " ");
+        Cow::Owned(percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned())
+    }
+}
+
+/// The pairs of `query` as they are written, in one pass over its bytes. (A byte loop: queries
+/// are short, and `str::split` costs more in setting up its searcher than in searching them.)
+fn raw_pairs(query: &str) -> impl Iterator<Item = (Part<'_>, Part<'_>)> {
     let mut rest = query;
     std::iter::from_fn(move || {
         while !rest.is_empty() {
-            let end = rest.bytes().position(|b| b == b'&').unwrap_or(rest.len());
+            let (mut equals, mut end) = (None, rest.len());
+            let (mut key_plain, mut value_plain) = (true, true);
+            for (i, b) in rest.bytes().enumerate() {
+                match b {
+                    b'&' => {
+                        end = i;
+                        break;
+                    }
+                    b'=' if equals.is_none() => equals = Some(i),
+                    b'%' | b'+' if equals.is_none() => key_plain = false,
+                    b'%' | b'+' => value_plain = false,
+                    _ => {}
+                }
+            }
             let pair = &rest[..end];
             rest = rest.get(end + 1..).unwrap_or("");
             if !pair.is_empty() {
-                return Some(match pair.bytes().position(|b| b == b'=') {
+                let (key, value) = match equals {
                     Some(at) => (&pair[..at], &pair[at + 1..]),
                     None => (pair, ""),
-                });
+                };
+                return Some((Part { text: key, plain: key_plain }, Part { text: value, plain: value_plain }));
             }
         }
         None
     })
-}
-
-/// Whether `part` reads the same decoded.
-fn is_plain(part: &str) -> bool {
-    !part.bytes().any(|b| b == b'%' || b == b'+')
-}
-
-fn decode(part: &str) -> Cow<'_, str> {
-    if is_plain(part) {
-        return Cow::Borrowed(part);
-    }
-    let spaced = part.replace('+', " ");
-    Cow::Owned(percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned())
 }
 
 #[cfg(test)]

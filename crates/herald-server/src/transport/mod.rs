@@ -182,6 +182,7 @@ impl Subscriptions {
     /// recovers, else the channel's current position (a reset frame, already queued, says so).
     pub fn add_stream(&mut self, request: &StreamRequest, limit: usize) -> Cursor {
         let mut cursor = Cursor::with_capacity(request.channels.len());
+        self.channels.reserve(request.channels.len());
         for channel in &request.channels {
             let since = request.cursor.get(channel);
             let subscribed = self.add(channel, since, limit, |_| None);

@@ -145,12 +145,18 @@ impl Waiting {
 /// past them.
 fn answer_body(cursor: &mut Cursor, frames: &std::collections::VecDeque<Frame>) -> Vec<u8> {
     let mut resets = Vec::new();
-    let mut length = 64;
     for frame in frames {
         advance_cursor(cursor, frame);
+    }
+    let mut length = 64 + cursor.text_len();
+    for frame in frames {
         match frame {
             Frame::Message(m) => length += m.envelope().len() + 1,
-            Frame::Reset { channel, position, reason } => resets.push(encode_reset(channel, position, *reason)),
+            Frame::Reset { channel, position, reason } => {
+                let reset = encode_reset(channel, position, *reason);
+                length += reset.len() + 1;
+                resets.push(reset);
+            }
             Frame::Text(_) | Frame::Heartbeat => {}
         }
     }

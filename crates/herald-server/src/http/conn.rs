@@ -155,14 +155,16 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: App
                     break 'next (Box::pin(refuse), metrics::Route::OTHER, Instant::now());
                 }
             };
-            if head.path() == "/ws" {
+            // Read once: checking the target is UTF-8 is most of what reading it costs.
+            let path = head.path();
+            if path == "/ws" {
                 // The handshake in a task of its own (which starts the connection's), so this
                 // loop's state is freed for the life of the WebSocket.
                 let leftover = std::mem::take(&mut buf);
                 tokio::spawn(crate::transport::ws::accept(stream, peer.ip(), head, leftover, state));
                 return;
             }
-            let (route, began) = (metrics::route_of(head.path()), Instant::now());
+            let (route, began) = (metrics::route_of(path), Instant::now());
             (Box::pin(exchange(&mut stream, &mut buf, head, peer, &state, &router, &mut status)), route, began)
         };
         let mut after = exchanging.await;
@@ -330,7 +332,8 @@ async fn exchange(
     // Browsers calling the client routes from another origin: refused, answered a preflight,
     // or answered with CORS headers.
     let mut cors = None;
-    if origin::is_client_route(head.path()) {
+    let path = head.path();
+    if origin::is_client_route(path) {
         match origin::check(&state.config, &head) {
             OriginCheck::SameSite => {}
             OriginCheck::Allowed(origin) => cors = Some(origin),
@@ -354,7 +357,7 @@ async fn exchange(
             };
         }
     }
-    if method == Method::GET && head.path() == "/poll" {
+    if method == Method::GET && path == "/poll" {
         // The route most requests take, and the one that waits: served without the router's
         // boxed futures, and with nothing of the request kept while the poll waits.
         let query = head.query();
@@ -369,7 +372,7 @@ async fn exchange(
         };
         return After::Poll(Box::new(PollStart { waiting, cors, keep_alive }));
     }
-    if method == Method::POST && head.path() == "/api/publish" {
+    if method == Method::POST && path == "/api/publish" {
         // The API's hottest route, served without the router: the same key check, body limit
         // and publish the router's `/api/publish` runs.
         let accepted = super::api::check_api_key(&state.config, &head).and_then(|()| {

@@ -76,14 +76,24 @@ impl Auth {
 
 /// The token of a request: `Authorization: Bearer <token>`, else `?token=<token>`.
 pub fn request_token(headers: &impl RequestHeaders, query: Option<&str>) -> Result<Option<String>, ProtocolError> {
-    if headers.first(&header::AUTHORIZATION).is_some() {
-        let token = headers.first_str(&header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
-        return match token {
-            Some(token) if !token.is_empty() => Ok(Some(token.to_string())),
-            _ => Err(ProtocolError::new(ErrorCode::InvalidToken, "Authorization must be \"Bearer <token>\"")),
-        };
+    match bearer_token(headers)? {
+        Some(token) => Ok(Some(token)),
+        None => Ok(query.and_then(|query| crate::http::query::find(query, "token")).map(std::borrow::Cow::into_owned)),
     }
-    Ok(query.and_then(|query| crate::http::query::find(query, "token")).map(std::borrow::Cow::into_owned))
+}
+
+/// The token of `Authorization: Bearer <token>`, which wins over a `token` query parameter:
+/// `None` without the header, an error when the header holds no bearer token. (Streams read
+/// the query's `token` as they read the rest of their query, in one pass.)
+pub fn bearer_token(headers: &impl RequestHeaders) -> Result<Option<String>, ProtocolError> {
+    if headers.first(&header::AUTHORIZATION).is_none() {
+        return Ok(None);
+    }
+    let token = headers.first_str(&header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    match token {
+        Some(token) if !token.is_empty() => Ok(Some(token.to_string())),
+        _ => Err(ProtocolError::new(ErrorCode::InvalidToken, "Authorization must be \"Bearer <token>\"")),
+    }
 }
 
 /// Whether a client with `identity` may do `action` on `channel` under its namespace's rules,

@@ -47,6 +47,12 @@ async fn a_token_grants_its_channels_and_nothing_else_on_every_transport() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(get_status(&server, "/poll?channel=private:bob&timeout=0", Some(&ada)).await, (403, json!("forbidden")));
     assert_eq!(get_status(&server, "/poll?channel=private:ada&timeout=0", None).await, (401, json!("unauthorized")));
+    // The header wins over `?token=`, on both streams that take a query token.
+    let good_query = format!("channel=private:ada&timeout=0&token={ada}");
+    assert_eq!(get_status(&server, "/poll?channel=private:ada&timeout=0&token=x.y.z", Some(&ada)).await.0, 200);
+    for path in [format!("/poll?{good_query}"), format!("/sse?{good_query}")] {
+        assert_eq!(get_status(&server, &path, Some("x.y.z")).await, (401, json!("invalid_token")), "{path}");
+    }
 
     // History follows the subscribe permission.
     assert_eq!(get_status(&server, "/history/private:ada", Some(&ada)).await.0, 200);

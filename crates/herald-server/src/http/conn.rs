@@ -361,13 +361,15 @@ async fn exchange(
         // The route most requests take, and the one that waits: served without the router's
         // boxed futures, and with nothing of the request kept while the poll waits.
         let query = head.query();
-        let waiting = match crate::auth::request_token(&head, query) {
+        let waiting = match crate::auth::bearer_token(&head) {
             // Boxed: only the Redis engine has channels to mirror first, and a waiting poll's
             // connection task then carries just the pointer.
-            Ok(token) if state.cluster.is_some() => {
-                Box::pin(poll::mirror_and_start(state, query, token, peer.ip())).await
+            Ok(bearer) if state.cluster.is_some() => {
+                Box::pin(poll::mirror_and_start(state, query, bearer, peer.ip())).await
             }
-            Ok(token) => poll::request(state, query, token.as_deref()).and_then(|r| poll::start(state, &r, peer.ip())),
+            Ok(bearer) => {
+                poll::request(state, query, bearer.as_deref()).and_then(|r| poll::start(state, &r, peer.ip()))
+            }
             Err(e) => Err(e.into()),
         };
         return After::Poll(Box::new(PollStart { waiting, cors, keep_alive }));

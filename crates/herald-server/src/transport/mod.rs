@@ -25,6 +25,9 @@ pub struct StreamRequest {
     pub cursor: Cursor,
     /// The `timeout` parameter (long polling), in seconds.
     pub timeout_secs: Option<u64>,
+    /// The `token` parameter. An `Authorization` header wins over it
+    /// ([`crate::auth::bearer_token`]).
+    pub token: Option<String>,
 }
 
 /// A connection's subscriptions; dropping it unsubscribes from all of them.
@@ -67,10 +70,12 @@ impl StreamRequest {
         }
         let mut cursor_text = None;
         let mut timeout_secs = None;
+        let mut token = None;
         for (key, value) in crate::http::query::pairs(query.unwrap_or("")) {
             match &*key {
                 "channel" => value.split(',').filter(|s| !s.is_empty()).try_for_each(&mut add)?,
                 "cursor" | "last_event_id" | "lastEventId" => cursor_text = Some(value),
+                "token" if token.is_none() => token = Some(value.into_owned()),
                 "timeout" => {
                     timeout_secs = Some(value.parse::<u64>().map_err(|_| {
                         ApiError::new(ErrorCode::BadRequest, "timeout must be a whole number of seconds")
@@ -87,7 +92,7 @@ impl StreamRequest {
             return Err(ApiError::new(ErrorCode::BadRequest, "name at least one channel: ?channel=name"));
         }
         let cursor = Cursor::parse(cursor_text.as_deref().unwrap_or(""))?;
-        Ok(Self { channels, cursor, timeout_secs })
+        Ok(Self { channels, cursor, timeout_secs, token })
     }
 }
 

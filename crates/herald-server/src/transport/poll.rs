@@ -38,8 +38,8 @@ pub async fn poll(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let answer = match crate::auth::request_token(&headers, query.as_deref()) {
-        Ok(token) => wait(&state, query.as_deref(), token.as_deref(), peer.ip()).await,
+    let answer = match crate::auth::bearer_token(&headers) {
+        Ok(bearer) => wait(&state, query.as_deref(), bearer.as_deref(), peer.ip()).await,
         Err(e) => Err(e.into()),
     };
     match answer {
@@ -52,12 +52,17 @@ pub async fn poll(
     }
 }
 
-/// Waits for `GET /poll?<query>` from `ip` with the request's `token` and returns its JSON
-/// body (messages, resets and the next cursor), to be sent with `Cache-Control: no-store`.
-pub async fn wait(state: &AppState, query: Option<&str>, token: Option<&str>, ip: IpAddr) -> Result<Vec<u8>, ApiError> {
+/// Waits for `GET /poll?<query>` from `ip` with the request's `bearer` token and returns its
+/// JSON body (messages, resets and the next cursor), to be sent with `Cache-Control: no-store`.
+pub async fn wait(
+    state: &AppState,
+    query: Option<&str>,
+    bearer: Option<&str>,
+    ip: IpAddr,
+) -> Result<Vec<u8>, ApiError> {
     let waiting = match &state.cluster {
-        Some(_) => mirror_and_start(state, query, token.map(str::to_string), ip).await?,
-        None => start(state, &request(state, query, token)?, ip)?,
+        Some(_) => mirror_and_start(state, query, bearer.map(str::to_string), ip).await?,
+        None => start(state, &request(state, query, bearer)?, ip)?,
     };
     Ok(waiting.finish().await)
 }
@@ -66,10 +71,10 @@ pub async fn wait(state: &AppState, query: Option<&str>, token: Option<&str>, ip
 pub async fn mirror_and_start(
     state: &AppState,
     query: Option<&str>,
-    token: Option<String>,
+    bearer: Option<String>,
     ip: IpAddr,
 ) -> Result<Waiting, ApiError> {
-    let request = request(state, query, token.as_deref())?;
+    let request = request(state, query, bearer.as_deref())?;
     super::prepare_stream(state, &request).await?;
     start(state, &request, ip)
 }
@@ -85,10 +90,10 @@ pub struct Waiting {
     timeout: Duration,
 }
 
-/// Reads and checks `GET /poll?<query>` with the request's `token`.
-pub fn request(state: &AppState, query: Option<&str>, token: Option<&str>) -> Result<StreamRequest, ApiError> {
+/// Reads and checks `GET /poll?<query>` with the request's `bearer` token (else the query's).
+pub fn request(state: &AppState, query: Option<&str>, bearer: Option<&str>) -> Result<StreamRequest, ApiError> {
     let request = StreamRequest::parse(state, query, None, None)?;
-    authorize_stream(state, token, &request.channels)?;
+    authorize_stream(state, bearer.or(request.token.as_deref()), &request.channels)?;
     Ok(request)
 }
 

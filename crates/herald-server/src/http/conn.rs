@@ -155,7 +155,6 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: App
                     break 'next (Box::pin(refuse), metrics::Route::OTHER, Instant::now());
                 }
             };
-            // Read once: checking the target is UTF-8 is most of what reading it costs.
             let path = head.path();
             if path == "/ws" {
                 // The handshake in a task of its own (which starts the connection's), so this

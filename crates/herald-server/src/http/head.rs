@@ -1,5 +1,5 @@
-//! A request head as it arrived: method, version, target and headers, kept as ranges of the
-//! bytes read, so that a route reads only what it asks for.
+//! A request head as it arrived: method, version, target and headers, the headers kept as
+//! ranges of the bytes read, so that a route reads only what it asks for.
 //!
 //! The long poll and the API publish, the routes most requests take, read the path, the query
 //! and a header or two. Building an `http::Uri` and a `HeaderMap` for every request cost them
@@ -7,8 +7,7 @@
 //! router get both from [`Head::into_request`], checked as the `http` crate checks them, so a
 //! target or header that crate refuses still gets `400` there.
 //!
-//! Guarantees: a target that is not UTF-8 reads as an empty path and no query, which no route
-//! serves (the router answers `400`, as the `http` crate refuses it); names compare as HTTP names do, without regard to case; a name sent twice reads as its
+//! Guarantees: names compare as HTTP names do, without regard to case; a name sent twice reads as its
 //! first value, as `HeaderMap::get` reads it.
 
 use std::ops::Range;
@@ -36,7 +35,9 @@ pub struct Head {
     /// The head's bytes, which the header ranges index.
     bytes: Bytes,
     /// The target's path and query (origin form; a target in absolute form is reduced to it).
-    target: Bytes,
+    /// A copy, a few dozen bytes: as a `str` it is checked for UTF-8 once (by `httparse`), where
+    /// a range of `bytes` would be checked again on every read.
+    target: String,
     /// Where the path ends in `target` (at `?`, `#` or the end).
     path_end: usize,
     /// The query's range in `target`, after `?`.
@@ -66,9 +67,10 @@ impl Head {
     /// its bytes leave `buf` (what follows stays) and become the head's, with no copy.
     pub fn parse(buf: &mut BytesMut) -> Result<Option<Self>, BadHead> {
         let bad = |message| (StatusCode::BAD_REQUEST, message);
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut slots);
-        let len = match request.parse(buf) {
+        // Uninitialized: filling 64 empty headers (2 KiB) cost more than parsing a long poll's.
+        let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut []);
+        let len = match request.parse_with_uninit_headers(buf, &mut slots) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
                 return Err((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request head over 16 KiB"));
@@ -86,36 +88,34 @@ impl Head {
         };
         let method = Method::from_bytes(request.method.unwrap_or("").as_bytes()).map_err(|_| bad("bad method"))?;
         let version = if request.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
-        let target = span(request.path.unwrap_or("").as_bytes());
-        let headers = request.headers.iter().map(|h| (span(h.name.as_bytes()), span(h.value))).collect();
-        let bytes = buf.split_to(len).freeze();
-        let target = match bytes.get(target.start) {
-            Some(b'/') => bytes.slice(target),
+        let target = request.path.unwrap_or("");
+        let target = match target.starts_with('/') {
+            true => target.to_owned(),
             // Absolute form (`http://host/path`) or `*`: the router needs only the path and
             // query.
-            _ => {
-                let uri = Uri::try_from(&bytes[target]).map_err(|_| bad("bad request target"))?;
-                let path_and_query = uri.path_and_query().map_or_else(|| uri.path(), |pq| pq.as_str());
-                Bytes::copy_from_slice(path_and_query.as_bytes())
+            false => {
+                let uri = Uri::try_from(target).map_err(|_| bad("bad request target"))?;
+                uri.path_and_query().map_or_else(|| uri.path(), |pq| pq.as_str()).to_owned()
             }
         };
-        let path_end = target.iter().position(|&b| b == b'?' || b == b'#').unwrap_or(target.len());
-        let query = (target.get(path_end) == Some(&b'?')).then(|| {
-            let end = target[path_end..].iter().position(|&b| b == b'#').map_or(target.len(), |at| path_end + at);
+        let headers = request.headers.iter().map(|h| (span(h.name.as_bytes()), span(h.value))).collect();
+        let bytes = buf.split_to(len).freeze();
+        let path_end = target.find(['?', '#']).unwrap_or(target.len());
+        let query = target[path_end..].starts_with('?').then(|| {
+            let end = target[path_end..].find('#').map_or(target.len(), |at| path_end + at);
             path_end + 1..end
         });
         Ok(Some(Self { method, version, bytes, target, path_end, query, headers }))
     }
 
-    /// The target's path (`/poll`); empty when it is not UTF-8.
+    /// The target's path (`/poll`).
     pub fn path(&self) -> &str {
-        std::str::from_utf8(&self.target[..self.path_end]).unwrap_or("")
+        self.target.get(..self.path_end).unwrap_or("")
     }
 
-    /// The target's query, without the `?`; `None` when it is not UTF-8.
+    /// The target's query, without the `?`.
     pub fn query(&self) -> Option<&str> {
-        let range = self.query.clone()?;
-        std::str::from_utf8(&self.target[range]).ok()
+        self.target.get(self.query.clone()?)
     }
 
     /// Removes every `name` header, returning the first value.

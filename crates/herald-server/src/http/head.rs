@@ -16,7 +16,7 @@ use axum::{
     body::Body,
     http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version},
 };
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 /// Largest request head (request line and headers).
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -32,8 +32,9 @@ pub struct Head {
     pub method: Method,
     /// HTTP/1.0 or HTTP/1.1.
     pub version: Version,
-    /// The head's bytes, which the header ranges index.
-    bytes: Bytes,
+    /// The head's bytes, which the header ranges index: the read buffer itself when the head
+    /// is all it holds (nothing pipelined), so that taking them allocates nothing.
+    bytes: BytesMut,
     /// The target's path and query (origin form; a target in absolute form is reduced to it).
     /// A copy, a few dozen bytes: as a `str` it is checked for UTF-8 once (by `httparse`), where
     /// a range of `bytes` would be checked again on every read.
@@ -99,7 +100,7 @@ impl Head {
             }
         };
         let headers = request.headers.iter().map(|h| (span(h.name.as_bytes()), span(h.value))).collect();
-        let bytes = buf.split_to(len).freeze();
+        let bytes = if len == buf.len() { std::mem::take(buf) } else { buf.split_to(len) };
         let path_end = target.find(['?', '#']).unwrap_or(target.len());
         let query = target[path_end..].starts_with('?').then(|| {
             let end = target[path_end..].find('#').map_or(target.len(), |at| path_end + at);
@@ -119,8 +120,8 @@ impl Head {
     }
 
     /// Removes every `name` header, returning the first value.
-    pub fn remove(&mut self, name: &HeaderName) -> Option<Bytes> {
-        let first = self.first(name).map(|value| self.bytes.slice_ref(value));
+    pub fn remove(&mut self, name: &HeaderName) -> Option<Vec<u8>> {
+        let first = self.first(name).map(<[u8]>::to_vec);
         let bytes = &self.bytes;
         self.headers.retain(|(n, _)| !name.as_str().as_bytes().eq_ignore_ascii_case(&bytes[n.clone()]));
         first
@@ -130,11 +131,12 @@ impl Head {
     /// header is not one the `http` crate accepts.
     pub fn into_request(self, body: Body) -> Result<Request<Body>, BadHead> {
         let bad = |message| (StatusCode::BAD_REQUEST, message);
-        let uri = Uri::from_maybe_shared(self.target).map_err(|_| bad("bad request target"))?;
+        let uri = Uri::try_from(self.target).map_err(|_| bad("bad request target"))?;
+        let bytes = self.bytes.freeze();
         let mut headers = HeaderMap::with_capacity(self.headers.len());
         for (name, value) in self.headers {
-            let name = HeaderName::from_bytes(&self.bytes[name]).map_err(|_| bad("bad header name"))?;
-            let value = HeaderValue::from_maybe_shared(self.bytes.slice(value)).map_err(|_| bad("bad header value"))?;
+            let name = HeaderName::from_bytes(&bytes[name]).map_err(|_| bad("bad header name"))?;
+            let value = HeaderValue::from_maybe_shared(bytes.slice(value)).map_err(|_| bad("bad header value"))?;
             headers.append(name, value);
         }
         let mut request = Request::new(body);

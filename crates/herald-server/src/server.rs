@@ -305,6 +305,7 @@ fn spawn_housekeeping(state: &AppState) {
             registry.heartbeat(ws_idle_ms).await;
             guard.prune();
             compact(&broker, keys_window_ms);
+            broker.trim();
             let removed = if sweeps { broker.sweep() } else { 0 };
             if removed > 0 {
                 tracing::debug!(removed, "forgot idle channels");

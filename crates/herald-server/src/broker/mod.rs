@@ -397,9 +397,6 @@ impl Broker {
         let mut shard = self.shard(channel).lock();
         let Some(ch) = shard.get_mut(channel) else { return false };
         let Some(was) = ch.subscribers.remove(&id) else { return false };
-        if ch.subscribers.capacity() > 32 && ch.subscribers.len() < ch.subscribers.capacity() / 4 {
-            ch.subscribers.shrink_to_fit();
-        }
         if let Some(member) = &was.member {
             self.report_presence(channel, member, false);
         }
@@ -489,6 +486,20 @@ impl Broker {
         self.shards.iter().map(|shard| shard.lock().len()).sum()
     }
 
+    /// Gives back the memory of subscriber tables that have emptied out (to a quarter or less).
+    /// Done between ticks, not by the unsubscribe that empties a table: long polls leave and
+    /// rejoin their channels many times a second, and shrinking on each leave made every
+    /// round of a 10,000-poll channel shrink its table and grow it back, rehashing all along.
+    pub fn trim(&self) {
+        for shard in self.shards.iter() {
+            for ch in shard.lock().values_mut() {
+                if ch.subscribers.capacity() > 32 && ch.subscribers.len() < ch.subscribers.capacity() / 4 {
+                    ch.subscribers.shrink_to_fit();
+                }
+            }
+        }
+    }
+
     /// Forgets channels with no subscribers and no history left, so that short-lived channels
     /// do not accumulate. Their next message starts a new epoch.
     pub fn sweep(&self) -> usize {
@@ -566,4 +577,33 @@ fn deliver(messages: &[Message], subscribers: &[(Arc<Outbox>, u64)]) {
 pub(crate) fn new_epoch() -> Arc<str> {
     let epoch: String = rand::rng().sample_iter(Alphanumeric).take(8).map(char::from).collect();
     Arc::from(epoch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::QueueLimits;
+
+    /// Long polls leave and rejoin a channel on every message: the table keeps its size through
+    /// that, and gives memory back only when trimmed between ticks.
+    #[test]
+    fn subscriber_tables_shrink_when_trimmed_not_when_left() {
+        let broker = Broker::new(Arc::new(Config::default()));
+        let channel = ChannelName::new("jobs").expect("a valid name");
+        let limits = QueueLimits { frames: 10, bytes: 10_000 };
+        let outboxes: Vec<_> = (0..1000).map(|id| Arc::new(Outbox::new(id, Transport::Poll, limits, 0))).collect();
+        for outbox in &outboxes {
+            broker.subscribe(&channel, outbox, None, 0, None, |_| None);
+        }
+        let capacity = || broker.shard(&channel).lock().get(&channel).map(|ch| ch.subscribers.capacity());
+        let full = capacity().expect("the channel exists");
+        for id in 0..990 {
+            assert!(broker.unsubscribe(&channel, id));
+        }
+        assert_eq!(capacity(), Some(full), "leaving does not shrink the table");
+        broker.trim();
+        let trimmed = capacity().expect("the channel exists");
+        assert!(trimmed < full / 4, "trimmed to {trimmed} from {full}");
+        assert_eq!(broker.shard(&channel).lock().get(&channel).map(|ch| ch.subscribers.len()), Some(10));
+    }
 }

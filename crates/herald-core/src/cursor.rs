@@ -87,7 +87,7 @@ impl Cursor {
             let at = s.bytes().rposition(|b| b == b'~')?;
             Some((&s[..at], &s[at + 1..]))
         };
-        for entry in text.split(',') {
+        for entry in crate::list::comma_items(text) {
             let malformed = InvalidCursor("expected channel~epoch~offset");
             let (rest, offset) = split_last(entry).ok_or(malformed.clone())?;
             let (channel, epoch) = split_last(rest).ok_or(malformed)?;

@@ -8,6 +8,7 @@
 //! - [`mirror`]: a node's copy of a stream kept elsewhere (the Redis engine): merging what
 //!   pub/sub delivers and catching up from snapshots, never with a silent gap;
 //! - [`cursor`]: the opaque cursor that resumes every channel of an SSE or long-poll stream;
+//! - [`list`]: comma-separated lists, as cursors and queries carry them;
 //! - [`rate`]: token buckets for per-IP and per-connection rate limits;
 //! - [`protocol`]: the wire vocabulary shared by every transport — WebSocket commands, error
 //!   codes, disconnect codes and the JSON shapes of pushes.
@@ -17,6 +18,7 @@
 
 pub mod channel;
 pub mod cursor;
+pub mod list;
 pub mod mirror;
 pub mod protocol;
 pub mod rate;

@@ -465,11 +465,9 @@ fn body_cap(state: &AppState) -> usize {
 }
 
 fn wants_keep_alive(head: &Head) -> bool {
-    let connection = head.first_str(&header::CONNECTION).unwrap_or("");
-    let has = |token: &str| connection.split(',').any(|t| t.trim().eq_ignore_ascii_case(token));
     match head.version {
-        Version::HTTP_11 => !has("close"),
-        _ => has("keep-alive"),
+        Version::HTTP_11 => !head.has_token(&header::CONNECTION, "close"),
+        _ => head.has_token(&header::CONNECTION, "keep-alive"),
     }
 }
 

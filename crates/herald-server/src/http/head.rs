@@ -59,6 +59,13 @@ pub trait RequestHeaders {
         let visible = value.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
         visible.then(|| std::str::from_utf8(value).ok()).flatten()
     }
+
+    /// Whether the first value of `name`, a comma-separated list (`Connection: keep-alive,
+    /// Upgrade`), holds `token`, without regard to case.
+    fn has_token(&self, name: &HeaderName, token: &str) -> bool {
+        let list = self.first_str(name).unwrap_or("");
+        herald_core::list::comma_items(list).any(|item| item.trim().eq_ignore_ascii_case(token))
+    }
 }
 
 // === impl Head ===
@@ -103,7 +110,8 @@ impl Head {
         let bytes = if len == buf.len() { std::mem::take(buf) } else { buf.split_to(len) };
         let path_end = target.find(['?', '#']).unwrap_or(target.len());
         let query = target[path_end..].starts_with('?').then(|| {
-            let end = target[path_end..].find('#').map_or(target.len(), |at| path_end + at);
+            let fragment = target.as_bytes()[path_end..].iter().position(|&b| b == b'#');
+            let end = fragment.map_or(target.len(), |at| path_end + at);
             path_end + 1..end
         });
         Ok(Some(Self { method, version, bytes, target, path_end, query, headers }))

@@ -8,7 +8,7 @@ pub mod ws;
 use std::sync::Arc;
 
 use herald_auth::{Action, Identity};
-use herald_core::{ChannelName, Cursor, ErrorCode};
+use herald_core::{ChannelName, Cursor, ErrorCode, list::comma_items};
 
 use crate::{
     broker::{Broker, Subscribed},
@@ -73,7 +73,7 @@ impl StreamRequest {
         let mut token = None;
         for (key, value) in crate::http::query::pairs(query.unwrap_or("")) {
             match &*key {
-                "channel" => value.split(',').filter(|s| !s.is_empty()).try_for_each(&mut add)?,
+                "channel" => comma_items(&value).filter(|s| !s.is_empty()).try_for_each(&mut add)?,
                 "cursor" | "last_event_id" | "lastEventId" => cursor_text = Some(value),
                 "token" if token.is_none() => token = Some(value.into_owned()),
                 "timeout" => {

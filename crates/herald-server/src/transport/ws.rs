@@ -112,11 +112,10 @@ async fn handshake(stream: &mut TcpStream, ip: IpAddr, head: Head, state: &AppSt
 /// The `Sec-WebSocket-Key` of a valid upgrade request, or what is wrong with it.
 fn handshake_key(head: &Head) -> Result<String, &'static str> {
     let header = |name: &HeaderName| head.first_str(name).unwrap_or("");
-    let has_token = |name, token: &str| header(name).split(',').any(|t| t.trim().eq_ignore_ascii_case(token));
     if head.method != axum::http::Method::GET {
         return Err("use GET");
     }
-    if !has_token(&header::CONNECTION, "upgrade") || !header(&header::UPGRADE).eq_ignore_ascii_case("websocket") {
+    if !head.has_token(&header::CONNECTION, "upgrade") || !header(&header::UPGRADE).eq_ignore_ascii_case("websocket") {
         return Err("Connection: upgrade and Upgrade: websocket are required");
     }
     if header(&header::SEC_WEBSOCKET_VERSION) != "13" {

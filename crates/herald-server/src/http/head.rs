@@ -2,13 +2,13 @@
 //! ranges of the bytes read, so that a route reads only what it asks for.
 //!
 //! The long poll and the API publish, the routes most requests take, read the path, the query
-//! and a header or two. Building an `http::Uri` and a `HeaderMap` for every request cost a long poll
-//! about 7 % of its instructions (`bench/instructions.sh poll`: 21,192 -> 19,746 without them). Routes served by the axum
-//! router get both from [`Head::into_request`], checked as the `http` crate checks them, so a
-//! target or header that crate refuses still gets `400` there.
+//! and a header or two. Building an `http::Uri` and a `HeaderMap` for every request cost a long
+//! poll about 7 % of its instructions (`bench/instructions.sh poll`: 21,192 -> 19,746 without
+//! them). Routes served by the axum router get both from [`Head::into_request`], checked as the
+//! `http` crate checks them, so a target or header that crate refuses still gets `400` there.
 //!
-//! Guarantees: names compare as HTTP names do, without regard to case; a name sent twice reads as its
-//! first value, as `HeaderMap::get` reads it.
+//! Guarantees: names compare as HTTP names do, without regard to case; a name sent twice reads
+//! as its first value, as `HeaderMap::get` reads it.
 
 use std::ops::Range;
 
@@ -19,7 +19,7 @@ use axum::{
 use bytes::BytesMut;
 
 /// Largest request head (request line and headers).
-pub const MAX_HEAD: usize = 16 * 1024;
+const MAX_HEAD: usize = 16 * 1024;
 /// Most headers in one request.
 const MAX_HEADERS: usize = 64;
 

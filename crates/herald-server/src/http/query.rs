@@ -1,7 +1,7 @@
 //! Query strings (`application/x-www-form-urlencoded`): the pairs of a request target's query.
 //!
-//! Every long poll reads its query twice (the token, then channels and cursor), so this is on
-//! the hot path. Parts without `%` or `+` — nearly all of them: channel names, cursors,
+//! Every long poll and SSE stream reads its query once (channels, cursor and token together),
+//! and other routes look up their `token`, so this is on the hot path. Parts without `%` or `+` — nearly all of them: channel names, cursors,
 //! numbers and JWTs need no escaping — are borrowed as they are, with no copy; escaped parts
 //! are decoded as `form_urlencoded::parse` decodes them (`+` is a space, invalid UTF-8 becomes
 //! U+FFFD).

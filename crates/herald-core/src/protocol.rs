@@ -57,6 +57,8 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The shared engine (Redis) cannot be reached; retry shortly.
     EngineUnavailable,
+    /// The request's head or body did not arrive within the server's deadline.
+    RequestTimeout,
     /// Something failed inside the server.
     Internal,
 }
@@ -183,6 +185,7 @@ impl ErrorCode {
             Self::RateLimited => 429,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
+            Self::RequestTimeout => 408,
             Self::MessageTooLarge => 413,
             Self::NotAvailable => 501,
             Self::ShuttingDown | Self::TooManyConnections | Self::EngineUnavailable => 503,
@@ -328,9 +331,14 @@ fn parse_since_position(since: Option<&serde_json::Value>) -> Result<Option<Stre
     match since {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(v) => {
-            let epoch = v.get("epoch").and_then(|e| e.as_str()).filter(|e| is_valid_epoch(e)).ok_or_else(bad)?;
+            let epoch = v.get("epoch").and_then(|e| e.as_str()).ok_or_else(bad)?;
             let offset = v.get("offset").and_then(serde_json::Value::as_u64).ok_or_else(bad)?;
-            Ok(Some(StreamPosition { epoch: epoch.into(), offset }))
+            // An epoch not of the server's shape was never issued by it: a position all the
+            // same, which recovers to a reset, as a foreign epoch does.
+            match is_valid_epoch(epoch) {
+                true => Ok(Some(StreamPosition { epoch: epoch.into(), offset })),
+                false => Ok(Some(StreamPosition::unusable())),
+            }
         }
     }
 }
@@ -459,6 +467,13 @@ mod tests {
         assert_eq!(code(r#"{"id":7,"op":"dance"}"#), (Some(7), ErrorCode::UnknownOp));
         assert_eq!(code(r#"{"id":8,"op":"subscribe"}"#), (Some(8), ErrorCode::BadRequest));
         assert_eq!(code(r#"{"id":9,"op":"subscribe","channel":"a b"}"#), (Some(9), ErrorCode::InvalidChannel));
+        // An epoch not of the server's shape is a position that recovers to a reset.
+        let foreign =
+            Request::parse(r#"{"id":11,"op":"subscribe","channel":"c","since":{"epoch":"no way!","offset":3}}"#);
+        match foreign.map(|r| r.command) {
+            Ok(Command::Subscribe { since: Some(since), .. }) => assert!(since.is_unusable()),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
             code(r#"{"id":10,"op":"subscribe","channel":"c","since":{"epoch":"x"}}"#),
             (Some(10), ErrorCode::InvalidCursor)

@@ -11,13 +11,32 @@
 use std::{collections::VecDeque, sync::Arc};
 
 /// Where a client is in a channel's stream: the epoch and the offset of the last message it has.
-/// Offset 0 means "before the first message".
+/// Offset 0 means "before the first message". The empty epoch is no stream's: it stands for a
+/// position the client presented but the server cannot read ([`StreamPosition::unusable`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct StreamPosition {
     /// The stream's epoch; offsets are only comparable within one epoch.
     pub epoch: Arc<str>,
     /// The offset of the last message seen (0: none).
     pub offset: u64,
+}
+
+// === impl StreamPosition ===
+
+impl StreamPosition {
+    /// The position of a client that presented one the server cannot read (a malformed
+    /// `Last-Event-ID` or cursor, an epoch not of the server's shape). Recovering from it is a
+    /// reset ([`ResetReason::MalformedPosition`]), not an error: a browser's `EventSource`
+    /// stops reconnecting for good after an error status, and the client did have a position,
+    /// so starting it live without a word would be a silent gap.
+    pub fn unusable() -> Self {
+        Self { epoch: Arc::from(""), offset: 0 }
+    }
+
+    /// Whether this is [`StreamPosition::unusable`].
+    pub fn is_unusable(&self) -> bool {
+        self.epoch.is_empty()
+    }
 }
 
 /// How much history a channel keeps. The zero value keeps nothing.
@@ -38,6 +57,8 @@ pub enum ResetReason {
     HistoryExceeded,
     /// The position is ahead of the stream: it was never issued by this stream.
     OffsetAhead,
+    /// The client presented a position the server cannot read ([`StreamPosition::unusable`]).
+    MalformedPosition,
 }
 
 /// What a client starting at some position receives.
@@ -89,6 +110,7 @@ impl ResetReason {
             Self::EpochChanged => "epoch_changed",
             Self::HistoryExceeded => "history_exceeded",
             Self::OffsetAhead => "offset_ahead",
+            Self::MalformedPosition => "malformed_position",
         }
     }
 }
@@ -203,6 +225,9 @@ impl<T: Clone> ChannelStream<T> {
         let Some(since) = since else {
             return Recovery::Live { position };
         };
+        if since.is_unusable() {
+            return Recovery::Reset { position, reason: ResetReason::MalformedPosition };
+        }
         if since.epoch != self.epoch {
             return Recovery::Reset { position, reason: ResetReason::EpochChanged };
         }
@@ -295,6 +320,15 @@ mod tests {
         assert_eq!(r, Recovery::Recovered { position: pos("e1", 4), messages: vec![], truncated: false });
         let r = s.recover(Some(&pos("e1", 0)), 0, 100);
         assert_eq!(r, Recovery::Recovered { position: pos("e1", 4), messages: vec![1, 2, 3, 4], truncated: false });
+    }
+
+    #[test]
+    fn an_unusable_position_resets_to_the_current_one() {
+        let mut s = stream();
+        publish(&mut s, 3, 0);
+        let r = s.recover(Some(&StreamPosition::unusable()), 0, 100);
+        assert_eq!(r, Recovery::Reset { position: pos("e1", 3), reason: ResetReason::MalformedPosition });
+        assert_eq!(ResetReason::MalformedPosition.as_str(), "malformed_position");
     }
 
     #[test]

@@ -61,6 +61,20 @@ pub struct Config {
     pub shutdown_deadline_secs: u64,
     /// How long an `idempotency_key` is remembered, in seconds. Default 300.
     pub idempotency_window_secs: u64,
+    /// A request head must be all in within this many seconds of its first byte (a new
+    /// connection's first head, of the connection's start); slower ones are closed and counted
+    /// (`limits.head_timeout`). Default 10.
+    pub http_head_timeout_secs: u64,
+    /// A request body must make progress: every read of it brings bytes within this many
+    /// seconds, or the connection is closed and counted (`limits.body_timeout`). Default 10.
+    pub http_body_timeout_secs: u64,
+    /// Peers (addresses or CIDRs: `["10.0.0.0/8", "::1"]`) trusted to name the client: the
+    /// right-most `X-Forwarded-For` address that is not one of them is the client, for per-IP
+    /// limits, logs and presence. From anyone else the header is ignored. Default empty.
+    pub trusted_proxies: Vec<String>,
+    /// Trusted proxies open every connection with a PROXY protocol header (v1 or v2, as
+    /// HAProxy's `send-proxy` sends), which names the client. Default false.
+    pub proxy_protocol: bool,
 
     /// The HS256 secret connection tokens may be signed with (at least 16 bytes). Unset by
     /// default: with no token key at all, every presented token is refused.
@@ -205,6 +219,10 @@ impl Default for Config {
             sse_retry_ms: 2000,
             shutdown_deadline_secs: 10,
             idempotency_window_secs: 300,
+            http_head_timeout_secs: 10,
+            http_body_timeout_secs: 10,
+            trusted_proxies: Vec::new(),
+            proxy_protocol: false,
             token_hs256_secret: None,
             token_rs256_public_key: None,
             token_es256_public_key: None,
@@ -305,6 +323,13 @@ impl Config {
         if self.heartbeat_secs == 0 {
             return bad("heartbeat_secs must be at least 1");
         }
+        if self.http_head_timeout_secs == 0 || self.http_body_timeout_secs == 0 {
+            return bad("http_head_timeout_secs and http_body_timeout_secs must be at least 1");
+        }
+        self.proxies()?;
+        if self.proxy_protocol && self.trusted_proxies.is_empty() {
+            return bad("proxy_protocol needs trusted_proxies: the peers allowed to send the header");
+        }
         if self.ws_idle_timeout_secs <= self.heartbeat_secs {
             return bad("ws_idle_timeout_secs must be longer than heartbeat_secs");
         }
@@ -362,6 +387,12 @@ impl Config {
             presence: pick(|n| n.presence, self.presence),
             join_leave: pick(|n| n.join_leave, self.join_leave),
         }
+    }
+
+    /// The trusted proxies of `trusted_proxies` and `proxy_protocol`.
+    pub fn proxies(&self) -> Result<crate::proxy::TrustedProxies, ConfigError> {
+        crate::proxy::TrustedProxies::new(&self.trusted_proxies, self.proxy_protocol)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 
     /// New connections one IP address may open.

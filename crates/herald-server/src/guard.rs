@@ -37,9 +37,13 @@ pub enum Limit {
     ChannelsPerConnection,
     /// A WebSocket upgrade or CORS request from an origin not on `allowed_origins`.
     Origin,
+    /// `http_head_timeout_secs`: a request head not all in within it (slowloris).
+    HeadTimeout,
+    /// `http_body_timeout_secs`: a request body that stopped arriving.
+    BodyTimeout,
 }
 
-const LIMITS: [Limit; 7] = [
+const LIMITS: [Limit; 9] = [
     Limit::Connections,
     Limit::ConnectionRate,
     Limit::StreamsPerIp,
@@ -47,6 +51,8 @@ const LIMITS: [Limit; 7] = [
     Limit::MessageSize,
     Limit::ChannelsPerConnection,
     Limit::Origin,
+    Limit::HeadTimeout,
+    Limit::BodyTimeout,
 ];
 
 /// Per-IP state kept while an address is active.
@@ -86,6 +92,8 @@ impl Limit {
             Self::MessageSize => "message_size",
             Self::ChannelsPerConnection => "channels_per_connection",
             Self::Origin => "origin",
+            Self::HeadTimeout => "head_timeout",
+            Self::BodyTimeout => "body_timeout",
         }
     }
 }
@@ -119,10 +127,23 @@ impl Guard {
     /// Admits a new connection from `ip` while `open` connections are open, or says which
     /// limit refuses it.
     pub fn admit_connection(&self, ip: IpAddr, open: usize) -> Result<(), ProtocolError> {
+        self.admit_capacity(ip, open)?;
+        self.admit_rate(ip)
+    }
+
+    /// Admits a new connection while `open` connections are open (`ip`: who it is from, for
+    /// the log), or refuses it over `max_connections`.
+    pub fn admit_capacity(&self, ip: IpAddr, open: usize) -> Result<(), ProtocolError> {
         if self.max_connections > 0 && open >= self.max_connections {
             self.hit(Limit::Connections, Some(ip), "the node is at max_connections");
             return Err(ProtocolError::new(ErrorCode::TooManyConnections, "the server is at its connection limit"));
         }
+        Ok(())
+    }
+
+    /// Takes one new connection from `ip`'s budget, or refuses it over
+    /// `connection_rate_per_ip`.
+    pub fn admit_rate(&self, ip: IpAddr) -> Result<(), ProtocolError> {
         if self.connection_rate.is_off() {
             return Ok(());
         }

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod presence;
 pub mod process;
+pub mod proxy;
 pub mod publication;
 pub mod registry;
 pub mod server;

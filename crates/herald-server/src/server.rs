@@ -84,6 +84,7 @@ impl Server {
         };
         let auth = Auth::from_config(&config).map_err(invalid)?;
         let guard = Arc::new(Guard::new(&config));
+        let proxies = Arc::new(config.proxies().map_err(invalid)?);
         Ok(Self {
             listener,
             tls,
@@ -96,6 +97,7 @@ impl Server {
                 auth: Arc::new(auth),
                 guard,
                 cluster,
+                proxies,
             },
         })
     }
@@ -240,7 +242,13 @@ async fn accept_loop(listener: TcpListener, entry: Entry, state: AppState, route
             // WebSockets and SSE streams, which leave the HTTP loop for tasks of their own.
             let counts = registry.counts();
             let serving = open.get() + counts.ws + counts.sse;
-            if let Err(refused) = state.guard.admit_connection(peer.ip(), serving) {
+            // A trusted proxy carries many clients: their own budgets apply once they are
+            // known (the PROXY header's client, or per request by X-Forwarded-For).
+            let admitted = match state.proxies.trusts(peer.ip()) {
+                true => state.guard.admit_capacity(peer.ip(), serving),
+                false => state.guard.admit_connection(peer.ip(), serving),
+            };
+            if let Err(refused) = admitted {
                 // A fresh socket's send buffer is empty: the answer fits without waiting.
                 let _ = stream.try_write(&http::conn::error_bytes(&refused));
                 continue;

@@ -51,10 +51,7 @@ async fn api_rejects_bad_requests_and_others_keep_receiving() {
 
     expect_error(http.get(url("/sse?channel=bad%20name")).send().await.unwrap(), 400, "invalid_channel").await;
     expect_error(http.get(url("/sse")).send().await.unwrap(), 400, "bad_request").await;
-    expect_error(http.get(url("/poll?channel=a&cursor=garbage")).send().await.unwrap(), 400, "invalid_cursor").await;
     expect_error(http.get(url("/poll?channel=a&timeout=soon")).send().await.unwrap(), 400, "bad_request").await;
-    let r = http.get(url("/sse?channel=a")).header("Last-Event-ID", "garbage~~").send().await.unwrap();
-    expect_error(r, 400, "invalid_cursor").await;
     expect_error(http.get(url("/ws")).send().await.unwrap(), 400, "bad_request").await;
     expect_error(http.get(url("/nope")).send().await.unwrap(), 404, "not_found").await;
     expect_error(
@@ -110,7 +107,8 @@ async fn websocket_answers_bad_commands_and_keeps_the_connection() {
         (json!({"op":"subscribe"}), "bad_request"),
         (json!({"op":"subscribe","channel":"a b"}), "invalid_channel"),
         (json!({"op":"subscribe","channel":"x".repeat(256)}), "invalid_channel"),
-        (json!({"op":"subscribe","channel":"c","since":{"epoch":"!","offset":1}}), "invalid_cursor"),
+        (json!({"op":"subscribe","channel":"c","since":{"epoch":"e"}}), "invalid_cursor"),
+        (json!({"op":"subscribe","channel":"c","since":"e~1"}), "invalid_cursor"),
         (json!({"op":"publish","channel":"c","data":"x".repeat(1500)}), "message_too_large"),
         (json!({"op":"unsubscribe","channel":"never"}), "not_subscribed"),
     ];

@@ -228,3 +228,54 @@ async fn one_cursor_resumes_three_channels_on_sse_and_long_poll() {
         assert_eq!(per_channel(&got, c), per_channel(&want, c), "poll channel {c}");
     }
 }
+
+/// A position the server cannot read is still a position: the stream starts live with a
+/// `malformed_position` reset for each of its channels (never a 400, after which a browser's
+/// EventSource stops reconnecting), and then delivers live messages.
+#[tokio::test]
+async fn an_unreadable_position_is_a_reset_on_every_transport() {
+    let server = TestServer::start(&[]);
+    publish_n(&server, "m1", 1, 3).await;
+    publish_n(&server, "m2", 1, 2).await;
+
+    // SSE: a Last-Event-ID that is no cursor, over two channels.
+    let mut sse = server.sse("channel=m1&channel=m2", Some("garbage~~")).await;
+    let mut reset_channels = Vec::new();
+    for _ in 0..2 {
+        let reset = sse.next().await.unwrap();
+        assert_eq!(reset.event, "reset", "{reset:?}");
+        assert_eq!(reset.data["reason"], "malformed_position");
+        reset_channels.push(reset.data["channel"].as_str().unwrap().to_string());
+    }
+    reset_channels.sort();
+    assert_eq!(reset_channels, ["m1", "m2"]);
+    publish_n(&server, "m1", 4, 1).await;
+    let live = sse.next().await.unwrap();
+    assert_eq!((live.data["offset"].clone(), live.data["data"]["i"].clone()), (json!(4), json!(4)));
+
+    // The query form, as a browser's first connect with a stored id sends it.
+    let mut sse = server.sse("channel=m1&last_event_id=not-a-cursor", None).await;
+    let reset = sse.next().await.unwrap();
+    assert_eq!((reset.event.as_str(), reset.data["offset"].clone()), ("reset", json!(4)));
+
+    // Long polling: a cursor that does not parse answers 200 with the resets and a cursor
+    // that resumes from now.
+    let (status, body) = server.poll("channel=m1&channel=m2&cursor=%25%25%25&timeout=0").await;
+    assert_eq!(status, 200, "{body}");
+    let reasons: Vec<_> = body["resets"].as_array().unwrap().iter().map(|r| r["reason"].clone()).collect();
+    assert_eq!(reasons, [json!("malformed_position"), json!("malformed_position")], "{body}");
+    let cursor = body["cursor"].as_str().unwrap().to_string();
+    publish_n(&server, "m2", 3, 1).await;
+    let (_, body) = server.poll(&format!("channel=m1&channel=m2&cursor={cursor}&timeout=5")).await;
+    assert_eq!(data_i(body["messages"].as_array().unwrap()), [3]);
+    assert_eq!(body["resets"], json!([]));
+
+    // WebSocket: a `since` whose epoch is not of Herald's shape.
+    let mut ws = server.ws().await;
+    let reply = ws.subscribe("m1", Some(json!({"epoch": "not/an epoch!", "offset": 2}))).await;
+    assert_eq!(reply["result"]["recovered"], false, "{reply}");
+    let reset = ws.next().await.unwrap();
+    assert_eq!((reset["type"].clone(), reset["reason"].clone()), (json!("reset"), json!("malformed_position")));
+    publish_n(&server, "m1", 5, 1).await;
+    assert_eq!(ws.next().await.unwrap()["data"]["i"], 5, "live after the reset");
+}

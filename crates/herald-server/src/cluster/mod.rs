@@ -226,7 +226,10 @@ impl Cluster {
         let Some(last_used) = mirrored.get_mut(channel) else { return false };
         let Some(position) = self.broker.mirrored(channel) else { return false };
         *last_used = Instant::now();
-        since.is_none_or(|since| since.epoch == position.epoch && since.offset <= position.offset)
+        // An unusable position is a reset whatever the mirror holds: nothing to fetch first.
+        since.is_none_or(|since| {
+            since.is_unusable() || (since.epoch == position.epoch && since.offset <= position.offset)
+        })
     }
 
     /// Reads `channel`'s snapshot from Redis.

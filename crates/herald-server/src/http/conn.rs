@@ -21,10 +21,7 @@ use std::{
     future::Future,
     net::SocketAddr,
     pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
     task::Poll,
     time::{Duration, Instant},
 };
@@ -34,8 +31,9 @@ use axum::{
     body::Body,
     http::{HeaderName, HeaderValue, Method, Response, StatusCode, Version, header},
 };
-use bytes::{Buf as _, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use herald_core::ErrorCode;
+use herald_http1::{BodyFraming, Refusal, RequestHeaders as _};
 use http_body_util::BodyExt as _;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _, Interest},
@@ -43,10 +41,8 @@ use tokio::{
 };
 use tower::ServiceExt as _;
 
-pub use super::head::Head;
 use super::{
     ApiError, AppState,
-    head::RequestHeaders as _,
     origin::{self, OriginCheck},
 };
 use crate::transport::poll::{self, Waiting};
@@ -54,8 +50,9 @@ use crate::{
     guard::Limit,
     metrics::{self, metrics},
 };
+pub use herald_http1::Head;
 
-/// How long a connection may sit between requests, or take to send a head.
+/// How long a keep-alive connection may sit between requests before it closes.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The rest of a streaming response, run by its own task once the head is written: it gets
@@ -101,11 +98,14 @@ struct PollStart {
 }
 
 /// Why a request could not be read.
-enum Refused {
+pub(super) enum Refused {
     /// The peer closed or went quiet between requests: close without answering.
     Gone,
     /// A bad request: answer with this status and message, then close.
-    Answer(StatusCode, &'static str),
+    Answer(Refusal),
+    /// The peer stopped sending a head or a body within its deadline (the limit says which):
+    /// counted, then closed with a `408` if it sent part of a request.
+    Stalled(Limit),
 }
 
 /// Where a connection comes from.
@@ -124,38 +124,74 @@ pub const PEER_HEADER: &str = "x-herald-peer";
 pub const BRIDGE_HEADER: &str = "x-herald-bridge";
 
 /// Serves `stream` until the peer closes, asks to close, or shutdown starts.
-pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: AppState, router: Router) {
+pub async fn serve(mut stream: TcpStream, mut peer: SocketAddr, via: Via, state: AppState, router: Router) {
     let mut buf = BytesMut::new();
+    let head_timeout = Duration::from_secs(state.config.http_head_timeout_secs);
+    if matches!(via, Via::Direct) && state.proxies.expects_proxy_header(peer.ip()) {
+        match Box::pin(crate::proxy::read_proxy_header(&mut stream, &mut buf, peer, head_timeout)).await {
+            Ok(Some(client)) => {
+                // The connection budget of the client, now that it is known.
+                if let Err(limited) = state.guard.admit_rate(client.ip()).map_err(|e| error_bytes(&e)) {
+                    let _ = stream.try_write(&limited);
+                    return;
+                }
+                peer = client;
+            }
+            Ok(None) => return,
+            Err(refusal) => {
+                let _ = Box::pin(write_error(&mut stream, refusal)).await;
+                return;
+            }
+        }
+    }
     let mut shutdown = shutdown_wait(&state);
-    // One timer for the connection's life: a waiting long poll's deadline, and between requests
-    // the idle deadline. Polls with the same timeout only move it later, which does not touch
-    // the timer wheel (an earlier deadline, as for a shorter timeout, does); the idle deadline
-    // is set only when the timer fires before it.
-    let mut timer = Box::pin(tokio::time::sleep(IDLE_TIMEOUT));
+    // One timer for the connection's life: a waiting long poll's deadline, between requests
+    // the idle deadline, and while a head arrives its deadline. Polls with the same timeout
+    // only move it later, which does not touch the timer wheel (an earlier deadline, as for a
+    // shorter timeout, does); the idle deadline is set only when the timer fires before it.
+    let mut timer = Box::pin(tokio::time::sleep(head_timeout));
+    let mut first = true;
     loop {
         let mut status = 0;
         // The request's exchange — serving it, or answering a refused head — built in a block
         // so that nothing of reading the head stays in this loop's state while it runs: a
         // waiting long poll holds only boxed futures.
         let (exchanging, route, began): (Pin<Box<dyn Future<Output = After> + Send + '_>>, _, _) = 'next: {
-            let Some(head) = next_head(&mut stream, &mut buf, timer.as_mut(), &mut shutdown).await else { return };
+            let waits = HeadWaits { first: std::mem::take(&mut first), head_timeout };
+            let Some(head) = next_head(&mut stream, &mut buf, timer.as_mut(), &mut shutdown, waits).await else {
+                return;
+            };
             let forwarded = head.and_then(|mut head| match &via {
-                Via::Direct => Ok((head, peer)),
+                Via::Direct => {
+                    let client = state.proxies.client(&head, peer);
+                    Ok((head, client))
+                }
                 Via::TlsBridge(secret) => forwarded_peer(&mut head, secret).map(|peer| (head, peer)),
             });
             let (head, peer) = match forwarded {
                 Ok(forwarded) => forwarded,
                 Err(Refused::Gone) => return,
-                Err(Refused::Answer(refused, message)) => {
+                Err(Refused::Stalled(limit)) => return stalled(&stream, &state, peer, limit, !buf.is_empty()),
+                Err(Refused::Answer(refusal)) => {
                     let stream = &mut stream;
                     let refuse = async move {
-                        let _ = write_error(stream, refused, message).await;
+                        let _ = write_error(stream, refusal).await;
                         After::Close
                     };
                     break 'next (Box::pin(refuse), metrics::Route::OTHER, Instant::now());
                 }
             };
             let path = head.path();
+            if path == "/ws" && !matches!(BodyFraming::of(&head, 0), Ok(BodyFraming::None)) {
+                // An upgrade has no body: bytes after its head are WebSocket frames, and a
+                // body there would be read as frames by one side and as a body by another.
+                let stream = &mut stream;
+                let refuse = async move {
+                    let _ = write_error(stream, Refusal::bad("a WebSocket upgrade request has no body")).await;
+                    After::Close
+                };
+                break 'next (Box::pin(refuse), metrics::route_of(path), Instant::now());
+            }
             if path == "/ws" {
                 // The handshake in a task of its own (which starts the connection's), so this
                 // loop's state is freed for the life of the WebSocket.
@@ -185,45 +221,87 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, via: Via, state: App
     }
 }
 
+/// What [`next_head`] waits for: whether this is the connection's first request, and the
+/// head deadline (`http_head_timeout_secs`).
+struct HeadWaits {
+    first: bool,
+    head_timeout: Duration,
+}
+
 /// Reads the next request head from `stream` (bytes after it stay in `buf`). `None`: close
-/// without answering — the peer left, or the connection sat idle for [`IDLE_TIMEOUT`] (on
-/// `timer`, the connection's), or the shutdown started before a request began to arrive (one
-/// that has begun is read and answered).
+/// without answering — the peer left, or the connection sat idle for [`IDLE_TIMEOUT`] between
+/// requests, or the shutdown started before a request began to arrive (one that has begun is
+/// read and answered). A head must be all in within the head timeout of its first byte (the
+/// first request's, of the connection's start): `Stalled` otherwise. Deadlines are kept on
+/// `timer`, the connection's.
 async fn next_head(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     mut timer: Pin<&mut tokio::time::Sleep>,
     shutdown: &mut ShutdownWait,
+    waits: HeadWaits,
 ) -> Option<Result<Head, Refused>> {
-    let quiet_since = tokio::time::Instant::now();
-    // The timer may still run to an earlier deadline (the last poll's): it is moved to the
-    // idle deadline only when it fires.
-    let mut idle = std::pin::pin!(async {
-        loop {
-            timer.as_mut().await;
-            if timer.deadline() >= quiet_since + IDLE_TIMEOUT {
-                return;
-            }
-            timer.as_mut().reset(quiet_since + IDLE_TIMEOUT);
-        }
-    });
-    let started = AtomicBool::new(!buf.is_empty());
-    let mut read = Box::pin(read_head(stream, buf, &started));
+    let mut started = !buf.is_empty();
+    let now = tokio::time::Instant::now();
+    // The deadline in force: the idle one until a head begins, then the head's.
+    let mut limit = now + if waits.first || started { waits.head_timeout } else { IDLE_TIMEOUT };
     loop {
-        let shutdown_started = tokio::select! {
-            head = &mut read => return match head {
-                Err(Refused::Gone) => None,
-                head => Some(head),
-            },
-            () = &mut idle => return None,
-            () = async { if let Some(wait) = shutdown { wait.await } }, if shutdown.is_some() => true,
-        };
-        if shutdown_started {
-            *shutdown = None;
-            if !started.load(Ordering::Relaxed) {
-                return None;
+        if !buf.is_empty() {
+            match Head::parse(buf) {
+                Ok(Some(head)) => return Some(Ok(head)),
+                // The timer may run to a later deadline (the idle one, or a poll's): bring it
+                // forward only now, when a head is known to be slow, not for every request.
+                Ok(None) if timer.deadline() > limit => timer.as_mut().reset(limit),
+                Ok(None) => {}
+                Err(refusal) => return Some(Err(Refused::Answer(refusal))),
             }
         }
+        buf.reserve(1024);
+        let woke = tokio::select! {
+            read = stream.read_buf(buf) => Woke::Read(read.unwrap_or(0)),
+            () = timer.as_mut() => Woke::Timer,
+            () = async { if let Some(wait) = shutdown { wait.await } }, if shutdown.is_some() => Woke::Shutdown,
+        };
+        match woke {
+            Woke::Read(0) => return None,
+            Woke::Read(_) if !started => {
+                started = true;
+                limit = limit.min(tokio::time::Instant::now() + waits.head_timeout);
+            }
+            Woke::Read(_) => {}
+            // It may have run to an earlier deadline (the last poll's): then on to the limit.
+            Woke::Timer if timer.deadline() < limit => timer.as_mut().reset(limit),
+            Woke::Timer if started || waits.first => return Some(Err(Refused::Stalled(Limit::HeadTimeout))),
+            Woke::Timer => return None,
+            Woke::Shutdown => {
+                *shutdown = None;
+                if !started {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// What woke [`next_head`].
+enum Woke {
+    /// Bytes read (0: the peer closed, or the read failed).
+    Read(usize),
+    /// The connection's timer.
+    Timer,
+    /// The shutdown started.
+    Shutdown,
+}
+
+/// Closes a connection that stalled (a head or body not in by its deadline): counted as the
+/// `limit` hit, and answered `408` when it sent part of a request (`partial`), without waiting
+/// for the write.
+fn stalled(stream: &TcpStream, state: &AppState, peer: SocketAddr, limit: Limit, partial: bool) {
+    state.guard.hit(limit, Some(peer.ip()), "a request not sent within its deadline");
+    metrics().http_request(metrics::Route::OTHER, 408, 0.0);
+    if partial {
+        let timeout = herald_core::ProtocolError::new(ErrorCode::RequestTimeout, "request not sent in time");
+        let _ = stream.try_write(&error_bytes(&timeout));
     }
 }
 
@@ -303,7 +381,10 @@ fn forwarded_peer(head: &mut Head, secret: &str) -> Result<SocketAddr, Refused> 
     let peer = peer.and_then(|v| std::str::from_utf8(&v).ok()?.parse::<SocketAddr>().ok());
     match peer {
         Some(peer) if vouched => Ok(peer),
-        _ => Err(Refused::Answer(StatusCode::FORBIDDEN, "this listener serves the TLS front only")),
+        _ => Err(Refused::Answer(Refusal {
+            status: StatusCode::FORBIDDEN,
+            message: "this listener serves the TLS front only",
+        })),
     }
 }
 
@@ -318,21 +399,28 @@ async fn exchange(
     router: &Router,
     status: &mut u16,
 ) -> After {
-    let body = match body_framing(&head, body_cap(state)) {
+    let body = match BodyFraming::of(&head, body_cap(state)) {
         // Most requests (every long poll) have no body: no read to box.
         Ok(BodyFraming::None) => Ok(Bytes::new()),
-        Ok(framing) => Box::pin(read_body(stream, buf, &head, framing, body_cap(state))).await,
-        Err(refused) => Err(refused),
+        Ok(framing) => {
+            let progress = Duration::from_secs(state.config.http_body_timeout_secs);
+            Box::pin(super::body::read_body(stream, buf, &head, framing, body_cap(state), progress)).await
+        }
+        Err(refusal) => Err(Refused::Answer(refusal)),
     };
     let body = match body {
         Ok(body) => body,
         Err(Refused::Gone) => return After::Close,
-        Err(Refused::Answer(refused, message)) => {
-            if refused == StatusCode::PAYLOAD_TOO_LARGE {
+        Err(Refused::Stalled(limit)) => {
+            stalled(stream, state, peer, limit, true);
+            return After::Close;
+        }
+        Err(Refused::Answer(refusal)) => {
+            if refusal.status == StatusCode::PAYLOAD_TOO_LARGE {
                 state.guard.hit(Limit::MessageSize, Some(peer.ip()), "a request body over the size limit");
             }
-            *status = refused.as_u16();
-            let _ = Box::pin(write_error(stream, refused, message)).await;
+            *status = refusal.status.as_u16();
+            let _ = Box::pin(write_error(stream, refusal)).await;
             return After::Close;
         }
     };
@@ -425,9 +513,9 @@ async fn route(stream: &mut TcpStream, routed: Routed, router: &Router, status: 
     let (method, version) = (head.method.clone(), head.version);
     let mut request = match head.into_request(Body::from(body)) {
         Ok(request) => request,
-        Err((refused, message)) => {
-            *status = refused.as_u16();
-            let _ = Box::pin(write_error(stream, refused, message)).await;
+        Err(refusal) => {
+            *status = refusal.status.as_u16();
+            let _ = Box::pin(write_error(stream, refusal)).await;
             return After::Close;
         }
     };
@@ -471,135 +559,36 @@ fn wants_keep_alive(head: &Head) -> bool {
     }
 }
 
-/// Reads one request head from `stream`, keeping any bytes after it in `buf`; sets `started`
-/// once the first bytes are in.
-async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut, started: &AtomicBool) -> Result<Head, Refused> {
-    loop {
-        if !buf.is_empty() {
-            match Head::parse(buf) {
-                Ok(Some(head)) => return Ok(head),
-                Ok(None) => {}
-                Err((status, message)) => return Err(Refused::Answer(status, message)),
-            }
-        }
-        buf.reserve(1024);
-        match stream.read_buf(buf).await {
-            Ok(0) | Err(_) => return Err(Refused::Gone),
-            Ok(_) => started.store(true, Ordering::Relaxed),
-        }
-    }
-}
+/// How long a refused connection's remaining input is read and dropped before it closes.
+const LINGER: Duration = Duration::from_millis(500);
+/// The most of a refused connection's remaining input read before it closes.
+const LINGER_BYTES: usize = 64 * 1024;
 
-/// How a request's body is framed.
-#[derive(Clone, Copy)]
-enum BodyFraming {
-    /// No body.
-    None,
-    /// `Content-Length` bytes.
-    Length(usize),
-    /// Chunked.
-    Chunked,
-}
-
-/// How the body `head` announces is framed; `413` when its length is over `cap`.
-fn body_framing(head: &Head, cap: usize) -> Result<BodyFraming, Refused> {
-    let chunked =
-        head.first_str(&header::TRANSFER_ENCODING).is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    if chunked {
-        return Ok(BodyFraming::Chunked);
-    }
-    let Some(length) = head.first(&header::CONTENT_LENGTH) else { return Ok(BodyFraming::None) };
-    let length = std::str::from_utf8(length)
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .ok_or(Refused::Answer(StatusCode::BAD_REQUEST, "bad Content-Length"))?;
-    match length {
-        0 => Ok(BodyFraming::None),
-        n if n > cap => Err(Refused::Answer(StatusCode::PAYLOAD_TOO_LARGE, "request body is over the size limit")),
-        n => Ok(BodyFraming::Length(n)),
-    }
-}
-
-/// Reads the body `head` announces (framed as `framing` says), at most `cap` bytes.
-async fn read_body(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-    head: &Head,
-    framing: BodyFraming,
-    cap: usize,
-) -> Result<Bytes, Refused> {
-    let too_large = Refused::Answer(StatusCode::PAYLOAD_TOO_LARGE, "request body is over the size limit");
-    let expects_continue = head.first(&header::EXPECT).is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue && buf.is_empty() && !matches!(framing, BodyFraming::None) {
-        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.map_err(|_| Refused::Gone)?;
-    }
-    match framing {
-        BodyFraming::None => return Ok(Bytes::new()),
-        BodyFraming::Length(length) => {
-            fill(stream, buf, length).await?;
-            return Ok(buf.split_to(length).freeze());
-        }
-        BodyFraming::Chunked => {}
-    }
-    let mut body = BytesMut::new();
-    loop {
-        let line = read_line(stream, buf).await?;
-        let size_text = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| Refused::Answer(StatusCode::BAD_REQUEST, "bad chunk size"))?;
-        if size == 0 {
-            // Trailers, up to the empty line.
-            while !read_line(stream, buf).await?.is_empty() {}
-            return Ok(body.freeze());
-        }
-        if body.len() + size > cap {
-            return Err(too_large);
-        }
-        fill(stream, buf, size + 2).await?;
-        body.extend_from_slice(&buf[..size]);
-        buf.advance(size + 2);
-    }
-}
-
-/// Reads until `buf` holds at least `len` bytes.
-async fn fill(stream: &mut TcpStream, buf: &mut BytesMut, len: usize) -> Result<(), Refused> {
-    while buf.len() < len {
-        buf.reserve(len - buf.len());
-        match stream.read_buf(buf).await {
-            Ok(0) | Err(_) => return Err(Refused::Gone),
-            Ok(_) => {}
-        }
-    }
-    Ok(())
-}
-
-/// Reads one CRLF-terminated line (at most 4 KiB) and returns it without the CRLF.
-async fn read_line(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<String, Refused> {
-    loop {
-        if let Some(at) = buf.windows(2).position(|w| w == b"\r\n") {
-            let line = String::from_utf8_lossy(&buf[..at]).into_owned();
-            buf.advance(at + 2);
-            return Ok(line);
-        }
-        if buf.len() > 4096 {
-            return Err(Refused::Answer(StatusCode::BAD_REQUEST, "chunk line too long"));
-        }
-        buf.reserve(256);
-        match stream.read_buf(buf).await {
-            Ok(0) | Err(_) => return Err(Refused::Gone),
-            Ok(_) => {}
-        }
-    }
-}
-
-async fn write_error(stream: &mut TcpStream, status: StatusCode, message: &'static str) -> std::io::Result<bool> {
-    let code = match status {
+/// Answers `refusal` as a JSON error and closes the connection the way nginx's lingering close
+/// does: the answer, then a FIN, then what the client still sends (the rest of a refused body)
+/// is read and dropped for up to [`LINGER`]. Closing with unread input would send a reset,
+/// which can destroy the answer before the client reads it.
+async fn write_error(stream: &mut TcpStream, refusal: Refusal) -> std::io::Result<bool> {
+    let code = match refusal.status {
         StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::MessageTooLarge,
+        StatusCode::NOT_IMPLEMENTED => ErrorCode::NotAvailable,
         _ => ErrorCode::BadRequest,
     };
-    let mut response = axum::response::IntoResponse::into_response(ApiError::new(code, message));
-    *response.status_mut() = status;
-    write_response(stream, response, &Method::GET, false).await
+    let mut response = axum::response::IntoResponse::into_response(ApiError::new(code, refusal.message));
+    *response.status_mut() = refusal.status;
+    write_response(stream, response, &Method::GET, false).await?;
+    stream.shutdown().await?;
+    let drain = async {
+        let (mut dropped, mut sink) = (0, [0u8; 4096]);
+        while dropped < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => dropped += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+    Ok(false)
 }
 
 /// A whole `connection: close` response for `error`, for a connection refused before it is

@@ -2,9 +2,9 @@
 //! page. Every error is `{"error":{"code":…,"message":…}}` with a matching status.
 
 pub mod api;
+mod body;
 pub mod client;
 pub mod conn;
-pub mod head;
 pub mod origin;
 pub mod query;
 
@@ -20,6 +20,7 @@ use axum::{
 use herald_core::{ErrorCode, ProtocolError};
 
 use crate::{broker::Broker, config::Config, registry::Registry, transport};
+pub use herald_http1::head;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -40,6 +41,8 @@ pub struct AppState {
     pub guard: Arc<crate::guard::Guard>,
     /// The link to Redis, with the Redis engine (the broker then mirrors Redis's channels).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// The peers trusted to name the client (`trusted_proxies`).
+    pub proxies: Arc<crate::proxy::TrustedProxies>,
 }
 
 /// An error answered as JSON with its status.

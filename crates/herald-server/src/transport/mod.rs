@@ -91,7 +91,16 @@ impl StreamRequest {
         if channels.is_empty() {
             return Err(ApiError::new(ErrorCode::BadRequest, "name at least one channel: ?channel=name"));
         }
-        let cursor = Cursor::parse(cursor_text.as_deref().unwrap_or(""))?;
+        // A cursor that does not parse is still a position the client holds: every channel of
+        // the stream then starts live with a reset (`malformed_position`), never a 400, after
+        // which a browser's EventSource would stop reconnecting.
+        let cursor = Cursor::parse(cursor_text.as_deref().unwrap_or("")).unwrap_or_else(|_| {
+            let mut unusable = Cursor::with_capacity(channels.len());
+            for channel in &channels {
+                unusable.set(channel, herald_core::StreamPosition::unusable());
+            }
+            unusable
+        });
         Ok(Self { channels, cursor, timeout_secs, token })
     }
 }

@@ -12,19 +12,15 @@
 
 use std::ops::Range;
 
-use axum::{
-    body::Body,
-    http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version},
-};
 use bytes::BytesMut;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
+
+use crate::Refusal;
 
 /// Largest request head (request line and headers).
 const MAX_HEAD: usize = 16 * 1024;
 /// Most headers in one request.
 const MAX_HEADERS: usize = 64;
-
-/// Why a head cannot be served: the status and message of the answer before closing.
-pub type BadHead = (StatusCode, &'static str);
 
 /// A parsed request head.
 pub struct Head {
@@ -73,19 +69,27 @@ pub trait RequestHeaders {
 impl Head {
     /// Parses the head at the start of `buf`. `Ok(None)`: it is not all in yet. Once it is,
     /// its bytes leave `buf` (what follows stays) and become the head's, with no copy.
-    pub fn parse(buf: &mut BytesMut) -> Result<Option<Self>, BadHead> {
-        let bad = |message| (StatusCode::BAD_REQUEST, message);
+    pub fn parse(buf: &mut BytesMut) -> Result<Option<Self>, Refusal> {
+        let bad = Refusal::bad;
         // Uninitialized: filling 64 empty headers (2 KiB) cost more than parsing a long poll's.
         let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut []);
-        let len = match request.parse_with_uninit_headers(buf, &mut slots) {
+        // Only the first MAX_HEAD bytes are parsed: a head over the limit is refused however it
+        // arrives, in one read or in many.
+        let len = match request.parse_with_uninit_headers(&buf[..buf.len().min(MAX_HEAD)], &mut slots) {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
-                return Err((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request head over 16 KiB"));
+                return Err(Refusal {
+                    status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    message: "request head over 16 KiB",
+                });
             }
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => {
-                return Err((StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "too many headers"));
+                return Err(Refusal {
+                    status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    message: "too many headers",
+                });
             }
             Err(_) => return Err(bad("malformed HTTP request")),
         };
@@ -135,10 +139,19 @@ impl Head {
         first
     }
 
-    /// The head as an `http` request with `body`, for the router: `Err` when its target or a
+    /// Every value of `name`, in the order sent.
+    pub fn all<'a, 'n>(&'a self, name: &'n HeaderName) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
+        let wanted = name.as_str().as_bytes();
+        self.headers
+            .iter()
+            .filter(move |(n, _)| wanted.eq_ignore_ascii_case(&self.bytes[n.clone()]))
+            .map(|(_, value)| &self.bytes[value.clone()])
+    }
+
+    /// The head as an `http` request with `body`, for a router: `Err` when its target or a
     /// header is not one the `http` crate accepts.
-    pub fn into_request(self, body: Body) -> Result<Request<Body>, BadHead> {
-        let bad = |message| (StatusCode::BAD_REQUEST, message);
+    pub fn into_request<B>(self, body: B) -> Result<Request<B>, Refusal> {
+        let bad = Refusal::bad;
         let uri = Uri::try_from(self.target).map_err(|_| bad("bad request target"))?;
         let bytes = self.bytes.freeze();
         let mut headers = HeaderMap::with_capacity(self.headers.len());
@@ -158,11 +171,7 @@ impl Head {
 
 impl RequestHeaders for Head {
     fn first(&self, name: &HeaderName) -> Option<&[u8]> {
-        let wanted = name.as_str().as_bytes();
-        self.headers
-            .iter()
-            .find(|(n, _)| wanted.eq_ignore_ascii_case(&self.bytes[n.clone()]))
-            .map(|(_, value)| &self.bytes[value.clone()])
+        self.all(name).next()
     }
 }
 
@@ -174,11 +183,11 @@ impl RequestHeaders for HeaderMap {
 
 #[cfg(test)]
 mod tests {
-    use axum::http::header;
+    use http::header;
 
     use super::*;
 
-    fn parse(text: &str) -> Result<Option<Head>, BadHead> {
+    fn parse(text: &str) -> Result<Option<Head>, Refusal> {
         Head::parse(&mut BytesMut::from(text))
     }
 
@@ -197,7 +206,7 @@ mod tests {
         assert_eq!(head.first_str(&header::HOST), Some("h"));
         assert_eq!(head.first(&HeaderName::from_static("x-two")), Some(&b"1"[..]), "the first of two");
         assert_eq!(head.first(&header::ORIGIN), None);
-        let request = head.into_request(Body::empty()).expect("the router takes it");
+        let request = head.into_request(()).expect("the router takes it");
         assert_eq!(request.uri().query(), Some("channel=a&cursor=x"));
         let twos: Vec<_> = request.headers().get_all("x-two").iter().collect();
         assert_eq!(twos, ["1", "2"]);
@@ -217,15 +226,18 @@ mod tests {
     #[test]
     fn partial_and_bad_heads() {
         assert!(matches!(parse("GET /poll HTTP/1.1\r\nHost: h\r\n"), Ok(None)));
-        assert_eq!(parse("GET /poll HTTP/9\r\n\r\n").err().map(|e| e.0), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(parse("GET /poll HTTP/9\r\n\r\n").err().map(|e| e.status), Some(StatusCode::BAD_REQUEST));
         let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_HEAD));
-        assert_eq!(parse(&long).err().map(|e| e.0), Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+        assert_eq!(parse(&long).err().map(|e| e.status), Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+        // Over the limit in one read, whole: refused as when it arrives in pieces.
+        let whole = format!("GET / HTTP/1.1\r\nX-Long: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+        assert_eq!(parse(&whole).err().map(|e| e.status), Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
         let many: String = (0..=MAX_HEADERS).map(|i| format!("x-{i}: v\r\n")).collect();
         let many = parse(&format!("GET / HTTP/1.1\r\n{many}\r\n"));
-        assert_eq!(many.err().map(|e| e.0), Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+        assert_eq!(many.err().map(|e| e.status), Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
         // `http` refuses `<` in a path: the router's routes answer 400, as they did.
-        let refused = head("GET /a<b HTTP/1.1\r\n\r\n").into_request(Body::empty());
-        assert_eq!(refused.err(), Some((StatusCode::BAD_REQUEST, "bad request target")));
+        let refused = head("GET /a<b HTTP/1.1\r\n\r\n").into_request(());
+        assert_eq!(refused.err(), Some(Refusal::bad("bad request target")));
     }
 
     #[test]

@@ -1,0 +1,64 @@
+//! Reading a request's body off its connection: framed as [`herald_http1::BodyFraming`]
+//! decides, decoded by [`herald_http1::ChunkedDecoder`] when chunked, and within the body
+//! deadline — every read must bring bytes within `http_body_timeout_secs`, so a client that
+//! stops sending mid-body is closed, not waited on.
+//!
+//! Memory: an announced length reserves at most [`READ_STEP`] bytes ahead of what has arrived,
+//! so a head announcing a large body costs nothing until the bytes come.
+
+use std::time::Duration;
+
+use axum::http::header;
+use bytes::{Bytes, BytesMut};
+use herald_http1::{BodyFraming, ChunkedDecoder, Head, RequestHeaders as _, chunked::Decoded};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpStream,
+};
+
+use super::conn::Refused;
+
+/// The most buffer reserved ahead of the bytes in for one read of a body.
+const READ_STEP: usize = 64 * 1024;
+
+/// Reads the body `head` announces (framed as `framing` says, at most `cap` bytes); each read
+/// must bring bytes within `progress`.
+pub(super) async fn read_body(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    head: &Head,
+    framing: BodyFraming,
+    cap: usize,
+    progress: Duration,
+) -> Result<Bytes, Refused> {
+    let expects_continue = head.first(&header::EXPECT).is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue && buf.is_empty() && framing.has_body() {
+        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.map_err(|_| Refused::Gone)?;
+    }
+    match framing {
+        BodyFraming::None => Ok(Bytes::new()),
+        BodyFraming::Length(length) => {
+            while buf.len() < length {
+                read_more(stream, buf, (length - buf.len()).min(READ_STEP), progress).await?;
+            }
+            Ok(buf.split_to(length).freeze())
+        }
+        BodyFraming::Chunked => {
+            let (mut decoder, mut body) = (ChunkedDecoder::new(cap), BytesMut::new());
+            while decoder.decode(buf, &mut body).map_err(Refused::Answer)? == Decoded::NeedMore {
+                read_more(stream, buf, 4096, progress).await?;
+            }
+            Ok(body.freeze())
+        }
+    }
+}
+
+/// Reads at least one byte more into `buf` (reserving `room`), within `progress`.
+async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut, room: usize, progress: Duration) -> Result<(), Refused> {
+    buf.reserve(room);
+    match tokio::time::timeout(progress, stream.read_buf(buf)).await {
+        Err(_) => Err(Refused::Stalled(crate::guard::Limit::BodyTimeout)),
+        Ok(Ok(0) | Err(_)) => Err(Refused::Gone),
+        Ok(Ok(_)) => Ok(()),
+    }
+}

@@ -5,7 +5,7 @@ import type { Position } from "./positions.js";
 /** The three transports, in the default order of preference. */
 export type TransportName = "websocket" | "sse" | "polling";
 
-/** A channel message: the envelope of DESIGN.md 2.1, the same on every transport. */
+/** A channel message: the envelope of docs/protocol.md §1, the same on every transport. */
 export interface Envelope<T = unknown> {
   type: "message";
   channel: string;
@@ -51,7 +51,7 @@ export interface CloseInfo {
 export interface TransportEvents {
   /** Connected: the channels given to `connect` are being (re)subscribed. */
   open(): void;
-  /** `channel` is subscribed from `position`; `recovered` as in DESIGN.md 2.6. */
+  /** `channel` is subscribed from `position`; `recovered` as in docs/protocol.md §6. */
   subscribed(channel: string, position: Position, recovered: boolean | undefined): void;
   message(envelope: Envelope): void;
   reset(reset: Reset): void;

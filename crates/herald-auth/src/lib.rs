@@ -7,7 +7,7 @@
 //! - [`mint_hs256`] makes development tokens (`herald token`);
 //! - [`NamespaceRules`] decides what a client (with or without a token) may do on a channel.
 //!
-//! Claims (DESIGN.md, issue "Auth, permissions and limits"): `sub` (user id, required), `exp`
+//! Claims (the README, "Tokens, permissions and limits"): `sub` (user id, required), `exp`
 //! (seconds since the Unix epoch, required), `channels` (patterns the user may subscribe to),
 //! `publish` (patterns the user may publish to), `info` (public data shown in presence).
 

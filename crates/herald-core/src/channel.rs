@@ -1,4 +1,4 @@
-//! Channel names (DESIGN.md 2.1): 1–255 bytes of `A-Z a-z 0-9 _ - . : @ / =`; the part before
+//! Channel names (docs/protocol.md §1): 1–255 bytes of `A-Z a-z 0-9 _ - . : @ / =`; the part before
 //! the first `:` is the namespace.
 
 use std::{fmt, sync::Arc};

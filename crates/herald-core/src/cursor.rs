@@ -1,5 +1,5 @@
 //! The cursor of an SSE or long-poll stream: one string that resumes *every* channel of the
-//! stream (DESIGN.md 2.4, 2.5).
+//! stream (docs/protocol.md §4, 2.5).
 //!
 //! Third-party clients treat it as opaque. Its form is `channel~epoch~offset` per channel,
 //! joined by `,` (neither `~` nor `,` can appear in a channel name or an epoch), so it survives

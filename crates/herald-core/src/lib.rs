@@ -2,9 +2,9 @@
 //!
 //! This crate owns everything that decides *what* a client receives:
 //!
-//! - [`channel`]: channel names and namespaces (DESIGN.md 2.1);
+//! - [`channel`]: channel names and namespaces (docs/protocol.md §1);
 //! - [`stream`]: one channel's stream — epoch, gap-free offsets, the bounded history window and
-//!   the recovery decision (DESIGN.md 2.2);
+//!   the recovery decision (docs/protocol.md §2);
 //! - [`mirror`]: a node's copy of a stream kept elsewhere (the Redis engine): merging what
 //!   pub/sub delivers and catching up from snapshots, never with a silent gap;
 //! - [`cursor`]: the opaque cursor that resumes every channel of an SSE or long-poll stream;

@@ -1,4 +1,4 @@
-//! The wire vocabulary shared by every transport (DESIGN.md 2.1, 2.3, 2.6): WebSocket
+//! The wire vocabulary shared by every transport (docs/protocol.md §1, 2.3, 2.6): WebSocket
 //! commands, error codes, disconnect codes, and the JSON of envelopes, resets and replies.
 
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,7 @@ pub enum ErrorCode {
     InvalidJson,
     /// The WebSocket `op` is not one Herald knows.
     UnknownOp,
-    /// A channel name breaks DESIGN.md 2.1.
+    /// A channel name breaks docs/protocol.md §1.
     InvalidChannel,
     /// An event name is empty, too long or holds control characters.
     InvalidEvent,
@@ -76,7 +76,7 @@ pub struct ProtocolError {
 }
 
 /// Why the server ends a connection: the WebSocket close code and whether to reconnect.
-/// Codes 4000–4499 mean "reconnect", 4500–4999 "do not reconnect" (DESIGN.md 2.6).
+/// Codes 4000–4499 mean "reconnect", 4500–4999 "do not reconnect" (docs/protocol.md §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DisconnectCode {
     /// The WebSocket close code.
@@ -85,7 +85,7 @@ pub struct DisconnectCode {
     pub reason: &'static str,
 }
 
-/// A WebSocket command (DESIGN.md 2.6), validated.
+/// A WebSocket command (docs/protocol.md §6), validated.
 #[derive(Debug)]
 pub enum Command {
     /// Subscribe, optionally resuming from a position.
@@ -376,7 +376,7 @@ pub struct Envelope<'a> {
     pub time: u64,
 }
 
-/// Encodes the envelope of DESIGN.md 2.1 — the same bytes on every transport.
+/// Encodes the envelope of docs/protocol.md §1 — the same bytes on every transport.
 pub fn encode_envelope(
     channel: &ChannelName,
     at: &StreamPosition,

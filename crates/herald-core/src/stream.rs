@@ -1,5 +1,5 @@
 //! One channel's stream: its epoch, gap-free offsets, the bounded history window, and the
-//! recovery decision of DESIGN.md 2.2.
+//! recovery decision of docs/protocol.md §2.
 //!
 //! Guarantees:
 //! - offsets are assigned 1, 2, 3 … within an epoch, without gaps;
@@ -216,7 +216,7 @@ impl<T: Clone> ChannelStream<T> {
         }
     }
 
-    /// Decides what a client at `since` receives (DESIGN.md 2.2), returning at most `limit`
+    /// Decides what a client at `since` receives (docs/protocol.md §2), returning at most `limit`
     /// messages (`truncated` tells when more follow; the client then continues from the last
     /// one it got).
     pub fn recover(&mut self, since: Option<&StreamPosition>, now_ms: u64, limit: usize) -> Recovery<T> {

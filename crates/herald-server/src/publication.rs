@@ -19,7 +19,7 @@ pub struct Publication {
     pub event: Option<Box<str>>,
     /// When it was published, ms since the Unix epoch.
     pub time_ms: u64,
-    /// A WebSocket text frame holding the envelope JSON of DESIGN.md 2.1: the header, then the
+    /// A WebSocket text frame holding the envelope JSON of docs/protocol.md §1: the header, then the
     /// envelope (which history, long polls and SSE use on its own).
     ws_frame: Bytes,
     /// Where the envelope starts in `ws_frame`.

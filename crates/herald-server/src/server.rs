@@ -1,4 +1,4 @@
-//! Binding, serving and graceful shutdown (DESIGN.md 2.7).
+//! Binding, serving and graceful shutdown (docs/protocol.md §9).
 //!
 //! Shutdown: the listener stops accepting, every connection is told to reconnect (WebSocket
 //! disconnect push and close 4001, SSE `retry:` then end of stream, long polls answered at

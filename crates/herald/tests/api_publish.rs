@@ -1,4 +1,4 @@
-//! The server API's happy paths (DESIGN.md 2.3): publish forms, idempotency, broadcast,
+//! The server API's happy paths (docs/protocol.md §3): publish forms, idempotency, broadcast,
 //! history, the channel list and the node's figures.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // black-box tests fail loudly

@@ -1,4 +1,4 @@
-//! Recovery (DESIGN.md 2.2) on every transport: a client that comes back with its position gets
+//! Recovery (docs/protocol.md §2) on every transport: a client that comes back with its position gets
 //! exactly what it missed, in order, then live messages; a position history no longer covers,
 //! or from another epoch, gets an explicit reset, then live messages.
 

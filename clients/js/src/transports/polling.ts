@@ -1,5 +1,5 @@
 /**
- * Long polling (DESIGN.md 2.5): `GET /poll` in a loop, each request carrying the cursor the last
+ * Long polling (docs/protocol.md §5): `GET /poll` in a loop, each request carrying the cursor the last
  * answer gave, so nothing published between two polls is lost. A poll that takes longer than
  * the server's wait plus the heartbeat timeout is abandoned as a dead link.
  */

@@ -1,5 +1,5 @@
 /**
- * Server-Sent Events (DESIGN.md 2.4), read with `fetch` rather than `EventSource`: comment
+ * Server-Sent Events (docs/protocol.md §4), read with `fetch` rather than `EventSource`: comment
  * heartbeats are visible (a silent stream is a dead link), the reconnect is the client's own
  * (with its positions, on any transport), and the request can carry headers.
  *

@@ -1,5 +1,5 @@
 /**
- * WebSocket (DESIGN.md 2.6): one socket, a `subscribe` per channel with its position as
+ * WebSocket (docs/protocol.md §6): one socket, a `subscribe` per channel with its position as
  * `since`, publishes as `publish` commands. The server's `{"type":"ping"}` pushes and every
  * other frame keep the link alive; silence longer than the heartbeat timeout closes it.
  */
@@ -16,7 +16,7 @@ import {
   type TransportEvents,
 } from "../types.js";
 
-/** Close codes in this range mean "do not reconnect" (DESIGN.md 2.6). */
+/** Close codes in this range mean "do not reconnect" (docs/protocol.md §6). */
 export function closeCodeAllowsReconnect(code: number): boolean {
   return !(code >= 4500 && code <= 4999);
 }

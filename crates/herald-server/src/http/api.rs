@@ -1,4 +1,4 @@
-//! The server API for backends (DESIGN.md 2.3), guarded by the API key.
+//! The server API for backends (docs/protocol.md §3), guarded by the API key.
 
 use std::collections::HashMap;
 
@@ -222,7 +222,7 @@ pub async fn durable_reply(state: &AppState, accepted: Accepted) -> Result<Vec<u
     }
 }
 
-/// `POST /api/publish` (DESIGN.md 2.3).
+/// `POST /api/publish` (docs/protocol.md §3).
 pub async fn publish(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let accepted = publish_json(&state, &body_bytes(body)?, |_| Ok(()))?;
     Ok(json_ok(durable_reply(&state, accepted).await?))

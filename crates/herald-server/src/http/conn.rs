@@ -3,7 +3,7 @@
 //!
 //! Why not hyper: hyper keeps about 16 KiB of buffers for the life of every HTTP/1 connection
 //! (an 8 KiB header write buffer allocated up front and an 8 KiB read buffer), which is four
-//! times the memory budget of an idle SSE stream or long poll (DESIGN.md section 3). Here the
+//! times the memory budget of an idle SSE stream or long poll (the performance budget in BENCHMARKS.md). Here the
 //! read buffer exists only while a head or body is being read, and is freed before a handler
 //! waits; responses are written straight from the handler's bytes. Heads are parsed by
 //! `httparse` (the parser hyper uses); requests are answered by the same axum [`Router`].
@@ -749,7 +749,7 @@ mod tests {
 
     /// Every open HTTP connection, and so every waiting long poll, is one task holding this
     /// future: its size is most of a waiting poll's memory (the budget is 4 KiB per connection,
-    /// DESIGN.md section 3). It was 1,720 bytes while the head-reading state stayed in it.
+    /// the performance budget in BENCHMARKS.md). It was 1,720 bytes while the head-reading state stayed in it.
     #[tokio::test]
     async fn a_connection_task_stays_small() {
         let (server, stream, peer, _client) = crate::server::Server::with_connection_for_tests().await;

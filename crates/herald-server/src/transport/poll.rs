@@ -1,4 +1,4 @@
-//! Long polling (DESIGN.md 2.5): `GET /poll?channel=a&channel=b&cursor=…&timeout=…`.
+//! Long polling (docs/protocol.md §5): `GET /poll?channel=a&channel=b&cursor=…&timeout=…`.
 //!
 //! No session lives on the server between polls: each request subscribes from its cursor
 //! (recovering what it missed, atomically with registering for live messages), answers as soon

@@ -1,4 +1,4 @@
-//! Server-Sent Events (DESIGN.md 2.4): `GET /sse?channel=a&channel=b` and `GET /sse/{channel}`.
+//! Server-Sent Events (docs/protocol.md §4): `GET /sse?channel=a&channel=b` and `GET /sse/{channel}`.
 //!
 //! The stream opens with a comment, a `retry:` and an `id:` holding the starting cursor, so a
 //! client that drops before its first message still resumes without loss. Every message and

@@ -1,4 +1,4 @@
-//! WebSocket (DESIGN.md 2.6): `GET /ws`, one JSON object per text frame.
+//! WebSocket (docs/protocol.md §6): `GET /ws`, one JSON object per text frame.
 //!
 //! One task per connection reads commands; frames are written straight to the socket by
 //! whoever pushes them (see [`crate::outbox`]), and the task writes only the backlog a full
@@ -510,7 +510,7 @@ mod tests {
     use super::run;
 
     /// Every open WebSocket is one task holding this future, most of an idle connection's
-    /// memory (the budget is 4 KiB per connection, DESIGN.md section 3). The handshake's future
+    /// memory (the budget is 4 KiB per connection, the performance budget in BENCHMARKS.md). The handshake's future
     /// around it, request head included, made it 1,680 bytes when it ran in the same task.
     #[tokio::test]
     async fn a_websocket_task_stays_small() {

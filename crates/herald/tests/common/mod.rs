@@ -1,5 +1,5 @@
 //! Black-box test support: a real `herald serve` process on 127.0.0.1 and small clients for
-//! the three transports, written against the public contract (DESIGN.md section 2).
+//! the three transports, written against the public contract (docs/protocol.md).
 
 #![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
 

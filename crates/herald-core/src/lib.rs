@@ -8,6 +8,8 @@
 //! - [`mirror`]: a node's copy of a stream kept elsewhere (the Redis engine): merging what
 //!   pub/sub delivers and catching up from snapshots, never with a silent gap;
 //! - [`cursor`]: the opaque cursor that resumes every channel of an SSE or long-poll stream;
+//! - [`forgotten`]: the positions of channels an engine forgot while they were quiet, so that
+//!   a channel keeps its epoch and offsets when it comes back;
 //! - [`list`]: comma-separated lists, as cursors and queries carry them;
 //! - [`rate`]: token buckets for per-IP and per-connection rate limits;
 //! - [`protocol`]: the wire vocabulary shared by every transport — WebSocket commands, error
@@ -18,6 +20,7 @@
 
 pub mod channel;
 pub mod cursor;
+pub mod forgotten;
 pub mod list;
 pub mod mirror;
 pub mod protocol;

@@ -33,6 +33,15 @@ pub struct Config {
     pub history_size: usize,
     /// Longest a message stays in history, in seconds (0: no age limit). Default 600.
     pub history_ttl_secs: u64,
+    /// How long the memory and disk engines keep the position (epoch and offset) of a channel
+    /// they forgot for having no subscribers and no history left, in seconds: a client that
+    /// comes back within it resumes (messages published meanwhile are recovered), later the
+    /// channel starts a new epoch. Default 86400 (a day; the Redis engine's is
+    /// `redis_channel_ttl_secs`).
+    pub position_ttl_secs: u64,
+    /// Most forgotten channels' positions kept (the oldest go first), about 100 bytes each.
+    /// Default 1000000.
+    pub max_forgotten_positions: usize,
     /// Per-namespace options, keyed by namespace (the part of a channel name before `:`).
     pub namespaces: HashMap<String, NamespaceConfig>,
     /// Largest message `data`, in bytes of JSON. Default 65536.
@@ -207,6 +216,8 @@ impl Default for Config {
             insecure_no_api_key: false,
             history_size: 1000,
             history_ttl_secs: 600,
+            position_ttl_secs: 86_400,
+            max_forgotten_positions: 1_000_000,
             namespaces: HashMap::new(),
             max_message_bytes: 64 * 1024,
             max_channels_per_connection: 128,

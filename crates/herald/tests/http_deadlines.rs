@@ -3,6 +3,8 @@
 //! sending a byte at a time (slowloris) are closed and counted while everyone else is served.
 //! An idle keep-alive connection is not a slow head: it may wait between requests.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // black-box tests fail loudly
+
 mod common;
 
 use std::time::{Duration, Instant};

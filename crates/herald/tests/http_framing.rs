@@ -3,6 +3,8 @@
 //! runs. Each hidden request is a real `POST /api/publish`; the channel it names must stay
 //! empty.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // black-box tests fail loudly
+
 mod common;
 
 use common::{API_KEY, TestServer, WAIT};

@@ -4,6 +4,8 @@
 //! two clients behind one proxy each get a stream, and one client gets only one, however it
 //! names itself.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // black-box tests fail loudly
+
 mod common;
 
 use std::{
@@ -53,21 +55,11 @@ async fn forwarded_for_names_the_client_only_from_a_trusted_proxy() {
 }
 
 /// nginx on a free loopback port in front of `upstream`, as docs/deployment.md configures it;
-/// stopped on drop.
+/// stopped, and its scratch directory removed, on drop.
 struct Nginx {
     child: Child,
     port: u16,
-    _dir: tempdir::Dir,
-}
-
-mod tempdir {
-    /// A scratch directory, removed on drop.
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    dir: std::path::PathBuf,
 }
 
 impl Nginx {
@@ -118,7 +110,7 @@ http {{
             assert!(std::time::Instant::now() < deadline, "nginx did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { child, port, _dir: tempdir::Dir(dir) }
+        Self { child, port, dir }
     }
 
     fn base(&self) -> String {
@@ -130,6 +122,7 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -233,3 +233,41 @@ async fn an_idempotency_key_outlives_a_restart() {
     server.publish("orders", json!("live")).await;
     assert_eq!(ws.next().await.unwrap()["data"], "live", "nothing was delivered for the retry");
 }
+
+/// A channel forgotten while quiet keeps its position through compaction and a restart: its
+/// clients resume in the same epoch, recovering what is published after.
+#[tokio::test]
+async fn a_forgotten_channel_keeps_its_position_across_compaction_and_restart() {
+    let dir = data_dir("forgotten");
+    let settings = ["history_ttl_secs=1", "data_segment_bytes=4096", "heartbeat_secs=1", "idempotency_window_secs=0"];
+    let mut server = durable_server(&dir, &settings);
+    let mut epoch = String::new();
+    for i in 1..=3 {
+        epoch = server.publish("quiet", json!({ "i": i })).await["epoch"].as_str().unwrap().to_string();
+    }
+    // Enough traffic on another channel to seal segments and have the quiet channel's records
+    // compacted once its history expired.
+    let pad = "p".repeat(500);
+    for i in 0..40 {
+        server.publish("busy", json!({ "i": i, "pad": pad })).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = server.api_get("/api/info").await;
+        if info["forgotten_positions"].as_u64().unwrap_or(0) >= 1 && segments(&dir).len() <= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never forgotten and compacted: {info}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let server = durable_server(&dir, &settings);
+    let published = server.publish("quiet", json!({ "i": 4 })).await;
+    assert_eq!((published["epoch"].as_str(), published["offset"].clone()), (Some(epoch.as_str()), json!(4)));
+    let mut ws = WsClient::connect(&server.ws_url()).await;
+    let reply = ws.subscribe("quiet", Some(json!({"epoch": epoch, "offset": 3}))).await;
+    assert_eq!(reply["result"]["recovered"], true, "{reply}");
+    assert_eq!(ws.next().await.unwrap()["data"]["i"], 4);
+}

@@ -26,7 +26,7 @@ pub struct Busy;
 impl Broker {
     /// The position of `channel` when the node mirrors it.
     pub fn mirrored(&self, channel: &ChannelName) -> Option<StreamPosition> {
-        self.shard(channel).lock().get(channel).map(|ch| ch.stream.position())
+        self.shard(channel).lock().channels.get(channel).map(|ch| ch.stream.position())
     }
 
     /// Folds `message`, delivered by the shared engine, into the mirror of its channel and fans
@@ -36,7 +36,7 @@ impl Broker {
         let position = StreamPosition { epoch: message.epoch.clone(), offset: message.offset };
         let (merge, start_round) = {
             let mut shard = self.shard(&channel).lock();
-            let ch = shard.get_mut(&channel)?;
+            let ch = shard.channels.get_mut(&channel)?;
             let merge = mirror::merge(&mut ch.stream, &position, message.time_ms, message.clone());
             let start = merge == Merge::Appended && ch.schedule([message]);
             (merge, start)
@@ -54,7 +54,7 @@ impl Broker {
     pub fn mirror_catch_up(self: &Arc<Self>, channel: &ChannelName, snapshot: Snapshot<Message>) -> Result<(), Busy> {
         let start_round = {
             let mut shard = self.shard(channel).lock();
-            let ch = shard.entry(channel.clone()).or_insert_with(|| {
+            let ch = shard.channels.entry(channel.clone()).or_insert_with(|| {
                 Channel::new(ChannelStream::resume(Arc::from(""), 0, self.config.history_limits(channel)))
             });
             if ch.fanning_out {
@@ -87,8 +87,8 @@ impl Broker {
     /// Stops mirroring `channel` if it has no subscribers. Returns whether it was dropped.
     pub fn mirror_forget(&self, channel: &ChannelName) -> bool {
         let mut shard = self.shard(channel).lock();
-        if shard.get(channel).is_some_and(|ch| ch.subscribers.is_empty() && !ch.fanning_out) {
-            shard.remove(channel);
+        if shard.channels.get(channel).is_some_and(|ch| ch.subscribers.is_empty() && !ch.fanning_out) {
+            shard.channels.remove(channel);
             return true;
         }
         false

@@ -19,7 +19,10 @@
 
 use std::{collections::HashMap, hash::BuildHasher, sync::Arc};
 
-use herald_core::{ChannelName, ChannelStream, Recovery, StreamPosition};
+use herald_core::{
+    ChannelName, ChannelStream, Recovery, StreamPosition,
+    forgotten::{ForgottenPositions, KeepPositions},
+};
 use parking_lot::Mutex;
 use rand::{Rng, distr::Alphanumeric};
 use serde_json::value::RawValue;
@@ -117,7 +120,25 @@ struct Subscriber {
     member: Option<Arc<Member>>,
 }
 
-type Shard = HashMap<ChannelName, Channel>;
+/// One part of the channels, under one lock.
+struct Shard {
+    channels: HashMap<ChannelName, Channel>,
+    /// The positions of the channels this shard forgot while they were quiet, which they
+    /// continue from when they come back.
+    forgotten: ForgottenPositions,
+}
+
+// === impl Shard ===
+
+impl Shard {
+    fn new(config: &Config) -> Self {
+        let limits = KeepPositions {
+            ttl_ms: config.position_ttl_secs.saturating_mul(1000),
+            max: config.max_forgotten_positions.div_ceil(SHARDS),
+        };
+        Self { channels: HashMap::new(), forgotten: ForgottenPositions::new(new_epoch(), limits) }
+    }
+}
 
 /// A publish's outcome: the message, and the store sequence to wait for before answering
 /// (see [`Broker::wait_durable`]; 0 without a store).
@@ -146,9 +167,9 @@ impl Broker {
     /// An empty broker.
     pub fn new(config: Arc<Config>) -> Self {
         Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::new(&config))).collect(),
             config,
             store: None,
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect(),
             shard_hasher: foldhash::fast::RandomState::default(),
             presence_changes: std::sync::OnceLock::new(),
         }
@@ -160,9 +181,12 @@ impl Broker {
 
     fn with_channel<R>(&self, channel: &ChannelName, f: impl FnOnce(&mut Channel) -> R) -> R {
         let mut shard = self.shard(channel).lock();
-        let entry = shard
-            .entry(channel.clone())
-            .or_insert_with(|| Channel::new(ChannelStream::new(new_epoch(), self.config.history_limits(channel))));
+        let Shard { channels, forgotten } = &mut *shard;
+        let entry = channels.entry(channel.clone()).or_insert_with(|| {
+            // A channel forgotten while quiet continues its epoch and offsets.
+            let StreamPosition { epoch, offset } = forgotten.revive(channel);
+            Channel::new(ChannelStream::resume(epoch, offset, self.config.history_limits(channel)))
+        });
         f(entry)
     }
 
@@ -178,6 +202,7 @@ impl Broker {
             let limits = broker.config.history_limits(&channel);
             let mut shard = broker.shard(&channel).lock();
             let ch = shard
+                .channels
                 .entry(channel.clone())
                 .or_insert_with(|| Channel::new(ChannelStream::resume(Arc::from(record.epoch.as_str()), 0, limits)));
             let continues = **ch.stream.epoch() == *record.epoch && record.offset == ch.stream.offset() + 1;
@@ -198,7 +223,7 @@ impl Broker {
             }
         }
         for shard in broker.shards.iter() {
-            for ch in shard.lock().values_mut() {
+            for ch in shard.lock().channels.values_mut() {
                 ch.stream.expire(now);
             }
         }
@@ -284,7 +309,8 @@ impl Broker {
         let key_alive = record.key.is_some() && record.time_ms > keys_newer_than_ms;
         let Ok(channel) = ChannelName::new(&record.channel) else { return Keep::Drop };
         let shard = self.shard(&channel).lock();
-        let current = shard.get(&channel).filter(|ch| **ch.stream.epoch() == *record.epoch);
+        let current = shard.channels.get(&channel).filter(|ch| **ch.stream.epoch() == *record.epoch);
+        let forgotten_at = || shard.forgotten.get(&channel).filter(|p| *p.epoch == *record.epoch).map(|p| p.offset);
         match current {
             Some(ch)
                 if ch.stream.history_range().is_some_and(|(first, last)| (first..=last).contains(&record.offset)) =>
@@ -296,6 +322,8 @@ impl Broker {
                 }
             }
             Some(ch) if ch.stream.offset() == record.offset => Keep::Marker,
+            // A forgotten channel's position outlives a restart too.
+            None if forgotten_at() == Some(record.offset) => Keep::Marker,
             _ if key_alive => Keep::Marker,
             _ => Keep::Drop,
         }
@@ -312,7 +340,7 @@ impl Broker {
     /// when nothing is pending.
     fn next_round(&self, channel: &ChannelName) -> Option<Round> {
         let mut shard = self.shard(channel).lock();
-        let ch = shard.get_mut(channel)?;
+        let ch = shard.channels.get_mut(channel)?;
         if ch.pending.is_empty() {
             ch.fanning_out = false;
             return None;
@@ -395,7 +423,7 @@ impl Broker {
     /// Removes connection `id` from `channel`. Returns whether it was subscribed.
     pub fn unsubscribe(&self, channel: &ChannelName, id: u64) -> bool {
         let mut shard = self.shard(channel).lock();
-        let Some(ch) = shard.get_mut(channel) else { return false };
+        let Some(ch) = shard.channels.get_mut(channel) else { return false };
         let Some(was) = ch.subscribers.remove(&id) else { return false };
         if let Some(member) = &was.member {
             self.report_presence(channel, member, false);
@@ -425,7 +453,7 @@ impl Broker {
     pub fn push_to_subscribers(&self, channel: &ChannelName, push: &bytes::Bytes) {
         let outboxes = {
             let shard = self.shard(channel).lock();
-            let Some(ch) = shard.get(channel) else { return };
+            let Some(ch) = shard.channels.get(channel) else { return };
             others(ch, None)
         };
         push_to(&outboxes, push);
@@ -439,7 +467,7 @@ impl Broker {
     /// The presence entries of `channel`'s subscribers, oldest connection first.
     pub fn presence(&self, channel: &ChannelName) -> Vec<Arc<Member>> {
         let shard = self.shard(channel).lock();
-        let Some(ch) = shard.get(channel) else { return Vec::new() };
+        let Some(ch) = shard.channels.get(channel) else { return Vec::new() };
         let mut members: Vec<(u64, Arc<Member>)> =
             ch.subscribers.iter().filter_map(|(id, s)| Some((*id, s.member.clone()?))).collect();
         members.sort_by_key(|(id, _)| *id);
@@ -462,6 +490,7 @@ impl Broker {
             .flat_map(|shard| {
                 let shard = shard.lock();
                 shard
+                    .channels
                     .iter()
                     .map(|(name, ch)| ChannelSummary {
                         channel: name.to_string(),
@@ -478,12 +507,15 @@ impl Broker {
 
     /// Subscriptions over every channel.
     pub fn subscription_count(&self) -> usize {
-        self.shards.iter().map(|shard| shard.lock().values().map(|ch| ch.subscribers.len()).sum::<usize>()).sum()
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().channels.values().map(|ch| ch.subscribers.len()).sum::<usize>())
+            .sum()
     }
 
     /// How many channels the node knows.
     pub fn channel_count(&self) -> usize {
-        self.shards.iter().map(|shard| shard.lock().len()).sum()
+        self.shards.iter().map(|shard| shard.lock().channels.len()).sum()
     }
 
     /// Gives back the memory of subscriber tables that have emptied out (to a quarter or less).
@@ -492,7 +524,7 @@ impl Broker {
     /// round of a 10,000-poll channel shrink its table and grow it back, rehashing all along.
     pub fn trim(&self) {
         for shard in self.shards.iter() {
-            for ch in shard.lock().values_mut() {
+            for ch in shard.lock().channels.values_mut() {
                 if ch.subscribers.capacity() > 32 && ch.subscribers.len() < ch.subscribers.capacity() / 4 {
                     ch.subscribers.shrink_to_fit();
                 }
@@ -501,20 +533,33 @@ impl Broker {
     }
 
     /// Forgets channels with no subscribers and no history left, so that short-lived channels
-    /// do not accumulate. Their next message starts a new epoch.
+    /// do not accumulate, keeping their positions (a few dozen bytes each) for
+    /// `position_ttl_secs`: a channel that comes back continues its epoch and offsets, and its
+    /// clients resume. Positions kept longer are dropped (their channels start a new epoch).
     pub fn sweep(&self) -> usize {
         let now = now_ms();
         let mut removed = 0;
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
-            let before = shard.len();
-            shard.retain(|_, ch| {
+            let Shard { channels, forgotten } = &mut *shard;
+            let before = channels.len();
+            channels.retain(|name, ch| {
                 ch.stream.expire(now);
-                !ch.subscribers.is_empty() || ch.stream.history_len() > 0
+                let keep = !ch.subscribers.is_empty() || ch.stream.history_len() > 0 || ch.fanning_out;
+                if !keep {
+                    forgotten.forget(name.clone(), ch.stream.position(), now);
+                }
+                keep
             });
-            removed += before - shard.len();
+            forgotten.expire(now, new_epoch);
+            removed += before - channels.len();
         }
         removed
+    }
+
+    /// How many forgotten channels' positions are kept.
+    pub fn forgotten_count(&self) -> usize {
+        self.shards.iter().map(|shard| shard.lock().forgotten.len()).sum()
     }
 }
 
@@ -595,7 +640,7 @@ mod tests {
         for outbox in &outboxes {
             broker.subscribe(&channel, outbox, None, 0, None, |_| None);
         }
-        let capacity = || broker.shard(&channel).lock().get(&channel).map(|ch| ch.subscribers.capacity());
+        let capacity = || broker.shard(&channel).lock().channels.get(&channel).map(|ch| ch.subscribers.capacity());
         let full = capacity().expect("the channel exists");
         for id in 0..990 {
             assert!(broker.unsubscribe(&channel, id));
@@ -604,6 +649,6 @@ mod tests {
         broker.trim();
         let trimmed = capacity().expect("the channel exists");
         assert!(trimmed < full / 4, "trimmed to {trimmed} from {full}");
-        assert_eq!(broker.shard(&channel).lock().get(&channel).map(|ch| ch.subscribers.len()), Some(10));
+        assert_eq!(broker.shard(&channel).lock().channels.get(&channel).map(|ch| ch.subscribers.len()), Some(10));
     }
 }

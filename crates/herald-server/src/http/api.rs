@@ -411,6 +411,7 @@ async fn info(State(state): State<AppState>) -> Response {
         "redis": state.cluster.as_ref().map(|c| json!({ "ready": c.is_ready(), "mirrored_channels": c.mirrored_count() })),
         "connections": { "ws": counts.ws, "sse": counts.sse, "poll": counts.poll, "total": state.registry.total() },
         "channels": state.broker.channel_count(),
+        "forgotten_positions": state.broker.forgotten_count(),
         "messages": { "published": published, "delivered": delivered },
         "limits": state.guard.counts(),
         "process": crate::process::sample(None).ok().map(|p| json!({ "rss_bytes": p.rss_bytes, "cpu_seconds": p.cpu_secs })),

@@ -99,6 +99,9 @@ pub struct ChannelStream<T> {
     offset: u64,
     limits: HistoryLimits,
     history: VecDeque<Entry<T>>,
+    /// The epoch this one took over from when the engine lost data
+    /// ([`ChannelStream::continue_in`]), and the last offset of it that still holds.
+    predecessor: Option<(Arc<str>, u64)>,
 }
 
 // === impl ResetReason ===
@@ -131,13 +134,23 @@ impl<T> Recovery<T> {
 impl<T: Clone> ChannelStream<T> {
     /// A new, empty stream in `epoch` (the caller picks a fresh random epoch).
     pub fn new(epoch: Arc<str>, limits: HistoryLimits) -> Self {
-        Self { epoch, offset: 0, limits, history: VecDeque::new() }
+        Self::resume(epoch, 0, limits)
     }
 
     /// A stream restored at `epoch` and `offset` (the last message's), with no history yet:
     /// the durable store rebuilds streams from disk with it, then appends what it kept.
     pub fn resume(epoch: Arc<str>, offset: u64, limits: HistoryLimits) -> Self {
-        Self { epoch, offset, limits, history: VecDeque::new() }
+        Self { epoch, offset, limits, history: VecDeque::new(), predecessor: None }
+    }
+
+    /// Moves the stream to `epoch` at its current offset, for an engine that lost messages
+    /// after it (a log tail cut on start, a Redis that went back): the engine will issue the
+    /// next offsets again, so positions past the current one in the old epoch name messages
+    /// that are gone. Positions of the old epoch up to the current offset still resume
+    /// (history is kept); later ones get a reset ([`ResetReason::EpochChanged`]).
+    pub fn continue_in(&mut self, epoch: Arc<str>) {
+        let old = std::mem::replace(&mut self.epoch, epoch);
+        self.predecessor = Some((old, self.offset));
     }
 
     /// The offsets of the oldest and newest messages in history, if any.
@@ -203,6 +216,7 @@ impl<T: Clone> ChannelStream<T> {
         self.epoch = epoch;
         self.offset = offset;
         self.history.clear();
+        self.predecessor = None;
     }
 
     /// Drops history entries older than the age limit.
@@ -228,7 +242,9 @@ impl<T: Clone> ChannelStream<T> {
         if since.is_unusable() {
             return Recovery::Reset { position, reason: ResetReason::MalformedPosition };
         }
-        if since.epoch != self.epoch {
+        let from_predecessor =
+            self.predecessor.as_ref().is_some_and(|(epoch, through)| since.epoch == *epoch && since.offset <= *through);
+        if since.epoch != self.epoch && !from_predecessor {
             return Recovery::Reset { position, reason: ResetReason::EpochChanged };
         }
         if since.offset > self.offset {
@@ -320,6 +336,24 @@ mod tests {
         assert_eq!(r, Recovery::Recovered { position: pos("e1", 4), messages: vec![], truncated: false });
         let r = s.recover(Some(&pos("e1", 0)), 0, 100);
         assert_eq!(r, Recovery::Recovered { position: pos("e1", 4), messages: vec![1, 2, 3, 4], truncated: false });
+    }
+
+    #[test]
+    fn a_stream_that_lost_data_continues_in_a_new_epoch() {
+        let mut s = stream();
+        publish(&mut s, 3, 0);
+        // The engine lost what came after 3 (a client may have seen a 4 that is gone).
+        s.continue_in(Arc::from("e2"));
+        publish(&mut s, 1, 0);
+        assert_eq!(s.position(), pos("e2", 4), "4 is issued again, in the new epoch");
+        // Positions of the old epoch up to 3 resume; the new 4 follows.
+        let r = s.recover(Some(&pos("e1", 2)), 0, 100);
+        assert_eq!(r, Recovery::Recovered { position: pos("e2", 4), messages: vec![3, 4], truncated: false });
+        // One that saw the lost 4 gets a reset, never the new 4 as if it were the old one.
+        let r = s.recover(Some(&pos("e1", 4)), 0, 100);
+        assert_eq!(r, Recovery::Reset { position: pos("e2", 4), reason: ResetReason::EpochChanged });
+        let r = s.recover(Some(&pos("e2", 3)), 0, 100);
+        assert_eq!(r, Recovery::Recovered { position: pos("e2", 4), messages: vec![4], truncated: false });
     }
 
     #[test]

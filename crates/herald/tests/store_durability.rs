@@ -119,8 +119,12 @@ async fn a_sigkill_mid_publish_loses_no_answered_publish_and_every_transport_rec
 async fn a_torn_tail_is_cut_off_reported_and_everything_before_it_served() {
     let dir = data_dir("torn");
     let mut server = durable_server(&dir, &[]);
+    let mut epoch = String::new();
     for i in 1..=10 {
-        server.publish("feed", json!({ "i": i, "pad": "x".repeat(100) })).await;
+        epoch = server.publish("feed", json!({ "i": i, "pad": "x".repeat(100) })).await["epoch"]
+            .as_str()
+            .unwrap()
+            .to_string();
     }
     server.child.kill().unwrap();
     server.child.wait().unwrap();
@@ -134,7 +138,28 @@ async fn a_torn_tail_is_cut_off_reported_and_everything_before_it_served() {
     assert!(info["store"]["tail_cut_bytes"].as_u64().unwrap() > 0, "{info}");
     let history = server.api_get("/api/channels/feed/history").await;
     assert_eq!(offsets(&history), (1..=9).collect::<Vec<_>>());
-    assert_eq!(server.publish("feed", json!("next")).await["offset"], 10);
+    // Offset 10 is issued again, so the channel says so: a new epoch.
+    let next = server.publish("feed", json!("next")).await;
+    assert_eq!(next["offset"], 10);
+    assert_ne!(next["epoch"].as_str(), Some(epoch.as_str()), "the lost 10 and the new 10 must not share a name");
+    // A client behind the cut resumes, and continues in the new epoch.
+    let mut behind = WsClient::connect(&server.ws_url()).await;
+    let reply = behind.subscribe("feed", Some(json!({"epoch": epoch, "offset": 8}))).await;
+    assert_eq!(reply["result"]["recovered"], true, "{reply}");
+    let got: Vec<_> =
+        [behind.next().await.unwrap(), behind.next().await.unwrap()].iter().map(|m| m["offset"].clone()).collect();
+    assert_eq!(got, [json!(9), json!(10)]);
+    // One that saw the lost 10 gets a reset, never the new 10 as if it were its own.
+    let mut saw_it = WsClient::connect(&server.ws_url()).await;
+    let reply = saw_it.subscribe("feed", Some(json!({"epoch": epoch, "offset": 10}))).await;
+    assert_eq!(reply["result"]["recovered"], false, "{reply}");
+    let reset = saw_it.next().await.unwrap();
+    assert_eq!((reset["type"].clone(), reset["epoch"].clone()), (json!("reset"), next["epoch"].clone()));
+    // Over SSE the same, with a cursor that continues in the new epoch.
+    let mut sse = server.sse("channel=feed", Some(&format!("feed~{epoch}~9"))).await;
+    let event = sse.next().await.unwrap();
+    assert_eq!((event.event.as_str(), event.data["offset"].clone()), ("message", json!(10)));
+    assert!(sse.last_id.as_deref().unwrap().contains(next["epoch"].as_str().unwrap()), "{:?}", sse.last_id);
 }
 
 #[tokio::test]

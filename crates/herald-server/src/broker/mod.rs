@@ -222,10 +222,36 @@ impl Broker {
                 restored += 1;
             }
         }
+        // A cut tail held records of channels no one can name now, whose offsets live
+        // subscribers may have seen: every channel moves to a new epoch, in which those
+        // offsets are issued again (clients behind the cut still resume; see
+        // `ChannelStream::continue_in`), and the move is logged before anything else.
+        let lost_tail = store.tail_cut() > 0;
         for shard in broker.shards.iter() {
-            for ch in shard.lock().channels.values_mut() {
+            for (name, ch) in shard.lock().channels.iter_mut() {
                 ch.stream.expire(now);
+                if lost_tail {
+                    ch.stream.continue_in(new_epoch());
+                    let position = ch.stream.position();
+                    store.append(&Record {
+                        kind: Kind::Marker,
+                        lsn: store.next_lsn(),
+                        channel: name.to_string(),
+                        epoch: position.epoch.to_string(),
+                        offset: position.offset,
+                        time_ms: now,
+                        event: None,
+                        key: None,
+                        data: Vec::new(),
+                    });
+                }
             }
+        }
+        if lost_tail {
+            tracing::warn!(
+                channels = broker.channel_count(),
+                "the log's tail was cut: every channel continues in a new epoch"
+            );
         }
         tracing::info!(channels = broker.channel_count(), messages = restored, "restored from the data directory");
         broker.store = Some(store);

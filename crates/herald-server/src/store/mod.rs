@@ -227,6 +227,11 @@ impl Store {
         })
     }
 
+    /// Bytes of a torn tail cut off when the store was opened (0: none).
+    pub fn tail_cut(&self) -> u64 {
+        self.tail_cut
+    }
+
     /// A new log sequence number, for a record about to be appended.
     pub fn next_lsn(&self) -> u64 {
         self.next_lsn.fetch_add(1, Ordering::Relaxed)

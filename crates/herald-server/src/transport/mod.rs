@@ -201,7 +201,12 @@ impl Subscriptions {
             let since = request.cursor.get(channel);
             let subscribed = self.add(channel, since, limit, |_| None);
             match (subscribed.recovered, since) {
-                (Some(true), Some(since)) => cursor.set(channel, since.clone()),
+                // In the channel's epoch: a position of the epoch it took over from
+                // (`ChannelStream::continue_in`) recovers too, and continues in the new one.
+                (Some(true), Some(since)) => {
+                    let at = herald_core::StreamPosition { epoch: subscribed.position.epoch, offset: since.offset };
+                    cursor.set(channel, at);
+                }
                 _ => cursor.set(channel, subscribed.position),
             }
         }

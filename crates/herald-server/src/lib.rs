@@ -21,6 +21,7 @@ pub mod broker;
 pub mod cluster;
 pub mod config;
 pub mod guard;
+pub mod housekeeping;
 pub mod http;
 pub mod metrics;
 pub mod outbox;

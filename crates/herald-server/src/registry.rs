@@ -1,9 +1,11 @@
 //! Every open connection of the node: ids, counts per transport, heartbeats and the shutdown
 //! signal.
 //!
-//! Heartbeats come from one shared task that walks the registry (no timer per connection):
-//! it queues a [`Frame::Heartbeat`] for each streaming connection and closes WebSocket peers
-//! that have been silent for longer than the idle timeout.
+//! Heartbeats come from one shared task that walks the registry a slice at a time
+//! ([`crate::housekeeping`]; no timer per connection): it queues a [`Frame::Heartbeat`] for
+//! each streaming connection and closes WebSocket peers that have been silent for longer than
+//! the idle timeout. A connection's slice is its shard, so its heartbeat falls at the same
+//! phase of every interval.
 
 use std::sync::{
     Arc,
@@ -19,7 +21,8 @@ use crate::{
     outbox::{ById, Frame, Outbox, QueueLimits, Transport},
 };
 
-const SHARDS: usize = 16;
+/// As many shards as housekeeping slices: each tick walks one shard.
+const SHARDS: usize = crate::housekeeping::SLICES;
 
 type ConnectionShard = ById<Arc<Outbox>>;
 
@@ -100,15 +103,14 @@ impl Registry {
         }
     }
 
-    /// One heartbeat round: a heartbeat to every streaming connection (written straight to
-    /// its socket), a close for WebSocket peers silent for longer than `ws_idle_ms`, and a
-    /// close (`session_expired`) for connections whose token has expired. The
-    /// round yields between registry shards, so that deliveries are not held up behind
-    /// thousands of heartbeat writes.
-    pub async fn heartbeat(&self, ws_idle_ms: u64) {
+    /// One slice of the heartbeat round: a heartbeat to every streaming connection of the
+    /// slice (written straight to its socket), a close for WebSocket peers silent for longer
+    /// than `ws_idle_ms`, and a close (`session_expired`) for connections whose token has
+    /// expired.
+    pub fn heartbeat(&self, slice: crate::housekeeping::Slice, ws_idle_ms: u64) {
         let now = now_ms();
-        for shard in self.shards.iter() {
-            let outboxes: Vec<Arc<Outbox>> = shard.lock().values().cloned().collect();
+        for shard in slice.shards(SHARDS) {
+            let outboxes: Vec<Arc<Outbox>> = self.shards[shard].lock().values().cloned().collect();
             for outbox in &outboxes {
                 match outbox.transport() {
                     Transport::Ws | Transport::Sse if outbox.expired(now) => {
@@ -123,7 +125,6 @@ impl Registry {
                     Transport::Poll => {}
                 }
             }
-            tokio::task::yield_now().await;
         }
     }
 
@@ -178,5 +179,28 @@ impl Drop for Registration {
         let id = self.outbox.id();
         self.registry.shards[id as usize % SHARDS].lock().remove(&id);
         self.registry.counts[self.outbox.transport() as usize].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::housekeeping::{SLICES, Slice};
+
+    /// Heartbeats never burst: each tick's slice reaches about 1/SLICES of the connections, and
+    /// one round of slices reaches each connection exactly once.
+    #[test]
+    fn a_round_of_slices_beats_every_connection_once_a_slice_at_a_time() {
+        let registry = Registry::new(QueueLimits { frames: 10, bytes: 10_000 });
+        let connections: Vec<Registration> = (0..SLICES * 4).map(|_| registry.register(Transport::Sse)).collect();
+        let beats = |r: &Registration| r.outbox().take().0.iter().filter(|f| matches!(f, Frame::Heartbeat)).count();
+        let mut per_connection = vec![0; connections.len()];
+        for slice in 0..SLICES {
+            registry.heartbeat(Slice(slice), u64::MAX);
+            let now: Vec<usize> = connections.iter().map(beats).collect();
+            assert_eq!(now.iter().sum::<usize>(), 4, "slice {slice} reaches its own connections only");
+            per_connection.iter_mut().zip(now).for_each(|(total, n)| *total += n);
+        }
+        assert!(per_connection.iter().all(|&n| n == 1), "one heartbeat each per round: {per_connection:?}");
     }
 }

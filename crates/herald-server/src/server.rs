@@ -153,7 +153,7 @@ impl Server {
         let Self { listener, tls, state } = self;
         let registry = state.registry.clone();
         let deadline = Duration::from_secs(state.config.shutdown_deadline_secs);
-        spawn_housekeeping(&state);
+        crate::housekeeping::spawn(&state);
         let router = http::router(state.clone());
         // Client connections being served (the plain port and the TLS front), and the TLS
         // front's requests to the internal listener.
@@ -290,57 +290,6 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(ACCEPT_BACKLOG)
-}
-
-fn spawn_housekeeping(state: &AppState) {
-    let registry = state.registry.clone();
-    let broker = state.broker.clone();
-    let guard = state.guard.clone();
-    // Mirrors of Redis's channels are dropped by the cluster's feed, which also unsubscribes.
-    let sweeps = state.cluster.is_none();
-    let keys_window_ms = state.config.idempotency_window_secs * 1000;
-    let heartbeat = state.config.heartbeat();
-    let ws_idle_ms = state.config.ws_idle_timeout_secs * 1000;
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(heartbeat);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = registry.shutdown_started() => return,
-            }
-            registry.heartbeat(ws_idle_ms).await;
-            guard.prune();
-            compact(&broker, keys_window_ms);
-            broker.trim();
-            let removed = if sweeps { broker.sweep() } else { 0 };
-            if removed > 0 {
-                tracing::debug!(removed, "forgot idle channels");
-            }
-        }
-    });
-}
-
-/// Compacts the store's sealed segments off the async threads (at most one run at a time).
-fn compact(broker: &Arc<Broker>, keys_window_ms: u64) {
-    if broker.store().is_none() {
-        return;
-    }
-    let broker = broker.clone();
-    let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let Some(store) = broker.store() else { return };
-        let keys_after = crate::now_ms().saturating_sub(keys_window_ms);
-        match store.compact(|record| broker.retention(record, keys_after), &runtime) {
-            Ok(0) => {}
-            Ok(freed) => tracing::debug!(freed, "compacted the data directory"),
-            Err(e) => {
-                crate::metrics::metrics().engine_errors.inc();
-                tracing::error!(error = %e, "compacting the data directory failed");
-            }
-        }
-    });
 }
 
 // === impl ServerHandle ===

@@ -548,9 +548,9 @@ impl Broker {
     /// Done between ticks, not by the unsubscribe that empties a table: long polls leave and
     /// rejoin their channels many times a second, and shrinking on each leave made every
     /// round of a 10,000-poll channel shrink its table and grow it back, rehashing all along.
-    pub fn trim(&self) {
-        for shard in self.shards.iter() {
-            for ch in shard.lock().channels.values_mut() {
+    pub fn trim(&self, slice: crate::housekeeping::Slice) {
+        for shard in slice.shards(SHARDS) {
+            for ch in self.shards[shard].lock().channels.values_mut() {
                 if ch.subscribers.capacity() > 32 && ch.subscribers.len() < ch.subscribers.capacity() / 4 {
                     ch.subscribers.shrink_to_fit();
                 }
@@ -562,11 +562,11 @@ impl Broker {
     /// do not accumulate, keeping their positions (a few dozen bytes each) for
     /// `position_ttl_secs`: a channel that comes back continues its epoch and offsets, and its
     /// clients resume. Positions kept longer are dropped (their channels start a new epoch).
-    pub fn sweep(&self) -> usize {
+    pub fn sweep(&self, slice: crate::housekeeping::Slice) -> usize {
         let now = now_ms();
         let mut removed = 0;
-        for shard in self.shards.iter() {
-            let mut shard = shard.lock();
+        for shard in slice.shards(SHARDS) {
+            let mut shard = self.shards[shard].lock();
             let Shard { channels, forgotten } = &mut *shard;
             let before = channels.len();
             channels.retain(|name, ch| {
@@ -672,7 +672,9 @@ mod tests {
             assert!(broker.unsubscribe(&channel, id));
         }
         assert_eq!(capacity(), Some(full), "leaving does not shrink the table");
-        broker.trim();
+        for slice in 0..crate::housekeeping::SLICES {
+            broker.trim(crate::housekeeping::Slice(slice));
+        }
         let trimmed = capacity().expect("the channel exists");
         assert!(trimmed < full / 4, "trimmed to {trimmed} from {full}");
         assert_eq!(broker.shard(&channel).lock().channels.get(&channel).map(|ch| ch.subscribers.len()), Some(10));

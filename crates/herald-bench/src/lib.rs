@@ -157,7 +157,12 @@ pub async fn run(args: BenchArgs, herald: PathBuf, command: String) -> anyhow::R
         }
     }
     println!("{}", report::summary(&rows));
-    report::write(&args.out, &rows, &command).with_context(|| format!("writing {}", args.out.display()))?;
+    // Herald's default interval (Config::heartbeat_secs) unless the bench sets another.
+    let heartbeat = args.settings.iter().rev().find_map(|s| s.strip_prefix("heartbeat_secs=")?.parse().ok());
+    let windows =
+        report::window_note(args.duration, if remote.is_some() { None } else { Some(heartbeat.unwrap_or(15)) });
+    println!("{windows}");
+    report::write(&args.out, &rows, &command, &windows).with_context(|| format!("writing {}", args.out.display()))?;
     println!("wrote {}/bench.json, bench.md and bench.svg", args.out.display());
     Ok(rows)
 }

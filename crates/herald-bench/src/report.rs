@@ -234,13 +234,50 @@ pub fn svg(rows: &[Row]) -> String {
     out
 }
 
-/// Writes `bench.json`, `bench.md` and `bench.svg` into `dir`.
-pub fn write(dir: &Path, rows: &[Row], command: &str) -> std::io::Result<()> {
+/// What a publishing window of `duration_secs` holds of the server's heartbeats: a
+/// heartbeat's cost shows in the latency figures only if the window spans heartbeat rounds.
+/// `heartbeat_secs`: the local Herald's (`None`: a remote server, whose setting the bench
+/// cannot know).
+pub fn window_note(duration_secs: u64, heartbeat_secs: Option<u64>) -> String {
+    match heartbeat_secs {
+        None => format!(
+            "Windows: {duration_secs} s of publishing; the remote server's heartbeat interval is unknown: make the window at least two of them."
+        ),
+        Some(heartbeat) if duration_secs >= 2 * heartbeat => format!(
+            "Windows: {duration_secs} s of publishing with `heartbeat_secs` = {heartbeat}: each window spans {} heartbeat rounds, so their cost is in the figures.",
+            duration_secs / heartbeat
+        ),
+        Some(heartbeat) => format!(
+            "Windows: {duration_secs} s of publishing with `heartbeat_secs` = {heartbeat}: shorter than two heartbeat rounds, so the figures may miss their cost (use --duration {} or more).",
+            2 * heartbeat
+        ),
+    }
+}
+
+/// Writes `bench.json`, `bench.md` and `bench.svg` into `dir`; `windows` says what the
+/// measured windows hold (see [`window_note`]).
+pub fn write(dir: &Path, rows: &[Row], command: &str, windows: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let json = serde_json::json!({ "command": command, "rows": rows });
+    let json = serde_json::json!({ "command": command, "windows": windows, "rows": rows });
     std::fs::write(dir.join("bench.json"), serde_json::to_vec_pretty(&json)?)?;
-    let md = format!("Command: `{command}`\n\n## Summary\n\n{}\n## By scenario\n\n{}", summary(rows), markdown(rows));
+    let md = format!(
+        "Command: `{command}`\n\n{windows}\n\n## Summary\n\n{}\n## By scenario\n\n{}",
+        summary(rows),
+        markdown(rows)
+    );
     std::fs::write(dir.join("bench.md"), md)?;
     std::fs::write(dir.join("bench.svg"), svg(rows))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window_note;
+
+    #[test]
+    fn the_window_note_says_whether_heartbeats_are_in_the_window() {
+        assert!(window_note(30, Some(15)).contains("spans 2 heartbeat rounds"));
+        assert!(window_note(10, Some(15)).contains("use --duration 30 or more"));
+        assert!(window_note(30, None).contains("unknown"));
+    }
 }

@@ -1,5 +1,7 @@
 //! `herald bench` counts what it receives: against a server that drops and duplicates on
-//! purpose, it reports exactly those losses and duplicates; against Herald, none.
+//! purpose, it reports exactly those losses and duplicates; against one that stalls a
+//! delivery on purpose (as a heartbeat burst would), its latency figures show the stall;
+//! against Herald, no loss.
 
 #![allow(clippy::unwrap_used)] // Test helpers: any failure is the test failing.
 
@@ -24,22 +26,30 @@ fn fate(seq: u64) -> usize {
     }
 }
 
+/// How the test server misbehaves: how many times it sends message `seq` (`fate`), and a
+/// message before which every stream stalls, and for how long.
+#[derive(Clone, Copy)]
+struct Faults {
+    fate: fn(u64) -> usize,
+    stall: Option<(u64, std::time::Duration)>,
+}
+
 /// A server speaking just enough of Herald's API and SSE for the bench, badly.
-async fn faulty_server() -> std::net::SocketAddr {
+async fn faulty_server(faults: Faults) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, _) = broadcast::channel::<String>(100_000);
+    let (tx, _) = broadcast::channel::<(u64, String)>(100_000);
     let tx = Arc::new(tx);
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            tokio::spawn(serve(stream, tx.clone()));
+            tokio::spawn(serve(stream, tx.clone(), faults));
         }
     });
     addr
 }
 
-async fn serve(stream: TcpStream, tx: Arc<broadcast::Sender<String>>) {
+async fn serve(stream: TcpStream, tx: Arc<broadcast::Sender<(u64, String)>>, faults: Faults) {
     let mut reader = BufReader::new(stream);
     loop {
         let mut request_line = String::new();
@@ -63,8 +73,8 @@ async fn serve(stream: TcpStream, tx: Arc<broadcast::Sender<String>>) {
             let body: Value = serde_json::from_slice(&body).unwrap();
             let seq = body["data"]["b"][1].as_u64().unwrap();
             let event = format!("data: {}\n\n", body["data"]);
-            for _ in 0..fate(seq) {
-                let _ = tx.send(event.clone());
+            for _ in 0..(faults.fate)(seq) {
+                let _ = tx.send((seq, event.clone()));
             }
             let reply = r#"{"channel":"c","offset":1,"epoch":"e"}"#;
             let response = format!(
@@ -79,7 +89,12 @@ async fn serve(stream: TcpStream, tx: Arc<broadcast::Sender<String>>) {
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n: hi\n\n")
                 .await
                 .unwrap();
-            while let Ok(event) = rx.recv().await {
+            while let Ok((seq, event)) = rx.recv().await {
+                if let Some((at, stall)) = faults.stall
+                    && seq == at
+                {
+                    tokio::time::sleep(stall).await;
+                }
                 if stream.write_all(event.as_bytes()).await.is_err() {
                     return;
                 }
@@ -118,7 +133,7 @@ fn rand_suffix() -> u128 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_reports_exactly_the_losses_and_duplicates_of_a_faulty_server() {
-    let addr = faulty_server().await;
+    let addr = faulty_server(Faults { fate, stall: None }).await;
     let url = format!("http://{addr}");
     let subscribers = 20u64;
     let json = tokio::task::spawn_blocking(move || {
@@ -152,6 +167,47 @@ async fn bench_reports_exactly_the_losses_and_duplicates_of_a_faulty_server() {
     assert_eq!(row["duplicated"].as_f64().unwrap() as u64, subscribers * doubled, "{row}");
     assert_eq!(row["out_of_order"].as_f64().unwrap(), 0.0, "{row}");
     assert_eq!(row["delivered"].as_f64().unwrap() as u64, subscribers * (published - dropped + doubled), "{row}");
+}
+
+/// A stall of every stream at one message (what a heartbeat burst did to the deliveries behind
+/// it) must show in the latency figures, not average away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_latency_figures_see_a_stalled_delivery() {
+    let stall = std::time::Duration::from_millis(400);
+    let addr = faulty_server(Faults { fate: |_| 1, stall: Some((60, stall)) }).await;
+    let url = format!("http://{addr}");
+    let json = tokio::task::spawn_blocking(move || {
+        run_bench(&[
+            "--url",
+            &url,
+            "--scenario",
+            "seed",
+            "--transport",
+            "sse",
+            "--subscribers",
+            "20",
+            "--channels",
+            "1",
+            "--rate",
+            "100",
+            "--duration",
+            "3",
+            "--sources",
+            "2",
+        ])
+    })
+    .await
+    .unwrap();
+    let row = &json["rows"][0]["figures"];
+    assert_eq!(row["lost"].as_f64().unwrap(), 0.0, "{row}");
+    let (p50, p99, max) = (
+        row["latency_p50_ms"].as_f64().unwrap(),
+        row["latency_p99_ms"].as_f64().unwrap(),
+        row["latency_max_ms"].as_f64().unwrap(),
+    );
+    assert!(max >= 380.0, "the 400 ms stall is the worst delivery: max {max} ms: {row}");
+    assert!(p99 >= 100.0, "the deliveries queued behind it reach the tail: p99 {p99} ms: {row}");
+    assert!(p50 < 100.0, "the rest are quick: p50 {p50} ms: {row}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

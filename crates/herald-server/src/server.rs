@@ -132,6 +132,13 @@ impl Server {
         (server, stream, peer, client)
     }
 
+    /// The plain listener and the shared state, for serving them through another HTTP front
+    /// (the `hyper_front` example, which measures Herald's own engine against hyper's). The
+    /// TLS listeners, if any, are dropped.
+    pub fn into_parts(self) -> (TcpListener, AppState) {
+        (self.listener, self.state)
+    }
+
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()

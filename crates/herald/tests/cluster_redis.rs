@@ -593,3 +593,60 @@ async fn a_redis_over_tls_is_reached_with_the_configured_ca() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!ready(&untrusting).await);
 }
+
+/// The incremental AOF file of a Redis started with `--appendonly yes`.
+fn aof_file(redis: &Redis) -> std::path::PathBuf {
+    let dir =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("redis-{}", redis.port)).join("appendonlydir");
+    let incr = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".incr.aof")));
+    incr.expect("an incremental AOF file")
+}
+
+/// A Redis restarted from an AOF that lost its last writes (what `appendfsync everysec` loses
+/// in a crash) is behind what the nodes saw, in the same epoch. The channel must move to a new
+/// epoch: subscribers get a reset, and a client holding a lost offset gets a reset too, never
+/// the new messages that Redis issues under the old offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restarted_from_a_truncated_aof_moves_its_channels_to_a_new_epoch() {
+    let mut redis = Redis::with_args(&["--save", "", "--appendonly", "yes", "--appendfsync", "always"]);
+    let (a, b, c) = (node(&redis), node(&redis), node(&redis));
+    wait_ready(&[&a, &b, &c], true).await;
+    let mut ws = b.ws().await;
+    let epoch = ws.subscribe("jobs", None).await["result"]["epoch"].as_str().unwrap().to_string();
+    let mut sse = c.sse("channel=jobs", None).await;
+    publish_n(&a, "jobs", 1, 10).await;
+    assert_eq!(message_offsets(&read(&mut ws, 10).await), (1..=10).collect::<Vec<_>>());
+    let durable = std::fs::metadata(aof_file(&redis)).unwrap().len();
+    // Five more that every subscriber sees, and that the crash will lose.
+    publish_n(&a, "jobs", 11, 5).await;
+    let seen = read(&mut ws, 5).await;
+    assert_eq!(message_offsets(&seen), (11..=15).collect::<Vec<_>>());
+
+    redis.kill();
+    let aof = aof_file(&redis);
+    std::fs::OpenOptions::new().write(true).open(&aof).unwrap().set_len(durable).unwrap();
+    redis.spawn();
+    wait_ready(&[&a, &b, &c], true).await;
+    let (new_epoch, offsets) = publish_n(&a, "jobs", 100, 3).await;
+    assert_ne!(new_epoch, epoch, "Redis issues 11.. again: under a new epoch");
+    assert_eq!(offsets, [11, 12, 13]);
+
+    // The live subscribers: a reset to the new epoch, then the new messages; no silent gap.
+    let last = json!({ "n": 102 });
+    let over_sse = read_until(&mut sse, &last).await;
+    assert_no_silent_gap(&over_sse, (&epoch, 0));
+    for frames in [read_until(&mut ws, &last).await, over_sse] {
+        let reset = frames.iter().find(|f| f["type"] == "reset").expect("an explicit reset");
+        assert_eq!(reset["epoch"], new_epoch.as_str(), "{frames:#?}");
+        assert_eq!(message_offsets(&frames).iter().rev().take(3).copied().collect::<Vec<_>>(), [13, 12, 11]);
+    }
+    // A client that saw the lost 12 comes back: a reset, not the new 13 as if it followed.
+    let mut late = a.ws().await;
+    let reply = late.subscribe("jobs", Some(json!({"epoch": epoch, "offset": 12}))).await;
+    assert_eq!(reply["result"]["recovered"], false, "{reply}");
+    let reset = late.next().await.unwrap();
+    assert_eq!((reset["type"].clone(), reset["epoch"].clone()), (json!("reset"), json!(new_epoch)));
+}

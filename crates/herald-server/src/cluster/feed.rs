@@ -231,7 +231,8 @@ async fn catch_up_all(c: &Cluster, channels: &[ChannelName]) -> Vec<(ChannelName
 
 /// Reads `channel`'s snapshot and brings its mirror in line with it.
 async fn catch_up(c: &Cluster, channel: &ChannelName) -> Result<(), ApiError> {
-    let snapshot = c.read_snapshot(channel).await?;
+    let seen = c.broker.mirrored(channel);
+    let snapshot = c.read_snapshot(channel, seen.as_ref()).await?;
     // A reset waits for the round in flight, so that it never overtakes earlier messages.
     while c.broker.mirror_catch_up(channel, snapshot.clone()).is_err() {
         tokio::time::sleep(Duration::from_millis(1)).await;

@@ -183,7 +183,7 @@ impl Cluster {
         since: Option<u64>,
         limit: usize,
     ) -> Result<(StreamPosition, Vec<Message>), ApiError> {
-        let snapshot = self.read_snapshot(channel).await?;
+        let snapshot = self.read_snapshot(channel, None).await?;
         let oldest_kept = self.history_cutoff(channel);
         let newer: Vec<Message> = snapshot
             .entries
@@ -232,8 +232,14 @@ impl Cluster {
         })
     }
 
-    /// Reads `channel`'s snapshot from Redis.
-    async fn read_snapshot(&self, channel: &ChannelName) -> Result<herald_core::mirror::Snapshot<Message>, ApiError> {
+    /// Reads `channel`'s snapshot from Redis. `seen`: the position this node last saw of it
+    /// (its mirror's), against which Redis is checked for lost writes (see
+    /// [`scripts::SNAPSHOT`]).
+    async fn read_snapshot(
+        &self,
+        channel: &ChannelName,
+        seen: Option<&StreamPosition>,
+    ) -> Result<herald_core::mirror::Snapshot<Message>, ApiError> {
         let limits = self.config.history_limits(channel);
         let mut invocation = self.snapshot.prepare_invoke();
         invocation
@@ -242,6 +248,10 @@ impl Cluster {
             .arg(crate::broker::new_epoch().as_ref())
             .arg(limits.size)
             .arg(self.channel_ttl_ms());
+        // A mirror not yet in line (the empty epoch) has seen nothing.
+        if let Some(seen) = seen.filter(|seen| !seen.epoch.is_empty()) {
+            invocation.arg(seen.epoch.as_ref()).arg(seen.offset);
+        }
         let reply: Vec<String> = self.read(&invocation).await?;
         scripts::decode_snapshot(channel, &reply).ok_or_else(|| unexpected("snapshot"))
     }

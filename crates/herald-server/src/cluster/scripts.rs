@@ -66,6 +66,13 @@ return {epoch, tostring(offset), '0'}
 /// Reads a channel's position and up to `ARGV[2]` latest history entries, oldest first:
 /// `{epoch, offset, (offset, time, event, data)…}` as strings. A channel unknown to Redis is
 /// created at offset 0 in the epoch `ARGV[1]`, so that subscribers and publishers agree on it.
+///
+/// `ARGV[4]` and `ARGV[5]`, when given, are the position the asking node last saw. A Redis in
+/// that epoch but behind that offset lost writes it had acknowledged (a restart from an AOF
+/// missing its last second, a failover to a replica that lagged) and would issue those offsets
+/// again for other messages: the channel moves to the epoch `ARGV[1]` at the offset Redis has,
+/// atomically, so that every client of the old epoch gets a reset, never someone else's
+/// messages under its old offsets.
 pub(super) const SNAPSHOT: &str = r"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -73,6 +80,9 @@ if not epoch then
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
+elseif ARGV[4] and epoch == ARGV[4] and tonumber(redis.call('HGET', KEYS[1], 'offset')) < tonumber(ARGV[5]) then
+  epoch = ARGV[1]
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
 end
 local out = {epoch, redis.call('HGET', KEYS[1], 'offset')}
 if tonumber(ARGV[2]) > 0 then

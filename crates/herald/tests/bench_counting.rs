@@ -121,6 +121,34 @@ fn run_bench(args: &[&str]) -> Value {
     json
 }
 
+/// `herald bench` against `url`: the seed scenario over SSE, 20 subscribers on one channel,
+/// 100 messages/s for `seconds`.
+async fn seed_over_sse(url: String, seconds: u64) -> Value {
+    tokio::task::spawn_blocking(move || {
+        let seconds = seconds.to_string();
+        run_bench(&[
+            "--url",
+            &url,
+            "--scenario",
+            "seed",
+            "--transport",
+            "sse",
+            "--subscribers",
+            "20",
+            "--channels",
+            "1",
+            "--rate",
+            "100",
+            "--duration",
+            &seconds,
+            "--sources",
+            "2",
+        ])
+    })
+    .await
+    .unwrap()
+}
+
 fn tempdir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("herald-bench-test-{}-{}", std::process::id(), rand_suffix()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -136,28 +164,7 @@ async fn bench_reports_exactly_the_losses_and_duplicates_of_a_faulty_server() {
     let addr = faulty_server(Faults { fate, stall: None }).await;
     let url = format!("http://{addr}");
     let subscribers = 20u64;
-    let json = tokio::task::spawn_blocking(move || {
-        run_bench(&[
-            "--url",
-            &url,
-            "--scenario",
-            "seed",
-            "--transport",
-            "sse",
-            "--subscribers",
-            "20",
-            "--channels",
-            "1",
-            "--rate",
-            "100",
-            "--duration",
-            "2",
-            "--sources",
-            "2",
-        ])
-    })
-    .await
-    .unwrap();
+    let json = seed_over_sse(url, 2).await;
     let row = &json["rows"][0]["figures"];
     let published = row["published"].as_f64().unwrap() as u64;
     assert!(published >= 150, "about 200 messages in 2 s: {row}");
@@ -176,28 +183,7 @@ async fn bench_latency_figures_see_a_stalled_delivery() {
     let stall = std::time::Duration::from_millis(400);
     let addr = faulty_server(Faults { fate: |_| 1, stall: Some((60, stall)) }).await;
     let url = format!("http://{addr}");
-    let json = tokio::task::spawn_blocking(move || {
-        run_bench(&[
-            "--url",
-            &url,
-            "--scenario",
-            "seed",
-            "--transport",
-            "sse",
-            "--subscribers",
-            "20",
-            "--channels",
-            "1",
-            "--rate",
-            "100",
-            "--duration",
-            "3",
-            "--sources",
-            "2",
-        ])
-    })
-    .await
-    .unwrap();
+    let json = seed_over_sse(url, 3).await;
     let row = &json["rows"][0]["figures"];
     assert_eq!(row["lost"].as_f64().unwrap(), 0.0, "{row}");
     let (p50, p99, max) = (

@@ -149,8 +149,22 @@ impl<T: Clone> ChannelStream<T> {
     /// that are gone. Positions of the old epoch up to the current offset still resume
     /// (history is kept); later ones get a reset ([`ResetReason::EpochChanged`]).
     pub fn continue_in(&mut self, epoch: Arc<str>) {
-        let old = std::mem::replace(&mut self.epoch, epoch);
-        self.predecessor = Some((old, self.offset));
+        let predecessor = (Arc::clone(&self.epoch), self.offset);
+        self.take_over(epoch, predecessor);
+    }
+
+    /// Moves the stream to `epoch`, which took over from `predecessor`: an epoch and the last
+    /// offset of it that holds (at or past the stream's own), as the shared engine recorded it
+    /// when it lost writes.
+    pub fn take_over(&mut self, epoch: Arc<str>, predecessor: (Arc<str>, u64)) {
+        self.epoch = epoch;
+        self.set_predecessor(predecessor);
+    }
+
+    /// Records that the stream's epoch took over from `predecessor` (an epoch, and the last
+    /// offset of it that holds): positions of it up to that offset resume in this epoch.
+    pub fn set_predecessor(&mut self, predecessor: (Arc<str>, u64)) {
+        self.predecessor = Some(predecessor);
     }
 
     /// The offsets of the oldest and newest messages in history, if any.

@@ -608,7 +608,8 @@ fn aof_file(redis: &Redis) -> std::path::PathBuf {
 /// A Redis restarted from an AOF that lost its last writes (what `appendfsync everysec` loses
 /// in a crash) is behind what the nodes saw, in the same epoch. The channel must move to a new
 /// epoch: subscribers get a reset, and a client holding a lost offset gets a reset too, never
-/// the new messages that Redis issues under the old offsets.
+/// the new messages that Redis issues under the old offsets; a client holding an offset Redis
+/// kept resumes across the change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restarted_from_a_truncated_aof_moves_its_channels_to_a_new_epoch() {
     let mut redis = Redis::with_args(&["--save", "", "--appendonly", "yes", "--appendfsync", "always"]);
@@ -649,4 +650,109 @@ async fn a_redis_restarted_from_a_truncated_aof_moves_its_channels_to_a_new_epoc
     assert_eq!(reply["result"]["recovered"], false, "{reply}");
     let reset = late.next().await.unwrap();
     assert_eq!((reset["type"].clone(), reset["epoch"].clone()), (json!("reset"), json!(new_epoch)));
+    // A client that saw only what Redis kept resumes in the new epoch: 10 (published in the old
+    // one), then the new 11 to 13, and no reset.
+    let mut kept = b.ws().await;
+    let reply = kept.subscribe("jobs", Some(json!({"epoch": epoch, "offset": 9}))).await;
+    assert_eq!(reply["result"]["recovered"], true, "{reply}");
+    let frames = read(&mut kept, 4).await;
+    let places: Vec<(&str, u64)> =
+        frames.iter().map(|f| (f["epoch"].as_str().unwrap(), f["offset"].as_u64().unwrap())).collect();
+    assert_eq!(places, [(epoch.as_str(), 10), (new_epoch.as_str(), 11), (&new_epoch, 12), (&new_epoch, 13)]);
+}
+
+/// The same crash under a publishing load. A publisher keeps publishing through the crash and
+/// the restart, and the messages that were lost had been delivered. Redis must never give two
+/// acknowledged publishes the same place, and subscribers on all three transports must get, in
+/// order and once each, messages that carry the place their publish was given, with a reset
+/// where the history broke: no silent gap (counted the way `herald bench` counts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restarted_from_a_truncated_aof_under_a_publishing_load_leaves_no_silent_gap() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    };
+    let mut redis = Redis::with_args(&["--save", "", "--appendonly", "yes", "--appendfsync", "always"]);
+    let (a, b, c) = (Arc::new(node(&redis)), node(&redis), Arc::new(node(&redis)));
+    wait_ready(&[&a, &b, &c], true).await;
+    // The publishing node has a subscriber too, so it mirrors the channel.
+    let mut ws = a.ws().await;
+    let epoch = ws.subscribe("jobs", None).await["result"]["epoch"].as_str().unwrap().to_string();
+    let mut sse = b.sse("channel=jobs", None).await;
+    let (_, first) = c.poll("channel=jobs&timeout=0").await;
+    let last = json!({ "n": "last" });
+    let poller = tokio::spawn({
+        let (c, last) = (c.clone(), last.clone());
+        let mut cursor = first["cursor"].as_str().unwrap().to_string();
+        async move {
+            let mut frames = Vec::new();
+            while frames.last().is_none_or(|f: &Value| f["data"] != last) {
+                let (more, next) = poll_read(&c, "jobs", cursor, 1).await;
+                frames.extend(more);
+                cursor = next;
+            }
+            frames
+        }
+    });
+
+    let (stop, acked_count) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let publisher = tokio::spawn({
+        let (a, stop, acked_count) = (a.clone(), stop.clone(), acked_count.clone());
+        async move {
+            let mut acked: Vec<(u64, String, u64)> = Vec::new();
+            for n in 1..=5_000u64 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match try_publish(&a, "jobs", json!({ "n": n })).await {
+                    (200, reply) => {
+                        acked.push((n, reply["epoch"].as_str().unwrap().into(), reply["offset"].as_u64().unwrap()));
+                        acked_count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (503, _) => tokio::time::sleep(Duration::from_millis(5)).await,
+                    (status, body) => panic!("publish answered {status}: {body}"),
+                }
+            }
+            acked
+        }
+    });
+    let mut over_ws = read(&mut ws, 100).await;
+    let durable = std::fs::metadata(aof_file(&redis)).unwrap().len();
+    // Messages every subscriber may see that the crash loses.
+    over_ws.extend(read(&mut ws, 50).await);
+    redis.kill();
+    std::fs::OpenOptions::new().write(true).open(aof_file(&redis)).unwrap().set_len(durable).unwrap();
+    redis.spawn();
+    let before_restart = acked_count.load(Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while acked_count.load(Ordering::Relaxed) < before_restart + 100 {
+        assert!(tokio::time::Instant::now() < deadline, "publishes do not succeed again after the restart");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let acked = publisher.await.unwrap();
+    a.publish("jobs", last.clone()).await;
+
+    let mut places: Vec<(&str, u64)> = acked.iter().map(|(_, e, o)| (e.as_str(), *o)).collect();
+    places.sort_unstable();
+    let issued = places.len();
+    places.dedup();
+    assert_eq!(places.len(), issued, "Redis gave two acknowledged publishes the same place");
+    let new_epochs: std::collections::HashSet<&str> = places.iter().map(|(e, _)| *e).filter(|e| *e != epoch).collect();
+    assert!(!new_epochs.is_empty(), "the lost writes moved the channel to a new epoch");
+
+    over_ws.extend(read_until(&mut ws, &last).await);
+    let over_sse = read_until(&mut sse, &last).await;
+    let over_poll = poller.await.unwrap();
+    let place_of: std::collections::HashMap<u64, (&str, u64)> =
+        acked.iter().map(|(n, e, o)| (*n, (e.as_str(), *o))).collect();
+    for (transport, frames) in [("ws", &over_ws), ("sse", &over_sse), ("poll", &over_poll)] {
+        assert_no_silent_gap(frames, (&epoch, 0));
+        assert!(frames.iter().any(|f| f["type"] == "reset"), "{transport}: no reset after the lost writes");
+        for frame in frames.iter().filter(|f| f["type"] == "message") {
+            let Some(place) = frame["data"]["n"].as_u64().and_then(|n| place_of.get(&n)) else { continue };
+            let got = (frame["epoch"].as_str().unwrap(), frame["offset"].as_u64().unwrap());
+            assert_eq!(got, *place, "{transport}: a message under another publish's place");
+        }
+    }
 }

@@ -20,11 +20,15 @@ use super::{
     link::{Event, Link, Target},
     scripts, unavailable,
 };
-use crate::http::ApiError;
+use crate::{
+    housekeeping::{SLICES, Slice},
+    http::ApiError,
+};
 
 /// How often the link is checked with a PING.
 const PING_EVERY: Duration = Duration::from_secs(5);
-/// How often mirrors nobody uses are dropped.
+/// How often every mirror is checked for disuse: one slice of them per
+/// `SWEEP_EVERY / SLICES`, so that no tick walks them all.
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
 /// How long a mirror stays after its last subscriber leaves and no client asks for it.
 const IDLE_MIRROR: Duration = Duration::from_secs(30);
@@ -86,7 +90,7 @@ async fn session(c: &Cluster, mut link: Link, requests: &mut mpsc::UnboundedRece
     if !c.commands_reach_redis().await {
         return Lost("commands do not reach Redis".into());
     }
-    let channels: Vec<ChannelName> = c.shared.mirrored.lock().keys().cloned().collect();
+    let channels: Vec<ChannelName> = c.shared.mirrored.channels();
     for batch in channels.chunks(BATCH) {
         let feeds: Vec<String> = batch.iter().map(|ch| c.keys.feed(ch)).collect();
         if let Err(e) = subscribe(&mut link, feeds).await {
@@ -104,7 +108,8 @@ async fn session(c: &Cluster, mut link: Link, requests: &mut mpsc::UnboundedRece
     c.shared.ready.store(true, Ordering::Release);
     tracing::info!(mirrored = channels.len(), "in line with Redis: ready");
     let mut ping = tokio::time::interval(PING_EVERY);
-    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    let mut sweep = tokio::time::interval(SWEEP_EVERY / SLICES as u32);
+    let mut slices = (0..SLICES).cycle().map(Slice);
     loop {
         tokio::select! {
             event = link.next() => match event {
@@ -113,7 +118,7 @@ async fn session(c: &Cluster, mut link: Link, requests: &mut mpsc::UnboundedRece
                     // Subscribed again behind our back: what was published meanwhile is
                     // caught up from history.
                     if let Some(channel) = c.keys.channel_of_feed(&feed)
-                        && c.shared.mirrored.lock().contains_key(&channel)
+                        && c.shared.mirrored.contains(&channel)
                     {
                         let _ = catch_up(c, &channel).await;
                     }
@@ -138,7 +143,8 @@ async fn session(c: &Cluster, mut link: Link, requests: &mut mpsc::UnboundedRece
                 }
             }
             _ = sweep.tick() => {
-                if let Err(e) = drop_idle(c, &mut link).await {
+                let slice = slices.next().expect("the slices cycle");
+                if let Err(e) = drop_idle(c, &mut link, slice).await {
                     return e;
                 }
             }
@@ -187,10 +193,8 @@ async fn serve(c: &Cluster, link: &mut Link, batch: Vec<Request>) -> Result<(), 
             }
         }
     }
-    let new_feeds: Vec<String> = {
-        let mirrored = c.shared.mirrored.lock();
-        wanted.iter().filter(|ch| !mirrored.contains_key(*ch)).map(|ch| c.keys.feed(ch)).collect()
-    };
+    let new_feeds: Vec<String> =
+        wanted.iter().filter(|ch| !c.shared.mirrored.contains(ch)).map(|ch| c.keys.feed(ch)).collect();
     if !new_feeds.is_empty()
         && let Err(e) = subscribe(link, new_feeds).await
     {
@@ -201,12 +205,9 @@ async fn serve(c: &Cluster, link: &mut Link, batch: Vec<Request>) -> Result<(), 
     }
     let results = catch_up_all(c, &wanted).await;
     let now = Instant::now();
-    {
-        let mut mirrored = c.shared.mirrored.lock();
-        for (channel, result) in &results {
-            if result.is_ok() {
-                mirrored.insert(channel.clone(), now);
-            }
+    for (channel, result) in &results {
+        if result.is_ok() {
+            c.shared.mirrored.insert(channel.clone(), now);
         }
     }
     for request in batch {
@@ -240,21 +241,10 @@ async fn catch_up(c: &Cluster, channel: &ChannelName) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Stops mirroring channels without subscribers that no client asked for lately.
-async fn drop_idle(c: &Cluster, link: &mut Link) -> Result<(), Lost> {
-    let idle: Vec<String> = {
-        let mut mirrored = c.shared.mirrored.lock();
-        let now = Instant::now();
-        let mut idle = Vec::new();
-        mirrored.retain(|channel, last_used| {
-            let drop = now.duration_since(*last_used) > IDLE_MIRROR && c.broker.mirror_forget(channel);
-            if drop {
-                idle.push(c.keys.feed(channel));
-            }
-            !drop
-        });
-        idle
-    };
+/// Stops mirroring `slice`'s channels without subscribers that no client asked for lately.
+async fn drop_idle(c: &Cluster, link: &mut Link, slice: Slice) -> Result<(), Lost> {
+    let idle = c.shared.mirrored.sweep(slice, IDLE_MIRROR, Instant::now(), |channel| c.broker.mirror_forget(channel));
+    let idle: Vec<String> = idle.iter().map(|channel| c.keys.feed(channel)).collect();
     if idle.is_empty() {
         return Ok(());
     }

@@ -25,20 +25,19 @@
 
 mod feed;
 mod link;
+mod mirrors;
 mod presence;
 mod scripts;
 
 use std::{
-    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use herald_core::{ChannelName, ErrorCode, StreamPosition};
-use parking_lot::Mutex;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
@@ -88,7 +87,7 @@ struct Shared {
     /// Whether the pub/sub connection is up (and every mirror caught up after it came back).
     ready: AtomicBool,
     /// Mirrored channels (subscribed on pub/sub) and when a client last needed each.
-    mirrored: Mutex<HashMap<ChannelName, Instant>>,
+    mirrored: mirrors::Mirrors,
 }
 
 // === impl Cluster ===
@@ -105,7 +104,7 @@ impl Cluster {
         let target = link::Target::new(url, config.redis_cluster, ca).map_err(ClusterError::Url)?;
         let commands = target.commands(REDIS_TIMEOUT).map_err(ClusterError::Url)?;
         let publish_command = commands.publish_command();
-        let shared = Arc::new(Shared { ready: AtomicBool::new(false), mirrored: Mutex::new(HashMap::new()) });
+        let shared = Arc::new(Shared { ready: AtomicBool::new(false), mirrored: mirrors::Mirrors::new() });
         let (feed, requests) = mpsc::unbounded_channel();
         let (presence_changes, changes) = mpsc::unbounded_channel();
         broker.report_presence_to(presence_changes);
@@ -133,7 +132,7 @@ impl Cluster {
 
     /// Channels the node mirrors.
     pub fn mirrored_count(&self) -> usize {
-        self.shared.mirrored.lock().len()
+        self.shared.mirrored.len()
     }
 
     /// Publishes `data` to `channel` through Redis (with `key`, an idempotency key: a repeat
@@ -165,6 +164,7 @@ impl Cluster {
                 0 => self.channel_ttl_ms(),
                 ttl => ttl.min(self.channel_ttl_ms()),
             });
+        pass_seen(&mut invocation, self.broker.mirrored(channel).as_ref());
         let reply: Vec<String> = timed(self.commands.invoke(&invocation)).await?;
         let [epoch, offset, duplicate] = reply.as_slice() else {
             return Err(unexpected("publish"));
@@ -222,10 +222,10 @@ impl Cluster {
     /// Whether the node mirrors `channel` and is at or past `since` in its epoch; touches the
     /// channel so that it stays mirrored.
     pub fn in_line(&self, channel: &ChannelName, since: Option<&StreamPosition>) -> bool {
-        let mut mirrored = self.shared.mirrored.lock();
-        let Some(last_used) = mirrored.get_mut(channel) else { return false };
+        if !self.shared.mirrored.touch(channel) {
+            return false;
+        }
         let Some(position) = self.broker.mirrored(channel) else { return false };
-        *last_used = Instant::now();
         // An unusable position is a reset whatever the mirror holds: nothing to fetch first.
         since.is_none_or(|since| {
             since.is_unusable() || (since.epoch == position.epoch && since.offset <= position.offset)
@@ -248,10 +248,7 @@ impl Cluster {
             .arg(crate::broker::new_epoch().as_ref())
             .arg(limits.size)
             .arg(self.channel_ttl_ms());
-        // A mirror not yet in line (the empty epoch) has seen nothing.
-        if let Some(seen) = seen.filter(|seen| !seen.epoch.is_empty()) {
-            invocation.arg(seen.epoch.as_ref()).arg(seen.offset);
-        }
+        pass_seen(&mut invocation, seen);
         let reply: Vec<String> = self.read(&invocation).await?;
         scripts::decode_snapshot(channel, &reply).ok_or_else(|| unexpected("snapshot"))
     }
@@ -287,6 +284,15 @@ impl Cluster {
             0 => 0,
             ttl => crate::now_ms().saturating_sub(ttl),
         }
+    }
+}
+
+/// Gives a script the position a node saw of the channel as its last two arguments, against
+/// which Redis is checked for lost writes (see [`scripts::SNAPSHOT`]). A mirror not yet in line
+/// (the empty epoch) has seen nothing.
+fn pass_seen(invocation: &mut redis::ScriptInvocation<'_>, seen: Option<&StreamPosition>) {
+    if let Some(seen) = seen.filter(|seen| !seen.epoch.is_empty()) {
+        invocation.arg(seen.epoch.as_ref()).arg(seen.offset);
     }
 }
 

@@ -6,18 +6,20 @@
 //! sorted set: client → expiry, ms). A member of a node that dies without a word disappears
 //! when its expiry passes ([`MEMBER_TTL`]); no `leave` is pushed for it.
 
-use std::{collections::HashMap, sync::Weak, time::Duration};
+use std::{collections::HashMap, hash::BuildHasher, sync::Weak, time::Duration};
 
 use bytes::Bytes;
 use herald_core::ChannelName;
 use tokio::sync::mpsc;
 
 use super::{Cluster, timed};
-use crate::{http::ApiError, presence::Change};
+use crate::{housekeeping::SLICES, http::ApiError, presence::Change};
 
 /// How long a member stays listed without its node refreshing it.
 pub(super) const MEMBER_TTL: Duration = Duration::from_secs(60);
-/// How often a node refreshes its members' expiry.
+/// How often a node refreshes each of its members' expiry: one slice of the channels per
+/// `REFRESH_EVERY / SLICES`, so that the refresh never sends every member's command at once
+/// (they share the connection that publishes).
 const REFRESH_EVERY: Duration = Duration::from_secs(20);
 /// The first byte of a feed payload that carries a join or leave push, not a message.
 pub(super) const PUSH_MARK: u8 = b'!';
@@ -50,14 +52,45 @@ if #expired > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1]) en
 return redis.call('HGETALL', KEYS[1])
 ";
 
-/// The node's own members per channel (client → member JSON), to refresh.
-type Local = HashMap<ChannelName, HashMap<String, String>>;
+/// The node's own members per channel (client → member JSON), to refresh, by slice.
+struct Local {
+    slices: Vec<HashMap<ChannelName, HashMap<String, String>>>,
+    hasher: foldhash::fast::RandomState,
+}
+
+// === impl Local ===
+
+impl Local {
+    fn new() -> Self {
+        Self { slices: (0..SLICES).map(|_| HashMap::new()).collect(), hasher: Default::default() }
+    }
+
+    /// The members of the slice `channel` belongs to.
+    fn slice_of(&mut self, channel: &ChannelName) -> &mut HashMap<ChannelName, HashMap<String, String>> {
+        &mut self.slices[(self.hasher.hash_one(channel) as usize) % SLICES]
+    }
+
+    fn join(&mut self, channel: &ChannelName, client: String, json: String) {
+        self.slice_of(channel).entry(channel.clone()).or_default().insert(client, json);
+    }
+
+    fn leave(&mut self, channel: &ChannelName, client: &str) {
+        let slice = self.slice_of(channel);
+        if let Some(members) = slice.get_mut(channel) {
+            members.remove(client);
+            if members.is_empty() {
+                slice.remove(channel);
+            }
+        }
+    }
+}
 
 /// Writes the broker's presence changes to Redis and refreshes the node's members until the
 /// cluster is dropped.
 pub(super) async fn run(cluster: Weak<Cluster>, mut changes: mpsc::UnboundedReceiver<Change>) {
     let mut local = Local::new();
-    let mut refresh = tokio::time::interval(REFRESH_EVERY);
+    let mut refresh = tokio::time::interval(REFRESH_EVERY / SLICES as u32);
+    let mut slices = (0..SLICES).cycle();
     loop {
         tokio::select! {
             change = changes.recv() => {
@@ -68,11 +101,12 @@ pub(super) async fn run(cluster: Weak<Cluster>, mut changes: mpsc::UnboundedRece
             }
             _ = refresh.tick() => {
                 let Some(c) = cluster.upgrade() else { return };
-                for (channel, members) in &local {
-                    for (client, json) in members {
-                        let _ = join(&c, channel, client, json, "").await;
-                    }
-                }
+                let slice = &local.slices[slices.next().expect("the slices cycle")];
+                let refreshes = slice
+                    .iter()
+                    .flat_map(|(channel, members)| members.iter().map(move |(client, json)| (channel, client, json)))
+                    .map(|(channel, client, json)| join(&c, channel, client, json, ""));
+                futures_util::future::join_all(refreshes).await;
             }
         }
     }
@@ -88,15 +122,10 @@ async fn apply(c: &Cluster, local: &mut Local, change: &Change) -> Result<(), Ap
     };
     if change.joined {
         let json = change.member.to_json().to_string();
-        local.entry(channel.clone()).or_default().insert(client.clone(), json.clone());
+        local.join(channel, client.clone(), json.clone());
         return join(c, channel, &client, &json, &push("join")).await;
     }
-    if let Some(members) = local.get_mut(channel) {
-        members.remove(&client);
-        if members.is_empty() {
-            local.remove(channel);
-        }
-    }
+    local.leave(channel, &client);
     let mut invocation = c.presence_scripts.leave.prepare_invoke();
     invocation
         .key(c.keys.presence_members(channel))
@@ -172,5 +201,22 @@ mod tests {
         assert_eq!(foreign_push(payload.as_bytes(), "n2"), Some(Some(Bytes::from_static(br#"{"type":"join"}"#))));
         assert_eq!(foreign_push(payload.as_bytes(), "n1"), Some(None));
         assert_eq!(foreign_push(b"epoch\n1\n2\n\n3", "n1"), None, "a message payload is not a push");
+    }
+
+    #[test]
+    fn one_cycle_of_refresh_slices_covers_every_member_once_a_slice_at_a_time() {
+        let mut local = Local::new();
+        for i in 0..500 {
+            let channel = ChannelName::new(&format!("room:{i}")).unwrap();
+            local.join(&channel, "c1".into(), "{}".into());
+            local.join(&channel, "c2".into(), "{}".into());
+        }
+        let gone = ChannelName::new("room:0").unwrap();
+        local.leave(&gone, "c1");
+        local.leave(&gone, "c2");
+        let per_slice: Vec<usize> = local.slices.iter().map(|s| s.values().map(HashMap::len).sum()).collect();
+        assert_eq!(per_slice.iter().sum::<usize>(), 998, "each member is in exactly one slice");
+        assert!(per_slice.iter().all(|n| *n < 998 / 4), "no slice refreshes the bulk at once: {per_slice:?}");
+        assert!(local.slices.iter().all(|s| !s.contains_key(&gone)), "a channel whose members left is not refreshed");
     }
 }

@@ -23,11 +23,37 @@ use serde_json::value::RawValue;
 
 use crate::publication::{Message, Publication};
 
+/// The Lua that moves a channel to the epoch `ARGV[1]` when Redis is behind `seen_epoch` /
+/// `seen_offset` (a position a node saw) in that epoch, because it lost writes it had
+/// acknowledged. The move keeps the lineage in the position hash: `prev`, the epoch it took
+/// over from, and `cut`, the last offset of it Redis still has. Positions of `prev` up to `cut`
+/// name the same messages in the new epoch, so they still resume; later ones get a reset.
+/// Expects `epoch` (the current one) and sets it to the new one.
+macro_rules! move_if_behind {
+    () => {
+        r"
+  if seen_epoch and epoch == seen_epoch then
+    local have = redis.call('HGET', KEYS[1], 'offset')
+    if tonumber(have) < tonumber(seen_offset) then
+      redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'prev', epoch, 'cut', have)
+      epoch = ARGV[1]
+    end
+  end"
+    };
+}
+
 /// Assigns the next offset, appends to history (capped by count, and by age: entries older
 /// than `ARGV[9]` leave, and the whole history expires `ARGV[10]` ms after its newest entry),
-/// publishes to the nodes and records the idempotency key — atomically, as one script. Returns `{epoch, offset, duplicate}` (as
-/// strings); a known idempotency key returns its first result with `duplicate` = `"1"`.
-pub(super) const PUBLISH: &str = r"
+/// publishes to the nodes and records the idempotency key — atomically, as one script. Returns
+/// `{epoch, offset, duplicate}` (as strings); a known idempotency key returns its first result
+/// with `duplicate` = `"1"`.
+///
+/// `ARGV[11]` and `ARGV[12]`, when given, are the position the publishing node's mirror holds:
+/// a Redis behind it in that epoch lost acknowledged writes, and the channel moves to the epoch
+/// `ARGV[1]` before the offset is assigned (as in [`SNAPSHOT`]), so that a publish made before
+/// the node's feed has caught up after a Redis restart never reissues a lost offset.
+pub(super) const PUBLISH: &str = concat!(
+    r"
 if KEYS[3] then
   local prev = redis.call('GET', KEYS[3])
   if prev then
@@ -40,6 +66,11 @@ if not epoch then
   epoch = ARGV[1]
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+else
+  local seen_epoch, seen_offset = ARGV[11], ARGV[12]
+",
+    move_if_behind!(),
+    r"
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
 if tonumber(ARGV[5]) > 0 then
@@ -61,30 +92,36 @@ if KEYS[3] then
   redis.call('SET', KEYS[3], epoch .. ':' .. offset, 'PX', ARGV[8])
 end
 return {epoch, tostring(offset), '0'}
-";
+"
+);
 
-/// Reads a channel's position and up to `ARGV[2]` latest history entries, oldest first:
-/// `{epoch, offset, (offset, time, event, data)…}` as strings. A channel unknown to Redis is
+/// Reads a channel's position, its lineage and up to `ARGV[2]` latest history entries, oldest
+/// first: `{epoch, offset, prev, cut, (offset, time, event, data)…}` as strings (`prev` empty
+/// when the epoch took over from none). A channel unknown to Redis is
 /// created at offset 0 in the epoch `ARGV[1]`, so that subscribers and publishers agree on it.
 ///
 /// `ARGV[4]` and `ARGV[5]`, when given, are the position the asking node last saw. A Redis in
 /// that epoch but behind that offset lost writes it had acknowledged (a restart from an AOF
 /// missing its last second, a failover to a replica that lagged) and would issue those offsets
 /// again for other messages: the channel moves to the epoch `ARGV[1]` at the offset Redis has,
-/// atomically, so that every client of the old epoch gets a reset, never someone else's
-/// messages under its old offsets.
-pub(super) const SNAPSHOT: &str = r"
+/// atomically, so that every client of the old epoch past that offset gets a reset, never
+/// someone else's messages under its old offsets (see [`move_if_behind`]).
+pub(super) const SNAPSHOT: &str = concat!(
+    r"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
-elseif ARGV[4] and epoch == ARGV[4] and tonumber(redis.call('HGET', KEYS[1], 'offset')) < tonumber(ARGV[5]) then
-  epoch = ARGV[1]
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
+else
+  local seen_epoch, seen_offset = ARGV[4], ARGV[5]
+",
+    move_if_behind!(),
+    r"
 end
-local out = {epoch, redis.call('HGET', KEYS[1], 'offset')}
+local lineage = redis.call('HMGET', KEYS[1], 'offset', 'prev', 'cut')
+local out = {epoch, lineage[1], lineage[2] or '', lineage[3] or '0'}
 if tonumber(ARGV[2]) > 0 then
   local entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[2])
   for i = #entries, 1, -1 do
@@ -96,7 +133,8 @@ if tonumber(ARGV[2]) > 0 then
   end
 end
 return out
-";
+"
+);
 
 /// `script` with its `PUBLISH` calls made with `command` (`SPUBLISH` on a Redis Cluster).
 pub(super) fn with_publish_command(script: &str, command: &str) -> String {
@@ -167,16 +205,26 @@ pub(super) fn decode_payload(channel: &ChannelName, payload: &[u8]) -> Option<Me
 }
 
 /// Decodes a [`SNAPSHOT`] reply.
+///
+/// Entries up to the lineage's cut were published in the predecessor epoch and carry it.
 pub(super) fn decode_snapshot(channel: &ChannelName, reply: &[String]) -> Option<Snapshot<Message>> {
-    let [epoch, offset, rest @ ..] = reply else { return None };
+    let [epoch, offset, prev, cut, rest @ ..] = reply else { return None };
     let position = StreamPosition { epoch: Arc::from(epoch.as_str()), offset: offset.parse().ok()? };
+    let predecessor = match prev.as_str() {
+        "" => None,
+        prev => Some((Arc::<str>::from(prev), cut.parse().ok()?)),
+    };
     let mut entries = Vec::with_capacity(rest.len() / 4);
     for entry in rest.chunks_exact(4) {
         let [offset, time, event, data] = entry else { return None };
         let (offset, time_ms) = (offset.parse().ok()?, time.parse().ok()?);
-        entries.push((offset, time_ms, message(channel, epoch, offset, time_ms, event, data)?));
+        let published_in = match &predecessor {
+            Some((prev, cut)) if offset <= *cut => prev,
+            _ => &position.epoch,
+        };
+        entries.push((offset, time_ms, message(channel, published_in, offset, time_ms, event, data)?));
     }
-    Some(Snapshot { position, entries })
+    Some(Snapshot { position, entries, predecessor })
 }
 
 fn message(channel: &ChannelName, epoch: &str, offset: u64, time_ms: u64, event: &str, data: &str) -> Option<Message> {

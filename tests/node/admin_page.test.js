@@ -5,7 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import WebSocket from "ws";
-import { launchChromium, startHerald, waitFor } from "./herald.js";
+import { launchChromium, openBrowserPage, startHerald, waitFor } from "./herald.js";
 
 const PASSWORD = "admin-password-for-tests";
 let herald;
@@ -33,10 +33,7 @@ async function subscriber(channel) {
 }
 
 test("admin page: sign in, live figures, the channel list and a publish from the console", async () => {
-  const page = await browser.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(`${herald.base}/admin`);
+  const { page, errors } = await openBrowserPage(browser, `${herald.base}/admin`);
 
   await page.fill("#password", "not the password");
   await page.click("#login-button");

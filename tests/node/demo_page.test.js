@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
-import { launchChromium, startHerald, waitFor } from "./herald.js";
+import { launchChromium, openBrowserPage, startHerald, waitFor } from "./herald.js";
 import { startProxy } from "./proxy.js";
 
 let herald;
@@ -21,10 +21,7 @@ after(async () => {
 
 /** Opens the demo page through `base`; returns the page and the errors it raised. */
 async function openDemo(base, context) {
-  const page = await (context ?? browser).newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(`${base}/`);
+  const { page, errors } = await openBrowserPage(context ?? browser, `${base}/`);
   await page.waitForSelector("#state.on", { timeout: 15_000 });
   return { page, errors };
 }

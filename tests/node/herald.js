@@ -59,3 +59,15 @@ export function launchChromium() {
       "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
 }
+
+/**
+ * Opens `url` in a new page of `target` (a browser or a browser context); returns the page and
+ * `errors`, which collects every uncaught error the page raises (tests assert it stays empty).
+ */
+export async function openBrowserPage(target, url) {
+  const page = await target.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(url);
+  return { page, errors };
+}

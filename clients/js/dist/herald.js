@@ -64,9 +64,40 @@ async function httpHistory(fetchFn, baseUrl, token, channel, options) {
 }
 
 // src/positions.ts
+var SAVE_DELAY_MS = 100;
 var Positions = class {
   constructor() {
     this.byChannel = /* @__PURE__ */ new Map();
+  }
+  /**
+   * Keeps the positions in `storage` under `key` from now on, starting from what is stored
+   * there (positions already held win). Unreadable stored data is ignored.
+   */
+  persistTo(storage2, key) {
+    this.store = { storage: storage2, key };
+    let stored;
+    try {
+      stored = JSON.parse(storage2.getItem(key) ?? "{}");
+    } catch {
+      stored = {};
+    }
+    for (const [channel, p] of Object.entries(stored ?? {})) {
+      const valid = typeof p?.epoch === "string" && Number.isSafeInteger(p.offset) && p.offset >= 0;
+      if (valid && !this.byChannel.has(channel)) this.byChannel.set(channel, { epoch: p.epoch, offset: p.offset });
+    }
+  }
+  /** Writes the positions to storage now (the page is going away). */
+  flush() {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = void 0;
+    if (!this.store) return;
+    try {
+      this.store.storage.setItem(this.store.key, JSON.stringify(Object.fromEntries(this.byChannel)));
+    } catch {
+    }
+  }
+  changed() {
+    if (this.store && this.saveTimer === void 0) this.saveTimer = setTimeout(() => this.flush(), SAVE_DELAY_MS);
   }
   /** The position in `channel`, if the client has one. */
   get(channel) {
@@ -80,11 +111,13 @@ var Positions = class {
     const known = this.byChannel.get(channel);
     if (known && known.epoch === epoch && offset <= known.offset) return "duplicate";
     this.byChannel.set(channel, { epoch, offset });
+    this.changed();
     return "new";
   }
   /** Sets the position outright (a reset, or the starting point of a live subscription). */
   set(channel, position) {
     this.byChannel.set(channel, { epoch: position.epoch, offset: position.offset });
+    this.changed();
   }
   /** Sets the position only when the client has none yet. */
   setIfAbsent(channel, position) {
@@ -93,6 +126,7 @@ var Positions = class {
   /** Forgets `channel`. */
   delete(channel) {
     this.byChannel.delete(channel);
+    this.changed();
   }
   /**
    * The SSE / long-poll cursor for `channels`: `channel~epoch~offset` joined by `,` (the form
@@ -117,23 +151,6 @@ function parseCursor(cursor) {
     if (channel && epoch && Number.isSafeInteger(offset) && offset >= 0) out.set(channel, { epoch, offset });
   }
   return out;
-}
-
-// src/token.ts
-function tokenExpiry(token) {
-  const payload = token.split(".")[1];
-  if (!payload) return void 0;
-  try {
-    const json = atob(payload.replace(/-/g, "+").replace(/_/g, "/"));
-    const exp = JSON.parse(json).exp;
-    return typeof exp === "number" ? exp * 1e3 : void 0;
-  } catch {
-    return void 0;
-  }
-}
-function refreshDelay(expiresAt, now) {
-  const left = expiresAt - now;
-  return Math.max(0, left - Math.min(3e4, left / 2));
 }
 
 // src/transports/stream_request.ts
@@ -213,6 +230,125 @@ async function refusal(response, opened) {
   return { code: status, reason, reconnect, opened, error };
 }
 
+// src/probe.ts
+function probe(name, ctx, channel) {
+  switch (name) {
+    case "websocket":
+      return probeWebSocket(ctx);
+    case "sse":
+      return channel ? probeSse(ctx, channel) : Promise.resolve(false);
+    default:
+      return Promise.resolve(false);
+  }
+}
+function probeWebSocket(ctx) {
+  const WebSocketImpl = ctx.WebSocket;
+  if (!WebSocketImpl) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const url = new URL("/ws", ctx.baseUrl.replace(/^http/, "ws"));
+    if (ctx.token) url.searchParams.set("token", ctx.token);
+    let socket;
+    try {
+      socket = new WebSocketImpl(url.toString());
+    } catch {
+      resolve(false);
+      return;
+    }
+    const done = (works) => {
+      clearTimeout(timer);
+      socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
+      try {
+        socket.close(1e3);
+      } catch {
+      }
+      resolve(works);
+    };
+    const timer = setTimeout(() => done(false), ctx.connectTimeout + ctx.deliveryTimeout);
+    socket.onopen = () => socket.send(JSON.stringify({ id: 1, op: "unsubscribe", channel: "herald-probe" }));
+    socket.onmessage = () => done(true);
+    socket.onclose = () => done(false);
+  });
+}
+async function probeSse(ctx, channel) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), ctx.connectTimeout + ctx.deliveryTimeout);
+  const channels = new Map([channel]);
+  try {
+    const response = await ctx.fetch(streamUrl(ctx, "/sse", channels, formatCursor(channels)), {
+      signal: controller.signal,
+      headers: { accept: "text/event-stream" }
+    });
+    if (!response.ok || !response.body) return false;
+    const { value, done } = await response.body.getReader().read();
+    return !done && value !== void 0 && value.length > 0;
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+    controller.abort();
+  }
+}
+
+// src/transport_memory.ts
+var NAMES = ["websocket", "sse", "polling"];
+var workedOnThisPage = /* @__PURE__ */ new Map();
+var TransportMemory = class {
+  constructor(baseUrl, mode) {
+    this.baseUrl = baseUrl;
+    this.mode = mode;
+    this.key = `herald:transport:${baseUrl}`;
+  }
+  /** The transport that worked last, if any is remembered. */
+  get() {
+    if (this.mode === "none") return void 0;
+    const here = workedOnThisPage.get(this.baseUrl);
+    if (here || this.mode !== "session") return here;
+    const stored = sessionStore()?.getItem(this.key);
+    return NAMES.find((name) => name === stored);
+  }
+  /** `name` worked. */
+  set(name) {
+    if (this.mode === "none") return;
+    workedOnThisPage.set(this.baseUrl, name);
+    if (this.mode === "session") sessionStore()?.setItem(this.key, name);
+  }
+  /** What was remembered no longer works: start from the top again. */
+  forget() {
+    workedOnThisPage.delete(this.baseUrl);
+    if (this.mode === "session") sessionStore()?.removeItem(this.key);
+  }
+};
+function sessionStore() {
+  return storage("sessionStorage");
+}
+function localStore() {
+  return storage("localStorage");
+}
+function storage(name) {
+  try {
+    return globalThis[name];
+  } catch {
+    return void 0;
+  }
+}
+
+// src/token.ts
+function tokenExpiry(token) {
+  const payload = token.split(".")[1];
+  if (!payload) return void 0;
+  try {
+    const json = atob(payload.replace(/-/g, "+").replace(/_/g, "/"));
+    const exp = JSON.parse(json).exp;
+    return typeof exp === "number" ? exp * 1e3 : void 0;
+  } catch {
+    return void 0;
+  }
+}
+function refreshDelay(expiresAt, now) {
+  const left = expiresAt - now;
+  return Math.max(0, left - Math.min(3e4, left / 2));
+}
+
 // src/transports/polling.ts
 var PollingTransport = class extends RequestTransport {
   constructor() {
@@ -252,8 +388,6 @@ var PollingTransport = class extends RequestTransport {
       }
       if (!current()) return;
       this.markOpen(generation);
-      for (const reset of answer.resets) this.events.reset(reset);
-      for (const message of answer.messages) this.events.message(message);
       if (unreported) {
         unreported = false;
         const positions = parseCursor(answer.cursor);
@@ -264,6 +398,8 @@ var PollingTransport = class extends RequestTransport {
           this.events.subscribed(channel, at, recovered);
         }
       }
+      for (const reset of answer.resets) this.events.reset(reset);
+      for (const message of answer.messages) this.events.message(message);
       cursor = answer.cursor;
     }
   }
@@ -328,6 +464,7 @@ var SseTransport = class extends RequestTransport {
   }
   stopped() {
     clearTimeout(this.deadTimer);
+    clearTimeout(this.deliveryTimer);
   }
   async run(generation) {
     const controller = new AbortController();
@@ -353,8 +490,12 @@ var SseTransport = class extends RequestTransport {
       if (current()) this.end(info.code, info.reason, info.reconnect, info.error);
       return;
     }
-    this.markOpen(generation);
-    this.alive(controller);
+    clearTimeout(this.deliveryTimer);
+    this.deliveryTimer = setTimeout(() => {
+      if (!current()) return;
+      controller.abort();
+      this.end(0, "the event stream sent nothing after its headers: a proxy may buffer it", true);
+    }, this.ctx.deliveryTimeout);
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     const parser = new SseParser();
     let first = true;
@@ -363,6 +504,10 @@ var SseTransport = class extends RequestTransport {
         const { value, done } = await reader.read();
         if (!current()) return;
         if (done) break;
+        if (first) {
+          clearTimeout(this.deliveryTimer);
+          this.markOpen(generation);
+        }
         this.alive(controller);
         for (const block of parser.push(value)) {
           if (block.data === void 0) {
@@ -410,6 +555,9 @@ var WebSocketTransport = class {
     this.ctx = ctx;
     this.events = events;
     this.name = "websocket";
+    /** The upgrade went through. */
+    this.socketOpen = false;
+    /** The server answered over it: the connection delivers. */
     this.opened = false;
     this.ended = false;
     this.nextId = 1;
@@ -436,14 +584,21 @@ var WebSocketTransport = class {
     this.connectTimer = setTimeout(() => this.fail("the WebSocket did not open in time"), this.ctx.connectTimeout);
     socket.onopen = () => {
       clearTimeout(this.connectTimer);
-      this.opened = true;
+      this.socketOpen = true;
       this.alive();
-      this.events.open();
+      if (this.channels.size === 0) {
+        this.delivers();
+        return;
+      }
       for (const [channel, since] of this.channels) this.sendSubscribe(channel, since);
-      if (this.ctx.token) this.scheduleRefresh(this.ctx.token);
+      this.deliveryTimer = setTimeout(
+        () => this.fail("the WebSocket opened but the server's answers never came through"),
+        this.ctx.deliveryTimeout
+      );
     };
     socket.onmessage = (event) => {
       this.alive();
+      this.delivers();
       if (typeof event.data === "string") this.handle(event.data);
     };
     socket.onclose = (event) => {
@@ -458,7 +613,7 @@ var WebSocketTransport = class {
   setChannels(channels) {
     const before = this.channels;
     this.channels = new Map(channels);
-    if (!this.opened || this.ended) return;
+    if (!this.socketOpen || this.ended) return;
     for (const [channel, since] of channels) if (!before.has(channel)) this.sendSubscribe(channel, since);
     for (const channel of before.keys()) {
       if (!channels.has(channel)) this.send({ op: "unsubscribe", channel }, { channel, kind: "other" });
@@ -486,6 +641,14 @@ var WebSocketTransport = class {
       } catch {
       }
     }
+  }
+  /** The server is heard over the socket: the connection opens (once). */
+  delivers() {
+    if (this.opened || this.ended) return;
+    clearTimeout(this.deliveryTimer);
+    this.opened = true;
+    this.events.open();
+    if (this.ctx.token) this.scheduleRefresh(this.ctx.token);
   }
   /** Renews `token` with a fresh one (`auth`) before it expires, keeping the connection. */
   scheduleRefresh(token) {
@@ -593,6 +756,7 @@ var WebSocketTransport = class {
     clearTimeout(this.deadTimer);
     clearTimeout(this.refreshTimer);
     clearTimeout(this.connectTimer);
+    clearTimeout(this.deliveryTimer);
     for (const pending of this.pending.values()) {
       pending.reject?.(new HeraldError("closed", `the connection closed before the reply: ${reason}`));
     }
@@ -626,6 +790,8 @@ var Herald = class {
       connected: /* @__PURE__ */ new Set(),
       disconnected: /* @__PURE__ */ new Set()
     };
+    /** The index in `transports` of the current (or last tried) transport. */
+    this.currentIndex = 0;
     this.stateValue = "idle";
     this.attempt = 0;
     /** When the current connection opened, and whether the server has said anything since. */
@@ -637,12 +803,17 @@ var Herald = class {
     this.held = false;
     this.onOnline = () => this.reconnectNow();
     this.onOffline = () => this.dropConnection("the browser went offline");
+    this.onPageHide = () => this.positions.flush();
     this.baseUrl = url.replace(/\/+$/, "");
     this.transports = options.transports?.length ? [...options.transports] : ["websocket", "sse", "polling"];
     this.backoff = { minDelay: options.minReconnectDelay ?? 500, maxDelay: options.maxReconnectDelay ?? 2e4 };
+    this.memory = new TransportMemory(this.baseUrl, options.rememberTransport ?? "page");
+    const store = { session: sessionStore, local: localStore, none: () => void 0 }[options.persistPositions ?? "none"]();
+    if (store) this.positions.persistTo(store, `herald:positions:${this.baseUrl}`);
     const target = globalThis;
     target.addEventListener?.("online", this.onOnline);
     target.addEventListener?.("offline", this.onOffline);
+    target.addEventListener?.("pagehide", this.onPageHide);
   }
   /** The connection state. */
   get state() {
@@ -658,14 +829,18 @@ var Herald = class {
     set.add(listener);
     return () => set.delete(listener);
   }
-  /** Subscribes to `channel`. One subscription per channel per client. */
+  /**
+   * Subscribes to `channel`, in any state: at once when connected or connecting, else with the
+   * next connection (the client connects if it was idle). One subscription per channel per
+   * client.
+   */
   subscribe(channel, handlers = {}) {
     if (this.stateValue === "closed") throw new HeraldError("closed", "the client is closed");
     if (this.subscriptions.has(channel)) throw new HeraldError("already_subscribed", `already subscribed to ${channel}`);
     const subscription = new Subscription(channel, handlers, this);
     this.subscriptions.set(channel, subscription);
-    if (this.stateValue === "connected") this.current?.setChannels(this.channelPositions());
-    else this.startIfIdle();
+    this.channelsChanged();
+    this.startIfIdle();
     return subscription;
   }
   /**
@@ -697,7 +872,7 @@ var Herald = class {
     this.refusal = void 0;
     this.held = false;
     this.attempt = 0;
-    void this.tryTransport(0);
+    void this.tryTransport(this.startIndex());
   }
   startIfIdle() {
     if (this.stateValue === "idle") this.connect();
@@ -709,6 +884,7 @@ var Herald = class {
   disconnect() {
     if (this.stateValue === "closed" || this.stateValue === "idle") return;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.probeTimer);
     this.generation++;
     this.held = true;
     this.current?.close();
@@ -723,6 +899,7 @@ var Herald = class {
   setTransports(transports) {
     if (transports.length === 0) throw new HeraldError("bad_option", "name at least one transport");
     this.transports = [...transports];
+    this.memory.forget();
     if (this.stateValue === "connected" || this.stateValue === "connecting" || this.stateValue === "disconnected" && !this.held) {
       clearTimeout(this.retryTimer);
       this.current?.close();
@@ -736,49 +913,63 @@ var Herald = class {
     if (this.stateValue === "closed") return;
     this.stateValue = "closed";
     clearTimeout(this.retryTimer);
+    clearTimeout(this.probeTimer);
     this.current?.close();
     this.current = void 0;
     this.rejectQueue(new HeraldError("closed", "the client was closed"));
+    this.positions.flush();
     const target = globalThis;
     target.removeEventListener?.("online", this.onOnline);
     target.removeEventListener?.("offline", this.onOffline);
+    target.removeEventListener?.("pagehide", this.onPageHide);
   }
   /** @internal */
   unsubscribeChannel(subscription) {
     if (this.subscriptions.get(subscription.channel) !== subscription) return;
     this.subscriptions.delete(subscription.channel);
     this.positions.delete(subscription.channel);
-    if (this.stateValue === "connected") this.current?.setChannels(this.channelPositions());
+    this.channelsChanged();
+  }
+  /**
+   * The subscribed set changed: a running transport (connected, or still connecting) takes the
+   * new set now; otherwise the next connection starts with it.
+   */
+  channelsChanged() {
+    if (this.stateValue === "connected" || this.stateValue === "connecting") this.current?.setChannels(this.channelPositions());
+  }
+  /** Where a connection attempt starts: the transport that worked last, else the first. */
+  startIndex() {
+    const remembered = this.memory.get();
+    const index = remembered ? this.transports.indexOf(remembered) : -1;
+    return Math.max(index, 0);
   }
   channelPositions() {
     const map = /* @__PURE__ */ new Map();
     for (const channel of this.subscriptions.keys()) map.set(channel, this.positions.get(channel));
     return map;
   }
-  async tryTransport(index) {
+  /**
+   * Connects over `transports[index]`. An attempt goes round the list once from `cycleStart`
+   * (the remembered transport, usually), so that the one that worked is tried first while the
+   * others are still tried when it stopped working.
+   */
+  async tryTransport(index, cycleStart = index) {
     if (this.stateValue === "closed") return;
     const name = this.transports[index];
     const generation = ++this.generation;
+    this.currentIndex = index;
+    clearTimeout(this.probeTimer);
     this.stateValue = "connecting";
     this.emit("connecting", { transport: name });
     let token;
     try {
       token = await this.token();
     } catch (e) {
-      this.closed(void 0, index, { code: 0, reason: `getToken failed: ${String(e)}`, reconnect: true, opened: false });
+      this.closed(void 0, index, cycleStart, { code: 0, reason: `getToken failed: ${String(e)}`, reconnect: true, opened: false });
       return;
     }
     if (this.stateValue !== "connecting" || generation !== this.generation) return;
-    const context = {
-      baseUrl: this.baseUrl,
-      token,
-      refreshToken: this.options.getToken ? () => this.token() : void 0,
-      heartbeatTimeout: this.options.heartbeatTimeout ?? 35e3,
-      pollTimeout: this.options.pollTimeout ?? 25,
-      connectTimeout: this.options.connectTimeout ?? 1e4,
-      WebSocket: this.options.WebSocket ?? globalThis.WebSocket,
-      fetch: this.fetchFn()
-    };
+    const context = this.context(token);
     let transport;
     const current = () => transport !== void 0 && transport === this.current ? transport : void 0;
     const events = {
@@ -809,18 +1000,33 @@ var Herald = class {
       },
       close: (info) => {
         const t = current();
-        if (t) this.closed(t, index, info);
+        if (t) this.closed(t, index, cycleStart, info);
       }
     };
     transport = createTransport(name, context, events);
     this.current = transport;
     transport.connect(this.channelPositions());
   }
+  context(token) {
+    return {
+      baseUrl: this.baseUrl,
+      token,
+      refreshToken: this.options.getToken ? () => this.token() : void 0,
+      heartbeatTimeout: this.options.heartbeatTimeout ?? 35e3,
+      pollTimeout: this.options.pollTimeout ?? 25,
+      connectTimeout: this.options.connectTimeout ?? 1e4,
+      deliveryTimeout: this.options.deliveryTimeout ?? 5e3,
+      WebSocket: this.options.WebSocket ?? globalThis.WebSocket,
+      fetch: this.fetchFn()
+    };
+  }
   opened(transport) {
     this.openedAt = Date.now();
     this.heard = false;
     this.stateValue = "connected";
     this.attempt = 0;
+    this.memory.set(transport.name);
+    this.scheduleProbe();
     this.emit("connected", { transport: transport.name });
     for (const queued of this.queue.splice(0)) {
       transport.publish(queued.channel, queued.data, queued.event).then(queued.resolve, queued.reject);
@@ -832,16 +1038,17 @@ var Herald = class {
     if (this.positions.arrive(envelope.channel, envelope.epoch, envelope.offset) === "duplicate") return;
     subscription.handlers.onMessage?.(envelope.data, envelope);
   }
-  closed(transport, index, info) {
+  closed(transport, index, cycleStart, info) {
     if (transport) this.current = void 0;
     if (this.stateValue === "closed") return;
     const flapped = info.opened && !this.heard && Date.now() - this.openedAt < FLAP_WINDOW_MS;
-    if ((!info.opened || flapped) && info.reconnect && index + 1 < this.transports.length) {
+    const next = (index + 1) % this.transports.length;
+    if ((!info.opened || flapped) && info.reconnect && next !== cycleStart) {
       if (flapped) {
         this.stateValue = "disconnected";
         this.emit("disconnected", { code: info.code, reason: info.reason, reconnect: true });
       }
-      void this.tryTransport(index + 1);
+      void this.tryTransport(next, cycleStart);
       return;
     }
     this.stateValue = "disconnected";
@@ -859,12 +1066,47 @@ var Herald = class {
     clearTimeout(this.retryTimer);
     const delay = backoffDelay(this.attempt++, this.backoff);
     this.retryTimer = setTimeout(() => {
-      if (this.stateValue === "disconnected") void this.tryTransport(0);
+      if (this.stateValue === "disconnected") void this.tryTransport(this.startIndex());
     }, delay);
+  }
+  /**
+   * On a fallback transport, checks the better ones every `probeInterval`; the first that
+   * delivers is remembered and the client moves to it (its positions recover what is published
+   * during the move). The working connection stays until then.
+   */
+  scheduleProbe() {
+    clearTimeout(this.probeTimer);
+    const every = this.options.probeInterval ?? 6e4;
+    const index = this.currentIndex;
+    if (index === 0 || every <= 0) return;
+    const generation = this.generation;
+    const stillHere = () => generation === this.generation && this.stateValue === "connected";
+    this.probeTimer = setTimeout(async () => {
+      const [first] = this.channelPositions();
+      for (let better = 0; better < index && stillHere(); better++) {
+        const name = this.transports[better];
+        let works = false;
+        try {
+          works = await probe(name, this.context(await this.token()), first);
+        } catch {
+          works = false;
+        }
+        if (works && stillHere()) {
+          this.memory.set(name);
+          this.current?.close();
+          this.current = void 0;
+          this.attempt = 0;
+          void this.tryTransport(better);
+          return;
+        }
+      }
+      if (stillHere()) this.scheduleProbe();
+    }, every);
   }
   /** Drops the connection (the browser went offline); a reconnect follows. */
   dropConnection(reason) {
     if (this.stateValue !== "connected" && this.stateValue !== "connecting") return;
+    clearTimeout(this.probeTimer);
     this.current?.close();
     this.current = void 0;
     this.stateValue = "disconnected";
@@ -876,7 +1118,7 @@ var Herald = class {
     if (this.stateValue !== "disconnected" || this.held || this.refusal) return;
     clearTimeout(this.retryTimer);
     this.attempt = 0;
-    void this.tryTransport(0);
+    void this.tryTransport(this.startIndex());
   }
   rejectQueue(error) {
     for (const queued of this.queue.splice(0)) queued.reject(error);

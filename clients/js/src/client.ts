@@ -1,13 +1,17 @@
 /**
- * The client: one API over three transports. It picks the first transport that connects (in the
- * configured order, trying the next at once when one fails), reconnects with full-jitter
- * backoff, keeps every channel's position across reconnects and transport switches, and hands
- * each message to the application exactly once — or says explicitly that it cannot (a reset).
+ * The client: one API over three transports. It picks the first transport that delivers (in
+ * the configured order, trying the next at once when one fails or opens without delivering),
+ * remembers it for the next reconnect, checks better ones in the background, reconnects with
+ * full-jitter backoff, keeps every channel's position across reconnects and transport switches
+ * (and, when asked, across reloads), and hands each message to the application exactly once —
+ * or says explicitly that it cannot (a reset).
  */
 
 import { backoffDelay, type BackoffOptions } from "./backoff.js";
 import { httpHistory, type History } from "./http.js";
 import { Positions, type Position } from "./positions.js";
+import { probe } from "./probe.js";
+import { localStore, sessionStore, TransportMemory, type RememberTransport } from "./transport_memory.js";
 import { PollingTransport } from "./transports/polling.js";
 import { SseTransport } from "./transports/sse.js";
 import { WebSocketTransport } from "./transports/websocket.js";
@@ -39,6 +43,30 @@ export interface HeraldOptions {
   heartbeatTimeout?: number;
   /** A transport that has not connected after this long has failed, ms. Default 10 000. */
   connectTimeout?: number;
+  /**
+   * A transport that connected but delivered nothing for this long (an SSE stream whose first
+   * bytes never come, a WebSocket that never answers a subscribe: a buffering proxy) has
+   * failed, and the next one is tried at once, ms. Default 5 000.
+   */
+  deliveryTimeout?: number;
+  /**
+   * Remembers the transport that worked, so that reconnects start with it: for the page
+   * (`"page"`, the default), also in `sessionStorage` (`"session"`: a reload starts with it
+   * too), or not at all (`"none"`).
+   */
+  rememberTransport?: RememberTransport;
+  /**
+   * While on a fallback transport, how often the better ones are checked in the background
+   * (the working connection stays until one delivers; then the client moves to it), ms.
+   * Default 60 000; 0 never checks.
+   */
+  probeInterval?: number;
+  /**
+   * Keeps channel positions in `sessionStorage` (`"session"`) or `localStorage` (`"local"`),
+   * so that a reloaded or reopened page gets what it missed (within history) instead of
+   * starting from now. Default `"none"`.
+   */
+  persistPositions?: "session" | "local" | "none";
   /** How long a long poll asks the server to wait, seconds. Default 25. */
   pollTimeout?: number;
   /** Publishes held while disconnected; one more is rejected with `queue_full`. Default 100. */
@@ -116,6 +144,10 @@ export class Herald {
     disconnected: new Set(),
   };
   private current: Transport | undefined;
+  /** The index in `transports` of the current (or last tried) transport. */
+  private currentIndex = 0;
+  private readonly memory: TransportMemory;
+  private probeTimer: ReturnType<typeof setTimeout> | undefined;
   private stateValue: ConnectionState = "idle";
   private attempt = 0;
   /** When the current connection opened, and whether the server has said anything since. */
@@ -130,6 +162,7 @@ export class Herald {
   private held = false;
   private readonly onOnline = () => this.reconnectNow();
   private readonly onOffline = () => this.dropConnection("the browser went offline");
+  private readonly onPageHide = () => this.positions.flush();
 
   /** A client for the server at `url` (`http(s)://host:port`). It connects on first use. */
   constructor(
@@ -139,9 +172,13 @@ export class Herald {
     this.baseUrl = url.replace(/\/+$/, "");
     this.transports = options.transports?.length ? [...options.transports] : ["websocket", "sse", "polling"];
     this.backoff = { minDelay: options.minReconnectDelay ?? 500, maxDelay: options.maxReconnectDelay ?? 20_000 };
+    this.memory = new TransportMemory(this.baseUrl, options.rememberTransport ?? "page");
+    const store = { session: sessionStore, local: localStore, none: () => undefined }[options.persistPositions ?? "none"]();
+    if (store) this.positions.persistTo(store, `herald:positions:${this.baseUrl}`);
     const target = globalThis as { addEventListener?: (type: string, listener: () => void) => void };
     target.addEventListener?.("online", this.onOnline);
     target.addEventListener?.("offline", this.onOffline);
+    target.addEventListener?.("pagehide", this.onPageHide);
   }
 
   /** The connection state. */
@@ -161,14 +198,18 @@ export class Herald {
     return () => set.delete(listener);
   }
 
-  /** Subscribes to `channel`. One subscription per channel per client. */
+  /**
+   * Subscribes to `channel`, in any state: at once when connected or connecting, else with the
+   * next connection (the client connects if it was idle). One subscription per channel per
+   * client.
+   */
   subscribe<T = unknown>(channel: string, handlers: SubscriptionHandlers<T> = {}): Subscription<T> {
     if (this.stateValue === "closed") throw new HeraldError("closed", "the client is closed");
     if (this.subscriptions.has(channel)) throw new HeraldError("already_subscribed", `already subscribed to ${channel}`);
     const subscription = new Subscription<T>(channel, handlers, this);
     this.subscriptions.set(channel, subscription as unknown as Subscription<never>);
-    if (this.stateValue === "connected") this.current?.setChannels(this.channelPositions());
-    else this.startIfIdle();
+    this.channelsChanged();
+    this.startIfIdle();
     return subscription;
   }
 
@@ -203,7 +244,7 @@ export class Herald {
     this.refusal = undefined;
     this.held = false;
     this.attempt = 0;
-    void this.tryTransport(0);
+    void this.tryTransport(this.startIndex());
   }
 
   private startIfIdle(): void {
@@ -217,6 +258,7 @@ export class Herald {
   disconnect(): void {
     if (this.stateValue === "closed" || this.stateValue === "idle") return;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.probeTimer);
     this.generation++;
     this.held = true;
     this.current?.close();
@@ -232,6 +274,7 @@ export class Herald {
   setTransports(transports: TransportName[]): void {
     if (transports.length === 0) throw new HeraldError("bad_option", "name at least one transport");
     this.transports = [...transports];
+    this.memory.forget();
     if (this.stateValue === "connected" || this.stateValue === "connecting" || (this.stateValue === "disconnected" && !this.held)) {
       clearTimeout(this.retryTimer);
       this.current?.close();
@@ -246,12 +289,15 @@ export class Herald {
     if (this.stateValue === "closed") return;
     this.stateValue = "closed";
     clearTimeout(this.retryTimer);
+    clearTimeout(this.probeTimer);
     this.current?.close();
     this.current = undefined;
     this.rejectQueue(new HeraldError("closed", "the client was closed"));
+    this.positions.flush();
     const target = globalThis as { removeEventListener?: (type: string, listener: () => void) => void };
     target.removeEventListener?.("online", this.onOnline);
     target.removeEventListener?.("offline", this.onOffline);
+    target.removeEventListener?.("pagehide", this.onPageHide);
   }
 
   /** @internal */
@@ -259,7 +305,22 @@ export class Herald {
     if (this.subscriptions.get(subscription.channel) !== subscription) return;
     this.subscriptions.delete(subscription.channel);
     this.positions.delete(subscription.channel);
-    if (this.stateValue === "connected") this.current?.setChannels(this.channelPositions());
+    this.channelsChanged();
+  }
+
+  /**
+   * The subscribed set changed: a running transport (connected, or still connecting) takes the
+   * new set now; otherwise the next connection starts with it.
+   */
+  private channelsChanged(): void {
+    if (this.stateValue === "connected" || this.stateValue === "connecting") this.current?.setChannels(this.channelPositions());
+  }
+
+  /** Where a connection attempt starts: the transport that worked last, else the first. */
+  private startIndex(): number {
+    const remembered = this.memory.get();
+    const index = remembered ? this.transports.indexOf(remembered) : -1;
+    return Math.max(index, 0);
   }
 
   private channelPositions(): Map<string, Position | undefined> {
@@ -268,30 +329,28 @@ export class Herald {
     return map;
   }
 
-  private async tryTransport(index: number): Promise<void> {
+  /**
+   * Connects over `transports[index]`. An attempt goes round the list once from `cycleStart`
+   * (the remembered transport, usually), so that the one that worked is tried first while the
+   * others are still tried when it stopped working.
+   */
+  private async tryTransport(index: number, cycleStart = index): Promise<void> {
     if (this.stateValue === "closed") return;
     const name = this.transports[index] as TransportName;
     const generation = ++this.generation;
+    this.currentIndex = index;
+    clearTimeout(this.probeTimer);
     this.stateValue = "connecting";
     this.emit("connecting", { transport: name });
     let token: string | undefined;
     try {
       token = await this.token();
     } catch (e) {
-      this.closed(undefined, index, { code: 0, reason: `getToken failed: ${String(e)}`, reconnect: true, opened: false });
+      this.closed(undefined, index, cycleStart, { code: 0, reason: `getToken failed: ${String(e)}`, reconnect: true, opened: false });
       return;
     }
     if (this.stateValue !== "connecting" || generation !== this.generation) return;
-    const context: TransportContext = {
-      baseUrl: this.baseUrl,
-      token,
-      refreshToken: this.options.getToken ? () => this.token() : undefined,
-      heartbeatTimeout: this.options.heartbeatTimeout ?? 35_000,
-      pollTimeout: this.options.pollTimeout ?? 25,
-      connectTimeout: this.options.connectTimeout ?? 10_000,
-      WebSocket: this.options.WebSocket ?? (globalThis as { WebSocket?: typeof WebSocket }).WebSocket,
-      fetch: this.fetchFn(),
-    };
+    const context = this.context(token);
     // Events of a transport that is no longer the current one are ignored.
     let transport: Transport | undefined;
     const current = (): Transport | undefined => (transport !== undefined && transport === this.current ? transport : undefined);
@@ -323,7 +382,7 @@ export class Herald {
       },
       close: (info) => {
         const t = current();
-        if (t) this.closed(t, index, info);
+        if (t) this.closed(t, index, cycleStart, info);
       },
     };
     transport = createTransport(name, context, events);
@@ -331,11 +390,27 @@ export class Herald {
     transport.connect(this.channelPositions());
   }
 
+  private context(token: string | undefined): TransportContext {
+    return {
+      baseUrl: this.baseUrl,
+      token,
+      refreshToken: this.options.getToken ? () => this.token() : undefined,
+      heartbeatTimeout: this.options.heartbeatTimeout ?? 35_000,
+      pollTimeout: this.options.pollTimeout ?? 25,
+      connectTimeout: this.options.connectTimeout ?? 10_000,
+      deliveryTimeout: this.options.deliveryTimeout ?? 5_000,
+      WebSocket: this.options.WebSocket ?? (globalThis as { WebSocket?: typeof WebSocket }).WebSocket,
+      fetch: this.fetchFn(),
+    };
+  }
+
   private opened(transport: Transport): void {
     this.openedAt = Date.now();
     this.heard = false;
     this.stateValue = "connected";
     this.attempt = 0;
+    this.memory.set(transport.name);
+    this.scheduleProbe();
     this.emit("connected", { transport: transport.name });
     for (const queued of this.queue.splice(0)) {
       transport.publish(queued.channel, queued.data, queued.event).then(queued.resolve, queued.reject);
@@ -349,17 +424,18 @@ export class Herald {
     subscription.handlers.onMessage?.(envelope.data as never, envelope as Envelope<never>);
   }
 
-  private closed(transport: Transport | undefined, index: number, info: CloseInfo): void {
+  private closed(transport: Transport | undefined, index: number, cycleStart: number, info: CloseInfo): void {
     if (transport) this.current = undefined;
     if (this.stateValue === "closed") return;
     const flapped = info.opened && !this.heard && Date.now() - this.openedAt < FLAP_WINDOW_MS;
-    if ((!info.opened || flapped) && info.reconnect && index + 1 < this.transports.length) {
+    const next = (index + 1) % this.transports.length;
+    if ((!info.opened || flapped) && info.reconnect && next !== cycleStart) {
       // This transport cannot connect (or stay connected) here: the next one, at once.
       if (flapped) {
         this.stateValue = "disconnected";
         this.emit("disconnected", { code: info.code, reason: info.reason, reconnect: true });
       }
-      void this.tryTransport(index + 1);
+      void this.tryTransport(next, cycleStart);
       return;
     }
     this.stateValue = "disconnected";
@@ -380,13 +456,49 @@ export class Herald {
     clearTimeout(this.retryTimer);
     const delay = backoffDelay(this.attempt++, this.backoff);
     this.retryTimer = setTimeout(() => {
-      if (this.stateValue === "disconnected") void this.tryTransport(0);
+      if (this.stateValue === "disconnected") void this.tryTransport(this.startIndex());
     }, delay);
+  }
+
+  /**
+   * On a fallback transport, checks the better ones every `probeInterval`; the first that
+   * delivers is remembered and the client moves to it (its positions recover what is published
+   * during the move). The working connection stays until then.
+   */
+  private scheduleProbe(): void {
+    clearTimeout(this.probeTimer);
+    const every = this.options.probeInterval ?? 60_000;
+    const index = this.currentIndex;
+    if (index === 0 || every <= 0) return;
+    const generation = this.generation;
+    const stillHere = () => generation === this.generation && this.stateValue === "connected";
+    this.probeTimer = setTimeout(async () => {
+      const [first] = this.channelPositions();
+      for (let better = 0; better < index && stillHere(); better++) {
+        const name = this.transports[better] as TransportName;
+        let works = false;
+        try {
+          works = await probe(name, this.context(await this.token()), first);
+        } catch {
+          works = false;
+        }
+        if (works && stillHere()) {
+          this.memory.set(name);
+          this.current?.close();
+          this.current = undefined;
+          this.attempt = 0;
+          void this.tryTransport(better);
+          return;
+        }
+      }
+      if (stillHere()) this.scheduleProbe();
+    }, every);
   }
 
   /** Drops the connection (the browser went offline); a reconnect follows. */
   private dropConnection(reason: string): void {
     if (this.stateValue !== "connected" && this.stateValue !== "connecting") return;
+    clearTimeout(this.probeTimer);
     this.current?.close();
     this.current = undefined;
     this.stateValue = "disconnected";
@@ -399,7 +511,7 @@ export class Herald {
     if (this.stateValue !== "disconnected" || this.held || this.refusal) return;
     clearTimeout(this.retryTimer);
     this.attempt = 0;
-    void this.tryTransport(0);
+    void this.tryTransport(this.startIndex());
   }
 
   private rejectQueue(error: HeraldError): void {

@@ -17,9 +17,51 @@ export interface Position {
 /** What a message means for the bookkeeping. */
 export type Arrival = "new" | "duplicate";
 
-/** Positions by channel. */
+/** How long changes wait before they are written to storage (a burst is written once), ms. */
+const SAVE_DELAY_MS = 100;
+
+/**
+ * Positions by channel. With [`persistTo`](Positions.persistTo) they also live in a `Storage`
+ * (a reloaded page resumes from them); changes are written within 100 ms and at `flush()`.
+ */
 export class Positions {
   private readonly byChannel = new Map<string, Position>();
+  private store: { storage: Storage; key: string } | undefined;
+  private saveTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /**
+   * Keeps the positions in `storage` under `key` from now on, starting from what is stored
+   * there (positions already held win). Unreadable stored data is ignored.
+   */
+  persistTo(storage: Storage, key: string): void {
+    this.store = { storage, key };
+    let stored: unknown;
+    try {
+      stored = JSON.parse(storage.getItem(key) ?? "{}");
+    } catch {
+      stored = {};
+    }
+    for (const [channel, p] of Object.entries((stored ?? {}) as Record<string, Partial<Position>>)) {
+      const valid = typeof p?.epoch === "string" && Number.isSafeInteger(p.offset) && (p.offset as number) >= 0;
+      if (valid && !this.byChannel.has(channel)) this.byChannel.set(channel, { epoch: p.epoch as string, offset: p.offset as number });
+    }
+  }
+
+  /** Writes the positions to storage now (the page is going away). */
+  flush(): void {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
+    if (!this.store) return;
+    try {
+      this.store.storage.setItem(this.store.key, JSON.stringify(Object.fromEntries(this.byChannel)));
+    } catch {
+      // Storage full or denied: positions still hold for this page.
+    }
+  }
+
+  private changed(): void {
+    if (this.store && this.saveTimer === undefined) this.saveTimer = setTimeout(() => this.flush(), SAVE_DELAY_MS);
+  }
 
   /** The position in `channel`, if the client has one. */
   get(channel: string): Position | undefined {
@@ -34,12 +76,14 @@ export class Positions {
     const known = this.byChannel.get(channel);
     if (known && known.epoch === epoch && offset <= known.offset) return "duplicate";
     this.byChannel.set(channel, { epoch, offset });
+    this.changed();
     return "new";
   }
 
   /** Sets the position outright (a reset, or the starting point of a live subscription). */
   set(channel: string, position: Position): void {
     this.byChannel.set(channel, { epoch: position.epoch, offset: position.offset });
+    this.changed();
   }
 
   /** Sets the position only when the client has none yet. */
@@ -50,6 +94,7 @@ export class Positions {
   /** Forgets `channel`. */
   delete(channel: string): void {
     this.byChannel.delete(channel);
+    this.changed();
   }
 
   /**

@@ -49,7 +49,10 @@ export interface CloseInfo {
 
 /** What a transport tells the client. Calls come in wire order. */
 export interface TransportEvents {
-  /** Connected: the channels given to `connect` are being (re)subscribed. */
+  /**
+   * Connected, and the server proved it delivers (its first bytes or its first reply came
+   * through): the channels given to `connect` are being (re)subscribed.
+   */
   open(): void;
   /** `channel` is subscribed from `position`; `recovered` as in docs/protocol.md §6. */
   subscribed(channel: string, position: Position, recovered: boolean | undefined): void;
@@ -79,6 +82,11 @@ export interface TransportContext {
   pollTimeout: number;
   /** An attempt that has not opened after this long counts as failed. */
   connectTimeout: number;
+  /**
+   * A connection that opened (an SSE status line, a WebSocket upgrade) but delivered nothing
+   * for this long counts as one that could not connect: a proxy that buffers or swallows it.
+   */
+  deliveryTimeout: number;
   /** The WebSocket constructor (the global one by default). */
   WebSocket: typeof globalThis.WebSocket | undefined;
   /** The fetch function (the global one by default). */

@@ -30,6 +30,7 @@ function fetchWithoutSse(log) {
 test("websocket, then sse, then polling, without waiting in between", async () => {
   const requests = [];
   const herald = new Herald("http://127.0.0.1:9", {
+    rememberTransport: "none",
     WebSocket: RefusedWebSocket,
     fetch: fetchWithoutSse(requests),
   });
@@ -48,7 +49,7 @@ test("websocket, then sse, then polling, without waiting in between", async () =
   herald.close();
 });
 
-test("a WebSocket that opens and is dropped at once, before a word, falls back like a refused one", async () => {
+test("a WebSocket that opens and is dropped before a word never counts as connected, and falls back like a refused one", async () => {
   class DroppedWebSocket {
     constructor() {
       setTimeout(() => this.onopen?.(), 5);
@@ -58,6 +59,7 @@ test("a WebSocket that opens and is dropped at once, before a word, falls back l
     close() {}
   }
   const herald = new Herald("http://127.0.0.1:9", {
+    rememberTransport: "none",
     transports: ["websocket", "polling"],
     WebSocket: DroppedWebSocket,
     minReconnectDelay: 10_000,
@@ -71,8 +73,6 @@ test("a WebSocket that opens and is dropped at once, before a word, falls back l
   await waitUntil(() => herald.transport === "polling");
   assert.deepEqual(events, [
     ["connecting", "websocket"],
-    ["connected", "websocket"],
-    ["disconnected", 1006],
     ["connecting", "polling"],
     ["connected", "polling"],
   ]);
@@ -100,6 +100,7 @@ test("a configured order is followed, and a connection that closes is retried fr
     close() {}
   }
   const herald = new Herald("http://127.0.0.1:9", {
+    rememberTransport: "none",
     transports: ["websocket", "polling"],
     WebSocket: FlakyWebSocket,
     minReconnectDelay: 50,
@@ -130,7 +131,8 @@ test("a close code in the no-reconnect range stops the client and says why", asy
     send() {}
     close() {}
   }
-  const herald = new Herald("http://127.0.0.1:9", { WebSocket: ForbiddenWebSocket, minReconnectDelay: 10 });
+  const herald = new Herald("http://127.0.0.1:9", {
+    rememberTransport: "none", WebSocket: ForbiddenWebSocket, minReconnectDelay: 10 });
   const events = [];
   herald.on("connecting", () => events.push("connecting"));
   const disconnected = new Promise((resolve) => herald.on("disconnected", resolve));
@@ -145,6 +147,7 @@ test("a close code in the no-reconnect range stops the client and says why", asy
 
 test("publishes wait while disconnected, up to the queue bound", async () => {
   const herald = new Herald("http://127.0.0.1:9", {
+    rememberTransport: "none",
     transports: ["polling"],
     maxQueuedPublishes: 2,
     minReconnectDelay: 10_000,
@@ -161,4 +164,27 @@ test("publishes wait while disconnected, up to the queue bound", async () => {
   herald.close();
   await assert.rejects(first, { code: "closed" });
   await assert.rejects(second, { code: "closed" });
+});
+
+test("the transport that worked is where the next client of the page, and the next reconnect, start", async () => {
+  const base = "http://127.0.0.1:19";
+  const options = { WebSocket: RefusedWebSocket, fetch: fetchWithoutSse([]), minReconnectDelay: 10, maxReconnectDelay: 20 };
+  const first = new Herald(base, options);
+  first.subscribe("jobs");
+  await waitUntil(() => first.transport === "polling");
+  first.close();
+  const second = new Herald(base, options);
+  const tried = [];
+  second.on("connecting", ({ transport }) => tried.push(transport));
+  second.subscribe("jobs");
+  await waitUntil(() => second.transport === "polling");
+  assert.deepEqual(tried, ["polling"], "no WebSocket and SSE attempts first");
+  second.close();
+  const other = new Herald("http://127.0.0.1:29", { ...options, rememberTransport: "page" });
+  const triedElsewhere = [];
+  other.on("connecting", ({ transport }) => triedElsewhere.push(transport));
+  other.subscribe("jobs");
+  await waitUntil(() => other.transport === "polling");
+  assert.deepEqual(triedElsewhere, ["websocket", "sse", "polling"], "remembered per server");
+  other.close();
 });

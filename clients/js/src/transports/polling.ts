@@ -55,11 +55,10 @@ export class PollingTransport extends RequestTransport {
       }
       if (!current()) return;
       this.markOpen(generation);
-      for (const reset of answer.resets) this.events.reset(reset);
-      for (const message of answer.messages) this.events.message(message);
       if (unreported) {
         unreported = false;
-        // After the messages: a live channel starts where this answer leaves it.
+        // Before the resets and messages, as the other transports do. A channel without a
+        // position starts live, so this answer carries none of its messages.
         const positions = parseCursor(answer.cursor);
         for (const [channel, given] of channels) {
           const at = positions.get(channel);
@@ -68,6 +67,8 @@ export class PollingTransport extends RequestTransport {
           this.events.subscribed(channel, at, recovered);
         }
       }
+      for (const reset of answer.resets) this.events.reset(reset);
+      for (const message of answer.messages) this.events.message(message);
       cursor = answer.cursor;
     }
   }

@@ -15,9 +15,11 @@ import { RequestTransport, refusal, streamUrl } from "./stream_request.js";
 export class SseTransport extends RequestTransport {
   readonly name = "sse" as const;
   private deadTimer: ReturnType<typeof setTimeout> | undefined;
+  private deliveryTimer: ReturnType<typeof setTimeout> | undefined;
 
   protected override stopped(): void {
     clearTimeout(this.deadTimer);
+    clearTimeout(this.deliveryTimer);
   }
 
   protected async run(generation: number): Promise<void> {
@@ -46,8 +48,15 @@ export class SseTransport extends RequestTransport {
       if (current()) this.end(info.code, info.reason, info.reconnect, info.error);
       return;
     }
-    this.markOpen(generation);
-    this.alive(controller);
+    // Herald sends a stream's first bytes at once: a stream that says nothing after its status
+    // line is held by something in between (a proxy that buffers the body), and the client
+    // moves on instead of reporting a connection that delivers nothing.
+    clearTimeout(this.deliveryTimer);
+    this.deliveryTimer = setTimeout(() => {
+      if (!current()) return;
+      controller.abort();
+      this.end(0, "the event stream sent nothing after its headers: a proxy may buffer it", true);
+    }, this.ctx.deliveryTimeout);
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     const parser = new SseParser();
     let first = true;
@@ -56,6 +65,10 @@ export class SseTransport extends RequestTransport {
         const { value, done } = await reader.read();
         if (!current()) return;
         if (done) break;
+        if (first) {
+          clearTimeout(this.deliveryTimer);
+          this.markOpen(generation);
+        }
         this.alive(controller);
         for (const block of parser.push(value)) {
           if (block.data === undefined) {

@@ -31,6 +31,9 @@ interface Pending {
 export class WebSocketTransport implements Transport {
   readonly name = "websocket" as const;
   private socket: WebSocket | undefined;
+  /** The upgrade went through. */
+  private socketOpen = false;
+  /** The server answered over it: the connection delivers. */
   private opened = false;
   private ended = false;
   private nextId = 1;
@@ -38,6 +41,7 @@ export class WebSocketTransport implements Transport {
   private channels = new Map<string, Position | undefined>();
   private deadTimer: ReturnType<typeof setTimeout> | undefined;
   private connectTimer: ReturnType<typeof setTimeout> | undefined;
+  private deliveryTimer: ReturnType<typeof setTimeout> | undefined;
   private refreshTimer: ReturnType<typeof setTimeout> | undefined;
   /** The reason a `disconnect` push gave, for the close that follows. */
   private goodbye: { code: number; reason: string; reconnect: boolean } | undefined;
@@ -67,14 +71,23 @@ export class WebSocketTransport implements Transport {
     this.connectTimer = setTimeout(() => this.fail("the WebSocket did not open in time"), this.ctx.connectTimeout);
     socket.onopen = () => {
       clearTimeout(this.connectTimer);
-      this.opened = true;
+      this.socketOpen = true;
       this.alive();
-      this.events.open();
+      if (this.channels.size === 0) {
+        this.delivers();
+        return;
+      }
+      // The connection counts as open when the server answers the first subscribe: an upgrade
+      // that a proxy accepts but never passes frames through is not a connection.
       for (const [channel, since] of this.channels) this.sendSubscribe(channel, since);
-      if (this.ctx.token) this.scheduleRefresh(this.ctx.token);
+      this.deliveryTimer = setTimeout(
+        () => this.fail("the WebSocket opened but the server's answers never came through"),
+        this.ctx.deliveryTimeout,
+      );
     };
     socket.onmessage = (event: MessageEvent) => {
       this.alive();
+      this.delivers();
       if (typeof event.data === "string") this.handle(event.data);
     };
     socket.onclose = (event: CloseEvent) => {
@@ -91,7 +104,7 @@ export class WebSocketTransport implements Transport {
   setChannels(channels: Map<string, Position | undefined>): void {
     const before = this.channels;
     this.channels = new Map(channels);
-    if (!this.opened || this.ended) return;
+    if (!this.socketOpen || this.ended) return;
     for (const [channel, since] of channels) if (!before.has(channel)) this.sendSubscribe(channel, since);
     for (const channel of before.keys()) {
       if (!channels.has(channel)) this.send({ op: "unsubscribe", channel }, { channel, kind: "other" });
@@ -122,6 +135,15 @@ export class WebSocketTransport implements Transport {
         // Already closing.
       }
     }
+  }
+
+  /** The server is heard over the socket: the connection opens (once). */
+  private delivers(): void {
+    if (this.opened || this.ended) return;
+    clearTimeout(this.deliveryTimer);
+    this.opened = true;
+    this.events.open();
+    if (this.ctx.token) this.scheduleRefresh(this.ctx.token);
   }
 
   /** Renews `token` with a fresh one (`auth`) before it expires, keeping the connection. */
@@ -243,6 +265,7 @@ export class WebSocketTransport implements Transport {
     clearTimeout(this.deadTimer);
     clearTimeout(this.refreshTimer);
     clearTimeout(this.connectTimer);
+    clearTimeout(this.deliveryTimer);
     for (const pending of this.pending.values()) {
       pending.reject?.(new HeraldError("closed", `the connection closed before the reply: ${reason}`));
     }

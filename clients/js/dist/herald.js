@@ -5,65 +5,10 @@ function backoffDelay(attempt, options = DEFAULT_BACKOFF, random = Math.random) 
   return Math.floor(random() * ceiling);
 }
 
-// src/types.ts
-var HeraldError = class extends Error {
-  constructor(code, message, status) {
-    super(message);
-    this.code = code;
-    this.status = status;
-    this.name = "HeraldError";
-  }
-};
-
-// src/http.ts
-async function readJson(response) {
-  const text = await response.text();
-  let body;
-  try {
-    body = text ? JSON.parse(text) : void 0;
-  } catch {
-    throw new HeraldError("invalid_response", `not JSON (HTTP ${response.status}): ${text.slice(0, 200)}`, response.status);
-  }
-  if (!response.ok) {
-    const error = body?.error;
-    throw new HeraldError(error?.code ?? "http_error", error?.message ?? `HTTP ${response.status}`, response.status);
-  }
-  return body;
-}
-function headers(token) {
-  const h = { "content-type": "application/json" };
-  if (token) h.authorization = `Bearer ${token}`;
-  return h;
-}
-async function httpPublish(fetchFn, baseUrl, token, channel, data, event) {
-  let response;
-  try {
-    response = await fetchFn(`${baseUrl}/publish`, {
-      method: "POST",
-      headers: headers(token),
-      body: JSON.stringify(event === void 0 ? { channel, data } : { channel, data, event })
-    });
-  } catch (e) {
-    throw new HeraldError("network", `publish failed: ${String(e)}`);
-  }
-  return readJson(response);
-}
-async function httpHistory(fetchFn, baseUrl, token, channel, options) {
-  const query = new URLSearchParams();
-  if (options.limit !== void 0) query.set("limit", String(options.limit));
-  if (options.since !== void 0) query.set("since", String(options.since));
-  const q = query.toString();
-  const url = `${baseUrl}/history/${encodeURIComponent(channel)}${q ? `?${q}` : ""}`;
-  let response;
-  try {
-    response = await fetchFn(url, { headers: token ? { authorization: `Bearer ${token}` } : {} });
-  } catch (e) {
-    throw new HeraldError("network", `history failed: ${String(e)}`);
-  }
-  return readJson(response);
-}
-
 // src/positions.ts
+function isBehind(a, b) {
+  return a.epoch !== b.epoch || a.offset < b.offset;
+}
 var SAVE_DELAY_MS = 100;
 var Positions = class {
   constructor() {
@@ -123,6 +68,17 @@ var Positions = class {
   setIfAbsent(channel, position) {
     if (!this.byChannel.has(channel)) this.set(channel, position);
   }
+  /**
+   * Applies a reset: `false` when the position is the reset's already (a reset asked for by
+   * another tab of a shared connection, which loses nothing here), else the position moves to
+   * the reset's and `true`.
+   */
+  reset(reset) {
+    const known = this.byChannel.get(reset.channel);
+    if (known && known.epoch === reset.epoch && known.offset === reset.offset) return false;
+    this.set(reset.channel, reset);
+    return true;
+  }
   /** Forgets `channel`. */
   delete(channel) {
     this.byChannel.delete(channel);
@@ -151,6 +107,64 @@ function parseCursor(cursor) {
     if (channel && epoch && Number.isSafeInteger(offset) && offset >= 0) out.set(channel, { epoch, offset });
   }
   return out;
+}
+
+// src/types.ts
+var HeraldError = class extends Error {
+  constructor(code, message, status) {
+    super(message);
+    this.code = code;
+    this.status = status;
+    this.name = "HeraldError";
+  }
+};
+
+// src/http.ts
+async function readJson(response) {
+  const text = await response.text();
+  let body;
+  try {
+    body = text ? JSON.parse(text) : void 0;
+  } catch {
+    throw new HeraldError("invalid_response", `not JSON (HTTP ${response.status}): ${text.slice(0, 200)}`, response.status);
+  }
+  if (!response.ok) {
+    const error = body?.error;
+    throw new HeraldError(error?.code ?? "http_error", error?.message ?? `HTTP ${response.status}`, response.status);
+  }
+  return body;
+}
+function headers(token) {
+  const h = { "content-type": "application/json" };
+  if (token) h.authorization = `Bearer ${token}`;
+  return h;
+}
+async function httpPublish(fetchFn, baseUrl, token, channel, data, event) {
+  let response;
+  try {
+    response = await fetchFn(`${baseUrl}/publish`, {
+      method: "POST",
+      headers: headers(token),
+      body: JSON.stringify(event === void 0 ? { channel, data } : { channel, data, event })
+    });
+  } catch (e) {
+    throw new HeraldError("network", `publish failed: ${String(e)}`);
+  }
+  return readJson(response);
+}
+async function httpHistory(fetchFn, baseUrl, token, channel, options) {
+  const query = new URLSearchParams();
+  if (options.limit !== void 0) query.set("limit", String(options.limit));
+  if (options.since !== void 0) query.set("since", String(options.since));
+  const q = query.toString();
+  const url = `${baseUrl}/history/${encodeURIComponent(channel)}${q ? `?${q}` : ""}`;
+  let response;
+  try {
+    response = await fetchFn(url, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+  } catch (e) {
+    throw new HeraldError("network", `history failed: ${String(e)}`);
+  }
+  return readJson(response);
 }
 
 // src/transports/stream_request.ts
@@ -764,32 +778,18 @@ var WebSocketTransport = class {
   }
 };
 
-// src/client.ts
-var Subscription = class {
-  /** @internal */
-  constructor(channel, handlers, owner) {
-    this.channel = channel;
-    this.handlers = handlers;
-    this.owner = owner;
-  }
-  /** Stops the subscription; the channel's position is forgotten. */
-  unsubscribe() {
-    this.owner.unsubscribeChannel(this);
-  }
-};
+// src/connection.ts
 var FLAP_WINDOW_MS = 1e3;
-var Herald = class {
-  /** A client for the server at `url` (`http(s)://host:port`). It connects on first use. */
-  constructor(url, options = {}) {
+var DEFAULT_TRANSPORTS = ["websocket", "sse", "polling"];
+var Connection = class {
+  constructor(baseUrl, options, events) {
+    this.baseUrl = baseUrl;
     this.options = options;
+    this.events = events;
+    /** The carried channels, and where the connection stands in each. */
+    this.channels = /* @__PURE__ */ new Set();
     this.positions = new Positions();
-    this.subscriptions = /* @__PURE__ */ new Map();
     this.queue = [];
-    this.listeners = {
-      connecting: /* @__PURE__ */ new Set(),
-      connected: /* @__PURE__ */ new Set(),
-      disconnected: /* @__PURE__ */ new Set()
-    };
     /** The index in `transports` of the current (or last tried) transport. */
     this.currentIndex = 0;
     this.stateValue = "idle";
@@ -803,69 +803,55 @@ var Herald = class {
     this.held = false;
     this.onOnline = () => this.reconnectNow();
     this.onOffline = () => this.dropConnection("the browser went offline");
-    this.onPageHide = () => this.positions.flush();
-    this.baseUrl = url.replace(/\/+$/, "");
-    this.transports = options.transports?.length ? [...options.transports] : ["websocket", "sse", "polling"];
+    this.transports = options.transports?.length ? [...options.transports] : [...DEFAULT_TRANSPORTS];
     this.backoff = { minDelay: options.minReconnectDelay ?? 500, maxDelay: options.maxReconnectDelay ?? 2e4 };
-    this.memory = new TransportMemory(this.baseUrl, options.rememberTransport ?? "page");
-    const store = { session: sessionStore, local: localStore, none: () => void 0 }[options.persistPositions ?? "none"]();
-    if (store) this.positions.persistTo(store, `herald:positions:${this.baseUrl}`);
+    this.memory = new TransportMemory(baseUrl, options.rememberTransport ?? "page");
     const target = globalThis;
     target.addEventListener?.("online", this.onOnline);
     target.addEventListener?.("offline", this.onOffline);
-    target.addEventListener?.("pagehide", this.onPageHide);
   }
-  /** The connection state. */
   get state() {
     return this.stateValue;
   }
-  /** The transport in use while connected. */
   get transport() {
     return this.stateValue === "connected" ? this.current?.name : void 0;
   }
-  /** Listens to a connection event; returns a function that stops listening. */
-  on(event, listener) {
-    const set = this.listeners[event];
-    set.add(listener);
-    return () => set.delete(listener);
+  /** Where the connection stands in `channel`: the last message it carried, or its start. */
+  positionOf(channel) {
+    return this.positions.get(channel);
   }
-  /**
-   * Subscribes to `channel`, in any state: at once when connected or connecting, else with the
-   * next connection (the client connects if it was idle). One subscription per channel per
-   * client.
-   */
-  subscribe(channel, handlers = {}) {
-    if (this.stateValue === "closed") throw new HeraldError("closed", "the client is closed");
-    if (this.subscriptions.has(channel)) throw new HeraldError("already_subscribed", `already subscribed to ${channel}`);
-    const subscription = new Subscription(channel, handlers, this);
-    this.subscriptions.set(channel, subscription);
+  add(channel, position) {
+    const carried = this.channels.has(channel);
+    const known = this.positions.get(channel);
+    this.channels.add(channel);
+    if (position && (!known || isBehind(position, known))) this.positions.set(channel, position);
+    if (!carried) {
+      this.channelsChanged();
+    } else if (position && known && isBehind(position, known) && this.running()) {
+      const without = this.channelPositions();
+      without.delete(channel);
+      this.current?.setChannels(without);
+      this.channelsChanged();
+    }
+  }
+  remove(channel) {
+    if (!this.channels.delete(channel)) return;
+    this.positions.delete(channel);
     this.channelsChanged();
-    this.startIfIdle();
-    return subscription;
   }
-  /**
-   * Publishes `data` to `channel` (over the WebSocket, else `POST /publish`). While
-   * disconnected the publish waits in a bounded queue and goes out after the reconnect; a full
-   * queue rejects it with `queue_full`.
-   */
-  publish(channel, data, options = {}) {
+  publish(channel, data, event) {
     if (this.stateValue === "closed") return Promise.reject(new HeraldError("closed", "the client is closed"));
     if (this.refusal) return Promise.reject(this.refusal);
-    if (this.stateValue === "connected" && this.current) return this.current.publish(channel, data, options.event);
+    if (this.stateValue === "connected" && this.current) return this.current.publish(channel, data, event);
     if (this.queue.length >= (this.options.maxQueuedPublishes ?? 100)) {
       return Promise.reject(new HeraldError("queue_full", "too many publishes wait for the connection"));
     }
-    this.startIfIdle();
-    return new Promise((resolve, reject) => this.queue.push({ channel, data, event: options.event, resolve, reject }));
+    this.start();
+    return new Promise((resolve, reject) => this.queue.push({ channel, data, event, resolve, reject }));
   }
-  /** The channel's current position and its latest messages (`limit`), or those after `since`. */
-  async history(channel, options = {}) {
-    return httpHistory(this.fetchFn(), this.baseUrl, await this.token(), channel, options);
+  start() {
+    if (this.stateValue === "idle") this.connect();
   }
-  /**
-   * Connects now (the client also connects on its first subscribe or publish), or again after
-   * `disconnect()` or a refused connection.
-   */
   connect() {
     if (this.stateValue !== "idle" && this.stateValue !== "disconnected") return;
     clearTimeout(this.retryTimer);
@@ -874,13 +860,6 @@ var Herald = class {
     this.attempt = 0;
     void this.tryTransport(this.startIndex());
   }
-  startIfIdle() {
-    if (this.stateValue === "idle") this.connect();
-  }
-  /**
-   * Drops the connection and stays away until `connect()`; subscriptions and positions stay, so
-   * the next connection recovers what was published meanwhile. Publishes wait in the queue.
-   */
   disconnect() {
     if (this.stateValue === "closed" || this.stateValue === "idle") return;
     clearTimeout(this.retryTimer);
@@ -892,15 +871,10 @@ var Herald = class {
     this.stateValue = "disconnected";
     this.emit("disconnected", { code: 0, reason: "disconnected by the client", reconnect: false });
   }
-  /**
-   * Uses `transports` (in this order) from now on: a connected client reconnects at once over
-   * the first of them that works, keeping its positions.
-   */
   setTransports(transports) {
-    if (transports.length === 0) throw new HeraldError("bad_option", "name at least one transport");
     this.transports = [...transports];
     this.memory.forget();
-    if (this.stateValue === "connected" || this.stateValue === "connecting" || this.stateValue === "disconnected" && !this.held) {
+    if (this.running() || this.stateValue === "disconnected" && !this.held) {
       clearTimeout(this.retryTimer);
       this.current?.close();
       this.current = void 0;
@@ -908,7 +882,6 @@ var Herald = class {
       void this.tryTransport(0);
     }
   }
-  /** Closes the connection for good; queued publishes are rejected. */
   close() {
     if (this.stateValue === "closed") return;
     this.stateValue = "closed";
@@ -917,25 +890,19 @@ var Herald = class {
     this.current?.close();
     this.current = void 0;
     this.rejectQueue(new HeraldError("closed", "the client was closed"));
-    this.positions.flush();
     const target = globalThis;
     target.removeEventListener?.("online", this.onOnline);
     target.removeEventListener?.("offline", this.onOffline);
-    target.removeEventListener?.("pagehide", this.onPageHide);
   }
-  /** @internal */
-  unsubscribeChannel(subscription) {
-    if (this.subscriptions.get(subscription.channel) !== subscription) return;
-    this.subscriptions.delete(subscription.channel);
-    this.positions.delete(subscription.channel);
-    this.channelsChanged();
+  running() {
+    return this.stateValue === "connected" || this.stateValue === "connecting";
   }
   /**
-   * The subscribed set changed: a running transport (connected, or still connecting) takes the
+   * The carried set changed: a running transport (connected, or still connecting) takes the
    * new set now; otherwise the next connection starts with it.
    */
   channelsChanged() {
-    if (this.stateValue === "connected" || this.stateValue === "connecting") this.current?.setChannels(this.channelPositions());
+    if (this.running()) this.current?.setChannels(this.channelPositions());
   }
   /** Where a connection attempt starts: the transport that worked last, else the first. */
   startIndex() {
@@ -945,7 +912,7 @@ var Herald = class {
   }
   channelPositions() {
     const map = /* @__PURE__ */ new Map();
-    for (const channel of this.subscriptions.keys()) map.set(channel, this.positions.get(channel));
+    for (const channel of this.channels) map.set(channel, this.positions.get(channel));
     return map;
   }
   /**
@@ -972,6 +939,7 @@ var Herald = class {
     const context = this.context(token);
     let transport;
     const current = () => transport !== void 0 && transport === this.current ? transport : void 0;
+    const carried = (channel) => current() !== void 0 && this.channels.has(channel);
     const events = {
       open: () => {
         const t = current();
@@ -979,24 +947,23 @@ var Herald = class {
       },
       subscribed: (channel, position, recovered) => {
         if (current()) this.heard = true;
-        const subscription = current() && this.subscriptions.get(channel);
-        if (!subscription) return;
+        if (!carried(channel)) return;
         this.positions.setIfAbsent(channel, position);
-        subscription.handlers.onSubscribed?.({ recovered, position, transport: name });
+        this.events.subscribed(channel, position, recovered, name);
       },
       message: (envelope) => {
-        if (!current()) return;
-        this.heard = true;
-        this.deliver(envelope);
+        if (current()) this.heard = true;
+        if (!carried(envelope.channel)) return;
+        this.positions.arrive(envelope.channel, envelope.epoch, envelope.offset);
+        this.events.message(envelope);
       },
       reset: (reset) => {
-        const subscription = current() && this.subscriptions.get(reset.channel);
-        if (!subscription) return;
+        if (!carried(reset.channel)) return;
         this.positions.set(reset.channel, reset);
-        subscription.handlers.onReset?.(reset);
+        this.events.reset(reset);
       },
       refused: (channel, error) => {
-        if (current()) this.subscriptions.get(channel)?.handlers.onError?.(error);
+        if (carried(channel)) this.events.refused(channel, error);
       },
       close: (info) => {
         const t = current();
@@ -1017,7 +984,7 @@ var Herald = class {
       connectTimeout: this.options.connectTimeout ?? 1e4,
       deliveryTimeout: this.options.deliveryTimeout ?? 5e3,
       WebSocket: this.options.WebSocket ?? globalThis.WebSocket,
-      fetch: this.fetchFn()
+      fetch: this.options.fetch ?? globalThis.fetch.bind(globalThis)
     };
   }
   opened(transport) {
@@ -1031,12 +998,6 @@ var Herald = class {
     for (const queued of this.queue.splice(0)) {
       transport.publish(queued.channel, queued.data, queued.event).then(queued.resolve, queued.reject);
     }
-  }
-  deliver(envelope) {
-    const subscription = this.subscriptions.get(envelope.channel);
-    if (!subscription) return;
-    if (this.positions.arrive(envelope.channel, envelope.epoch, envelope.offset) === "duplicate") return;
-    subscription.handlers.onMessage?.(envelope.data, envelope);
   }
   closed(transport, index, cycleStart, info) {
     if (transport) this.current = void 0;
@@ -1057,7 +1018,7 @@ var Herald = class {
       this.refusal = new HeraldError("disconnected", `the server ended the connection: ${info.reason}`, info.code);
       this.rejectQueue(this.refusal);
       const error = info.error ?? this.refusal;
-      for (const subscription of this.subscriptions.values()) subscription.handlers.onError?.(error);
+      for (const channel of this.channels) this.events.refused(channel, error);
       return;
     }
     this.scheduleReconnect();
@@ -1071,8 +1032,8 @@ var Herald = class {
   }
   /**
    * On a fallback transport, checks the better ones every `probeInterval`; the first that
-   * delivers is remembered and the client moves to it (its positions recover what is published
-   * during the move). The working connection stays until then.
+   * delivers is remembered and the connection moves to it (its positions recover what is
+   * published during the move). The working connection stays until then.
    */
   scheduleProbe() {
     clearTimeout(this.probeTimer);
@@ -1105,7 +1066,7 @@ var Herald = class {
   }
   /** Drops the connection (the browser went offline); a reconnect follows. */
   dropConnection(reason) {
-    if (this.stateValue !== "connected" && this.stateValue !== "connecting") return;
+    if (!this.running()) return;
     clearTimeout(this.probeTimer);
     this.current?.close();
     this.current = void 0;
@@ -1124,13 +1085,10 @@ var Herald = class {
     for (const queued of this.queue.splice(0)) queued.reject(error);
   }
   emit(event, payload) {
-    for (const listener of this.listeners[event]) listener(payload);
+    this.events.connection(event, payload);
   }
   async token() {
     return this.options.getToken ? await this.options.getToken() : this.options.token;
-  }
-  fetchFn() {
-    return this.options.fetch ?? globalThis.fetch.bind(globalThis);
   }
 };
 function createTransport(name, context, events) {
@@ -1145,6 +1103,496 @@ function createTransport(name, context, events) {
       throw new HeraldError("bad_option", `unknown transport ${String(name)}`);
   }
 }
+
+// src/leader.ts
+var Leader = class {
+  constructor(self, local, bus, baseUrl, options) {
+    this.self = self;
+    this.local = local;
+    this.bus = bus;
+    /** The tabs of each carried channel, and those among them that wait for a `subscribed`. */
+    this.tabs = /* @__PURE__ */ new Map();
+    this.waiting = /* @__PURE__ */ new Map();
+    this.watched = /* @__PURE__ */ new Set();
+    this.connection = new Connection(baseUrl, options, {
+      connection: (event, payload) => {
+        if (event === "connecting") for (const [channel, tabs] of this.tabs) this.waiting.set(channel, new Set(tabs));
+        local.connection(event, payload);
+        bus.post({ kind: "connection", event, payload, state: this.connection.state, transport: this.connection.transport });
+      },
+      subscribed: (channel, position, recovered, transport) => {
+        const tabs = this.waiting.get(channel);
+        this.waiting.delete(channel);
+        if (tabs) this.toTabs(tabs, { kind: "subscribed", tabs: [], channel, position, recovered, transport });
+      },
+      message: (envelope) => {
+        local.message(envelope);
+        bus.post({ kind: "message", envelope });
+      },
+      reset: (reset) => {
+        local.reset(reset);
+        bus.post({ kind: "reset", reset });
+      },
+      refused: (channel, error) => {
+        const tabs = this.tabs.get(channel);
+        const wire = { code: error.code, message: error.message, status: error.status };
+        if (tabs) this.toTabs(tabs, { kind: "refused", tabs: [], channel, error: wire }, error);
+      }
+    });
+  }
+  /** `tab` carries `channel` from `position` (its own, if it has one). */
+  add(tab, channel, position) {
+    let tabs = this.tabs.get(channel);
+    if (!tabs) this.tabs.set(channel, tabs = /* @__PURE__ */ new Set());
+    const first = tabs.size === 0;
+    tabs.add(tab);
+    const linkAt = this.connection.positionOf(channel);
+    const waiting = this.waiting.get(channel);
+    if (first || waiting || !linkAt || this.connection.state !== "connected" || position && isBehind(position, linkAt)) {
+      if (waiting) waiting.add(tab);
+      else this.waiting.set(channel, /* @__PURE__ */ new Set([tab]));
+      this.connection.add(channel, position);
+      return;
+    }
+    const transport = this.connection.transport;
+    this.toTabs([tab], { kind: "subscribed", tabs: [], channel, position: position ?? linkAt, recovered: position ? true : void 0, transport });
+  }
+  /** `tab` no longer carries `channel`; the last tab's leaving unsubscribes it. */
+  remove(tab, channel) {
+    const tabs = this.tabs.get(channel);
+    if (!tabs?.delete(tab)) return;
+    this.waiting.get(channel)?.delete(tab);
+    if (tabs.size > 0) return;
+    this.tabs.delete(channel);
+    this.waiting.delete(channel);
+    this.connection.remove(channel);
+  }
+  /** Serves a message from a follower. */
+  receive(message) {
+    switch (message.kind) {
+      case "announce":
+        this.watch(message.tab);
+        this.bus.post({
+          kind: "state",
+          leader: this.self,
+          tab: message.tab,
+          state: this.connection.state,
+          transport: this.connection.transport
+        });
+        for (const [channel, position] of message.channels) this.add(message.tab, channel, position ?? void 0);
+        return;
+      case "unsubscribe":
+        this.remove(message.tab, message.channel);
+        return;
+      case "publish": {
+        const { tab, id } = message;
+        this.connection.publish(message.channel, message.data, message.event).then(
+          (result) => this.bus.post({ kind: "published", tab, id, result }),
+          (e) => this.bus.post({ kind: "published", tab, id, error: { code: e.code ?? "error", message: e.message ?? String(e), status: e.status } })
+        );
+        return;
+      }
+      case "bye":
+        this.drop(message.tab);
+        return;
+      default:
+        return;
+    }
+  }
+  /** Closes the connection (this tab stops leading). */
+  close() {
+    this.connection.close();
+  }
+  watch(tab) {
+    if (this.watched.has(tab)) return;
+    this.watched.add(tab);
+    this.bus.watch(tab, () => this.drop(tab));
+  }
+  /** A tab went away: its channels are carried for the others only. */
+  drop(tab) {
+    this.watched.delete(tab);
+    for (const channel of [...this.tabs.keys()]) this.remove(tab, channel);
+  }
+  /** Sends a `subscribed` or `refused` to `tabs`: this tab by a direct call, the others by post. */
+  toTabs(tabs, message, error) {
+    const others = [];
+    for (const tab of tabs) {
+      if (tab !== this.self) {
+        others.push(tab);
+      } else if (message.kind === "subscribed") {
+        this.local.subscribed(message.channel, message.position, message.recovered, message.transport);
+      } else if (error) {
+        this.local.refused(message.channel, error);
+      }
+    }
+    if (others.length > 0) this.bus.post({ ...message, tabs: others });
+  }
+};
+
+// src/shared.ts
+function canShare() {
+  const scope = globalThis;
+  return scope.document !== void 0 && scope.navigator?.locks !== void 0 && typeof scope.BroadcastChannel === "function";
+}
+var SharedLink = class {
+  constructor(baseUrl, options, local, positionOf) {
+    this.baseUrl = baseUrl;
+    this.options = options;
+    this.local = local;
+    this.positionOf = positionOf;
+    this.tab = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+    /** This tab's channels. */
+    this.channels = /* @__PURE__ */ new Set();
+    this.role = "off";
+    /** A follower's view of the leader's connection. */
+    this.stateValue = "idle";
+    this.publishes = /* @__PURE__ */ new Map();
+    this.nextPublish = 0;
+    this.leaderLock = `herald:leader:${baseUrl}`;
+    this.tabLockPrefix = `herald:tab:${baseUrl}:`;
+    this.locks = globalThis.navigator.locks;
+    this.bus = new BroadcastChannel(`herald:${baseUrl}`);
+    this.bus.onmessage = (event) => this.receive(event.data);
+  }
+  get state() {
+    return this.leader ? this.leader.connection.state : this.stateValue;
+  }
+  get transport() {
+    if (this.leader) return this.leader.connection.transport;
+    return this.stateValue === "connected" ? this.transportValue : void 0;
+  }
+  add(channel, position) {
+    this.channels.add(channel);
+    if (this.leader) this.leader.add(this.tab, channel, position);
+    else if (this.role === "follower") this.post({ kind: "announce", tab: this.tab, channels: [[channel, position ?? null]] });
+  }
+  remove(channel) {
+    if (!this.channels.delete(channel)) return;
+    if (this.leader) this.leader.remove(this.tab, channel);
+    else if (this.role === "follower") this.post({ kind: "unsubscribe", tab: this.tab, channel });
+  }
+  publish(channel, data, event) {
+    if (this.state === "closed") return Promise.reject(new HeraldError("closed", "the client is closed"));
+    if (this.leader) return this.leader.connection.publish(channel, data, event);
+    const waiting = [...this.publishes.values()].filter((p) => p.leader === void 0).length;
+    if (waiting >= (this.options.maxQueuedPublishes ?? 100)) {
+      return Promise.reject(new HeraldError("queue_full", "too many publishes wait for the connection"));
+    }
+    this.start();
+    return new Promise((resolve, reject) => {
+      const id = this.nextPublish++;
+      this.publishes.set(id, { channel, data, event, resolve, reject });
+      if (this.role === "follower" && this.leaderId) this.handOver(id);
+    });
+  }
+  start() {
+    if (this.role === "off" && this.stateValue === "idle") this.join();
+  }
+  connect() {
+    if (this.leader) this.leader.connection.connect();
+    else if (this.role === "off" && this.stateValue !== "closed") this.join();
+  }
+  disconnect() {
+    if (this.role === "off") return;
+    this.leave();
+    this.stateValue = "disconnected";
+    this.local.connection("disconnected", { code: 0, reason: "disconnected by the client", reconnect: false });
+  }
+  setTransports(transports) {
+    this.transports = [...transports];
+    this.leader?.connection.setTransports(transports);
+  }
+  close() {
+    if (this.stateValue === "closed") return;
+    this.leave();
+    this.stateValue = "closed";
+    for (const pending of this.publishes.values()) pending.reject(new HeraldError("closed", "the client was closed"));
+    this.publishes.clear();
+    this.releaseTab?.();
+    this.bus.close();
+  }
+  /** Takes a place: holds this tab's lock, then leads if nobody does, else follows. */
+  join() {
+    this.role = "joining";
+    this.stateValue = "connecting";
+    const stop = this.stopLeading = new AbortController();
+    const holdTab = new Promise((held) => {
+      if (this.releaseTab) return held();
+      void this.locks.request(this.tabLockPrefix + this.tab, () => {
+        held();
+        return new Promise((release) => this.releaseTab = release);
+      });
+    });
+    void holdTab.then(
+      () => this.locks.request(this.leaderLock, { ifAvailable: true }, (lock) => {
+        if (stop.signal.aborted) return void 0;
+        if (lock) return this.lead();
+        this.follow();
+        this.locks.request(this.leaderLock, { signal: stop.signal }, () => this.lead()).catch(() => void 0);
+        return void 0;
+      })
+    );
+  }
+  follow() {
+    this.role = "follower";
+    this.announce();
+  }
+  /** Holds the leader lock until this tab leaves (or closes). */
+  lead() {
+    if (this.stopLeading?.signal.aborted) return Promise.resolve();
+    this.role = "leader";
+    this.leaderId = this.tab;
+    const bus = {
+      post: (message) => this.post(message),
+      watch: (tab, gone) => void this.locks.request(this.tabLockPrefix + tab, () => gone())
+    };
+    const options = this.transports ? { ...this.options, transports: this.transports } : this.options;
+    const leader = this.leader = new Leader(this.tab, this.local, bus, this.baseUrl, options);
+    for (const channel of this.channels) leader.add(this.tab, channel, this.positionOf(channel));
+    for (const [id, pending] of this.publishes) {
+      this.publishes.delete(id);
+      if (pending.leader !== void 0) {
+        pending.reject(new HeraldError("network", "the tab that held the connection closed before the publish was answered"));
+      } else {
+        leader.connection.publish(pending.channel, pending.data, pending.event).then(pending.resolve, pending.reject);
+      }
+    }
+    leader.connection.start();
+    this.post({ kind: "hello", leader: this.tab });
+    return new Promise((release) => this.releaseLeader = release);
+  }
+  /** Leaves the shared connection: a leader hands it over, a follower says bye. */
+  leave() {
+    this.stopLeading?.abort();
+    if (this.leader) {
+      this.leader.close();
+      this.leader = void 0;
+      this.releaseLeader?.();
+      this.releaseLeader = void 0;
+    } else if (this.role === "follower") {
+      this.post({ kind: "bye", tab: this.tab });
+    }
+    this.role = "off";
+    this.leaderId = void 0;
+  }
+  announce() {
+    const channels = [...this.channels].map((channel) => [channel, this.positionOf(channel) ?? null]);
+    this.post({ kind: "announce", tab: this.tab, channels });
+  }
+  handOver(id) {
+    const pending = this.publishes.get(id);
+    if (!pending || !this.leaderId) return;
+    pending.leader = this.leaderId;
+    this.post({ kind: "publish", tab: this.tab, id, channel: pending.channel, data: pending.data, event: pending.event });
+  }
+  /** A new leader: publishes handed to the old one are of unknown fate; the rest go out now. */
+  newLeader(leader) {
+    if (this.leaderId === leader) return;
+    this.leaderId = leader;
+    for (const [id, pending] of this.publishes) {
+      if (pending.leader === void 0) {
+        this.handOver(id);
+      } else if (pending.leader !== leader) {
+        this.publishes.delete(id);
+        pending.reject(new HeraldError("network", "the tab that held the connection closed before the publish was answered"));
+      }
+    }
+  }
+  post(message) {
+    this.bus.postMessage(message);
+  }
+  receive(message) {
+    if (this.leader) {
+      this.leader.receive(message);
+      return;
+    }
+    if (message.kind === "published") {
+      if (message.tab !== this.tab) return;
+      const pending = this.publishes.get(message.id);
+      this.publishes.delete(message.id);
+      if (message.result) pending?.resolve(message.result);
+      else pending?.reject(fromWire(message.error));
+      return;
+    }
+    if (this.role !== "follower") return;
+    switch (message.kind) {
+      case "hello":
+        this.newLeader(message.leader);
+        this.announce();
+        return;
+      case "state":
+        if (message.tab !== this.tab) return;
+        this.newLeader(message.leader);
+        const was = this.stateValue;
+        this.stateValue = message.state;
+        this.transportValue = message.transport;
+        if (message.state === "connected" && was !== "connected" && message.transport) {
+          this.local.connection("connected", { transport: message.transport });
+        }
+        return;
+      case "connection":
+        this.stateValue = message.state;
+        this.transportValue = message.transport;
+        this.local.connection(message.event, message.payload);
+        return;
+      case "subscribed":
+        if (message.tabs.includes(this.tab)) this.local.subscribed(message.channel, message.position, message.recovered, message.transport);
+        return;
+      case "message":
+        this.local.message(message.envelope);
+        return;
+      case "reset":
+        this.local.reset(message.reset);
+        return;
+      case "refused":
+        if (message.tabs.includes(this.tab)) this.local.refused(message.channel, fromWire(message.error));
+        return;
+      default:
+        return;
+    }
+  }
+};
+function fromWire(error) {
+  return new HeraldError(error?.code ?? "error", error?.message ?? "the publish failed", error?.status);
+}
+
+// src/client.ts
+var Subscription = class {
+  /** @internal */
+  constructor(channel, handlers, owner) {
+    this.channel = channel;
+    this.handlers = handlers;
+    this.owner = owner;
+  }
+  /** Stops the subscription; the channel's position is forgotten. */
+  unsubscribe() {
+    this.owner.unsubscribeChannel(this);
+  }
+};
+var Herald = class {
+  /** A client for the server at `url` (`http(s)://host:port`). It connects on first use. */
+  constructor(url, options = {}) {
+    this.options = options;
+    /** Where this client stands in each subscribed channel: what it has handed over. */
+    this.positions = new Positions();
+    this.subscriptions = /* @__PURE__ */ new Map();
+    this.listeners = {
+      connecting: /* @__PURE__ */ new Set(),
+      connected: /* @__PURE__ */ new Set(),
+      disconnected: /* @__PURE__ */ new Set()
+    };
+    this.onPageHide = () => this.positions.flush();
+    this.baseUrl = url.replace(/\/+$/, "");
+    const store = { session: sessionStore, local: localStore, none: () => void 0 }[options.persistPositions ?? "none"]();
+    if (store) this.positions.persistTo(store, `herald:positions:${this.baseUrl}`);
+    const events = {
+      connection: (event, payload) => this.emit(event, payload),
+      subscribed: (channel, position, recovered, transport) => {
+        const subscription = this.subscriptions.get(channel);
+        if (!subscription) return;
+        this.positions.setIfAbsent(channel, position);
+        subscription.handlers.onSubscribed?.({ recovered, position, transport });
+      },
+      message: (envelope) => {
+        const subscription = this.subscriptions.get(envelope.channel);
+        if (!subscription) return;
+        if (this.positions.arrive(envelope.channel, envelope.epoch, envelope.offset) === "duplicate") return;
+        subscription.handlers.onMessage?.(envelope.data, envelope);
+      },
+      reset: (reset) => {
+        const subscription = this.subscriptions.get(reset.channel);
+        if (subscription && this.positions.reset(reset)) subscription.handlers.onReset?.(reset);
+      },
+      refused: (channel, error) => this.subscriptions.get(channel)?.handlers.onError?.(error)
+    };
+    const share = options.shareConnection ?? canShare();
+    this.link = share && canShare() ? new SharedLink(this.baseUrl, options, events, (channel) => this.positions.get(channel)) : new Connection(this.baseUrl, options, events);
+    globalThis.addEventListener?.("pagehide", this.onPageHide);
+  }
+  /** The connection state. */
+  get state() {
+    return this.link.state;
+  }
+  /** The transport in use while connected. */
+  get transport() {
+    return this.link.transport;
+  }
+  /** Listens to a connection event; returns a function that stops listening. */
+  on(event, listener) {
+    const set = this.listeners[event];
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+  /**
+   * Subscribes to `channel`, in any state: at once when connected or connecting, else with the
+   * next connection (the client connects if it was idle). One subscription per channel per
+   * client.
+   */
+  subscribe(channel, handlers = {}) {
+    if (this.state === "closed") throw new HeraldError("closed", "the client is closed");
+    if (this.subscriptions.has(channel)) throw new HeraldError("already_subscribed", `already subscribed to ${channel}`);
+    const subscription = new Subscription(channel, handlers, this);
+    this.subscriptions.set(channel, subscription);
+    this.link.add(channel, this.positions.get(channel));
+    this.link.start();
+    return subscription;
+  }
+  /**
+   * Publishes `data` to `channel` (over the WebSocket, else `POST /publish`). While
+   * disconnected the publish waits in a bounded queue and goes out after the reconnect; a full
+   * queue rejects it with `queue_full`.
+   */
+  publish(channel, data, options = {}) {
+    return this.link.publish(channel, data, options.event);
+  }
+  /** The channel's current position and its latest messages (`limit`), or those after `since`. */
+  async history(channel, options = {}) {
+    const token = this.options.getToken ? await this.options.getToken() : this.options.token;
+    const fetchFn = this.options.fetch ?? globalThis.fetch.bind(globalThis);
+    return httpHistory(fetchFn, this.baseUrl, token, channel, options);
+  }
+  /**
+   * Connects now (the client also connects on its first subscribe or publish), or again after
+   * `disconnect()` or a refused connection.
+   */
+  connect() {
+    this.link.connect();
+  }
+  /**
+   * Drops the connection and stays away until `connect()`; subscriptions and positions stay, so
+   * the next connection recovers what was published meanwhile. Publishes wait in the queue.
+   * With a shared connection this takes this tab off it; the other tabs keep it.
+   */
+  disconnect() {
+    this.link.disconnect();
+  }
+  /**
+   * Uses `transports` (in this order) from now on: a connected client reconnects at once over
+   * the first of them that works, keeping its positions. With a shared connection, the
+   * leader's transports serve every tab: a follower keeps them for when it leads.
+   */
+  setTransports(transports) {
+    if (transports.length === 0) throw new HeraldError("bad_option", "name at least one transport");
+    this.link.setTransports(transports);
+  }
+  /** Closes the connection for good; queued publishes are rejected. */
+  close() {
+    if (this.state === "closed") return;
+    this.link.close();
+    this.positions.flush();
+    globalThis.removeEventListener?.("pagehide", this.onPageHide);
+  }
+  /** @internal */
+  unsubscribeChannel(subscription) {
+    if (this.subscriptions.get(subscription.channel) !== subscription) return;
+    this.subscriptions.delete(subscription.channel);
+    this.positions.delete(subscription.channel);
+    this.link.remove(subscription.channel);
+  }
+  emit(event, payload) {
+    for (const listener of this.listeners[event]) listener(payload);
+  }
+};
 export {
   DEFAULT_BACKOFF,
   Herald,

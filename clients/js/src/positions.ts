@@ -14,6 +14,14 @@ export interface Position {
   offset: number;
 }
 
+/**
+ * Whether position `a` is behind `b`: of another epoch (nothing of `b`'s stream is known at
+ * `a`), or earlier in the same one.
+ */
+export function isBehind(a: Position, b: Position): boolean {
+  return a.epoch !== b.epoch || a.offset < b.offset;
+}
+
 /** What a message means for the bookkeeping. */
 export type Arrival = "new" | "duplicate";
 
@@ -89,6 +97,18 @@ export class Positions {
   /** Sets the position only when the client has none yet. */
   setIfAbsent(channel: string, position: Position): void {
     if (!this.byChannel.has(channel)) this.set(channel, position);
+  }
+
+  /**
+   * Applies a reset: `false` when the position is the reset's already (a reset asked for by
+   * another tab of a shared connection, which loses nothing here), else the position moves to
+   * the reset's and `true`.
+   */
+  reset(reset: Position & { channel: string }): boolean {
+    const known = this.byChannel.get(reset.channel);
+    if (known && known.epoch === reset.epoch && known.offset === reset.offset) return false;
+    this.set(reset.channel, reset);
+    return true;
   }
 
   /** Forgets `channel`. */

@@ -26,6 +26,20 @@ test("a live start point is set once and does not move a known position", () => 
   assert.equal(p.get("a"), undefined);
 });
 
+test("a reset moves the position unless it is there already; one behind it or of another epoch is applied", () => {
+  const p = new Positions();
+  p.set("a", { epoch: "e1", offset: 5 });
+  // Another tab's reset to where this tab stands loses nothing here.
+  assert.equal(p.reset({ channel: "a", epoch: "e1", offset: 5 }), false);
+  assert.equal(p.reset({ channel: "a", epoch: "e1", offset: 9 }), true, "messages 6-8 are gone");
+  assert.deepEqual(p.get("a"), { epoch: "e1", offset: 9 });
+  // A position past the channel's offset (offset_ahead) moves back.
+  assert.equal(p.reset({ channel: "a", epoch: "e1", offset: 3 }), true);
+  assert.deepEqual(p.get("a"), { epoch: "e1", offset: 3 });
+  assert.equal(p.reset({ channel: "a", epoch: "e2", offset: 3 }), true, "a new epoch");
+  assert.equal(p.reset({ channel: "b", epoch: "e1", offset: 0 }), true, "no position yet");
+});
+
 test("cursors list the positioned channels and read back the same", () => {
   const p = new Positions();
   p.set("chat:lobby", { epoch: "k3j2", offset: 42 });

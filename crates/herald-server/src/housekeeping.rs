@@ -40,8 +40,7 @@ pub fn spawn(state: &AppState) {
     let registry = state.registry.clone();
     let broker = state.broker.clone();
     let guard = state.guard.clone();
-    // Mirrors of Redis's channels are dropped by the cluster's feed, which also unsubscribes.
-    let sweeps = state.cluster.is_none();
+    let sweeps = state.engine.sweeps_idle_channels();
     let keys_window_ms = state.config.idempotency_window_secs * 1000;
     let tick_every = state.config.heartbeat() / SLICES as u32;
     let ws_idle_ms = state.config.ws_idle_timeout_secs * 1000;

@@ -1,7 +1,10 @@
 //! Herald's server: everything with I/O around the pure stream logic of `herald-core`.
 //!
 //! - [`config`]: configuration from TOML, environment and flags;
-//! - [`broker`]: the in-memory engine and hub (streams, history, subscribers, fan-out);
+//! - [`engine`]: the engine seam (publish, history, presence, subscribe-in-line) and its memory,
+//!   durable and Redis engines;
+//! - [`broker`]: the node's hub (streams, history, subscribers, fan-out) under every engine;
+//! - [`cluster`]: the link to Redis behind the Redis engine;
 //! - [`publication`]: a message encoded once and shared by every subscriber;
 //! - [`outbox`]: the bounded per-connection queue, direct socket writes and the slow-consumer rule;
 //! - [`wire`]: wire bytes of streaming connections: encoders and the unsent backlog;
@@ -20,6 +23,7 @@ pub mod auth;
 pub mod broker;
 pub mod cluster;
 pub mod config;
+pub mod engine;
 pub mod guard;
 pub mod housekeeping;
 pub mod http;

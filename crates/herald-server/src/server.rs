@@ -67,20 +67,22 @@ impl Server {
         let registry =
             Registry::new(QueueLimits { frames: config.max_queued_messages, bytes: config.max_queued_bytes });
         let idempotency = Arc::new(crate::http::api::IdempotencyCache::default());
-        let broker = match config.store_options() {
+        let (broker, store) = match config.store_options() {
             Some(options) => {
                 let (store, records) = Store::open(options).map_err(|e| std::io::Error::other(e.to_string()))?;
                 idempotency.restore(&records, config.idempotency_window_secs * 1000, crate::now_ms());
-                Arc::new(Broker::with_store(config.clone(), store, records))
+                (Arc::new(Broker::with_store(config.clone(), store.clone(), records)), Some(store))
             }
-            None => Arc::new(Broker::new(config.clone())),
+            None => (Arc::new(Broker::new(config.clone())), None),
         };
-        let cluster = match config.redis_url() {
-            Some(_) => Some(
+        let engine: Arc<dyn crate::engine::Engine> = match (config.redis_url(), store) {
+            (Some(_), _) => Arc::new(crate::engine::Redis::new(
                 crate::cluster::Cluster::start(config.clone(), broker.clone())
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?,
-            ),
-            None => None,
+                broker.clone(),
+            )),
+            (None, Some(store)) => Arc::new(crate::engine::Durable::new(broker.clone(), store)),
+            (None, None) => Arc::new(crate::engine::Memory::new(broker.clone())),
         };
         let auth = Auth::from_config(&config).map_err(invalid)?;
         let guard = Arc::new(Guard::new(&config));
@@ -96,7 +98,7 @@ impl Server {
                 idempotency,
                 auth: Arc::new(auth),
                 guard,
-                cluster,
+                engine,
                 proxies,
             },
         })

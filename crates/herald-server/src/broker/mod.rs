@@ -141,7 +141,7 @@ impl Shard {
 }
 
 /// A publish's outcome: the message, and the store sequence to wait for before answering
-/// (see [`Broker::wait_durable`]; 0 without a store).
+/// (see [`crate::engine::Engine::wait_durable`]; 0 without a store).
 pub struct Published {
     /// The message as stored and delivered.
     pub message: Message,
@@ -260,7 +260,7 @@ impl Broker {
 
     /// Appends a message to `channel` (and to the store, with `key`, its idempotency key) and
     /// schedules its fan-out. Live subscribers get it at once; the publisher's answer waits
-    /// for [`Broker::wait_durable`].
+    /// for the store sequence it returns (see [`crate::engine::Engine::wait_durable`]).
     pub fn publish(
         self: &Arc<Self>,
         channel: &ChannelName,
@@ -312,15 +312,6 @@ impl Broker {
             finish_round(&round);
             broker.fan_out_rounds(&channel);
         });
-    }
-
-    /// Resolves once the publish with store sequence `seq` is durable (at once without a
-    /// store).
-    pub async fn wait_durable(&self, seq: u64) -> Result<(), crate::store::StoreError> {
-        match &self.store {
-            Some(store) if seq > 0 => store.wait_durable(seq).await,
-            _ => Ok(()),
-        }
     }
 
     /// The store, when the broker has one.

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use herald_core::{ChannelName, StreamPosition, mirror::Merge};
+use herald_core::{ChannelName, ProtocolError, StreamPosition, mirror::Merge};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
@@ -20,10 +20,7 @@ use super::{
     link::{Event, Link, Target},
     scripts, unavailable,
 };
-use crate::{
-    housekeeping::{SLICES, Slice},
-    http::ApiError,
-};
+use crate::housekeeping::{SLICES, Slice};
 
 /// How often the link is checked with a PING.
 const PING_EVERY: Duration = Duration::from_secs(5);
@@ -40,7 +37,7 @@ const BATCH: usize = 256;
 /// A request to mirror channels, each in line with the given position.
 pub(super) struct Request {
     pub(super) channels: Vec<(ChannelName, Option<StreamPosition>)>,
-    pub(super) reply: oneshot::Sender<Result<(), ApiError>>,
+    pub(super) reply: oneshot::Sender<Result<(), ProtocolError>>,
 }
 
 /// Why a session with Redis ended.
@@ -101,7 +98,7 @@ async fn session(c: &Cluster, mut link: Link, requests: &mut mpsc::UnboundedRece
     for batch in channels.chunks(BATCH) {
         for (channel, result) in catch_up_all(c, batch).await {
             if let Err(e) = result {
-                return Lost(format!("catching up {channel}: {}", e.0.message));
+                return Lost(format!("catching up {channel}: {}", e.message));
             }
         }
     }
@@ -177,7 +174,7 @@ async fn on_message(c: &Cluster, feed: &str, payload: &[u8]) {
     if c.broker.mirror_merge(decoded) == Some(Merge::OutOfLine)
         && let Err(e) = catch_up(c, &channel).await
     {
-        tracing::warn!(%channel, error = %e.0.message, "catching up after a gap failed; the next message retries");
+        tracing::warn!(%channel, error = %e.message, "catching up after a gap failed; the next message retries");
     }
 }
 
@@ -216,7 +213,7 @@ async fn serve(c: &Cluster, link: &mut Link, batch: Vec<Request>) -> Result<(), 
             .iter()
             .find_map(|(channel, _)| results.iter().find(|(ch, r)| ch == channel && r.is_err()).map(|(_, r)| r));
         let answer = match failed {
-            Some(Err(e)) => Err(unavailable(&e.0.message)),
+            Some(Err(e)) => Err(unavailable(&e.message)),
             _ => Ok(()),
         };
         let _ = request.reply.send(answer);
@@ -225,13 +222,13 @@ async fn serve(c: &Cluster, link: &mut Link, batch: Vec<Request>) -> Result<(), 
 }
 
 /// Catches every channel of `channels` up with Redis, reading the snapshots concurrently.
-async fn catch_up_all(c: &Cluster, channels: &[ChannelName]) -> Vec<(ChannelName, Result<(), ApiError>)> {
+async fn catch_up_all(c: &Cluster, channels: &[ChannelName]) -> Vec<(ChannelName, Result<(), ProtocolError>)> {
     let results = futures_util::future::join_all(channels.iter().map(|channel| catch_up(c, channel))).await;
     channels.iter().cloned().zip(results).collect()
 }
 
 /// Reads `channel`'s snapshot and brings its mirror in line with it.
-async fn catch_up(c: &Cluster, channel: &ChannelName) -> Result<(), ApiError> {
+async fn catch_up(c: &Cluster, channel: &ChannelName) -> Result<(), ProtocolError> {
     let seen = c.broker.mirrored(channel);
     let snapshot = c.read_snapshot(channel, seen.as_ref()).await?;
     // A reset waits for the round in flight, so that it never overtakes earlier messages.

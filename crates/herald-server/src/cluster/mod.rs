@@ -37,11 +37,11 @@ use std::{
     time::Duration,
 };
 
-use herald_core::{ChannelName, ErrorCode, StreamPosition};
+use herald_core::{ChannelName, ErrorCode, ProtocolError, StreamPosition};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{broker::Broker, config::Config, http::ApiError, metrics::metrics, publication::Message};
+use crate::{broker::Broker, config::Config, metrics::metrics, publication::Message};
 use scripts::Keys;
 
 /// How long a request waits for Redis before it fails with `engine_unavailable`.
@@ -143,7 +143,7 @@ impl Cluster {
         data: &RawValue,
         event: Option<&str>,
         key: Option<&str>,
-    ) -> Result<Assigned, ApiError> {
+    ) -> Result<Assigned, ProtocolError> {
         let limits = self.config.history_limits(channel);
         let mut invocation = self.publish.prepare_invoke();
         invocation.key(self.keys.meta(channel)).key(self.keys.history(channel));
@@ -182,7 +182,7 @@ impl Cluster {
         channel: &ChannelName,
         since: Option<u64>,
         limit: usize,
-    ) -> Result<(StreamPosition, Vec<Message>), ApiError> {
+    ) -> Result<(StreamPosition, Vec<Message>), ProtocolError> {
         let snapshot = self.read_snapshot(channel, None).await?;
         let oldest_kept = self.history_cutoff(channel);
         let newer: Vec<Message> = snapshot
@@ -196,14 +196,14 @@ impl Cluster {
     }
 
     /// Every node's presence entries for `channel`.
-    pub async fn presence(&self, channel: &ChannelName) -> Result<Vec<serde_json::Value>, ApiError> {
+    pub async fn presence(&self, channel: &ChannelName) -> Result<Vec<serde_json::Value>, ProtocolError> {
         presence::list(self, channel).await
     }
 
     /// Makes sure the node mirrors every channel of `wanted` and is in line with Redis for a
     /// client at the given position (a client that saw a message this node has not yet
     /// received makes the node catch up first). Fast when the mirror already is.
-    pub async fn prepare(&self, wanted: &[(ChannelName, Option<StreamPosition>)]) -> Result<(), ApiError> {
+    pub async fn prepare(&self, wanted: &[(ChannelName, Option<StreamPosition>)]) -> Result<(), ProtocolError> {
         let missing: Vec<(ChannelName, Option<StreamPosition>)> =
             wanted.iter().filter(|(channel, since)| !self.in_line(channel, since.as_ref())).cloned().collect();
         if missing.is_empty() {
@@ -239,7 +239,7 @@ impl Cluster {
         &self,
         channel: &ChannelName,
         seen: Option<&StreamPosition>,
-    ) -> Result<herald_core::mirror::Snapshot<Message>, ApiError> {
+    ) -> Result<herald_core::mirror::Snapshot<Message>, ProtocolError> {
         let limits = self.config.history_limits(channel);
         let mut invocation = self.snapshot.prepare_invoke();
         invocation
@@ -255,7 +255,10 @@ impl Cluster {
 
     /// Runs a script that only reads (or whose repeat changes nothing), once more when the
     /// connection had dropped: the manager reconnects on the first failure.
-    async fn read<T: redis::FromRedisValue>(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<T, ApiError> {
+    async fn read<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, ProtocolError> {
         match tokio::time::timeout(REDIS_TIMEOUT, self.commands.invoke(invocation)).await {
             Ok(Err(e)) if e.is_connection_dropped() || e.is_io_error() => timed(self.commands.invoke(invocation)).await,
             first => settle(first),
@@ -297,12 +300,12 @@ fn pass_seen(invocation: &mut redis::ScriptInvocation<'_>, seen: Option<&StreamP
 }
 
 /// Runs a Redis call with the engine's timeout, mapping failures to `engine_unavailable`.
-async fn timed<T>(call: impl Future<Output = redis::RedisResult<T>>) -> Result<T, ApiError> {
+async fn timed<T>(call: impl Future<Output = redis::RedisResult<T>>) -> Result<T, ProtocolError> {
     settle(tokio::time::timeout(REDIS_TIMEOUT, call).await)
 }
 
 /// The outcome of a Redis call run with a timeout, failures as `engine_unavailable`.
-fn settle<T>(outcome: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>) -> Result<T, ApiError> {
+fn settle<T>(outcome: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>) -> Result<T, ProtocolError> {
     match outcome {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => {
@@ -317,10 +320,13 @@ fn settle<T>(outcome: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>
     }
 }
 
-fn unavailable(message: &str) -> ApiError {
-    ApiError::new(ErrorCode::EngineUnavailable, format!("the shared engine is unavailable: {message}; retry shortly"))
+fn unavailable(message: &str) -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::EngineUnavailable,
+        format!("the shared engine is unavailable: {message}; retry shortly"),
+    )
 }
 
-fn unexpected(what: &str) -> ApiError {
-    ApiError::new(ErrorCode::Internal, format!("unexpected reply from Redis to {what}"))
+fn unexpected(what: &str) -> ProtocolError {
+    ProtocolError::new(ErrorCode::Internal, format!("unexpected reply from Redis to {what}"))
 }

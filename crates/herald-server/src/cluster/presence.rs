@@ -9,11 +9,11 @@
 use std::{collections::HashMap, hash::BuildHasher, sync::Weak, time::Duration};
 
 use bytes::Bytes;
-use herald_core::ChannelName;
+use herald_core::{ChannelName, ProtocolError};
 use tokio::sync::mpsc;
 
 use super::{Cluster, timed};
-use crate::{housekeeping::SLICES, http::ApiError, presence::Change};
+use crate::{housekeeping::SLICES, presence::Change};
 
 /// How long a member stays listed without its node refreshing it.
 pub(super) const MEMBER_TTL: Duration = Duration::from_secs(60);
@@ -96,7 +96,7 @@ pub(super) async fn run(cluster: Weak<Cluster>, mut changes: mpsc::UnboundedRece
             change = changes.recv() => {
                 let (Some(change), Some(c)) = (change, cluster.upgrade()) else { return };
                 if let Err(e) = apply(&c, &mut local, &change).await {
-                    tracing::debug!(channel = %change.channel, error = %e.0.message, "presence change not written; the refresh retries");
+                    tracing::debug!(channel = %change.channel, error = %e.message, "presence change not written; the refresh retries");
                 }
             }
             _ = refresh.tick() => {
@@ -112,7 +112,7 @@ pub(super) async fn run(cluster: Weak<Cluster>, mut changes: mpsc::UnboundedRece
     }
 }
 
-async fn apply(c: &Cluster, local: &mut Local, change: &Change) -> Result<(), ApiError> {
+async fn apply(c: &Cluster, local: &mut Local, change: &Change) -> Result<(), ProtocolError> {
     let channel = &change.channel;
     let client = change.member.client.clone();
     let announce = c.config.rules(channel).join_leave;
@@ -136,7 +136,7 @@ async fn apply(c: &Cluster, local: &mut Local, change: &Change) -> Result<(), Ap
     timed(c.commands.invoke::<i64>(&invocation)).await.map(drop)
 }
 
-async fn join(c: &Cluster, channel: &ChannelName, client: &str, json: &str, push: &str) -> Result<(), ApiError> {
+async fn join(c: &Cluster, channel: &ChannelName, client: &str, json: &str, push: &str) -> Result<(), ProtocolError> {
     let ttl = MEMBER_TTL.as_millis() as u64;
     let mut invocation = c.presence_scripts.join.prepare_invoke();
     invocation
@@ -152,7 +152,7 @@ async fn join(c: &Cluster, channel: &ChannelName, client: &str, json: &str, push
 }
 
 /// Every node's members of `channel`, ordered by client id.
-pub(super) async fn list(c: &Cluster, channel: &ChannelName) -> Result<Vec<serde_json::Value>, ApiError> {
+pub(super) async fn list(c: &Cluster, channel: &ChannelName) -> Result<Vec<serde_json::Value>, ProtocolError> {
     let mut invocation = c.presence_scripts.list.prepare_invoke();
     invocation.key(c.keys.presence_members(channel)).key(c.keys.presence_expiries(channel)).arg(crate::now_ms());
     let flat: Vec<String> = c.read(&invocation).await?;

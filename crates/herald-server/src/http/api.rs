@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 
 use super::{ApiError, AppState, head::RequestHeaders, json_ok, json_response};
-use crate::{now_ms, publication::Message};
+use crate::{engine::Answer, now_ms, publication::Message};
 
 /// Remembered results of publishes made with an `idempotency_key`, per channel and key.
 #[derive(Default)]
@@ -198,24 +198,26 @@ pub fn publish_one(
 ) -> Result<Accepted, ApiError> {
     refuse_while_shutting_down(state)?;
     check_size(state, data)?;
-    let Some(cluster) = state.cluster.clone() else {
-        let p = state.broker.publish(channel, data, event, key);
-        let body = publish_reply(channel, p.message.offset, &p.message.epoch);
-        return Ok(Accepted::Local { body, seq: p.seq });
-    };
-    let (channel, data, event, key) =
-        (channel.clone(), data.to_owned(), event.map(str::to_string), key.map(str::to_string));
-    Ok(Accepted::Remote(Box::pin(async move {
-        let assigned = cluster.publish(&channel, &data, event.as_deref(), key.as_deref()).await?;
-        Ok(publish_reply(&channel, assigned.offset, &assigned.epoch))
-    })))
+    match state.engine.publish(channel, data, event, key) {
+        Answer::Ready(placed) => {
+            let placed = placed?;
+            Ok(Accepted::Local { body: publish_reply(channel, placed.offset, &placed.epoch), seq: placed.seq })
+        }
+        Answer::Later(placed) => {
+            let channel = channel.clone();
+            Ok(Accepted::Remote(Box::pin(async move {
+                let placed = placed.await?;
+                Ok(publish_reply(&channel, placed.offset, &placed.epoch))
+            })))
+        }
+    }
 }
 
 /// The reply of an accepted publish, once it is durable.
 pub async fn durable_reply(state: &AppState, accepted: Accepted) -> Result<Vec<u8>, ApiError> {
     match accepted {
         Accepted::Local { body, seq } => {
-            state.broker.wait_durable(seq).await.map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+            state.engine.wait_durable(seq).get().await?;
             Ok(body)
         }
         Accepted::Remote(reply) => reply.await,
@@ -244,8 +246,7 @@ pub fn publish_json(
     if key.is_empty() || key.len() > 256 {
         return Err(ApiError::new(ErrorCode::BadRequest, "idempotency_key must be 1-256 bytes"));
     }
-    if state.cluster.is_some() {
-        // Redis keeps the keys, atomically with the publish.
+    if state.engine.keeps_idempotency_keys() {
         return publish(Some(&key));
     }
     let now = now_ms();
@@ -366,11 +367,7 @@ pub async fn read_history(
     since: Option<u64>,
     limit: Option<usize>,
 ) -> Result<(herald_core::StreamPosition, Vec<Message>), ApiError> {
-    let limit = limit.unwrap_or(usize::MAX);
-    match &state.cluster {
-        Some(cluster) => cluster.history(channel, since, limit).await,
-        None => Ok(state.broker.history(channel, since, limit)),
-    }
+    Ok(state.engine.history(channel, since, limit.unwrap_or(usize::MAX)).get().await?)
 }
 
 /// `{"channel":…,"epoch":…,"offset":…,"messages":[…]}` with the shared envelopes spliced in.
@@ -399,16 +396,13 @@ pub fn splice_envelopes<'m>(out: &mut Vec<u8>, messages: impl IntoIterator<Item 
 async fn info(State(state): State<AppState>) -> Response {
     let counts = state.registry.counts();
     let (published, delivered) = crate::metrics::metrics().totals();
+    let engine = state.engine.describe();
     let body = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs(),
-        "engine": match (&state.cluster, state.broker.store()) {
-            (Some(_), _) => "redis",
-            (None, Some(_)) => "disk",
-            (None, None) => "memory",
-        },
-        "store": state.broker.store().map(|s| s.info()),
-        "redis": state.cluster.as_ref().map(|c| json!({ "ready": c.is_ready(), "mirrored_channels": c.mirrored_count() })),
+        "engine": engine["engine"],
+        "store": engine["store"],
+        "redis": engine["redis"],
         "connections": { "ws": counts.ws, "sse": counts.sse, "poll": counts.poll, "total": state.registry.total() },
         "channels": state.broker.channel_count(),
         "forgotten_positions": state.broker.forgotten_count(),
@@ -452,8 +446,5 @@ async fn presence(State(state): State<AppState>, Path(channel): Path<String>) ->
 /// The presence answer for `channel`: every node's members with the Redis engine, else this
 /// node's.
 pub async fn read_presence(state: &AppState, channel: &ChannelName) -> Result<serde_json::Value, ApiError> {
-    Ok(match &state.cluster {
-        Some(cluster) => crate::presence::members_body(channel, &cluster.presence(channel).await?),
-        None => crate::presence::presence_body(channel, &state.broker.presence(channel)),
-    })
+    Ok(state.engine.presence(channel).get().await?)
 }

@@ -465,7 +465,7 @@ async fn exchange(
         let waiting = match crate::auth::bearer_token(&head) {
             // Boxed: only the Redis engine has channels to mirror first, and a waiting poll's
             // connection task then carries just the pointer.
-            Ok(bearer) if state.cluster.is_some() => {
+            Ok(bearer) if state.engine.mirrors() => {
                 Box::pin(poll::mirror_and_start(state, query, bearer, peer.ip())).await
             }
             Ok(bearer) => {

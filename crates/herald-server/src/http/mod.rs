@@ -39,8 +39,9 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
     /// Connection, stream and publish limits.
     pub guard: Arc<crate::guard::Guard>,
-    /// The link to Redis, with the Redis engine (the broker then mirrors Redis's channels).
-    pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// The engine: where messages get their place, and history and presence live (with
+    /// Redis, the broker mirrors Redis's channels).
+    pub engine: Arc<dyn crate::engine::Engine>,
     /// The peers trusted to name the client (`trusted_proxies`).
     pub proxies: Arc<crate::proxy::TrustedProxies>,
 }
@@ -95,12 +96,8 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
     if state.registry.is_shutting_down() {
         return ApiError::new(ErrorCode::ShuttingDown, "shutting down").into_response();
     }
-    if state.broker.store().is_some_and(|s| s.failed()) {
-        return ApiError::new(ErrorCode::ShuttingDown, "the data directory can no longer be written").into_response();
-    }
-    if state.cluster.as_ref().is_some_and(|c| !c.is_ready()) {
-        return ApiError::new(ErrorCode::EngineUnavailable, "not in line with Redis yet (unreachable or catching up)")
-            .into_response();
+    if let Err(e) = state.engine.readiness() {
+        return ApiError(e).into_response();
     }
     json_ok(br#"{"status":"ready"}"#.to_vec())
 }

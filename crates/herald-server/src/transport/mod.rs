@@ -122,10 +122,12 @@ pub fn authorize_stream(
 /// With the Redis engine, has the node mirror every channel of `request` in line with its
 /// cursor before the stream subscribes (at once otherwise).
 pub async fn prepare_stream(state: &AppState, request: &StreamRequest) -> Result<(), ApiError> {
-    let Some(cluster) = &state.cluster else { return Ok(()) };
+    if !state.engine.mirrors() {
+        return Ok(());
+    }
     let wanted: Vec<_> =
         request.channels.iter().map(|channel| (channel.clone(), request.cursor.get(channel).cloned())).collect();
-    cluster.prepare(&wanted).await
+    Ok(state.engine.prepare(wanted).get().await?)
 }
 
 // === impl Subscriptions ===

@@ -60,9 +60,10 @@ pub async fn wait(
     bearer: Option<&str>,
     ip: IpAddr,
 ) -> Result<Vec<u8>, ApiError> {
-    let waiting = match &state.cluster {
-        Some(_) => mirror_and_start(state, query, bearer.map(str::to_string), ip).await?,
-        None => start(state, &request(state, query, bearer)?, ip)?,
+    let waiting = if state.engine.mirrors() {
+        mirror_and_start(state, query, bearer.map(str::to_string), ip).await?
+    } else {
+        start(state, &request(state, query, bearer)?, ip)?
     };
     Ok(waiting.finish().await)
 }

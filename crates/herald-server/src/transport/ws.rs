@@ -41,17 +41,17 @@ use tokio_tungstenite::{
 use super::Subscriptions;
 use crate::{
     broker::Subscribed,
+    engine::Answer,
     guard::Limit,
     http::{
         ApiError, AppState,
-        api::{Accepted, durable_reply, history_body, publish_one, read_history, read_presence},
+        api::{Accepted, durable_reply, history_body, publish_one},
         conn::{Head, write_response},
         head::RequestHeaders as _,
         origin::{self, OriginCheck},
     },
     now_ms,
     outbox::{Frame, Outbox, Settled, Transport},
-    presence::presence_body,
     publication::ws_text_header,
     wire::{Encoder, Segments},
 };
@@ -366,12 +366,11 @@ async fn mirror_then_handle(
     text: Utf8Bytes,
     wanted: Mirror,
 ) {
-    let Some(cluster) = &state.cluster else { return };
-    match cluster.prepare(&wanted).await {
+    match state.engine.prepare(wanted).get().await {
         Ok(()) => {
             handle(state, outbox, subscriptions, session, &text, true);
         }
-        Err(e) => push_error(outbox, Request::parse(&text).ok().and_then(|r| r.id), e.0),
+        Err(e) => push_error(outbox, Request::parse(&text).ok().and_then(|r| r.id), e),
     }
 }
 
@@ -391,7 +390,7 @@ fn push_error(outbox: &Outbox, id: Option<u64>, mut e: ProtocolError) {
 fn reply_later(
     outbox: &Arc<Outbox>,
     id: Option<u64>,
-    answer: impl Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
+    answer: impl Future<Output = Result<Vec<u8>, herald_core::ProtocolError>> + Send + 'static,
 ) {
     let outbox = outbox.clone();
     tokio::spawn(async move {
@@ -399,7 +398,7 @@ fn reply_later(
             Ok(body) => {
                 outbox.push(reply_raw(id, &body));
             }
-            Err(e) => push_error(&outbox, id, e.0),
+            Err(e) => push_error(&outbox, id, e),
         }
     });
 }
@@ -430,7 +429,7 @@ fn execute(
                 state.guard.hit(Limit::ChannelsPerConnection, Some(session.ip), "a WebSocket over the channel limit");
                 return Err(ProtocolError::new(ErrorCode::TooManyChannels, format!("at most {limit} channels")));
             }
-            if !mirrored && state.cluster.as_ref().is_some_and(|c| !c.in_line(&channel, since.as_ref())) {
+            if !mirrored && !state.engine.in_line(&channel, since.as_ref()) {
                 return Ok(Some(vec![(channel, since)]));
             }
             subscriptions.add(&channel, since.as_ref(), usize::MAX, |s: &Subscribed| {
@@ -459,30 +458,30 @@ fn execute(
                 // The reply waits until the publish is durable, or Redis has answered.
                 accepted => {
                     let state = state.clone();
-                    reply_later(outbox, id, async move { durable_reply(&state, accepted).await });
+                    reply_later(outbox, id, async move { durable_reply(&state, accepted).await.map_err(|e| e.0) });
                 }
             }
         }
         Command::History { channel, limit, since } => {
             allow(&channel, Action::History)?;
-            if state.cluster.is_none() {
-                let (position, messages) = state.broker.history(&channel, since, limit.unwrap_or(usize::MAX));
-                outbox.push(reply_raw(id, &history_body(&channel, &position, &messages)));
-            } else {
-                let state = state.clone();
-                reply_later(outbox, id, async move {
-                    let (position, messages) = read_history(&state, &channel, since, limit).await?;
+            match state.engine.history(&channel, since, limit.unwrap_or(usize::MAX)) {
+                Answer::Ready(answer) => {
+                    let (position, messages) = answer?;
+                    outbox.push(reply_raw(id, &history_body(&channel, &position, &messages)));
+                }
+                Answer::Later(answer) => reply_later(outbox, id, async move {
+                    let (position, messages) = answer.await?;
                     Ok(history_body(&channel, &position, &messages))
-                });
+                }),
             }
         }
         Command::Presence { channel } => {
             allow(&channel, Action::Presence)?;
-            if state.cluster.is_none() {
-                outbox.push(reply(id, &presence_body(&channel, &state.broker.presence(&channel))));
-            } else {
-                let state = state.clone();
-                reply_later(outbox, id, async move { Ok(encode(&read_presence(&state, &channel).await?)) });
+            match state.engine.presence(&channel) {
+                Answer::Ready(answer) => {
+                    outbox.push(reply(id, &answer?));
+                }
+                Answer::Later(answer) => reply_later(outbox, id, async move { Ok(encode(&answer.await?)) }),
             }
         }
         Command::Auth { token } => {

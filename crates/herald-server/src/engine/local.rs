@@ -1,0 +1,192 @@
+//! The engines of one node: [`Memory`] (the broker alone) and [`Durable`] (the broker over the
+//! durable store). Both answer everything at once except a durable publish's wait for disk.
+
+use std::sync::Arc;
+
+use herald_core::{ChannelName, ErrorCode, ProtocolError, StreamPosition};
+use serde_json::{json, value::RawValue};
+
+use super::{Answer, Engine, Placed};
+use crate::{broker::Broker, publication::Message, store::Store};
+
+/// The in-memory engine: this node's broker; see the [module docs](super).
+pub struct Memory {
+    broker: Arc<Broker>,
+}
+
+/// The durable engine: the broker over the store; see the [module docs](super).
+pub struct Durable {
+    memory: Memory,
+    store: Arc<Store>,
+}
+
+// === impl Memory ===
+
+impl Memory {
+    /// The engine of `broker` (one without a store).
+    pub fn new(broker: Arc<Broker>) -> Self {
+        Self { broker }
+    }
+}
+
+impl Engine for Memory {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn publish(
+        &self,
+        channel: &ChannelName,
+        data: &RawValue,
+        event: Option<&str>,
+        key: Option<&str>,
+    ) -> Answer<Placed> {
+        let published = self.broker.publish(channel, data, event, key);
+        let message = &published.message;
+        Answer::Ready(Ok(Placed { epoch: message.epoch.clone(), offset: message.offset, seq: published.seq }))
+    }
+
+    fn history(
+        &self,
+        channel: &ChannelName,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Answer<(StreamPosition, Vec<Message>)> {
+        Answer::Ready(Ok(self.broker.history(channel, since, limit)))
+    }
+
+    fn presence(&self, channel: &ChannelName) -> Answer<serde_json::Value> {
+        Answer::Ready(Ok(crate::presence::presence_body(channel, &self.broker.presence(channel))))
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        json!({ "engine": self.name(), "store": null, "redis": null })
+    }
+}
+
+// === impl Durable ===
+
+impl Durable {
+    /// The engine of `broker`, which appends to `store`.
+    pub fn new(broker: Arc<Broker>, store: Arc<Store>) -> Self {
+        Self { memory: Memory::new(broker), store }
+    }
+}
+
+impl Engine for Durable {
+    fn name(&self) -> &'static str {
+        "disk"
+    }
+
+    fn publish(
+        &self,
+        channel: &ChannelName,
+        data: &RawValue,
+        event: Option<&str>,
+        key: Option<&str>,
+    ) -> Answer<Placed> {
+        self.memory.publish(channel, data, event, key)
+    }
+
+    fn wait_durable(&self, seq: u64) -> Answer<()> {
+        if seq == 0 {
+            return Answer::Ready(Ok(()));
+        }
+        let store = self.store.clone();
+        Answer::Later(Box::pin(async move {
+            store.wait_durable(seq).await.map_err(|e| ProtocolError::new(ErrorCode::Internal, e.to_string()))
+        }))
+    }
+
+    fn history(
+        &self,
+        channel: &ChannelName,
+        since: Option<u64>,
+        limit: usize,
+    ) -> Answer<(StreamPosition, Vec<Message>)> {
+        self.memory.history(channel, since, limit)
+    }
+
+    fn presence(&self, channel: &ChannelName) -> Answer<serde_json::Value> {
+        self.memory.presence(channel)
+    }
+
+    fn readiness(&self) -> Result<(), ProtocolError> {
+        if self.store.failed() {
+            return Err(ProtocolError::new(ErrorCode::ShuttingDown, "the data directory can no longer be written"));
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        json!({ "engine": self.name(), "store": self.store.info(), "redis": null })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+    use std::{sync::Arc, time::Duration};
+
+    use herald_core::ChannelName;
+    use serde_json::value::RawValue;
+
+    use super::{Durable, Memory};
+    use crate::{
+        Config,
+        broker::Broker,
+        engine::Engine,
+        store::{Durability, Store, StoreOptions},
+    };
+
+    /// What every local engine promises: consecutive offsets in one epoch, history after a
+    /// position, and a publish answered only once it is durable.
+    async fn keeps_the_contract(engine: &dyn Engine) {
+        let channel = ChannelName::new("jobs").unwrap();
+        let data = RawValue::from_string("{\"title\":\"Rust\"}".to_string()).unwrap();
+        let mut placed = Vec::new();
+        for _ in 0..3 {
+            let p = engine.publish(&channel, &data, None, None).get().await.unwrap();
+            engine.wait_durable(p.seq).get().await.unwrap();
+            placed.push(p);
+        }
+        assert_eq!(placed.iter().map(|p| p.offset).collect::<Vec<_>>(), [1, 2, 3], "one after the other");
+        assert!(placed.iter().all(|p| p.epoch == placed[0].epoch), "one epoch");
+        let (position, after_one) = engine.history(&channel, Some(1), usize::MAX).get().await.unwrap();
+        assert_eq!((position.epoch.clone(), position.offset), (placed[0].epoch.clone(), 3));
+        assert_eq!(after_one.iter().map(|m| m.offset).collect::<Vec<_>>(), [2, 3]);
+        assert!(engine.in_line(&channel, Some(&position)) && !engine.mirrors());
+        assert!(engine.readiness().is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_memory_engine_keeps_the_contract() {
+        let engine = Memory::new(Arc::new(Broker::new(Arc::new(Config::default()))));
+        keeps_the_contract(&engine).await;
+        assert_eq!(engine.describe()["engine"], "memory");
+    }
+
+    #[tokio::test]
+    async fn the_durable_engine_keeps_the_contract_and_answers_after_the_disk() {
+        let dir = std::env::temp_dir().join(format!("herald-engine-{}", std::process::id()));
+        let options = StoreOptions {
+            dir: dir.clone(),
+            durability: Durability::Fsync,
+            group_commit: Duration::ZERO,
+            segment_bytes: 1 << 20,
+        };
+        let (store, records) = Store::open(options).unwrap();
+        let broker = Arc::new(Broker::with_store(Arc::new(Config::default()), store.clone(), records));
+        let engine = Durable::new(broker, store);
+        keeps_the_contract(&engine).await;
+        assert_eq!(engine.describe()["engine"], "disk");
+        // The answer waits for the record's sync: a store sequence to wait for.
+        let channel = ChannelName::new("jobs").unwrap();
+        let data = RawValue::from_string("1".to_string()).unwrap();
+        let placed = engine.publish(&channel, &data, None, None).get().await.unwrap();
+        assert!(placed.seq > 0, "{placed:?}");
+        assert!(matches!(engine.wait_durable(placed.seq), crate::engine::Answer::Later(_)));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

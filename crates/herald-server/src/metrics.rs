@@ -21,7 +21,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::outbox::Transport;
+use crate::frame::Transport;
 
 /// Every metric Herald exports.
 pub struct Metrics {

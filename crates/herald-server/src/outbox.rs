@@ -25,57 +25,16 @@ use std::{
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
-use herald_core::{ChannelName, DisconnectCode, ResetReason, StreamPosition};
+use herald_core::DisconnectCode;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 
 use crate::{
+    frame::{Frame, Transport},
     metrics::metrics,
     publication::Message,
     wire::{Encoder, Segments, Unsent},
 };
-
-/// Which transport a connection uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// WebSocket.
-    Ws,
-    /// Server-Sent Events.
-    Sse,
-    /// Long polling (one request).
-    Poll,
-}
-
-impl Transport {
-    /// `ws`, `sse` or `poll`, as metrics and `/api/info` name it.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Ws => "ws",
-            Self::Sse => "sse",
-            Self::Poll => "poll",
-        }
-    }
-}
-
-/// Something to send to one connection.
-#[derive(Clone)]
-pub enum Frame {
-    /// A channel message.
-    Message(Message),
-    /// A channel's stream could not be recovered; the client continues from `position`.
-    Reset {
-        /// The channel.
-        channel: ChannelName,
-        /// The stream's current position.
-        position: StreamPosition,
-        /// Why.
-        reason: ResetReason,
-    },
-    /// A reply or push already encoded for this connection (WebSocket JSON text).
-    Text(Bytes),
-    /// Time for a heartbeat.
-    Heartbeat,
-}
 
 /// Bounds of one queue. The zero value disconnects on the first frame.
 #[derive(Clone, Copy, Debug)]
@@ -84,31 +43,6 @@ pub struct QueueLimits {
     pub frames: usize,
     /// Most bytes queued (message bytes in a queue, wire bytes unsent to a socket).
     pub bytes: usize,
-}
-
-/// A map keyed by connection id, hashed cheaply (ids are sequential numbers the server
-/// assigns, not input an attacker chooses).
-pub type ById<V> = std::collections::HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
-
-/// Hashes a connection id with one multiplication (Fibonacci hashing), which spreads
-/// sequential ids over the high bits hashbrown uses.
-#[derive(Default, Clone, Copy)]
-pub struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
 }
 
 /// Where a streaming connection stands after [`Outbox::settle`].

@@ -17,8 +17,10 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::{
+    frame::{Frame, Transport},
+    ids::ById,
     now_ms,
-    outbox::{ById, Frame, Outbox, QueueLimits, Transport},
+    outbox::{Outbox, QueueLimits},
 };
 
 /// As many shards as housekeeping slices: each tick walks one shard.

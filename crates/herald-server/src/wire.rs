@@ -17,7 +17,7 @@ use std::{
 use bytes::{Buf as _, Bytes};
 use tokio::net::TcpStream;
 
-use crate::outbox::Frame;
+use crate::frame::Frame;
 
 /// Most slices of one frame. Frames are a header and a shared payload, or a few small parts.
 const MAX_SEGMENTS: usize = 4;

@@ -15,7 +15,7 @@ use herald_core::{
 };
 
 use super::{Broker, Channel};
-use crate::{outbox::Frame, publication::Message};
+use crate::{frame::Frame, publication::Message};
 
 /// Why a catch-up has to be tried again.
 #[derive(Debug, PartialEq, Eq)]

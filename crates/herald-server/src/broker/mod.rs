@@ -31,9 +31,11 @@ mod mirror;
 
 use crate::{
     config::Config,
+    frame::{Frame, Transport},
+    ids::ById,
     metrics::{RecoveryOutcome, metrics},
     now_ms,
-    outbox::{ById, Frame, Outbox, Transport},
+    outbox::Outbox,
     presence::Member,
     publication::{Message, Publication},
     store::{Keep, Kind, Record, Store},

@@ -12,8 +12,9 @@ use herald_core::{ChannelName, Cursor, ErrorCode, list::comma_items};
 
 use crate::{
     broker::{Broker, Subscribed},
+    frame::Frame,
     http::{ApiError, AppState},
-    outbox::{Frame, Outbox},
+    outbox::Outbox,
     presence::Member,
 };
 

@@ -22,9 +22,9 @@ use herald_core::Cursor;
 
 use super::{StreamRequest, Subscriptions, advance_cursor, authorize_stream};
 use crate::{
+    frame::{Frame, Transport},
     guard::StreamPermit,
     http::{ApiError, AppState, api::splice_envelopes, json_ok},
-    outbox::{Frame, Transport},
     registry::Registration,
 };
 

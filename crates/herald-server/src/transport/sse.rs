@@ -27,9 +27,10 @@ use tokio::net::TcpStream;
 
 use super::{StreamRequest, Subscriptions, advance_cursor, authorize_stream};
 use crate::{
+    frame::{Frame, Transport},
     guard::StreamPermit,
     http::{ApiError, AppState, conn::Takeover, conn::chunk_size_line},
-    outbox::{Frame, Outbox, Settled, Transport},
+    outbox::{Outbox, Settled},
     registry::Registration,
     wire::{Encoder, Segments},
 };

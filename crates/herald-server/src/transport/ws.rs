@@ -42,6 +42,7 @@ use super::Subscriptions;
 use crate::{
     broker::Subscribed,
     engine::Answer,
+    frame::{Frame, Transport},
     guard::Limit,
     http::{
         ApiError, AppState,
@@ -51,7 +52,7 @@ use crate::{
         origin::{self, OriginCheck},
     },
     now_ms,
-    outbox::{Frame, Outbox, Settled, Transport},
+    outbox::{Outbox, Settled},
     publication::ws_text_header,
     wire::{Encoder, Segments},
 };

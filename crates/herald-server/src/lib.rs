@@ -19,6 +19,7 @@
 //! - [`presence`]: who is subscribed, and the join/leave pushes;
 //! - [`store`]: the durable store (`data_dir`): a segmented log with checksums, replay, compaction;
 //! - [`tls`]: the TLS front (HTTP/2 by ALPN, HTTP/1.1 alongside);
+//! - [`slice`]: periodic walks cut into slices of the sharded tables;
 //! - [`server`]: binding, serving and graceful shutdown.
 
 pub mod auth;
@@ -39,6 +40,7 @@ pub mod proxy;
 pub mod publication;
 pub mod registry;
 pub mod server;
+pub mod slice;
 pub mod store;
 pub mod tls;
 pub mod transport;

@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// As many shards as housekeeping slices: each tick walks one shard.
-const SHARDS: usize = crate::housekeeping::SLICES;
+const SHARDS: usize = crate::slice::SLICES;
 
 type ConnectionShard = ById<Arc<Outbox>>;
 
@@ -109,7 +109,7 @@ impl Registry {
     /// slice (written straight to its socket), a close for WebSocket peers silent for longer
     /// than `ws_idle_ms`, and a close (`session_expired`) for connections whose token has
     /// expired.
-    pub fn heartbeat(&self, slice: crate::housekeeping::Slice, ws_idle_ms: u64) {
+    pub fn heartbeat(&self, slice: crate::slice::Slice, ws_idle_ms: u64) {
         let now = now_ms();
         for shard in slice.shards(SHARDS) {
             let outboxes: Vec<Arc<Outbox>> = self.shards[shard].lock().values().cloned().collect();
@@ -187,7 +187,7 @@ impl Drop for Registration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::housekeeping::{SLICES, Slice};
+    use crate::slice::{SLICES, Slice};
 
     /// Heartbeats never burst: each tick's slice reaches about 1/SLICES of the connections, and
     /// one round of slices reaches each connection exactly once.

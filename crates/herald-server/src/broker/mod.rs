@@ -541,7 +541,7 @@ impl Broker {
     /// Done between ticks, not by the unsubscribe that empties a table: long polls leave and
     /// rejoin their channels many times a second, and shrinking on each leave made every
     /// round of a 10,000-poll channel shrink its table and grow it back, rehashing all along.
-    pub fn trim(&self, slice: crate::housekeeping::Slice) {
+    pub fn trim(&self, slice: crate::slice::Slice) {
         for shard in slice.shards(SHARDS) {
             for ch in self.shards[shard].lock().channels.values_mut() {
                 if ch.subscribers.capacity() > 32 && ch.subscribers.len() < ch.subscribers.capacity() / 4 {
@@ -555,7 +555,7 @@ impl Broker {
     /// do not accumulate, keeping their positions (a few dozen bytes each) for
     /// `position_ttl_secs`: a channel that comes back continues its epoch and offsets, and its
     /// clients resume. Positions kept longer are dropped (their channels start a new epoch).
-    pub fn sweep(&self, slice: crate::housekeeping::Slice) -> usize {
+    pub fn sweep(&self, slice: crate::slice::Slice) -> usize {
         let now = now_ms();
         let mut removed = 0;
         for shard in slice.shards(SHARDS) {
@@ -665,8 +665,8 @@ mod tests {
             assert!(broker.unsubscribe(&channel, id));
         }
         assert_eq!(capacity(), Some(full), "leaving does not shrink the table");
-        for slice in 0..crate::housekeeping::SLICES {
-            broker.trim(crate::housekeeping::Slice(slice));
+        for slice in 0..crate::slice::SLICES {
+            broker.trim(crate::slice::Slice(slice));
         }
         let trimmed = capacity().expect("the channel exists");
         assert!(trimmed < full / 4, "trimmed to {trimmed} from {full}");

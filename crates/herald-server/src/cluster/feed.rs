@@ -20,7 +20,7 @@ use super::{
     link::{Event, Link, Target},
     scripts, unavailable,
 };
-use crate::housekeeping::{SLICES, Slice};
+use crate::slice::{SLICES, Slice};
 
 /// How often the link is checked with a PING.
 const PING_EVERY: Duration = Duration::from_secs(5);

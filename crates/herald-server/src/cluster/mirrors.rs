@@ -11,7 +11,7 @@ use std::{
 use herald_core::ChannelName;
 use parking_lot::Mutex;
 
-use crate::housekeeping::{SLICES, Slice};
+use crate::slice::{SLICES, Slice};
 
 /// The mirrored channels, by slice.
 pub(super) struct Mirrors {

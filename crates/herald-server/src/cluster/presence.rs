@@ -13,7 +13,7 @@ use herald_core::{ChannelName, ProtocolError};
 use tokio::sync::mpsc;
 
 use super::{Cluster, timed};
-use crate::{housekeeping::SLICES, presence::Change};
+use crate::{presence::Change, slice::SLICES};
 
 /// How long a member stays listed without its node refreshing it.
 pub(super) const MEMBER_TTL: Duration = Duration::from_secs(60);

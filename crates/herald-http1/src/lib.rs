@@ -6,7 +6,8 @@
 //!   its headers kept as ranges of the bytes read;
 //! - [`framing`]: how long the body after a head is (RFC 9112 section 6), with the request
 //!   shapes that smuggle a second request refused;
-//! - [`chunked`]: a chunked body decoder with checked arithmetic and bounded lines.
+//! - [`chunked`]: a chunked body decoder with checked arithmetic and bounded lines;
+//! - [`query`]: a request target's query pairs, decoded without copying what needs no decoding.
 //!
 //! Every refusal is a [`Refusal`]: the status to answer with, then close the connection. After
 //! any refusal the bytes that follow on that connection are never read as a request.
@@ -14,6 +15,7 @@
 pub mod chunked;
 pub mod framing;
 pub mod head;
+pub mod query;
 
 pub use chunked::ChunkedDecoder;
 pub use framing::BodyFraming;

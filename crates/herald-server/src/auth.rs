@@ -8,9 +8,9 @@
 
 use axum::http::header;
 
-use crate::http::head::RequestHeaders;
 use herald_auth::{Action, AuthError, Denied, Identity, KeyConfig, Verifier};
 use herald_core::{ChannelName, ErrorCode, ProtocolError};
+use herald_http1::{RequestHeaders, query};
 
 use crate::config::{Config, ConfigError};
 
@@ -78,7 +78,7 @@ impl Auth {
 pub fn request_token(headers: &impl RequestHeaders, query: Option<&str>) -> Result<Option<String>, ProtocolError> {
     match bearer_token(headers)? {
         Some(token) => Ok(Some(token)),
-        None => Ok(query.and_then(|query| crate::http::query::find(query, "token")).map(std::borrow::Cow::into_owned)),
+        None => Ok(query.and_then(|query| query::find(query, "token")).map(std::borrow::Cow::into_owned)),
     }
 }
 

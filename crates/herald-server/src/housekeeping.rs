@@ -18,8 +18,8 @@ use std::{sync::Arc, time::Duration};
 
 use crate::{
     broker::Broker,
-    http::AppState,
     slice::{SLICES, Slice},
+    state::AppState,
 };
 
 /// Starts the housekeeping task; it ends when the shutdown starts.

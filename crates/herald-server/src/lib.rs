@@ -7,11 +7,14 @@
 //! - [`cluster`]: the link to Redis behind the Redis engine;
 //! - [`publication`]: a message encoded once and shared by every subscriber;
 //! - [`frame`]: what is sent to a connection, and over which transport;
-//! - [`ids`]: maps keyed by connection id;
+//! - [`ids`]: maps keyed by connection id; [`idempotency`]: the idempotency window of the
+//!   local engines;
 //! - [`outbox`]: the bounded per-connection queue, direct socket writes and the slow-consumer rule;
 //! - [`wire`]: wire bytes of streaming connections: encoders and the unsent backlog;
 //! - [`registry`]: open connections, heartbeats and the shutdown signal;
 //! - [`transport`]: WebSocket, SSE and long polling;
+//! - [`state`]: what every handler shares; [`reply`]: JSON bodies and errors; [`publish`]: the
+//!   publish path every route shares — all three below the HTTP surface and the transports;
 //! - [`http`]: the router, the server API, health endpoints and the demo page;
 //! - [`auth`]: client tokens on requests and connections, and the namespace rules applied;
 //! - [`guard`]: connection, stream and publish limits, counted and logged;
@@ -31,6 +34,7 @@ pub mod frame;
 pub mod guard;
 pub mod housekeeping;
 pub mod http;
+pub mod idempotency;
 pub mod ids;
 pub mod metrics;
 pub mod outbox;
@@ -38,9 +42,12 @@ pub mod presence;
 pub mod process;
 pub mod proxy;
 pub mod publication;
+pub mod publish;
 pub mod registry;
+pub mod reply;
 pub mod server;
 pub mod slice;
+pub mod state;
 pub mod store;
 pub mod tls;
 pub mod transport;

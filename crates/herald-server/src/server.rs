@@ -20,9 +20,10 @@ use crate::{
     broker::Broker,
     config::Config,
     guard::Guard,
-    http::{self, AppState, conn::Via},
+    http::{self, conn::Via},
     outbox::QueueLimits,
     registry::Registry,
+    state::AppState,
     store::Store,
     tls::TlsFront,
 };
@@ -66,7 +67,7 @@ impl Server {
         let config = Arc::new(config);
         let registry =
             Registry::new(QueueLimits { frames: config.max_queued_messages, bytes: config.max_queued_bytes });
-        let idempotency = Arc::new(crate::http::api::IdempotencyCache::default());
+        let idempotency = Arc::new(crate::idempotency::IdempotencyCache::default());
         let (broker, store) = match config.store_options() {
             Some(options) => {
                 let (store, records) = Store::open(options).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -259,7 +260,7 @@ async fn accept_loop(listener: TcpListener, entry: Entry, state: AppState, route
             };
             if let Err(refused) = admitted {
                 // A fresh socket's send buffer is empty: the answer fits without waiting.
-                let _ = stream.try_write(&http::conn::error_bytes(&refused));
+                let _ = stream.try_write(&http::response::error_bytes(&refused));
                 continue;
             }
         }

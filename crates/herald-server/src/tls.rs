@@ -31,11 +31,9 @@ use tokio_rustls::{
 
 use crate::{
     config::ConfigError,
-    http::{
-        ApiError,
-        conn::{BRIDGE_HEADER, PEER_HEADER},
-    },
+    http::conn::{BRIDGE_HEADER, PEER_HEADER},
     registry::Registry,
+    reply::ApiError,
 };
 
 /// Why a request could not be forwarded (the internal listener is gone, a header is not

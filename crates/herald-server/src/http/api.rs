@@ -1,7 +1,5 @@
 //! The server API for backends (docs/protocol.md §3), guarded by the API key.
 
-use std::collections::HashMap;
-
 use axum::{
     Router,
     body::Bytes,
@@ -12,61 +10,16 @@ use axum::{
     routing::{get, post},
 };
 use herald_core::{ChannelName, DisconnectCode, ErrorCode, protocol::validate_event};
-use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 
-use super::{ApiError, AppState, head::RequestHeaders, json_ok, json_response};
-use crate::{engine::Answer, now_ms, publication::Message};
-
-/// Remembered results of publishes made with an `idempotency_key`, per channel and key.
-#[derive(Default)]
-pub struct IdempotencyCache {
-    entries: Mutex<HashMap<(ChannelName, String), Remembered>>,
-}
-
-/// A remembered publish: its encoded reply, when it is forgotten (ms) and its store sequence.
-type Remembered = (Vec<u8>, u64, u64);
-
-/// A publish the engine accepted: its encoded reply, once it is durable (memory and disk
-/// engines: in history and fanned out already) or once Redis assigned its place (Redis
-/// engine). [`durable_reply`] waits for either.
-pub enum Accepted {
-    /// Published on this node: the reply, once store sequence `seq` is durable (0: at once).
-    Local {
-        /// The encoded reply.
-        body: Vec<u8>,
-        /// The store sequence to wait for (0: nothing to wait for).
-        seq: u64,
-    },
-    /// Sent to Redis: resolves to the reply.
-    Remote(std::pin::Pin<Box<dyn Future<Output = Result<Vec<u8>, ApiError>> + Send>>),
-}
-
-// === impl IdempotencyCache ===
-
-impl IdempotencyCache {
-    /// Remembers the keyed publishes among `records` (replayed from the store) made within
-    /// the last `window_ms` before `now_ms`: a retry after a restart gets the original answer.
-    pub fn restore(&self, records: &[crate::store::Record], window_ms: u64, now_ms: u64) {
-        let mut entries = self.entries.lock();
-        for record in records.iter().filter(|r| r.time_ms + window_ms > now_ms) {
-            let (Some(key), Ok(channel)) = (&record.key, ChannelName::new(&record.channel)) else { continue };
-            let reply = publish_reply(&channel, record.offset, &record.epoch);
-            entries.insert((channel, key.clone()), (reply, record.time_ms + window_ms, 0));
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct PublishBody {
-    channel: String,
-    data: Box<RawValue>,
-    #[serde(default)]
-    event: Option<String>,
-    #[serde(default)]
-    idempotency_key: Option<String>,
-}
+use super::head::RequestHeaders;
+use crate::publication::Message;
+use crate::{
+    publish::{Accepted, check_size, durable_reply, publish_json, publish_one},
+    reply::{ApiError, history_body, json_ok, json_response, parse_json},
+    state::AppState,
+};
 
 #[derive(Deserialize)]
 struct BroadcastBody {
@@ -154,120 +107,10 @@ pub fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError
     })
 }
 
-/// Parses a JSON body into `T`, telling malformed JSON from a wrong shape.
-pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        let code = if e.is_data() { ErrorCode::BadRequest } else { ErrorCode::InvalidJson };
-        ApiError::new(code, format!("cannot read request body: {e}"))
-    })
-}
-
-fn check_size(state: &AppState, data: &RawValue) -> Result<(), ApiError> {
-    let limit = state.config.max_message_bytes;
-    if data.get().len() > limit {
-        state.guard.hit(crate::guard::Limit::MessageSize, None, "a message over max_message_bytes");
-        return Err(ApiError::new(
-            ErrorCode::MessageTooLarge,
-            format!("data is {} bytes; the limit is {limit}", data.get().len()),
-        ));
-    }
-    Ok(())
-}
-
-fn refuse_while_shutting_down(state: &AppState) -> Result<(), ApiError> {
-    if state.registry.is_shutting_down() {
-        return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down"));
-    }
-    Ok(())
-}
-
-/// The encoded reply to a publish: `{"channel":…,"offset":…,"epoch":…}`.
-fn publish_reply(channel: &ChannelName, offset: u64, epoch: &str) -> Vec<u8> {
-    herald_core::protocol::encode(&json!({ "channel": channel.as_str(), "offset": offset, "epoch": epoch }))
-}
-
-/// Publishes one message to a validated channel with a validated event (and idempotency
-/// `key`), after the checks every publish route shares (not shutting down, data within the
-/// size limit). The publisher's answer waits for [`durable_reply`].
-pub fn publish_one(
-    state: &AppState,
-    channel: &ChannelName,
-    data: &RawValue,
-    event: Option<&str>,
-    key: Option<&str>,
-) -> Result<Accepted, ApiError> {
-    refuse_while_shutting_down(state)?;
-    check_size(state, data)?;
-    match state.engine.publish(channel, data, event, key) {
-        Answer::Ready(placed) => {
-            let placed = placed?;
-            Ok(Accepted::Local { body: publish_reply(channel, placed.offset, &placed.epoch), seq: placed.seq })
-        }
-        Answer::Later(placed) => {
-            let channel = channel.clone();
-            Ok(Accepted::Remote(Box::pin(async move {
-                let placed = placed.await?;
-                Ok(publish_reply(&channel, placed.offset, &placed.epoch))
-            })))
-        }
-    }
-}
-
-/// The reply of an accepted publish, once it is durable.
-pub async fn durable_reply(state: &AppState, accepted: Accepted) -> Result<Vec<u8>, ApiError> {
-    match accepted {
-        Accepted::Local { body, seq } => {
-            state.engine.wait_durable(seq).get().await?;
-            Ok(body)
-        }
-        Accepted::Remote(reply) => reply.await,
-    }
-}
-
 /// `POST /api/publish` (docs/protocol.md §3).
 pub async fn publish(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let accepted = publish_json(&state, &body_bytes(body)?, |_| Ok(()))?;
     Ok(json_ok(durable_reply(&state, accepted).await?))
-}
-
-/// A publish with the JSON body `bytes` (`{"channel","data","event"?,"idempotency_key"?}`),
-/// once `admit` allows its channel.
-pub fn publish_json(
-    state: &AppState,
-    bytes: &[u8],
-    admit: impl FnOnce(&ChannelName) -> Result<(), ApiError>,
-) -> Result<Accepted, ApiError> {
-    let body: PublishBody = parse_json(bytes)?;
-    let channel = ChannelName::new(&body.channel)?;
-    let event = validate_event(body.event)?;
-    admit(&channel)?;
-    let publish = |key: Option<&str>| publish_one(state, &channel, &body.data, event.as_deref(), key);
-    let Some(key) = body.idempotency_key else { return publish(None) };
-    if key.is_empty() || key.len() > 256 {
-        return Err(ApiError::new(ErrorCode::BadRequest, "idempotency_key must be 1-256 bytes"));
-    }
-    if state.engine.keeps_idempotency_keys() {
-        return publish(Some(&key));
-    }
-    let now = now_ms();
-    // One lock for every keyed publish, held across the publish so that two concurrent
-    // retries publish once. Publishes without a key never take it.
-    let mut entries = state.idempotency.entries.lock();
-    let cache_key = (channel.clone(), key);
-    if let Some((result, expires, seq)) = entries.get(&cache_key)
-        && *expires > now
-    {
-        // A retry: the first publish's answer, once that publish is durable.
-        return Ok(Accepted::Local { body: result.clone(), seq: *seq });
-    }
-    let Accepted::Local { body, seq } = publish(Some(&cache_key.1))? else {
-        return Err(ApiError::new(ErrorCode::Internal, "a local publish went to the shared engine"));
-    };
-    if entries.len() >= 4096 {
-        entries.retain(|_, (_, expires, _)| *expires > now);
-    }
-    entries.insert(cache_key, (body.clone(), now + state.config.idempotency_window_secs * 1000, seq));
-    Ok(Accepted::Local { body, seq })
 }
 
 async fn publish_to(
@@ -368,29 +211,6 @@ pub async fn read_history(
     limit: Option<usize>,
 ) -> Result<(herald_core::StreamPosition, Vec<Message>), ApiError> {
     Ok(state.engine.history(channel, since, limit.unwrap_or(usize::MAX)).get().await?)
-}
-
-/// `{"channel":…,"epoch":…,"offset":…,"messages":[…]}` with the shared envelopes spliced in.
-pub fn history_body(channel: &ChannelName, position: &herald_core::StreamPosition, messages: &[Message]) -> Vec<u8> {
-    let head = json!({ "channel": channel.as_str(), "epoch": &*position.epoch, "offset": position.offset });
-    let mut out = serde_json::to_vec(&head).unwrap_or_default();
-    out.pop(); // the closing brace
-    out.extend_from_slice(b",\"messages\":");
-    splice_envelopes(&mut out, messages);
-    out.push(b'}');
-    out
-}
-
-/// Writes `[env,env,…]` from the pre-encoded envelopes.
-pub fn splice_envelopes<'m>(out: &mut Vec<u8>, messages: impl IntoIterator<Item = &'m Message>) {
-    out.push(b'[');
-    for (i, m) in messages.into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(m.envelope());
-    }
-    out.push(b']');
 }
 
 async fn info(State(state): State<AppState>) -> Response {

@@ -10,13 +10,24 @@ use std::time::Duration;
 
 use axum::http::header;
 use bytes::{Bytes, BytesMut};
-use herald_http1::{BodyFraming, ChunkedDecoder, Head, RequestHeaders as _, chunked::Decoded};
+use herald_http1::{BodyFraming, ChunkedDecoder, Head, Refusal, RequestHeaders as _, chunked::Decoded};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpStream,
 };
 
-use super::conn::Refused;
+use crate::guard::Limit;
+
+/// Why a request could not be read.
+pub(super) enum Refused {
+    /// The peer closed or went quiet between requests: close without answering.
+    Gone,
+    /// A bad request: answer with this status and message, then close.
+    Answer(Refusal),
+    /// The peer stopped sending a head or a body within its deadline (the limit says which):
+    /// counted, then closed with a `408` if it sent part of a request.
+    Stalled(Limit),
+}
 
 /// The most buffer reserved ahead of the bytes in for one read of a body.
 const READ_STEP: usize = 64 * 1024;

@@ -14,10 +14,11 @@ use axum::{
 use herald_auth::Action;
 use herald_core::ChannelName;
 
-use super::{
-    ApiError, AppState,
-    api::{HistoryQuery, body_bytes, durable_reply, history_json, publish_json},
-    json_ok,
+use super::api::{HistoryQuery, body_bytes, history_json};
+use crate::{
+    publish::{durable_reply, publish_json},
+    reply::{ApiError, json_ok},
+    state::AppState,
 };
 
 /// `POST /publish` `{"channel","data","event"?}`: allowed where the request's token grants the

@@ -1,54 +1,27 @@
-//! The HTTP surface: the router, JSON errors, the server API, health endpoints and the demo
-//! page. Every error is `{"error":{"code":…,"message":…}}` with a matching status.
+//! The HTTP surface: the router, the server API, health endpoints and the demo page. Every
+//! error is `{"error":{"code":…,"message":…}}` with a matching status ([`crate::reply`]).
 
 pub mod api;
 mod body;
 pub mod client;
 pub mod conn;
 pub mod origin;
-pub mod query;
-
-use std::{sync::Arc, time::Instant};
+pub mod response;
 
 use axum::{
     Router,
-    body::Body,
-    http::{HeaderValue, StatusCode, header},
+    http::header,
     response::{IntoResponse, Response},
     routing::get,
 };
-use herald_core::{ErrorCode, ProtocolError};
+use herald_core::ErrorCode;
 
-use crate::{broker::Broker, config::Config, registry::Registry, transport};
+use crate::{
+    reply::{ApiError, json_ok},
+    state::AppState,
+    transport,
+};
 pub use herald_http1::head;
-
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    /// The configuration.
-    pub config: Arc<Config>,
-    /// The engine and hub.
-    pub broker: Arc<Broker>,
-    /// Open connections.
-    pub registry: Arc<Registry>,
-    /// When the server started.
-    pub started: Instant,
-    /// Results of recent publishes made with an `idempotency_key`.
-    pub idempotency: Arc<api::IdempotencyCache>,
-    /// Client token verification.
-    pub auth: Arc<crate::auth::Auth>,
-    /// Connection, stream and publish limits.
-    pub guard: Arc<crate::guard::Guard>,
-    /// The engine: where messages get their place, and history and presence live (with
-    /// Redis, the broker mirrors Redis's channels).
-    pub engine: Arc<dyn crate::engine::Engine>,
-    /// The peers trusted to name the client (`trusted_proxies`).
-    pub proxies: Arc<crate::proxy::TrustedProxies>,
-}
-
-/// An error answered as JSON with its status.
-#[derive(Debug)]
-pub struct ApiError(pub ProtocolError);
 
 const DEMO_PAGE: &str = include_str!("../../../../web/index.html");
 /// The admin page (`/admin`): it asks for the admin password and reads the API with it.
@@ -120,55 +93,4 @@ async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) ->
 
 async fn admin_page() -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], ADMIN_PAGE).into_response()
-}
-
-/// A `200` JSON response serializing `value`.
-pub fn json_response<T: serde::Serialize + ?Sized>(value: &T) -> Response {
-    json_ok(herald_core::protocol::encode(value))
-}
-
-/// A `200` JSON response from encoded bytes.
-pub fn json_ok(body: Vec<u8>) -> Response {
-    let mut response = Response::new(Body::from(body));
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
-// === impl ApiError ===
-
-impl ApiError {
-    /// An error with `code` and a human message.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self(ProtocolError::new(code, message))
-    }
-}
-
-impl From<ProtocolError> for ApiError {
-    fn from(e: ProtocolError) -> Self {
-        Self(e)
-    }
-}
-
-impl From<herald_core::InvalidChannel> for ApiError {
-    fn from(e: herald_core::InvalidChannel) -> Self {
-        Self(e.into())
-    }
-}
-
-impl From<herald_core::InvalidCursor> for ApiError {
-    fn from(e: herald_core::InvalidCursor) -> Self {
-        Self(e.into())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = json_ok(self.0.to_http_body());
-        *response.status_mut() = status;
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
-    }
 }

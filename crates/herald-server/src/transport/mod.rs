@@ -13,9 +13,10 @@ use herald_core::{ChannelName, Cursor, ErrorCode, list::comma_items};
 use crate::{
     broker::{Broker, Subscribed},
     frame::Frame,
-    http::{ApiError, AppState},
     outbox::Outbox,
     presence::Member,
+    reply::ApiError,
+    state::AppState,
 };
 
 /// The channels and starting positions of an SSE or long-poll request.
@@ -72,7 +73,7 @@ impl StreamRequest {
         let mut cursor_text = None;
         let mut timeout_secs = None;
         let mut token = None;
-        for (key, value) in crate::http::query::pairs(query.unwrap_or("")) {
+        for (key, value) in herald_http1::query::pairs(query.unwrap_or("")) {
             match &*key {
                 "channel" => comma_items(&value).filter(|s| !s.is_empty()).try_for_each(&mut add)?,
                 "cursor" | "last_event_id" | "lastEventId" => cursor_text = Some(value),

@@ -24,8 +24,9 @@ use super::{StreamRequest, Subscriptions, advance_cursor, authorize_stream};
 use crate::{
     frame::{Frame, Transport},
     guard::StreamPermit,
-    http::{ApiError, AppState, api::splice_envelopes, json_ok},
     registry::Registration,
+    reply::{ApiError, json_ok, splice_envelopes},
+    state::AppState,
 };
 
 /// Most messages recovered per channel in one poll; the client's next poll gets the rest.

@@ -29,9 +29,11 @@ use super::{StreamRequest, Subscriptions, advance_cursor, authorize_stream};
 use crate::{
     frame::{Frame, Transport},
     guard::StreamPermit,
-    http::{ApiError, AppState, conn::Takeover, conn::chunk_size_line},
+    http::response::{Takeover, chunk_size_line},
     outbox::{Outbox, Settled},
     registry::Registration,
+    reply::ApiError,
+    state::AppState,
     wire::{Encoder, Segments},
 };
 

@@ -24,6 +24,7 @@ use herald_core::{
     ChannelName, Command, DisconnectCode, ErrorCode, ProtocolError, Request, TokenBucket,
     protocol::{encode, encode_reset},
 };
+use herald_http1::{Head, RequestHeaders as _};
 use serde_json::json;
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf},
@@ -45,15 +46,15 @@ use crate::{
     frame::{Frame, Transport},
     guard::Limit,
     http::{
-        ApiError, AppState,
-        api::{Accepted, durable_reply, history_body, publish_one},
-        conn::{Head, write_response},
-        head::RequestHeaders as _,
         origin::{self, OriginCheck},
+        response::write_response,
     },
     now_ms,
     outbox::{Outbox, Settled},
     publication::ws_text_header,
+    publish::{Accepted, durable_reply, publish_one},
+    reply::{ApiError, history_body},
+    state::AppState,
     wire::{Encoder, Segments},
 };
 

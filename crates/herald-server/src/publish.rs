@@ -1,0 +1,139 @@
+//! Publishing, as every route shares it (the API's `POST /api/publish` and
+//! `/api/publish/{channel}`, a WebSocket's `publish`): the checks, the engine call, the
+//! idempotency window for engines that do not keep keys themselves, and the answer that
+//! waits until the publish is durable.
+
+use herald_core::{ChannelName, ErrorCode, protocol::validate_event};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::{
+    engine::Answer,
+    now_ms,
+    reply::{ApiError, parse_json, publish_body},
+    state::AppState,
+};
+
+/// A publish the engine accepted: its encoded reply, once it is durable (memory and disk
+/// engines: in history and fanned out already) or once Redis assigned its place (Redis
+/// engine). [`durable_reply`] waits for either.
+pub enum Accepted {
+    /// Published on this node: the reply, once store sequence `seq` is durable (0: at once).
+    Local {
+        /// The encoded reply.
+        body: Vec<u8>,
+        /// The store sequence to wait for (0: nothing to wait for).
+        seq: u64,
+    },
+    /// Sent to Redis: resolves to the reply.
+    Remote(std::pin::Pin<Box<dyn Future<Output = Result<Vec<u8>, ApiError>> + Send>>),
+}
+
+#[derive(Deserialize)]
+struct PublishBody {
+    channel: String,
+    data: Box<RawValue>,
+    #[serde(default)]
+    event: Option<String>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+/// Refuses `data` over `max_message_bytes`, counting the hit.
+pub(crate) fn check_size(state: &AppState, data: &RawValue) -> Result<(), ApiError> {
+    let limit = state.config.max_message_bytes;
+    if data.get().len() > limit {
+        state.guard.hit(crate::guard::Limit::MessageSize, None, "a message over max_message_bytes");
+        return Err(ApiError::new(
+            ErrorCode::MessageTooLarge,
+            format!("data is {} bytes; the limit is {limit}", data.get().len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a publish once the shutdown started.
+fn refuse_while_shutting_down(state: &AppState) -> Result<(), ApiError> {
+    if state.registry.is_shutting_down() {
+        return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down"));
+    }
+    Ok(())
+}
+
+/// Publishes one message to a validated channel with a validated event (and idempotency
+/// `key`), after the checks every publish route shares (not shutting down, data within the
+/// size limit). The publisher's answer waits for [`durable_reply`].
+pub fn publish_one(
+    state: &AppState,
+    channel: &ChannelName,
+    data: &RawValue,
+    event: Option<&str>,
+    key: Option<&str>,
+) -> Result<Accepted, ApiError> {
+    refuse_while_shutting_down(state)?;
+    check_size(state, data)?;
+    match state.engine.publish(channel, data, event, key) {
+        Answer::Ready(placed) => {
+            let placed = placed?;
+            Ok(Accepted::Local { body: publish_body(channel, placed.offset, &placed.epoch), seq: placed.seq })
+        }
+        Answer::Later(placed) => {
+            let channel = channel.clone();
+            Ok(Accepted::Remote(Box::pin(async move {
+                let placed = placed.await?;
+                Ok(publish_body(&channel, placed.offset, &placed.epoch))
+            })))
+        }
+    }
+}
+
+/// The reply of an accepted publish, once it is durable.
+pub async fn durable_reply(state: &AppState, accepted: Accepted) -> Result<Vec<u8>, ApiError> {
+    match accepted {
+        Accepted::Local { body, seq } => {
+            state.engine.wait_durable(seq).get().await?;
+            Ok(body)
+        }
+        Accepted::Remote(reply) => reply.await,
+    }
+}
+
+/// A publish with the JSON body `bytes` (`{"channel","data","event"?,"idempotency_key"?}`),
+/// once `admit` allows its channel.
+pub fn publish_json(
+    state: &AppState,
+    bytes: &[u8],
+    admit: impl FnOnce(&ChannelName) -> Result<(), ApiError>,
+) -> Result<Accepted, ApiError> {
+    let body: PublishBody = parse_json(bytes)?;
+    let channel = ChannelName::new(&body.channel)?;
+    let event = validate_event(body.event)?;
+    admit(&channel)?;
+    let publish = |key: Option<&str>| publish_one(state, &channel, &body.data, event.as_deref(), key);
+    let Some(key) = body.idempotency_key else { return publish(None) };
+    if key.is_empty() || key.len() > 256 {
+        return Err(ApiError::new(ErrorCode::BadRequest, "idempotency_key must be 1-256 bytes"));
+    }
+    if state.engine.keeps_idempotency_keys() {
+        return publish(Some(&key));
+    }
+    let now = now_ms();
+    // One lock for every keyed publish, held across the publish so that two concurrent
+    // retries publish once. Publishes without a key never take it.
+    let mut entries = state.idempotency.entries.lock();
+    let cache_key = (channel.clone(), key);
+    if let Some((result, expires, seq)) = entries.get(&cache_key)
+        && *expires > now
+    {
+        // A retry: the first publish's answer, once that publish is durable.
+        return Ok(Accepted::Local { body: result.clone(), seq: *seq });
+    }
+    let Accepted::Local { body, seq } = publish(Some(&cache_key.1))? else {
+        return Err(ApiError::new(ErrorCode::Internal, "a local publish went to the shared engine"));
+    };
+    if entries.len() >= 4096 {
+        entries.retain(|_, (_, expires, _)| *expires > now);
+    }
+    entries.insert(cache_key, (body.clone(), now + state.config.idempotency_window_secs * 1000, seq));
+    Ok(Accepted::Local { body, seq })
+}

@@ -15,6 +15,7 @@
 //! - [`transport`]: WebSocket, SSE and long polling;
 //! - [`state`]: what every handler shares; [`reply`]: JSON bodies and errors; [`publish`]: the
 //!   publish path every route shares — all three below the HTTP surface and the transports;
+//! - [`routes`]: every route, named once;
 //! - [`http`]: the router, the server API, health endpoints and the demo page;
 //! - [`auth`]: client tokens on requests and connections, and the namespace rules applied;
 //! - [`guard`]: connection, stream and publish limits, counted and logged;
@@ -45,6 +46,7 @@ pub mod publication;
 pub mod publish;
 pub mod registry;
 pub mod reply;
+pub mod routes;
 pub mod server;
 pub mod slice;
 pub mod state;

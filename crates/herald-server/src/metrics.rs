@@ -21,7 +21,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::frame::Transport;
+use crate::{frame::Transport, routes::Route};
 
 /// Every metric Herald exports.
 pub struct Metrics {
@@ -42,7 +42,7 @@ pub struct Metrics {
     /// Per route (as [`Route`] numbers them, `other` last), its members of `http_duration` and
     /// of `http_requests` for status 200: found once, then counted without the family's lock
     /// and hashing (every long poll is a request).
-    route_members: [(OnceLock<Histogram>, OnceLock<Counter>); ROUTES.len() + 1],
+    route_members: [(OnceLock<Histogram>, OnceLock<Counter>); Route::ALL.len() + 1],
     limit_hits: Family<LimitLabel, Counter>,
     /// Failures of the engine: the durable store (writes, compaction) or Redis calls.
     pub engine_errors: Counter,
@@ -177,7 +177,7 @@ impl Metrics {
             recovery_members: Default::default(),
             http_requests,
             http_duration,
-            route_members: [const { (OnceLock::new(), OnceLock::new()) }; ROUTES.len() + 1],
+            route_members: [const { (OnceLock::new(), OnceLock::new()) }; Route::ALL.len() + 1],
             limit_hits,
             engine_errors,
             connections,
@@ -212,7 +212,7 @@ impl Metrics {
 
     /// Counts an HTTP request to `route` answered with `status` after `seconds`.
     pub fn http_request(&self, route: Route, status: u16, seconds: f64) {
-        let (name, (duration, ok)) = (route.name(), &self.route_members[route.0 as usize]);
+        let (name, (duration, ok)) = (route.template(), &self.route_members[route.index()]);
         let labels = RouteStatusLabels { route: name, status };
         duration.get_or_init(|| self.http_duration.get_or_create(&RouteLabel { route: name }).clone()).observe(seconds);
         match status {
@@ -251,51 +251,6 @@ impl Metrics {
     }
 }
 
-/// The route templates requests are counted under: fixed, so that no channel name becomes a
-/// label.
-const ROUTES: [&str; 20] = [
-    "/",
-    "/ws",
-    "/sse",
-    "/poll",
-    "/publish",
-    "/herald.js",
-    "/admin",
-    "/metrics",
-    "/healthz",
-    "/readyz",
-    "/api/publish",
-    "/api/broadcast",
-    "/api/channels",
-    "/api/disconnect",
-    "/api/info",
-    "/sse/{channel}",
-    "/history/{channel}",
-    "/api/publish/{channel}",
-    "/api/channels/{channel}/history",
-    "/api/channels/{channel}/presence",
-];
-
-/// A route template requests are counted under (one of [`ROUTES`], or `other`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Route(u8);
-
-// === impl Route ===
-
-impl Route {
-    /// Any path that is not one of [`ROUTES`].
-    pub const OTHER: Route = Route(ROUTES.len() as u8);
-
-    /// The template's text, the `route` label.
-    pub fn name(self) -> &'static str {
-        ROUTES.get(self.0 as usize).copied().unwrap_or("other")
-    }
-
-    fn named(template: &str) -> Route {
-        ROUTES.iter().position(|r| *r == template).map_or(Route::OTHER, |i| Route(i as u8))
-    }
-}
-
 /// How a subscription started, the `outcome` label of the recovery count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecoveryOutcome {
@@ -321,25 +276,9 @@ impl RecoveryOutcome {
     }
 }
 
-/// The route template of a request `path` (for the `route` label).
-pub fn route_of(path: &str) -> Route {
-    let api_channel = |rest: &str| match rest.rsplit_once('/') {
-        Some((_, "history")) => Route::named("/api/channels/{channel}/history"),
-        Some((_, "presence")) => Route::named("/api/channels/{channel}/presence"),
-        _ => Route::OTHER,
-    };
-    match path {
-        p if p.starts_with("/sse/") => Route::named("/sse/{channel}"),
-        p if p.starts_with("/history/") => Route::named("/history/{channel}"),
-        p if p.starts_with("/api/publish/") => Route::named("/api/publish/{channel}"),
-        p if p.starts_with("/api/channels/") => api_channel(p),
-        p => Route::named(p),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{Snapshot, metrics, route_of};
+    use super::{Route, Snapshot, metrics};
 
     fn snapshot() -> Snapshot {
         Snapshot { connections: [0; 3], subscriptions: 0, channels: 0, resident_bytes: 0, cpu_seconds: 0.0 }
@@ -353,25 +292,12 @@ mod tests {
             text.lines().find_map(|l| l.strip_prefix(&line)?.parse::<u64>().ok()).unwrap_or(0)
         };
         for path in ["/wp-login.php", "/poll", "/sse/a:b"] {
-            let route = route_of(path);
+            let route = Route::of(path);
             for status in [200, 404] {
-                let before = count(route.name(), status);
+                let before = count(route.template(), status);
                 metrics().http_request(route, status, 0.001);
-                assert_eq!(count(route.name(), status), before + 1, "{path} {status}");
+                assert_eq!(count(route.template(), status), before + 1, "{path} {status}");
             }
         }
-    }
-
-    #[test]
-    fn routes_are_templates_without_channel_names() {
-        let name = |path| route_of(path).name();
-        assert_eq!(name("/poll"), "/poll");
-        assert_eq!(name("/ws"), "/ws");
-        assert_eq!(name("/sse/chat:room-1"), "/sse/{channel}");
-        assert_eq!(name("/api/channels/a:b/history"), "/api/channels/{channel}/history");
-        assert_eq!(name("/api/channels/a:b/presence"), "/api/channels/{channel}/presence");
-        assert_eq!(name("/api/channels/a:b/other"), "other");
-        assert_eq!(name("/wp-login.php"), "other");
-        assert_eq!(name("/sse/"), "/sse/{channel}");
     }
 }

@@ -18,6 +18,7 @@ use crate::publication::Message;
 use crate::{
     publish::{Accepted, check_size, durable_reply, publish_json, publish_one},
     reply::{ApiError, history_body, json_ok, json_response, parse_json},
+    routes::Route,
     state::AppState,
 };
 
@@ -38,18 +39,18 @@ pub struct HistoryQuery {
     pub since: Option<u64>,
 }
 
-/// The `/api` routes.
+/// The `/api` routes, behind the API key.
 pub fn router(state: AppState) -> Router<AppState> {
     let body_limit = body_limit(&state.config);
     Router::new()
-        .route("/publish", post(publish))
-        .route("/publish/{channel}", post(publish_to))
-        .route("/broadcast", post(broadcast))
-        .route("/channels", get(channels))
-        .route("/channels/{channel}/history", get(history))
-        .route("/channels/{channel}/presence", get(presence))
-        .route("/disconnect", post(disconnect))
-        .route("/info", get(info))
+        .route(Route::ApiPublish.template(), post(publish))
+        .route(Route::ApiPublishTo.template(), post(publish_to))
+        .route(Route::ApiBroadcast.template(), post(broadcast))
+        .route(Route::ApiChannels.template(), get(channels))
+        .route(Route::ApiHistory.template(), get(history))
+        .route(Route::ApiPresence.template(), get(presence))
+        .route(Route::ApiDisconnect.template(), post(disconnect))
+        .route(Route::ApiInfo.template(), get(info))
         .layer(DefaultBodyLimit::max(body_limit))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key))
         .with_state(state)

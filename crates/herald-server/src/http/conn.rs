@@ -46,12 +46,7 @@ use super::{
     response::{Takeover, TakeoverFn, error_bytes, response_head, write_json_ok, write_response},
 };
 use crate::transport::poll::{self, Waiting};
-use crate::{
-    guard::Limit,
-    metrics::{self, metrics},
-    reply::ApiError,
-    state::AppState,
-};
+use crate::{guard::Limit, metrics::metrics, reply::ApiError, routes::Route, state::AppState};
 pub use herald_http1::Head;
 
 /// How long a keep-alive connection may sit between requests before it closes.
@@ -168,11 +163,11 @@ pub async fn serve(mut stream: TcpStream, mut peer: SocketAddr, via: Via, state:
                         let _ = write_error(stream, refusal).await;
                         After::Close
                     };
-                    break 'next (Box::pin(refuse), metrics::Route::OTHER, Instant::now());
+                    break 'next (Box::pin(refuse), Route::Other, Instant::now());
                 }
             };
-            let path = head.path();
-            if path == "/ws" && !matches!(BodyFraming::of(&head, 0), Ok(BodyFraming::None)) {
+            let route = Route::of(head.path());
+            if route == Route::Ws && !matches!(BodyFraming::of(&head, 0), Ok(BodyFraming::None)) {
                 // An upgrade has no body: bytes after its head are WebSocket frames, and a
                 // body there would be read as frames by one side and as a body by another.
                 let stream = &mut stream;
@@ -180,16 +175,16 @@ pub async fn serve(mut stream: TcpStream, mut peer: SocketAddr, via: Via, state:
                     let _ = write_error(stream, Refusal::bad("a WebSocket upgrade request has no body")).await;
                     After::Close
                 };
-                break 'next (Box::pin(refuse), metrics::route_of(path), Instant::now());
+                break 'next (Box::pin(refuse), route, Instant::now());
             }
-            if path == "/ws" {
+            if route == Route::Ws {
                 // The handshake in a task of its own (which starts the connection's), so this
                 // loop's state is freed for the life of the WebSocket.
                 let leftover = std::mem::take(&mut buf);
                 tokio::spawn(crate::transport::ws::accept(stream, peer.ip(), head, leftover, state));
                 return;
             }
-            let (route, began) = (metrics::route_of(path), Instant::now());
+            let began = Instant::now();
             (Box::pin(exchange(&mut stream, &mut buf, head, peer, &state, &router, &mut status)), route, began)
         };
         let mut after = exchanging.await;
@@ -288,7 +283,7 @@ enum Woke {
 /// for the write.
 fn stalled(stream: &TcpStream, state: &AppState, peer: SocketAddr, limit: Limit, partial: bool) {
     state.guard.hit(limit, Some(peer.ip()), "a request not sent within its deadline");
-    metrics().http_request(metrics::Route::OTHER, 408, 0.0);
+    metrics().http_request(Route::Other, 408, 0.0);
     if partial {
         let timeout = herald_core::ProtocolError::new(ErrorCode::RequestTimeout, "request not sent in time");
         let _ = stream.try_write(&error_bytes(&timeout));
@@ -298,10 +293,9 @@ fn stalled(stream: &TcpStream, state: &AppState, peer: SocketAddr, limit: Limit,
 /// Ends once the shutdown starts; `None` once it has (it is then polled no more).
 type ShutdownWait = Option<Pin<Box<dyn Future<Output = ()> + Send>>>;
 
-/// The connection's wait for the shutdown: made once and kept across its requests. Joining
-/// the watch's waiters anew before every request cost a long poll about 1.5 % of its
-/// instructions; keeping the wait costs an HTTP connection about 90 bytes (3.34 -> 3.43 KiB
-/// per idle long poll in `herald bench --scenario idle --transport poll`).
+/// The connection's wait for the shutdown: made once and kept across its requests, since
+/// joining the watch's waiters anew before every request costs every long poll; keeping it
+/// costs an idle connection a few dozen bytes (both measured in BENCHMARKS.md).
 fn shutdown_wait(state: &AppState) -> ShutdownWait {
     let mut signal = state.registry.shutdown_signal();
     Some(Box::pin(async move {
@@ -423,8 +417,8 @@ async fn exchange(
     // Browsers calling the client routes from another origin: refused, answered a preflight,
     // or answered with CORS headers.
     let mut cors = None;
-    let path = head.path();
-    if origin::is_client_route(path) {
+    let served = Route::of(head.path());
+    if served.is_cross_origin() {
         match origin::check(&state.config, &head) {
             OriginCheck::SameSite => {}
             OriginCheck::Allowed(origin) => cors = Some(origin),
@@ -448,7 +442,7 @@ async fn exchange(
             };
         }
     }
-    if method == Method::GET && path == "/poll" {
+    if method == Method::GET && served == Route::Poll {
         // The route most requests take, and the one that waits: served without the router's
         // boxed futures, and with nothing of the request kept while the poll waits.
         let query = head.query();
@@ -465,7 +459,7 @@ async fn exchange(
         };
         return After::Poll(Box::new(PollStart { waiting, cors, keep_alive }));
     }
-    if method == Method::POST && path == "/api/publish" {
+    if method == Method::POST && served == Route::ApiPublish {
         // The API's hottest route, served without the router: the same key check, body limit
         // and publish the router's `/api/publish` runs.
         let accepted = super::api::check_api_key(&state.config, &head).and_then(|()| {
@@ -587,7 +581,7 @@ mod tests {
 
     /// Every open HTTP connection, and so every waiting long poll, is one task holding this
     /// future: its size is most of a waiting poll's memory (the budget is 4 KiB per connection,
-    /// the performance budget in BENCHMARKS.md). It was 1,720 bytes while the head-reading state stayed in it.
+    /// the performance budget in BENCHMARKS.md): large state stays out of the loop, boxed.
     #[tokio::test]
     async fn a_connection_task_stays_small() {
         let (server, stream, peer, _client) = crate::server::Server::with_connection_for_tests().await;
@@ -598,8 +592,7 @@ mod tests {
     }
 
     /// Every request boxes its exchange, and every long poll the wait for its answer: mimalloc
-    /// serves blocks up to 1 KiB on its fast path and larger ones (or ones the router's state
-    /// made larger, 1,400 bytes once) on a path that cost a long poll about 1 % more.
+    /// serves blocks up to 1 KiB on its fast path and larger ones on a slower one.
     #[tokio::test]
     async fn a_request_boxes_less_than_a_kib() {
         let (server, mut stream, peer, _client) = crate::server::Server::with_connection_for_tests().await;

@@ -18,6 +18,7 @@ use herald_core::ErrorCode;
 
 use crate::{
     reply::{ApiError, json_ok},
+    routes::Route,
     state::AppState,
     transport,
 };
@@ -32,24 +33,24 @@ const CLIENT_BUNDLE: &str = include_str!("../../../../clients/js/dist/herald.js"
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(demo_page))
-        .route("/herald.js", get(client_bundle))
-        .route("/healthz", get(|| async { json_ok(br#"{"status":"ok"}"#.to_vec()) }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/admin", get(admin_page))
-        .route("/sse", get(transport::sse::stream))
-        .route("/sse/{channel}", get(transport::sse::stream_one))
-        .route("/poll", get(transport::poll::poll))
+        .route(Route::Demo.template(), get(demo_page))
+        .route(Route::Client.template(), get(client_bundle))
+        .route(Route::Healthz.template(), get(|| async { json_ok(br#"{"status":"ok"}"#.to_vec()) }))
+        .route(Route::Readyz.template(), get(readyz))
+        .route(Route::Metrics.template(), get(metrics))
+        .route(Route::Admin.template(), get(admin_page))
+        .route(Route::Sse.template(), get(transport::sse::stream))
+        .route(Route::SseChannel.template(), get(transport::sse::stream_one))
+        .route(Route::Poll.template(), get(transport::poll::poll))
         // For browsers and apps, no API key: what a WebSocket client can do with `publish` and
         // `history`, for SSE and long-poll clients, under the same token and namespace rules.
         .route(
-            "/publish",
+            Route::Publish.template(),
             axum::routing::post(client::publish)
                 .layer(axum::extract::DefaultBodyLimit::max(api::body_limit(&state.config))),
         )
-        .route("/history/{channel}", get(client::history))
-        .nest("/api", api::router(state.clone()))
+        .route(Route::History.template(), get(client::history))
+        .merge(api::router(state.clone()))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")

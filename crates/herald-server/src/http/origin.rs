@@ -66,15 +66,6 @@ pub fn add_preflight_headers(headers: &mut HeaderMap) {
     headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
 }
 
-/// Whether `path` is a client route browsers call across origins.
-pub fn is_client_route(path: &str) -> bool {
-    path == "/sse"
-        || path.starts_with("/sse/")
-        || path == "/poll"
-        || path == "/publish"
-        || path.starts_with("/history/")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,9 +2,8 @@
 //! ranges of the bytes read, so that a route reads only what it asks for.
 //!
 //! The long poll and the API publish, the routes most requests take, read the path, the query
-//! and a header or two. Building an `http::Uri` and a `HeaderMap` for every request cost a long
-//! poll about 7 % of its instructions (`bench/instructions.sh poll`: 21,192 -> 19,746 without
-//! them). Routes served by the axum router get both from [`Head::into_request`], checked as the
+//! and a header or two; building an `http::Uri` and a `HeaderMap` for every request is a
+//! share of a long poll's instructions worth saving (measured in BENCHMARKS.md). Routes served by the axum router get both from [`Head::into_request`], checked as the
 //! `http` crate checks them, so a target or header that crate refuses still gets `400` there.
 //!
 //! Guarantees: names compare as HTTP names do, without regard to case; a name sent twice reads

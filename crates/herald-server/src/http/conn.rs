@@ -22,7 +22,6 @@ use std::{
     net::SocketAddr,
     pin::Pin,
     sync::Arc,
-    task::Poll,
     time::{Duration, Instant},
 };
 
@@ -35,7 +34,7 @@ use bytes::{Bytes, BytesMut};
 use herald_core::ErrorCode;
 use herald_http1::{BodyFraming, Refusal, RequestHeaders as _};
 use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _, Interest},
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpStream,
 };
 use tower::ServiceExt as _;
@@ -43,33 +42,24 @@ use tower::ServiceExt as _;
 use super::{
     body::Refused,
     origin::{self, OriginCheck},
-    response::{Takeover, TakeoverFn, error_bytes, response_head, write_json_ok, write_response},
+    response::{Takeover, TakeoverFn, error_bytes, response_head, write_answer, write_response},
 };
-use crate::transport::poll::{self, Waiting};
+use crate::transport::poll;
 use crate::{guard::Limit, metrics::metrics, reply::ApiError, routes::Route, state::AppState};
 pub use herald_http1::Head;
 
 /// How long a keep-alive connection may sit between requests before it closes.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Writes the answer of a route served without the router: its JSON body with the `extra`
-/// header lines, or its error.
-async fn write_answer(
+/// [`write_answer`], and whether the connection stays open as an [`After`].
+async fn answer(
     stream: &mut TcpStream,
     answer: Result<Vec<u8>, ApiError>,
     extra: &[u8],
     keep_alive: bool,
     status: &mut u16,
 ) -> After {
-    *status = answer.as_ref().map_or_else(|e| e.0.code.http_status(), |_| 200);
-    let written = match answer {
-        Ok(body) => write_json_ok(stream, &body, extra, keep_alive).await,
-        Err(error) => {
-            let response = axum::response::IntoResponse::into_response(error);
-            Box::pin(write_response(stream, response, &Method::GET, keep_alive)).await
-        }
-    };
-    if matches!(written, Ok(true)) { After::KeepAlive } else { After::Close }
+    if write_answer(stream, answer, extra, keep_alive, status).await { After::KeepAlive } else { After::Close }
 }
 
 /// What happens to a connection after a response.
@@ -82,15 +72,7 @@ enum After {
     Takeover(TakeoverFn, bool),
     /// A long poll, subscribed (or refused): the connection loop waits for it and answers.
     /// (Boxed: the connection keeps an `After` while the poll waits.)
-    Poll(Box<PollStart>),
-}
-
-/// A long poll as [`exchange`] leaves it: subscribed (or refused), the CORS origin to echo, and
-/// whether the connection stays open.
-struct PollStart {
-    waiting: Result<Waiting, ApiError>,
-    cors: Option<HeaderValue>,
-    keep_alive: bool,
+    Poll(Box<poll::Started>),
 }
 
 /// Where a connection comes from.
@@ -189,7 +171,9 @@ pub async fn serve(mut stream: TcpStream, mut peer: SocketAddr, via: Via, state:
         };
         let mut after = exchanging.await;
         if let After::Poll(poll) = after {
-            after = Box::pin(answer_poll(&mut stream, *poll, timer.as_mut(), &mut status)).await;
+            // Waits for the poll's answer and writes it; closes without one when the client left.
+            let open = Box::pin(poll::answer(&mut stream, *poll, timer.as_mut(), &mut status)).await;
+            after = if open { After::KeepAlive } else { After::Close };
         }
         if status != 0 {
             metrics().http_request(route, status, began.elapsed().as_secs_f64());
@@ -303,60 +287,6 @@ fn shutdown_wait(state: &AppState) -> ShutdownWait {
     }))
 }
 
-/// Waits for a long poll started by [`exchange`] and writes its answer (setting `status`);
-/// closes the connection without an answer when the client left meanwhile.
-async fn answer_poll(
-    stream: &mut TcpStream,
-    poll: PollStart,
-    timer: Pin<&mut tokio::time::Sleep>,
-    status: &mut u16,
-) -> After {
-    let PollStart { waiting, cors, keep_alive } = poll;
-    let answer = match waiting {
-        Ok(waiting) => match wait_poll(stream, waiting, timer).await {
-            Some(body) => Ok(body),
-            // The client left: nobody to answer, and nothing of the poll is kept.
-            None => return After::Close,
-        },
-        Err(e) => Err(e),
-    };
-    const NO_STORE: &[u8] = b"cache-control: no-store\r\n";
-    let extra = match &cors {
-        None => std::borrow::Cow::Borrowed(NO_STORE),
-        Some(origin) => std::borrow::Cow::Owned([NO_STORE, &origin::cors_header_lines(origin)].concat()),
-    };
-    write_answer(stream, answer, &extra, keep_alive, status).await
-}
-
-/// Waits for the answer to a long poll: until anything is queued for it or its timeout passes
-/// (on `timer`, the connection's). `None` when the peer closes the connection meanwhile: the
-/// poll then unsubscribes at once instead of holding its socket until the timeout.
-async fn wait_poll(stream: &TcpStream, waiting: Waiting, mut timer: Pin<&mut tokio::time::Sleep>) -> Option<Vec<u8>> {
-    timer.as_mut().reset(tokio::time::Instant::now() + waiting.timeout());
-    // The socket may still be marked readable from reading the request: forget that without a
-    // system call, so that only a new event (the peer's FIN, or a pipelined request) wakes the
-    // watch below. An event that came in between is missed, and the poll then simply runs to
-    // its end.
-    let _ = stream.try_io(Interest::READABLE, || Err::<(), _>(std::io::ErrorKind::WouldBlock.into()));
-    let left = std::future::poll_fn(|cx| {
-        let mut byte = [0u8; 1];
-        let mut peeked = tokio::io::ReadBuf::new(&mut byte);
-        match stream.poll_peek(cx, &mut peeked) {
-            // End of stream or a failed socket: the peer is gone.
-            Poll::Ready(Ok(0) | Err(_)) => Poll::Ready(()),
-            // A pipelined request: it waits for its turn; stop watching.
-            Poll::Ready(Ok(_)) | Poll::Pending => Poll::Pending,
-        }
-    });
-    tokio::select! {
-        biased;
-        () = waiting.ready() => {}
-        () = timer => {}
-        () = left => return None,
-    }
-    Some(waiting.answer())
-}
-
 /// The client address the TLS front names in `head` (removing its headers), if the front's
 /// `secret` vouches for it.
 fn forwarded_peer(head: &mut Head, secret: &str) -> Result<SocketAddr, Refused> {
@@ -425,7 +355,7 @@ async fn exchange(
             OriginCheck::Refused => {
                 state.guard.hit(Limit::Origin, Some(peer.ip()), "a cross-origin request from an origin not allowed");
                 let refused = ApiError::new(ErrorCode::OriginNotAllowed, "this origin is not in allowed_origins");
-                return write_answer(stream, Err(refused), b"", keep_alive, status).await;
+                return answer(stream, Err(refused), b"", keep_alive, status).await;
             }
         }
         if method == Method::OPTIONS {
@@ -443,21 +373,8 @@ async fn exchange(
         }
     }
     if method == Method::GET && served == Route::Poll {
-        // The route most requests take, and the one that waits: served without the router's
-        // boxed futures, and with nothing of the request kept while the poll waits.
-        let query = head.query();
-        let waiting = match crate::auth::bearer_token(&head) {
-            // Boxed: only the Redis engine has channels to mirror first, and a waiting poll's
-            // connection task then carries just the pointer.
-            Ok(bearer) if state.engine.mirrors() => {
-                Box::pin(poll::mirror_and_start(state, query, bearer, peer.ip())).await
-            }
-            Ok(bearer) => {
-                poll::request(state, query, bearer.as_deref()).and_then(|r| poll::start(state, &r, peer.ip()))
-            }
-            Err(e) => Err(e.into()),
-        };
-        return After::Poll(Box::new(PollStart { waiting, cors, keep_alive }));
+        // The route most requests take, and the one that waits: served without the router.
+        return After::Poll(Box::new(poll::start_on_connection(state, &head, peer.ip(), cors, keep_alive).await));
     }
     if method == Method::POST && served == Route::ApiPublish {
         // The API's hottest route, served without the router: the same key check, body limit
@@ -473,7 +390,7 @@ async fn exchange(
             Ok(accepted) => Box::pin(crate::publish::durable_reply(state, accepted)).await,
             Err(e) => Err(e),
         };
-        return write_answer(stream, published, b"", keep_alive, status).await;
+        return answer(stream, published, b"", keep_alive, status).await;
     }
     // Its own future, boxed: the router's state would otherwise make every exchange's future
     // larger (over 1 KiB, where the allocator's aligned path turns slow).
@@ -606,9 +523,10 @@ mod tests {
         assert!(size <= 1024, "an exchange's future is {size} bytes");
         drop(exchange);
         let waiting = Err(ApiError::new(ErrorCode::BadRequest, "refused"));
-        let poll = super::PollStart { waiting, cors: None, keep_alive: true };
+        let poll = crate::transport::poll::Started::new(waiting, None, true);
         let mut timer = Box::pin(tokio::time::sleep(super::IDLE_TIMEOUT));
-        let size = std::mem::size_of_val(&super::answer_poll(&mut stream, poll, timer.as_mut(), &mut status));
+        let size =
+            std::mem::size_of_val(&crate::transport::poll::answer(&mut stream, poll, timer.as_mut(), &mut status));
         assert!(size <= 1024, "a long poll's answering future is {size} bytes");
     }
 }

@@ -12,6 +12,8 @@ use axum::{
 use http_body_util::BodyExt as _;
 use tokio::{io::AsyncWriteExt as _, net::TcpStream};
 
+use crate::reply::ApiError;
+
 /// The rest of a streaming response, run by its own task once the head is written: it gets
 /// the socket and whether its body is chunked (HTTP/1.1) or ends with the connection
 /// (HTTP/1.0), writes the body, and closes the connection when it ends. A handler puts one in
@@ -129,14 +131,29 @@ pub(super) fn response_head(
     out
 }
 
-/// Writes a `200` JSON answer with `body` and the `extra` header lines, head and body in one
-/// write; returns whether the connection stays open.
-pub(super) async fn write_json_ok(
+/// Writes the answer of a route served without the router: its JSON body with the `extra`
+/// header lines, or its error (setting `status`); returns whether the connection stays open.
+pub async fn write_answer(
     stream: &mut TcpStream,
-    body: &[u8],
+    answer: Result<Vec<u8>, ApiError>,
     extra: &[u8],
     keep_alive: bool,
-) -> std::io::Result<bool> {
+    status: &mut u16,
+) -> bool {
+    *status = answer.as_ref().map_or_else(|e| e.0.code.http_status(), |_| 200);
+    let written = match answer {
+        Ok(body) => write_json_ok(stream, &body, extra, keep_alive).await,
+        Err(error) => {
+            let response = axum::response::IntoResponse::into_response(error);
+            Box::pin(write_response(stream, response, &Method::GET, keep_alive)).await
+        }
+    };
+    matches!(written, Ok(true))
+}
+
+/// Writes a `200` JSON answer with `body` and the `extra` header lines, head and body in one
+/// write; returns whether the connection stays open.
+async fn write_json_ok(stream: &mut TcpStream, body: &[u8], extra: &[u8], keep_alive: bool) -> std::io::Result<bool> {
     let mut out = Vec::with_capacity(160 + extra.len() + body.len());
     out.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n");
     out.extend_from_slice(extra);

@@ -6,7 +6,10 @@
 //! resumes every channel on any node.
 
 use std::{
+    borrow::Cow,
     net::{IpAddr, SocketAddr},
+    pin::Pin,
+    task::Poll,
     time::Duration,
 };
 
@@ -19,11 +22,14 @@ use axum::{
 use herald_core::{ErrorCode, protocol::encode_reset};
 
 use herald_core::Cursor;
+use herald_http1::Head;
+use tokio::{io::Interest, net::TcpStream};
 
 use super::{StreamRequest, Subscriptions, advance_cursor, authorize_stream};
 use crate::{
     frame::{Frame, Transport},
     guard::StreamPermit,
+    http::response::write_answer,
     registry::Registration,
     reply::{ApiError, json_ok, splice_envelopes},
     state::AppState,
@@ -67,6 +73,99 @@ pub async fn wait(
         start(state, &request(state, query, bearer)?, ip)?
     };
     Ok(waiting.finish().await)
+}
+
+/// A long poll as the connection loop leaves it: subscribed (or refused), the CORS origin to
+/// echo, and whether the connection stays open. (Boxed by the loop, which keeps it while the
+/// poll waits.)
+pub struct Started {
+    waiting: Result<Waiting, ApiError>,
+    cors: Option<HeaderValue>,
+    keep_alive: bool,
+}
+
+// === impl Started ===
+
+impl Started {
+    /// A started poll: `waiting` (or why it was refused), the allowed `cors` origin, `keep_alive`.
+    pub fn new(waiting: Result<Waiting, ApiError>, cors: Option<HeaderValue>, keep_alive: bool) -> Self {
+        Self { waiting, cors, keep_alive }
+    }
+}
+
+/// Starts `GET /poll` on the connection's own loop, without the router's boxed futures and
+/// with nothing of the request kept while the poll waits: reads the token, the channels and
+/// the cursor from `head` and subscribes (with Redis, once the channels are mirrored).
+pub async fn start_on_connection(
+    state: &AppState,
+    head: &Head,
+    ip: IpAddr,
+    cors: Option<HeaderValue>,
+    keep_alive: bool,
+) -> Started {
+    let query = head.query();
+    let waiting = match crate::auth::bearer_token(head) {
+        // Boxed: only the Redis engine has channels to mirror first, and a waiting poll's
+        // connection task then carries just the pointer.
+        Ok(bearer) if state.engine.mirrors() => Box::pin(mirror_and_start(state, query, bearer, ip)).await,
+        Ok(bearer) => request(state, query, bearer.as_deref()).and_then(|r| start(state, &r, ip)),
+        Err(e) => Err(e.into()),
+    };
+    Started::new(waiting, cors, keep_alive)
+}
+
+/// Waits for a started poll's answer (on `timer`, the connection's) and writes it (setting
+/// `status`); returns whether the connection stays open. A client that left meanwhile gets no
+/// answer, and nothing of the poll is kept.
+pub async fn answer(
+    stream: &mut TcpStream,
+    started: Started,
+    timer: Pin<&mut tokio::time::Sleep>,
+    status: &mut u16,
+) -> bool {
+    let Started { waiting, cors, keep_alive } = started;
+    let body = match waiting {
+        Ok(waiting) => match wait_poll(stream, waiting, timer).await {
+            Some(body) => Ok(body),
+            None => return false,
+        },
+        Err(e) => Err(e),
+    };
+    const NO_STORE: &[u8] = b"cache-control: no-store\r\n";
+    let extra = match &cors {
+        None => Cow::Borrowed(NO_STORE),
+        Some(origin) => Cow::Owned([NO_STORE, &crate::http::origin::cors_header_lines(origin)].concat()),
+    };
+    write_answer(stream, body, &extra, keep_alive, status).await
+}
+
+/// Waits for the answer to a long poll: until anything is queued for it or its timeout passes
+/// (on `timer`, the connection's). `None` when the peer closes the connection meanwhile: the
+/// poll then unsubscribes at once instead of holding its socket until the timeout.
+async fn wait_poll(stream: &TcpStream, waiting: Waiting, mut timer: Pin<&mut tokio::time::Sleep>) -> Option<Vec<u8>> {
+    timer.as_mut().reset(tokio::time::Instant::now() + waiting.timeout());
+    // The socket may still be marked readable from reading the request: forget that without a
+    // system call, so that only a new event (the peer's FIN, or a pipelined request) wakes the
+    // watch below. An event that came in between is missed, and the poll then simply runs to
+    // its end.
+    let _ = stream.try_io(Interest::READABLE, || Err::<(), _>(std::io::ErrorKind::WouldBlock.into()));
+    let left = std::future::poll_fn(|cx| {
+        let mut byte = [0u8; 1];
+        let mut peeked = tokio::io::ReadBuf::new(&mut byte);
+        match stream.poll_peek(cx, &mut peeked) {
+            // End of stream or a failed socket: the peer is gone.
+            Poll::Ready(Ok(0) | Err(_)) => Poll::Ready(()),
+            // A pipelined request: it waits for its turn; stop watching.
+            Poll::Ready(Ok(_)) | Poll::Pending => Poll::Pending,
+        }
+    });
+    tokio::select! {
+        biased;
+        () = waiting.ready() => {}
+        () = timer => {}
+        () = left => return None,
+    }
+    Some(waiting.answer())
 }
 
 /// [`request`] and [`start`], with the Redis engine mirroring the poll's channels in between.

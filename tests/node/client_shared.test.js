@@ -2,7 +2,7 @@
 // server connection (a leader tab elected over Web Locks, the others served over a
 // BroadcastChannel). The server counts one connection, each tab gets every message once, a
 // follower's publish goes out, and closing the leader's tab hands the connection over without
-// losing a message, on every transport.
+// losing a message, on every transport; a tab that joins behind the connection is replayed to.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { API_KEY, launchChromium, openBrowserPage, startHerald, waitFor } from "./herald.js";
@@ -21,6 +21,12 @@ after(async () => {
 /** A tab of `context` with a client (`window.client`) that logs its callbacks in `window.log`. */
 async function openTab(context, options, channel) {
   const { page, errors } = await openBrowserPage(context, `${herald.base}/herald.js`);
+  await startClient(page, options, channel);
+  return { page, errors };
+}
+
+/** Starts `window.client` in `page`, subscribed to `channel`, logging into `window.log`. */
+async function startClient(page, options, channel) {
   await page.evaluate(
     async ({ options, channel }) => {
       const { Herald } = await import("/herald.js");
@@ -35,6 +41,16 @@ async function openTab(context, options, channel) {
     },
     { options, channel },
   );
+}
+
+/** [`openTab`] for a page whose sessionStorage holds `{channel: {epoch, offset: 1}}` first. */
+async function openTabWithStorage(context, channel, epoch) {
+  const { page, errors } = await openBrowserPage(context, `${herald.base}/herald.js`);
+  await page.evaluate(
+    ({ channel, epoch }) => sessionStorage.setItem(`herald:positions:${location.origin}`, JSON.stringify({ [channel]: { epoch, offset: 1 } })),
+    { channel, epoch },
+  );
+  await startClient(page, { transports: ["websocket"], persistPositions: "session" }, channel);
   return { page, errors };
 }
 
@@ -110,6 +126,29 @@ test("a tab that joins later starts live; unsubscribing in one tab leaves the ot
   await waitFor(async () => (await received(second.page)).length === 2, 10_000, "second: still subscribed");
   assert.deepEqual(await received(second.page), [4, 5]);
   assert.deepEqual(await received(first.page), [1, 2, 3, 4], "the unsubscribed tab gets nothing more");
+  await waitFor(async () => (await connections()).total === 1, 5_000, "one server connection for both tabs");
+  assert.deepEqual([...first.errors, ...second.errors], []);
+});
+
+test("a tab that joins with an older stored position gets what it missed; the other tabs get nothing twice", async (t) => {
+  const channel = "shared-behind";
+  const context = await browser.newContext();
+  t.after(() => context.close());
+  const first = await openTab(context, { transports: ["websocket"] }, channel);
+  await waitFor(() => subscribed(first.page), 10_000, "first subscribed");
+  const { epoch } = await herald.publish(channel, { i: 1 });
+  await publishRange(channel, 2, 4);
+  await waitFor(async () => (await received(first.page)).length === 4, 10_000, "first: four");
+
+  // The second tab was open before (its sessionStorage holds offset 1): it joins behind the
+  // shared connection, which subscribes again from there.
+  const second = await openTabWithStorage(context, channel, epoch);
+  await waitFor(async () => (await received(second.page)).length >= 3, 10_000, "second: what it missed");
+  await publishRange(channel, 5, 5);
+  await waitFor(async () => (await received(second.page)).length >= 4, 10_000, "second: the live one");
+  assert.deepEqual(await received(second.page), [2, 3, 4, 5], "from its position on, once each");
+  await waitFor(async () => (await received(first.page)).length >= 5, 10_000, "first: the live one");
+  assert.deepEqual(await received(first.page), [1, 2, 3, 4, 5], "the replay for the other tab came through, dropped here");
   await waitFor(async () => (await connections()).total === 1, 5_000, "one server connection for both tabs");
   assert.deepEqual([...first.errors, ...second.errors], []);
 });

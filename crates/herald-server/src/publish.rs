@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::{
-    engine::Answer,
+    engine::{Answer, EngineFuture, Placed},
     now_ms,
     reply::{ApiError, parse_json, publish_body},
     state::AppState,
@@ -25,8 +25,14 @@ pub enum Accepted {
         /// The store sequence to wait for (0: nothing to wait for).
         seq: u64,
     },
-    /// Sent to Redis: resolves to the reply.
-    Remote(std::pin::Pin<Box<dyn Future<Output = Result<Vec<u8>, ApiError>> + Send>>),
+    /// Sent to the engine (Redis), which places it when `placed` resolves; [`durable_reply`]
+    /// encodes the reply then.
+    Remote {
+        /// The channel, for the reply.
+        channel: ChannelName,
+        /// The engine's answer.
+        placed: EngineFuture<Placed>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -77,13 +83,7 @@ pub fn publish_one(
             let placed = placed?;
             Ok(Accepted::Local { body: publish_body(channel, placed.offset, &placed.epoch), seq: placed.seq })
         }
-        Answer::Later(placed) => {
-            let channel = channel.clone();
-            Ok(Accepted::Remote(Box::pin(async move {
-                let placed = placed.await?;
-                Ok(publish_body(&channel, placed.offset, &placed.epoch))
-            })))
-        }
+        Answer::Later(placed) => Ok(Accepted::Remote { channel: channel.clone(), placed }),
     }
 }
 
@@ -94,7 +94,10 @@ pub async fn durable_reply(state: &AppState, accepted: Accepted) -> Result<Vec<u
             state.engine.wait_durable(seq).get().await?;
             Ok(body)
         }
-        Accepted::Remote(reply) => reply.await,
+        Accepted::Remote { channel, placed } => {
+            let placed = placed.await?;
+            Ok(publish_body(&channel, placed.offset, &placed.epoch))
+        }
     }
 }
 

@@ -5,6 +5,14 @@ function backoffDelay(attempt, options = DEFAULT_BACKOFF, random = Math.random) 
   return Math.floor(random() * ceiling);
 }
 
+// src/options.ts
+async function tokenOf(options) {
+  return options.getToken ? await options.getToken() : options.token;
+}
+function fetchOf(options) {
+  return options.fetch ?? globalThis.fetch.bind(globalThis);
+}
+
 // src/positions.ts
 function isBehind(a, b) {
   return a.epoch !== b.epoch || a.offset < b.offset;
@@ -930,7 +938,7 @@ var Connection = class {
     this.emit("connecting", { transport: name });
     let token;
     try {
-      token = await this.token();
+      token = await tokenOf(this.options);
     } catch (e) {
       this.closed(void 0, index, cycleStart, { code: 0, reason: `getToken failed: ${String(e)}`, reconnect: true, opened: false });
       return;
@@ -978,13 +986,13 @@ var Connection = class {
     return {
       baseUrl: this.baseUrl,
       token,
-      refreshToken: this.options.getToken ? () => this.token() : void 0,
+      refreshToken: this.options.getToken ? () => tokenOf(this.options) : void 0,
       heartbeatTimeout: this.options.heartbeatTimeout ?? 35e3,
       pollTimeout: this.options.pollTimeout ?? 25,
       connectTimeout: this.options.connectTimeout ?? 1e4,
       deliveryTimeout: this.options.deliveryTimeout ?? 5e3,
       WebSocket: this.options.WebSocket ?? globalThis.WebSocket,
-      fetch: this.options.fetch ?? globalThis.fetch.bind(globalThis)
+      fetch: fetchOf(this.options)
     };
   }
   opened(transport) {
@@ -1048,7 +1056,7 @@ var Connection = class {
         const name = this.transports[better];
         let works = false;
         try {
-          works = await probe(name, this.context(await this.token()), first);
+          works = await probe(name, this.context(await tokenOf(this.options)), first);
         } catch {
           works = false;
         }
@@ -1086,9 +1094,6 @@ var Connection = class {
   }
   emit(event, payload) {
     this.events.connection(event, payload);
-  }
-  async token() {
-    return this.options.getToken ? await this.options.getToken() : this.options.token;
   }
 };
 function createTransport(name, context, events) {
@@ -1135,8 +1140,7 @@ var Leader = class {
       },
       refused: (channel, error) => {
         const tabs = this.tabs.get(channel);
-        const wire = { code: error.code, message: error.message, status: error.status };
-        if (tabs) this.toTabs(tabs, { kind: "refused", tabs: [], channel, error: wire }, error);
+        if (tabs) this.toTabs(tabs, { kind: "refused", tabs: [], channel, error: toWire(error) }, error);
       }
     });
   }
@@ -1188,7 +1192,7 @@ var Leader = class {
         const { tab, id } = message;
         this.connection.publish(message.channel, message.data, message.event).then(
           (result) => this.bus.post({ kind: "published", tab, id, result }),
-          (e) => this.bus.post({ kind: "published", tab, id, error: { code: e.code ?? "error", message: e.message ?? String(e), status: e.status } })
+          (e) => this.bus.post({ kind: "published", tab, id, error: toWire(e) })
         );
         return;
       }
@@ -1228,6 +1232,10 @@ var Leader = class {
     if (others.length > 0) this.bus.post({ ...message, tabs: others });
   }
 };
+function toWire(e) {
+  const error = e;
+  return { code: error.code ?? "error", message: error.message ?? String(e), status: error.status };
+}
 
 // src/shared.ts
 function canShare() {
@@ -1547,9 +1555,7 @@ var Herald = class {
   }
   /** The channel's current position and its latest messages (`limit`), or those after `since`. */
   async history(channel, options = {}) {
-    const token = this.options.getToken ? await this.options.getToken() : this.options.token;
-    const fetchFn = this.options.fetch ?? globalThis.fetch.bind(globalThis);
-    return httpHistory(fetchFn, this.baseUrl, token, channel, options);
+    return httpHistory(fetchOf(this.options), this.baseUrl, await tokenOf(this.options), channel, options);
   }
   /**
    * Connects now (the client also connects on its first subscribe or publish), or again after

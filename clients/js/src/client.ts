@@ -9,7 +9,7 @@
 import { Connection } from "./connection.js";
 import { httpHistory, type History } from "./http.js";
 import type { ConnectionEvents, ConnectionState, Link, LinkEvents } from "./link.js";
-import type { HeraldOptions } from "./options.js";
+import { fetchOf, tokenOf, type HeraldOptions } from "./options.js";
 import { Positions, type Position } from "./positions.js";
 import { canShare, SharedLink } from "./shared.js";
 import { localStore, sessionStore } from "./transport_memory.js";
@@ -140,9 +140,7 @@ export class Herald {
 
   /** The channel's current position and its latest messages (`limit`), or those after `since`. */
   async history(channel: string, options: { limit?: number; since?: number } = {}): Promise<History> {
-    const token = this.options.getToken ? await this.options.getToken() : this.options.token;
-    const fetchFn = this.options.fetch ?? globalThis.fetch.bind(globalThis);
-    return httpHistory(fetchFn, this.baseUrl, token, channel, options);
+    return httpHistory(fetchOf(this.options), this.baseUrl, await tokenOf(this.options), channel, options);
   }
 
   /**

@@ -9,7 +9,7 @@
 
 import { backoffDelay, type BackoffOptions } from "./backoff.js";
 import type { ConnectionEvents, ConnectionState, Link, LinkEvents } from "./link.js";
-import type { HeraldOptions } from "./options.js";
+import { fetchOf, tokenOf, type HeraldOptions } from "./options.js";
 import { isBehind, Positions, type Position } from "./positions.js";
 import { probe } from "./probe.js";
 import { TransportMemory } from "./transport_memory.js";
@@ -223,7 +223,7 @@ export class Connection implements Link {
     this.emit("connecting", { transport: name });
     let token: string | undefined;
     try {
-      token = await this.token();
+      token = await tokenOf(this.options);
     } catch (e) {
       this.closed(undefined, index, cycleStart, { code: 0, reason: `getToken failed: ${String(e)}`, reconnect: true, opened: false });
       return;
@@ -274,13 +274,13 @@ export class Connection implements Link {
     return {
       baseUrl: this.baseUrl,
       token,
-      refreshToken: this.options.getToken ? () => this.token() : undefined,
+      refreshToken: this.options.getToken ? () => tokenOf(this.options) : undefined,
       heartbeatTimeout: this.options.heartbeatTimeout ?? 35_000,
       pollTimeout: this.options.pollTimeout ?? 25,
       connectTimeout: this.options.connectTimeout ?? 10_000,
       deliveryTimeout: this.options.deliveryTimeout ?? 5_000,
       WebSocket: this.options.WebSocket ?? (globalThis as { WebSocket?: typeof WebSocket }).WebSocket,
-      fetch: this.options.fetch ?? globalThis.fetch.bind(globalThis),
+      fetch: fetchOf(this.options),
     };
   }
 
@@ -351,7 +351,7 @@ export class Connection implements Link {
         const name = this.transports[better] as TransportName;
         let works = false;
         try {
-          works = await probe(name, this.context(await this.token()), first);
+          works = await probe(name, this.context(await tokenOf(this.options)), first);
         } catch {
           works = false;
         }
@@ -393,10 +393,6 @@ export class Connection implements Link {
 
   private emit<K extends keyof ConnectionEvents>(event: K, payload: ConnectionEvents[K]): void {
     this.events.connection(event, payload);
-  }
-
-  private async token(): Promise<string | undefined> {
-    return this.options.getToken ? await this.options.getToken() : this.options.token;
   }
 }
 

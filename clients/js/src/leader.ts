@@ -102,8 +102,7 @@ export class Leader {
       },
       refused: (channel, error) => {
         const tabs = this.tabs.get(channel);
-        const wire = { code: error.code, message: error.message, status: error.status };
-        if (tabs) this.toTabs(tabs, { kind: "refused", tabs: [], channel, error: wire }, error);
+        if (tabs) this.toTabs(tabs, { kind: "refused", tabs: [], channel, error: toWire(error) }, error);
       },
     });
   }
@@ -162,8 +161,7 @@ export class Leader {
         const { tab, id } = message;
         this.connection.publish(message.channel, message.data, message.event).then(
           (result) => this.bus.post({ kind: "published", tab, id, result }),
-          (e: { code?: string; message?: string; status?: number }) =>
-            this.bus.post({ kind: "published", tab, id, error: { code: e.code ?? "error", message: e.message ?? String(e), status: e.status } }),
+          (e: unknown) => this.bus.post({ kind: "published", tab, id, error: toWire(e) }),
         );
         return;
       }
@@ -210,4 +208,10 @@ export class Leader {
     }
     if (others.length > 0) this.bus.post({ ...message, tabs: others });
   }
+}
+
+/** An error as it crosses to another tab: a `HeraldError`'s code, message and status. */
+function toWire(e: unknown): WireError {
+  const error = e as { code?: string; message?: string; status?: number };
+  return { code: error.code ?? "error", message: error.message ?? String(e), status: error.status };
 }

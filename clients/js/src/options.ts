@@ -1,4 +1,5 @@
-/** The options of a client, shared by the client and the connection it runs. */
+/** The options of a client, shared by the client and the connection it runs, and the two
+ * defaults both read from them (token, fetch). */
 
 import type { RememberTransport } from "./transport_memory.js";
 import type { TransportName } from "./types.js";
@@ -60,4 +61,14 @@ export interface HeraldOptions {
   WebSocket?: typeof globalThis.WebSocket;
   /** A fetch implementation. Default: the global one. */
   fetch?: typeof globalThis.fetch;
+}
+
+/** A fresh token for a connection or a request: `getToken`'s, else `token`. */
+export async function tokenOf(options: HeraldOptions): Promise<string | undefined> {
+  return options.getToken ? await options.getToken() : options.token;
+}
+
+/** The fetch function the options name, else the global one. */
+export function fetchOf(options: HeraldOptions): typeof globalThis.fetch {
+  return options.fetch ?? globalThis.fetch.bind(globalThis);
 }

@@ -18,7 +18,7 @@ use std::{
 use herald_core::{ErrorCode, ProtocolError, RateLimit, TokenBucket};
 use parking_lot::Mutex;
 
-use crate::{config::Config, now_ms};
+use crate::{config::Config, metrics::Metrics, now_ms};
 
 /// A limit, as counted and logged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +64,7 @@ struct PerIp {
 
 /// The node's limits and their counters.
 pub struct Guard {
+    metrics: Arc<Metrics>,
     max_connections: usize,
     connection_rate: RateLimit,
     max_streams_per_ip: usize,
@@ -101,9 +102,10 @@ impl Limit {
 // === impl Guard ===
 
 impl Guard {
-    /// The limits of `config`.
-    pub fn new(config: &Config) -> Self {
+    /// The limits of `config`; hits are counted in `metrics`.
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Self {
         Self {
+            metrics,
             max_connections: config.max_connections,
             connection_rate: config.connection_rate(),
             max_streams_per_ip: config.max_streams_per_ip,
@@ -207,7 +209,7 @@ impl Guard {
     /// limit).
     pub fn hit(&self, limit: Limit, ip: Option<IpAddr>, what: &str) {
         let i = limit as usize;
-        let total = crate::metrics::metrics().limit_hit(limit.name());
+        let total = self.metrics.limit_hit(limit.name());
         let second = now_ms() / 1000;
         if self.logged[i].swap(second, Ordering::Relaxed) != second {
             let ip = ip.map(|ip| ip.to_string()).unwrap_or_default();
@@ -217,8 +219,7 @@ impl Guard {
 
     /// How often each limit was hit since start, by name.
     pub fn counts(&self) -> serde_json::Map<String, serde_json::Value> {
-        let metrics = crate::metrics::metrics();
-        LIMITS.iter().map(|l| (l.name().to_string(), metrics.limit_hits(l.name()).into())).collect()
+        LIMITS.iter().map(|l| (l.name().to_string(), self.metrics.limit_hits(l.name()).into())).collect()
     }
 
     /// Forgets addresses with full buckets and nothing open.

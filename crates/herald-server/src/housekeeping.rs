@@ -69,7 +69,7 @@ fn compact(broker: &Arc<Broker>, keys_window_ms: u64) {
             Ok(0) => {}
             Ok(freed) => tracing::debug!(freed, "compacted the data directory"),
             Err(e) => {
-                crate::metrics::metrics().engine_errors.inc();
+                broker.metrics().engine_errors.inc();
                 tracing::error!(error = %e, "compacting the data directory failed");
             }
         }

@@ -4,9 +4,9 @@
 //! with durations; limit hits; engine errors; the process's memory and CPU.
 //!
 //! Labels are small fixed sets — transport, route template, reason, outcome, limit — never a
-//! channel or a user. The metrics are process-wide (one server per process), so the hot paths
-//! (the outbox, the fan-out) count without carrying a handle around; counters there are
-//! plain atomic adds.
+//! channel or a user. One [`Metrics`] belongs to one server: it is made at start and handed
+//! down (the broker, the registry and each connection's outbox hold an `Arc` of it), so two
+//! servers in one process count apart. Counters on the hot paths are plain atomic adds.
 
 use std::sync::OnceLock;
 
@@ -100,16 +100,17 @@ pub struct Snapshot {
 
 const TRANSPORTS: [Transport; 3] = [Transport::Ws, Transport::Sse, Transport::Poll];
 
-/// The process's metrics.
-pub fn metrics() -> &'static Metrics {
-    static METRICS: OnceLock<Metrics> = OnceLock::new();
-    METRICS.get_or_init(Metrics::new)
-}
-
 // === impl Metrics ===
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
-    fn new() -> Self {
+    /// Every metric at zero, registered for `/metrics`.
+    pub fn new() -> Self {
         let mut registry = Registry::with_prefix("herald");
         let published = Counter::default();
         registry.register("messages_published", "Messages published (API and clients)", published.clone());
@@ -278,7 +279,7 @@ impl RecoveryOutcome {
 
 #[cfg(test)]
 mod tests {
-    use super::{Route, Snapshot, metrics};
+    use super::{Metrics, Route, Snapshot};
 
     fn snapshot() -> Snapshot {
         Snapshot { connections: [0; 3], subscriptions: 0, channels: 0, resident_bytes: 0, cpu_seconds: 0.0 }
@@ -286,8 +287,9 @@ mod tests {
 
     #[test]
     fn every_route_is_counted_other_included() {
+        let metrics = Metrics::new();
         let count = |route, status| {
-            let text = metrics().render(&snapshot());
+            let text = metrics.render(&snapshot());
             let line = format!("herald_http_requests_total{{route=\"{route}\",status=\"{status}\"}} ");
             text.lines().find_map(|l| l.strip_prefix(&line)?.parse::<u64>().ok()).unwrap_or(0)
         };
@@ -295,7 +297,7 @@ mod tests {
             let route = Route::of(path);
             for status in [200, 404] {
                 let before = count(route.template(), status);
-                metrics().http_request(route, status, 0.001);
+                metrics.http_request(route, status, 0.001);
                 assert_eq!(count(route.template(), status), before + 1, "{path} {status}");
             }
         }

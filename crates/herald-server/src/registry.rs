@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::{
     frame::{Frame, Transport},
     ids::ById,
+    metrics::Metrics,
     now_ms,
     outbox::{Outbox, QueueLimits},
 };
@@ -45,6 +46,7 @@ pub struct Registry {
     next_id: AtomicU64,
     counts: [AtomicUsize; 3],
     limits: QueueLimits,
+    metrics: Arc<Metrics>,
     shutting_down: AtomicBool,
     shutdown_tx: watch::Sender<bool>,
 }
@@ -58,8 +60,9 @@ pub struct Registration {
 // === impl Registry ===
 
 impl Registry {
-    /// An empty registry whose connections get queues bounded by `limits`.
-    pub fn new(limits: QueueLimits) -> Arc<Self> {
+    /// An empty registry whose connections get queues bounded by `limits`, counted in
+    /// `metrics`.
+    pub fn new(limits: QueueLimits, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             shards: (0..SHARDS).map(|_| Mutex::new(ById::default())).collect(),
             // A random start: connection ids (presence's `client`) stay distinct across the
@@ -67,6 +70,7 @@ impl Registry {
             next_id: AtomicU64::new((u64::from(rand::random::<u32>()) << 20) | 1),
             counts: Default::default(),
             limits,
+            metrics,
             shutting_down: AtomicBool::new(false),
             shutdown_tx: watch::Sender::new(false),
         })
@@ -75,7 +79,7 @@ impl Registry {
     /// Registers a new connection.
     pub fn register(self: &Arc<Self>, transport: Transport) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let outbox = Arc::new(Outbox::new(id, transport, self.limits, now_ms()));
+        let outbox = Arc::new(Outbox::new(id, transport, self.limits, now_ms(), self.metrics.clone()));
         self.shards[id as usize % SHARDS].lock().insert(id, outbox.clone());
         self.counts[transport as usize].fetch_add(1, Ordering::Relaxed);
         // A connection that registers while the shutdown walk runs must still hear of it.
@@ -193,7 +197,7 @@ mod tests {
     /// one round of slices reaches each connection exactly once.
     #[test]
     fn a_round_of_slices_beats_every_connection_once_a_slice_at_a_time() {
-        let registry = Registry::new(QueueLimits { frames: 10, bytes: 10_000 });
+        let registry = Registry::new(QueueLimits { frames: 10, bytes: 10_000 }, Arc::default());
         let connections: Vec<Registration> = (0..SLICES * 4).map(|_| registry.register(Transport::Sse)).collect();
         let beats = |r: &Registration| r.outbox().take().0.iter().filter(|f| matches!(f, Frame::Heartbeat)).count();
         let mut per_connection = vec![0; connections.len()];

@@ -21,6 +21,7 @@ use crate::{
     config::Config,
     guard::Guard,
     http::{self, conn::Via},
+    metrics::Metrics,
     outbox::QueueLimits,
     registry::Registry,
     state::AppState,
@@ -65,16 +66,20 @@ impl Server {
             _ => None,
         };
         let config = Arc::new(config);
-        let registry =
-            Registry::new(QueueLimits { frames: config.max_queued_messages, bytes: config.max_queued_bytes });
+        let metrics = Arc::new(Metrics::new());
+        let registry = Registry::new(
+            QueueLimits { frames: config.max_queued_messages, bytes: config.max_queued_bytes },
+            metrics.clone(),
+        );
         let idempotency = Arc::new(crate::idempotency::IdempotencyCache::default());
         let (broker, store) = match config.store_options() {
             Some(options) => {
-                let (store, records) = Store::open(options).map_err(|e| std::io::Error::other(e.to_string()))?;
+                let (store, records) =
+                    Store::open(options, metrics.clone()).map_err(|e| std::io::Error::other(e.to_string()))?;
                 idempotency.restore(&records, config.idempotency_window_secs * 1000, crate::now_ms());
-                (Arc::new(Broker::with_store(config.clone(), store.clone(), records)), Some(store))
+                (Arc::new(Broker::with_store(config.clone(), metrics.clone(), store.clone(), records)), Some(store))
             }
-            None => (Arc::new(Broker::new(config.clone())), None),
+            None => (Arc::new(Broker::new(config.clone(), metrics.clone())), None),
         };
         let engine: Arc<dyn crate::engine::Engine> = match (config.redis_url(), store) {
             (Some(_), _) => Arc::new(crate::engine::Redis::new(
@@ -86,7 +91,7 @@ impl Server {
             (None, None) => Arc::new(crate::engine::Memory::new(broker.clone())),
         };
         let auth = Auth::from_config(&config).map_err(invalid)?;
-        let guard = Arc::new(Guard::new(&config));
+        let guard = Arc::new(Guard::new(&config, metrics.clone()));
         let proxies = Arc::new(config.proxies().map_err(invalid)?);
         Ok(Self {
             listener,
@@ -101,6 +106,7 @@ impl Server {
                 guard,
                 engine,
                 proxies,
+                metrics,
             },
         })
     }

@@ -1,5 +1,5 @@
 //! What every handler shares: the configuration, the engine and hub, the connections, the
-//! limits. The HTTP API and the transports both take it; it lives below both.
+//! limits, the metrics. The HTTP API and the transports both take it; it lives below both.
 
 use std::{sync::Arc, time::Instant};
 
@@ -27,4 +27,6 @@ pub struct AppState {
     pub engine: Arc<dyn crate::engine::Engine>,
     /// The peers trusted to name the client (`trusted_proxies`).
     pub proxies: Arc<crate::proxy::TrustedProxies>,
+    /// The server's metrics (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

@@ -74,6 +74,11 @@ impl Segments {
         self.parts.into_iter().take(len)
     }
 
+    /// The parts, in order, borrowed.
+    pub fn parts(&self) -> impl Iterator<Item = &Bytes> {
+        self.parts[..self.len].iter()
+    }
+
     /// Total bytes.
     pub fn len(&self) -> usize {
         self.parts[..self.len].iter().map(Bytes::len).sum()
@@ -91,14 +96,15 @@ impl Segments {
         if self.len == 1 {
             // One slice (a WebSocket message): `send`, which costs the kernel less than `writev`.
             let written = socket.try_write(&self.parts[0]).unwrap_or(0);
-            return self.skip(written);
+            return self.after(written);
         }
         let slices: [IoSlice<'_>; MAX_SEGMENTS] = std::array::from_fn(|i| IoSlice::new(&self.parts[i]));
         let written = socket.try_write_vectored(&slices[..self.len]).unwrap_or(0);
-        self.skip(written)
+        self.after(written)
     }
 
-    fn skip(mut self, mut n: usize) -> Segments {
+    /// The bytes after the first `n` (all of them written).
+    pub fn after(mut self, mut n: usize) -> Segments {
         let mut rest = Segments::default();
         for part in self.parts.iter_mut().take(self.len) {
             let mut part = std::mem::take(part);
@@ -137,27 +143,44 @@ impl Unsent {
     pub fn write_now(&mut self, socket: &TcpStream) -> io::Result<bool> {
         while !self.parts.is_empty() {
             let slices: Vec<IoSlice<'_>> = self.parts.iter().take(MAX_IOV).map(|p| IoSlice::new(p)).collect();
-            let mut written = match socket.try_write_vectored(&slices) {
+            let written = match socket.try_write_vectored(&slices) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
             };
             drop(slices);
-            self.bytes -= written;
-            while written > 0 {
-                let Some(front) = self.parts.front_mut() else { break };
-                let take = written.min(front.len());
-                front.advance(take);
-                written -= take;
-                if front.is_empty() {
-                    self.parts.pop_front();
-                }
-            }
+            self.advance(written);
         }
         *self = Unsent::default();
         Ok(true)
     }
+
+    /// Drops the first `n` bytes (they were written).
+    pub fn advance(&mut self, mut n: usize) {
+        n = n.min(self.bytes);
+        self.bytes -= n;
+        while n > 0 {
+            let Some(front) = self.parts.front_mut() else { break };
+            let take = n.min(front.len());
+            front.advance(take);
+            n -= take;
+            if front.is_empty() {
+                self.parts.pop_front();
+            }
+        }
+    }
+
+    /// The waiting bytes, oldest first.
+    pub fn parts(&self) -> impl Iterator<Item = &Bytes> {
+        self.parts.iter()
+    }
+}
+
+/// Writes as much of `bytes` as `socket` takes now, without waiting; returns how much it took
+/// (0 when the socket failed: the error surfaces on the connection task's next write or read).
+pub fn write_slice_now(bytes: &[u8], socket: &TcpStream) -> usize {
+    socket.try_write(bytes).unwrap_or(0)
 }
 
 /// Closes the write side of `socket`, so the peer sees the end of the stream even while the
@@ -185,7 +208,7 @@ mod tests {
     #[test]
     fn skipping_keeps_exactly_the_unwritten_bytes() {
         for n in 0..=9 {
-            let rest = segments(&["abc", "", "defg", "hi"]).skip(n);
+            let rest = segments(&["abc", "", "defg", "hi"]).after(n);
             assert_eq!(text(rest), &"abcdefghi"[n..], "after {n} bytes");
         }
     }

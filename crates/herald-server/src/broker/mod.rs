@@ -33,7 +33,7 @@ use crate::{
     config::Config,
     frame::{Frame, Transport},
     ids::ById,
-    metrics::{RecoveryOutcome, metrics},
+    metrics::{Metrics, RecoveryOutcome},
     now_ms,
     outbox::Outbox,
     presence::Member,
@@ -154,6 +154,7 @@ pub struct Published {
 /// The in-memory engine and hub.
 pub struct Broker {
     config: Arc<Config>,
+    metrics: Arc<Metrics>,
     store: Option<Arc<Store>>,
     shards: Box<[Mutex<Shard>]>,
     /// Picks a channel's shard. A fast hash: it only spreads channels over the shards' locks;
@@ -166,11 +167,12 @@ pub struct Broker {
 // === impl Broker ===
 
 impl Broker {
-    /// An empty broker.
-    pub fn new(config: Arc<Config>) -> Self {
+    /// An empty broker, counting in `metrics`.
+    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::new(&config))).collect(),
             config,
+            metrics,
             store: None,
             shard_hasher: foldhash::fast::RandomState::default(),
             presence_changes: std::sync::OnceLock::new(),
@@ -192,11 +194,16 @@ impl Broker {
         f(entry)
     }
 
+    /// The metrics this broker counts in.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// A broker on the durable `store`, with the channels its `records` (replayed, in lsn
     /// order) describe: their epochs and offsets continue, and what is still within each
     /// namespace's history window is in history again.
-    pub fn with_store(config: Arc<Config>, store: Arc<Store>, records: Vec<Record>) -> Self {
-        let mut broker = Self::new(config);
+    pub fn with_store(config: Arc<Config>, metrics: Arc<Metrics>, store: Arc<Store>, records: Vec<Record>) -> Self {
+        let mut broker = Self::new(config, metrics);
         let now = now_ms();
         let mut restored = 0;
         for record in records {
@@ -289,7 +296,7 @@ impl Broker {
             let start_round = ch.schedule([message.clone()]);
             (message, seq, start_round)
         });
-        metrics().published.inc();
+        self.metrics.published.inc();
         if start_round {
             self.start_round(channel);
         }
@@ -302,7 +309,7 @@ impl Broker {
     fn start_round(self: &Arc<Self>, channel: &ChannelName) {
         let Some(mut round) = self.next_round(channel) else { return };
         if round.subscribers.len() <= INLINE_FANOUT {
-            finish_round(&round);
+            finish_round(&round, &self.metrics);
             match self.next_round(channel) {
                 Some(next) => round = next,
                 None => return,
@@ -311,7 +318,7 @@ impl Broker {
         let broker = Arc::clone(self);
         let channel = channel.clone();
         rayon::spawn(move || {
-            finish_round(&round);
+            finish_round(&round, &broker.metrics);
             broker.fan_out_rounds(&channel);
         });
     }
@@ -351,7 +358,7 @@ impl Broker {
     /// Runs rounds for `channel` until nothing is pending.
     fn fan_out_rounds(&self, channel: &ChannelName) {
         while let Some(round) = self.next_round(channel) {
-            finish_round(&round);
+            finish_round(&round, &self.metrics);
         }
     }
 
@@ -399,7 +406,7 @@ impl Broker {
                     Recovery::Reset { .. } => Some(false),
                 },
             };
-            metrics().recovery(match subscribed.recovered {
+            self.metrics.recovery(match subscribed.recovered {
                 None => RecoveryOutcome::Live,
                 Some(true) => RecoveryOutcome::Recovered,
                 Some(false) => RecoveryOutcome::Reset,
@@ -410,7 +417,7 @@ impl Broker {
             match recovery {
                 Recovery::Live { .. } => {}
                 Recovery::Recovered { messages, .. } => {
-                    metrics().delivered(outbox.transport(), messages.len() as u64);
+                    self.metrics.delivered(outbox.transport(), messages.len() as u64);
                     for m in messages {
                         outbox.push(Frame::Message(m));
                     }
@@ -583,11 +590,11 @@ impl Broker {
 }
 
 /// Delivers `round` and records its messages' delivery latency.
-fn finish_round(round: &Round) {
-    deliver(&round.messages, &round.subscribers);
+fn finish_round(round: &Round, metrics: &Metrics) {
+    deliver(&round.messages, &round.subscribers, metrics);
     let now = now_ms();
     for m in &round.messages {
-        metrics().delivery_latency.observe(now.saturating_sub(m.time_ms) as f64 / 1000.0);
+        metrics.delivery_latency.observe(now.saturating_sub(m.time_ms) as f64 / 1000.0);
     }
 }
 
@@ -606,7 +613,7 @@ fn push_to(outboxes: &[Arc<Outbox>], push: &bytes::Bytes) {
 /// Gives each subscriber the messages after its starting offset (`messages` are in offset
 /// order), counting the deliveries by transport; on every core when there are many
 /// subscribers.
-fn deliver(messages: &[Message], subscribers: &[(Arc<Outbox>, u64)]) {
+fn deliver(messages: &[Message], subscribers: &[(Arc<Outbox>, u64)], metrics: &Metrics) {
     let deliver_part = |part: &[(Arc<Outbox>, u64)]| {
         // Counted here, once per part and transport, not per subscriber.
         let (mut deliveries, mut bytes) = ([0u64; 3], [0usize; 3]);
@@ -621,8 +628,8 @@ fn deliver(messages: &[Message], subscribers: &[(Arc<Outbox>, u64)]) {
         }
         for (i, transport) in [Transport::Ws, Transport::Sse, Transport::Poll].into_iter().enumerate() {
             if deliveries[i] > 0 {
-                metrics().delivered(transport, deliveries[i]);
-                metrics().bytes_out(transport, bytes[i]);
+                metrics.delivered(transport, deliveries[i]);
+                metrics.bytes_out(transport, bytes[i]);
             }
         }
     };
@@ -652,10 +659,11 @@ mod tests {
     /// that, and gives memory back only when trimmed between ticks.
     #[test]
     fn subscriber_tables_shrink_when_trimmed_not_when_left() {
-        let broker = Broker::new(Arc::new(Config::default()));
+        let broker = Broker::new(Arc::new(Config::default()), Arc::default());
         let channel = ChannelName::new("jobs").expect("a valid name");
         let limits = QueueLimits { frames: 10, bytes: 10_000 };
-        let outboxes: Vec<_> = (0..1000).map(|id| Arc::new(Outbox::new(id, Transport::Poll, limits, 0))).collect();
+        let outboxes: Vec<_> =
+            (0..1000).map(|id| Arc::new(Outbox::new(id, Transport::Poll, limits, 0, Arc::default()))).collect();
         for outbox in &outboxes {
             broker.subscribe(&channel, outbox, None, 0, None, |_| None);
         }

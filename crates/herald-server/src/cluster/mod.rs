@@ -41,7 +41,7 @@ use herald_core::{ChannelName, ErrorCode, ProtocolError, StreamPosition};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{broker::Broker, config::Config, metrics::metrics, publication::Message};
+use crate::{broker::Broker, config::Config, publication::Message};
 use scripts::Keys;
 
 /// How long a request waits for Redis before it fails with `engine_unavailable`.
@@ -165,12 +165,12 @@ impl Cluster {
                 ttl => ttl.min(self.channel_ttl_ms()),
             });
         pass_seen(&mut invocation, self.broker.mirrored(channel).as_ref());
-        let reply: Vec<String> = timed(self.commands.invoke(&invocation)).await?;
+        let reply: Vec<String> = self.timed(self.commands.invoke(&invocation)).await?;
         let [epoch, offset, duplicate] = reply.as_slice() else {
             return Err(unexpected("publish"));
         };
         if duplicate != "1" {
-            metrics().published.inc();
+            self.broker.metrics().published.inc();
         }
         Ok(Assigned { epoch: Arc::from(epoch.as_str()), offset: offset.parse().map_err(|_| unexpected("publish"))? })
     }
@@ -260,8 +260,10 @@ impl Cluster {
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, ProtocolError> {
         match tokio::time::timeout(REDIS_TIMEOUT, self.commands.invoke(invocation)).await {
-            Ok(Err(e)) if e.is_connection_dropped() || e.is_io_error() => timed(self.commands.invoke(invocation)).await,
-            first => settle(first),
+            Ok(Err(e)) if e.is_connection_dropped() || e.is_io_error() => {
+                self.timed(self.commands.invoke(invocation)).await
+            }
+            first => self.settle(first),
         }
     }
 
@@ -299,23 +301,31 @@ fn pass_seen(invocation: &mut redis::ScriptInvocation<'_>, seen: Option<&StreamP
     }
 }
 
-/// Runs a Redis call with the engine's timeout, mapping failures to `engine_unavailable`.
-async fn timed<T>(call: impl Future<Output = redis::RedisResult<T>>) -> Result<T, ProtocolError> {
-    settle(tokio::time::timeout(REDIS_TIMEOUT, call).await)
-}
+// === impl Cluster: Redis calls ===
 
-/// The outcome of a Redis call run with a timeout, failures as `engine_unavailable`.
-fn settle<T>(outcome: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>) -> Result<T, ProtocolError> {
-    match outcome {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => {
-            metrics().engine_errors.inc();
-            tracing::debug!(error = %e, "redis call failed");
-            Err(unavailable(&format!("Redis: {e}")))
-        }
-        Err(_) => {
-            metrics().engine_errors.inc();
-            Err(unavailable("Redis did not answer in time"))
+impl Cluster {
+    /// Runs a Redis call with the engine's timeout, mapping failures to `engine_unavailable`.
+    async fn timed<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T, ProtocolError> {
+        self.settle(tokio::time::timeout(REDIS_TIMEOUT, call).await)
+    }
+
+    /// The outcome of a Redis call run with a timeout, failures as `engine_unavailable`
+    /// (counted as engine errors).
+    fn settle<T>(
+        &self,
+        outcome: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T, ProtocolError> {
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                self.broker.metrics().engine_errors.inc();
+                tracing::debug!(error = %e, "redis call failed");
+                Err(unavailable(&format!("Redis: {e}")))
+            }
+            Err(_) => {
+                self.broker.metrics().engine_errors.inc();
+                Err(unavailable("Redis did not answer in time"))
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use herald_core::{ChannelName, ProtocolError};
 use tokio::sync::mpsc;
 
-use super::{Cluster, timed};
+use super::Cluster;
 use crate::{presence::Change, slice::SLICES};
 
 /// How long a member stays listed without its node refreshing it.
@@ -133,7 +133,7 @@ async fn apply(c: &Cluster, local: &mut Local, change: &Change) -> Result<(), Pr
         .arg(&client)
         .arg(c.keys.feed(channel))
         .arg(push("leave"));
-    timed(c.commands.invoke::<i64>(&invocation)).await.map(drop)
+    c.timed(c.commands.invoke::<i64>(&invocation)).await.map(drop)
 }
 
 async fn join(c: &Cluster, channel: &ChannelName, client: &str, json: &str, push: &str) -> Result<(), ProtocolError> {
@@ -148,7 +148,7 @@ async fn join(c: &Cluster, channel: &ChannelName, client: &str, json: &str, push
         .arg(ttl * 2)
         .arg(c.keys.feed(channel))
         .arg(push);
-    timed(c.commands.invoke::<i64>(&invocation)).await.map(drop)
+    c.timed(c.commands.invoke::<i64>(&invocation)).await.map(drop)
 }
 
 /// Every node's members of `channel`, ordered by client id.

@@ -162,7 +162,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_memory_engine_keeps_the_contract() {
-        let engine = Memory::new(Arc::new(Broker::new(Arc::new(Config::default()))));
+        let engine = Memory::new(Arc::new(Broker::new(Arc::new(Config::default()), Arc::default())));
         keeps_the_contract(&engine).await;
         assert_eq!(engine.describe()["engine"], "memory");
     }
@@ -176,8 +176,8 @@ mod tests {
             group_commit: Duration::ZERO,
             segment_bytes: 1 << 20,
         };
-        let (store, records) = Store::open(options).unwrap();
-        let broker = Arc::new(Broker::with_store(Arc::new(Config::default()), store.clone(), records));
+        let (store, records) = Store::open(options, Arc::default()).unwrap();
+        let broker = Arc::new(Broker::with_store(Arc::new(Config::default()), Arc::default(), store.clone(), records));
         let engine = Durable::new(broker, store);
         keeps_the_contract(&engine).await;
         assert_eq!(engine.describe()["engine"], "disk");

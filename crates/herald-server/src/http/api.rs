@@ -216,7 +216,7 @@ pub async fn read_history(
 
 async fn info(State(state): State<AppState>) -> Response {
     let counts = state.registry.counts();
-    let (published, delivered) = crate::metrics::metrics().totals();
+    let (published, delivered) = state.metrics.totals();
     let engine = state.engine.describe();
     let body = json!({
         "version": env!("CARGO_PKG_VERSION"),

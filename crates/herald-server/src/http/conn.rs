@@ -45,7 +45,7 @@ use super::{
     response::{Takeover, TakeoverFn, error_bytes, response_head, write_answer, write_response},
 };
 use crate::transport::poll;
-use crate::{guard::Limit, metrics::metrics, reply::ApiError, routes::Route, state::AppState};
+use crate::{guard::Limit, reply::ApiError, routes::Route, state::AppState};
 pub use herald_http1::Head;
 
 /// How long a keep-alive connection may sit between requests before it closes.
@@ -176,7 +176,7 @@ pub async fn serve(mut stream: TcpStream, mut peer: SocketAddr, via: Via, state:
             after = if open { After::KeepAlive } else { After::Close };
         }
         if status != 0 {
-            metrics().http_request(route, status, began.elapsed().as_secs_f64());
+            state.metrics.http_request(route, status, began.elapsed().as_secs_f64());
         }
         match after {
             After::KeepAlive => {}
@@ -267,7 +267,7 @@ enum Woke {
 /// for the write.
 fn stalled(stream: &TcpStream, state: &AppState, peer: SocketAddr, limit: Limit, partial: bool) {
     state.guard.hit(limit, Some(peer.ip()), "a request not sent within its deadline");
-    metrics().http_request(Route::Other, 408, 0.0);
+    state.metrics.http_request(Route::Other, 408, 0.0);
     if partial {
         let timeout = herald_core::ProtocolError::new(ErrorCode::RequestTimeout, "request not sent in time");
         let _ = stream.try_write(&error_bytes(&timeout));

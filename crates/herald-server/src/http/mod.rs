@@ -87,7 +87,7 @@ async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) ->
         resident_bytes: process.as_ref().map_or(0, |p| p.rss_bytes),
         cpu_seconds: process.as_ref().map_or(0.0, |p| p.cpu_secs),
     };
-    let body = crate::metrics::metrics().render(&snapshot);
+    let body = state.metrics.render(&snapshot);
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }

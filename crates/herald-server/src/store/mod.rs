@@ -43,6 +43,8 @@ use tokio::sync::watch;
 pub use record::{Kind, Record};
 use record::{Read, read};
 
+use crate::metrics::Metrics;
+
 /// The first bytes of every segment file.
 pub const MAGIC: &[u8; 8] = b"HRLDLOG1";
 
@@ -127,6 +129,8 @@ pub struct Store {
     compacting: AtomicBool,
     /// Bytes of a torn tail cut off when the store was opened.
     tail_cut: u64,
+    /// Where a failed write is counted (as an engine error).
+    metrics: Arc<Metrics>,
     _lock: File,
 }
 
@@ -151,7 +155,8 @@ struct Active {
 impl Store {
     /// Opens (or creates) the store and replays it: every record on disk, in append order
     /// (by lsn), duplicates from an interrupted compaction removed.
-    pub fn open(options: StoreOptions) -> Result<(Arc<Self>, Vec<Record>), StoreError> {
+    /// Failed writes are counted in `metrics`.
+    pub fn open(options: StoreOptions, metrics: Arc<Metrics>) -> Result<(Arc<Self>, Vec<Record>), StoreError> {
         let dir = options.dir.clone();
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
@@ -197,6 +202,7 @@ impl Store {
             next_lsn: AtomicU64::new(next_lsn),
             compacting: AtomicBool::new(false),
             tail_cut,
+            metrics,
             _lock: lock,
         });
         let writer = store.clone();
@@ -293,7 +299,7 @@ impl Store {
             if let Err(e) = self.commit(&mut active, &buf) {
                 tracing::error!(error = %e, dir = %self.dir.display(), "writing the data directory failed; publishes are refused from now on");
                 self.failed.store(true, Ordering::Relaxed);
-                crate::metrics::metrics().engine_errors.inc();
+                self.metrics.engine_errors.inc();
                 self.durable.send_modify(|_| {});
                 return;
             }

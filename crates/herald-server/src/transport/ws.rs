@@ -95,7 +95,7 @@ async fn handshake(stream: &mut TcpStream, ip: IpAddr, head: Head, state: &AppSt
             Ok((key, identity))
         });
     let status = checked.as_ref().map_or_else(|e| e.0.code.http_status(), |_| 101);
-    crate::metrics::metrics().http_request(crate::routes::Route::Ws, status, started.elapsed().as_secs_f64());
+    state.metrics.http_request(crate::routes::Route::Ws, status, started.elapsed().as_secs_f64());
     let (key, identity) = match checked {
         Ok(checked) => checked,
         Err(error) => {

@@ -1,17 +1,21 @@
-//! The per-connection outgoing queue, bounded, and — for streaming connections — the write
-//! path straight to the socket.
+//! The per-connection outgoing queue, shared between a connection's task and every channel it
+//! is in, and — for streaming connections — the write path straight to the socket.
 //!
-//! Publishers push without blocking and without awaiting. A long poll's frames wait in a
-//! queue for its request to collect them. A WebSocket or SSE connection, once its task has
-//! [`attach`](Outbox::attach)ed the socket and an [`Encoder`], is written by the pusher itself:
-//! under this outbox's lock the frame is encoded and handed to the socket with one
-//! non-blocking `writev`; what the socket does not take waits in [`Unsent`] and the
-//! connection's task is woken to write it when the socket drains ([`Outbox::flush`]). Every
-//! write to an attached socket happens under the lock, so frames never interleave, and they
-//! leave in push order.
+//! What to send, what to keep and when to close is decided by [`Queue`], a state machine with
+//! no I/O ([`queue`]). An [`Outbox`] holds it under a lock with the socket beside it and does
+//! the one thing it cannot: the write. Publishers push without blocking and without awaiting.
+//! A long poll's frames wait in the queue for its request to collect them. A WebSocket or SSE
+//! connection, once its task has [`attach`](Outbox::attach)ed the socket and an [`Encoder`],
+//! is written by the pusher itself: under this outbox's lock the frame is encoded and handed
+//! to the socket with one non-blocking `writev` (in [`crate::wire`]); what the socket does not
+//! take waits in the queue's backlog and the connection's task is woken to write it when the
+//! socket drains ([`Outbox::flush`]). Every write to an attached socket happens under the lock,
+//! so frames never interleave, and they leave in push order.
 //!
 //! A connection whose backlog passes its bounds is a slow consumer: it is closed with
 //! [`DisconnectCode::SLOW_CONSUMER`], and nobody else waits for it.
+
+pub mod queue;
 
 use std::{
     collections::VecDeque,
@@ -29,21 +33,14 @@ use herald_core::DisconnectCode;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 
+pub use self::queue::QueueLimits;
+use self::queue::{Batch, Push, Queue, Raw};
 use crate::{
     frame::{Frame, Transport},
-    metrics::metrics,
+    metrics::Metrics,
     publication::Message,
-    wire::{Encoder, Segments, Unsent},
+    wire::{self, Encoder, Segments},
 };
-
-/// Bounds of one queue. The zero value disconnects on the first frame.
-#[derive(Clone, Copy, Debug)]
-pub struct QueueLimits {
-    /// Most frames queued.
-    pub frames: usize,
-    /// Most bytes queued (message bytes in a queue, wire bytes unsent to a socket).
-    pub bytes: usize,
-}
 
 /// Where a streaming connection stands after [`Outbox::settle`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,22 +56,11 @@ pub enum Settled {
     Failed,
 }
 
-/// An attached socket and how frames become its bytes.
-struct Wire {
-    socket: Arc<TcpStream>,
-    encoder: Box<dyn Encoder>,
-    /// Frames written since the last [`Outbox::flush`] found the socket drained; bounds the
-    /// number of frames in the backlog.
-    backlog_frames: usize,
-}
-
-#[derive(Default)]
-struct State {
-    queue: VecDeque<Frame>,
-    bytes: usize,
-    unsent: Unsent,
-    wire: Option<Wire>,
-    close: Option<DisconnectCode>,
+/// What the outbox's lock guards.
+struct Locked {
+    queue: Queue,
+    /// The attached socket: set while the queue has an encoder.
+    socket: Option<Arc<TcpStream>>,
     /// The token's user, for `POST /api/disconnect`.
     user: Option<Arc<str>>,
 }
@@ -83,12 +69,13 @@ struct State {
 pub struct Outbox {
     id: u64,
     transport: Transport,
-    limits: QueueLimits,
-    state: Mutex<State>,
+    locked: Mutex<Locked>,
     wakeup: Wakeup,
     last_seen_ms: AtomicU64,
     /// When the connection's token expires, in ms since the Unix epoch; 0: no token.
     expires_at_ms: AtomicU64,
+    /// The server's metrics: bytes out and disconnects are counted where they happen.
+    metrics: Arc<Metrics>,
 }
 
 /// Wakes the one task that serves a connection: a wake-up given while the task is not waiting
@@ -130,15 +117,15 @@ impl Wakeup {
 
 impl Outbox {
     /// An empty queue for connection `id`.
-    pub fn new(id: u64, transport: Transport, limits: QueueLimits, now_ms: u64) -> Self {
+    pub fn new(id: u64, transport: Transport, limits: QueueLimits, now_ms: u64, metrics: Arc<Metrics>) -> Self {
         Self {
             id,
             transport,
-            limits,
-            state: Mutex::new(State::default()),
+            locked: Mutex::new(Locked { queue: Queue::new(limits), socket: None, user: None }),
             wakeup: Wakeup::default(),
             last_seen_ms: AtomicU64::new(now_ms),
             expires_at_ms: AtomicU64::new(0),
+            metrics,
         }
     }
 
@@ -157,58 +144,39 @@ impl Outbox {
     /// slow consumer.
     pub fn push(&self, frame: Frame) -> bool {
         let Some(bytes) = self.push_frame(frame) else { return false };
-        metrics().bytes_out(self.transport, bytes);
+        self.metrics.bytes_out(self.transport, bytes);
         true
     }
 
     /// [`Outbox::push`] without counting: the wire bytes the frame became (0 when queued), or
     /// `None` when it was dropped.
     fn push_frame(&self, frame: Frame) -> Option<usize> {
-        let mut state = self.state.lock();
-        if state.close.is_some() {
-            return None;
-        }
-        let state = &mut *state;
-        if let Some(wire) = state.wire.as_mut() {
-            let mut segments = Segments::default();
-            wire.encoder.encode(frame, &mut segments);
-            let bytes = segments.len();
-            if state.unsent.is_empty() {
-                let rest = segments.write_now(&wire.socket);
-                if !rest.is_empty() {
-                    wire.backlog_frames = 1;
-                    state.unsent.extend(rest);
+        let mut locked = self.locked.lock();
+        let locked = &mut *locked;
+        match locked.queue.push(frame) {
+            Push::Transmit(segments) => {
+                let bytes = segments.len();
+                let rest = match &locked.socket {
+                    Some(socket) => segments.write_now(socket),
+                    None => segments,
+                };
+                if locked.queue.unwritten(rest) {
                     self.wakeup.notify_one();
                 }
-                return Some(bytes);
+                Some(bytes)
             }
-            if wire.backlog_frames >= self.limits.frames || state.unsent.bytes() + bytes > self.limits.bytes {
-                // The backlog stays (it may end mid-frame) and drains before the close.
-                self.overflow(state);
-                return None;
+            Push::Kept { bytes, wake } => {
+                if wake {
+                    self.wakeup.notify_one();
+                }
+                Some(bytes)
             }
-            wire.backlog_frames += 1;
-            state.unsent.extend(segments);
-            return Some(bytes);
+            Push::Refused => None,
+            Push::Overflowed => {
+                self.overflowed();
+                None
+            }
         }
-        let weight = match &frame {
-            Frame::Message(m) => m.weight(),
-            Frame::Text(b) => b.len(),
-            Frame::Reset { .. } | Frame::Heartbeat => 0,
-        };
-        if state.queue.len() >= self.limits.frames || state.bytes + weight > self.limits.bytes {
-            state.queue = VecDeque::new();
-            state.bytes = 0;
-            self.overflow(state);
-            return None;
-        }
-        state.bytes += weight;
-        state.queue.push_back(frame);
-        let first = state.queue.len() == 1;
-        if first {
-            self.wakeup.notify_one();
-        }
-        Some(0)
     }
 
     /// Pushes messages of one channel, in order. To an attached socket with nothing waiting
@@ -222,56 +190,38 @@ impl Outbox {
         if messages.len() == 1 {
             return one_by_one();
         }
-        let mut guard = self.state.lock();
-        let state = &mut *guard;
-        if state.close.is_some() {
-            return None;
+        let mut guard = self.locked.lock();
+        let locked = &mut *guard;
+        match locked.queue.push_messages(messages) {
+            Batch::Refused => None,
+            Batch::OneByOne => {
+                drop(guard);
+                one_by_one()
+            }
+            Batch::Transmit(mut batch) => {
+                let bytes = batch.bytes();
+                // Full or failed: the task drains the rest, or finds the error.
+                let drained = locked.socket.as_ref().is_some_and(|s| matches!(batch.write_now(s), Ok(true)));
+                if locked.queue.unwritten_batch(batch, drained, messages.len()) {
+                    self.wakeup.notify_one();
+                }
+                Some(bytes)
+            }
         }
-        let Some(wire) = state.wire.as_mut().filter(|_| state.unsent.is_empty()) else {
-            // A queue, or a backlog already: the bounds apply frame by frame.
-            drop(guard);
-            return one_by_one();
-        };
-        let mut batch = Unsent::default();
-        for m in messages {
-            let mut segments = Segments::default();
-            wire.encoder.encode(Frame::Message(m.clone()), &mut segments);
-            batch.extend(segments);
-        }
-        let bytes = batch.bytes();
-        if !matches!(batch.write_now(&wire.socket), Ok(true)) {
-            // Full or failed: the task drains the rest, or finds the error.
-            wire.backlog_frames = messages.len();
-            state.unsent = batch;
-            self.wakeup.notify_one();
-        }
-        Some(bytes)
     }
 
-    fn overflow(&self, state: &mut State) {
-        if state.close.is_none() {
-            metrics().disconnect(DisconnectCode::SLOW_CONSUMER.reason);
-        }
-        state.close = Some(DisconnectCode::SLOW_CONSUMER);
+    fn overflowed(&self) {
+        self.metrics.disconnect(DisconnectCode::SLOW_CONSUMER.reason);
         self.wakeup.notify_one();
     }
 
     /// From now on, frames are written to `socket` as `encoder` encodes them: first `lead`,
     /// then whatever was queued before, then every push.
-    pub fn attach(&self, socket: Arc<TcpStream>, mut encoder: Box<dyn Encoder>, lead: Segments) {
-        let mut guard = self.state.lock();
-        let state = &mut *guard;
-        let mut backlog_frames = 0;
-        state.unsent.extend(lead);
-        for frame in std::mem::take(&mut state.queue) {
-            let mut segments = Segments::default();
-            encoder.encode(frame, &mut segments);
-            state.unsent.extend(segments);
-            backlog_frames += 1;
-        }
-        state.bytes = 0;
-        state.wire = Some(Wire { socket, encoder, backlog_frames });
-        drop(guard);
+    pub fn attach(&self, socket: Arc<TcpStream>, encoder: Box<dyn Encoder>, lead: Segments) {
+        let mut locked = self.locked.lock();
+        locked.queue.attach(encoder, lead);
+        locked.socket = Some(socket);
+        drop(locked);
         // The task's next flush writes the lead and the queued frames.
         self.wakeup.notify_one();
     }
@@ -279,38 +229,32 @@ impl Outbox {
     /// Writes raw wire bytes (whole protocol frames, e.g. a WebSocket pong or close) behind
     /// everything already written. Accepted even while closing; dropped past the bounds.
     pub fn write_raw(&self, bytes: &[u8]) {
-        let mut state = self.state.lock();
-        let state = &mut *state;
-        let Some(wire) = state.wire.as_ref() else { return };
-        let mut segments = Segments::default();
-        if state.unsent.is_empty() {
-            let written = wire.socket.try_write(bytes).unwrap_or(0);
-            if written == bytes.len() {
-                return;
+        let mut locked = self.locked.lock();
+        let locked = &mut *locked;
+        let rest = match locked.queue.push_raw(bytes.len()) {
+            Raw::Dropped => return,
+            Raw::Overflowed => return self.overflowed(),
+            Raw::Kept => bytes,
+            Raw::Transmit => {
+                let written = locked.socket.as_ref().map_or(0, |s| wire::write_slice_now(bytes, s));
+                &bytes[written..]
             }
-            segments.push(Bytes::copy_from_slice(&bytes[written..]));
-            state.unsent.extend(segments);
+        };
+        if locked.queue.keep_raw(Bytes::copy_from_slice(rest)) {
             self.wakeup.notify_one();
-            return;
         }
-        if state.unsent.bytes() + bytes.len() > self.limits.bytes {
-            self.overflow(state);
-            return;
-        }
-        segments.push(Bytes::copy_from_slice(bytes));
-        state.unsent.extend(segments);
     }
 
     /// Writes what waits for the attached socket, as far as it takes it now. `Ok(true)`:
     /// nothing waits; `Ok(false)`: wait until the socket is writable and flush again; `Err`:
     /// the socket failed.
     pub fn flush(&self) -> io::Result<bool> {
-        let mut state = self.state.lock();
-        let state = &mut *state;
-        let Some(wire) = state.wire.as_mut() else { return Ok(true) };
-        let drained = state.unsent.write_now(&wire.socket)?;
+        let mut locked = self.locked.lock();
+        let locked = &mut *locked;
+        let (Some(socket), Some(backlog)) = (&locked.socket, locked.queue.backlog()) else { return Ok(true) };
+        let drained = backlog.write_now(socket)?;
         if drained {
-            wire.backlog_frames = 0;
+            locked.queue.drained();
         }
         Ok(drained)
     }
@@ -328,40 +272,33 @@ impl Outbox {
     /// Drops the attached socket (it closes once no write holds it) and anything unsent; the
     /// outbox refuses every later push. Called when a streaming connection's task ends.
     pub fn detach(&self) {
-        let mut state = self.state.lock();
-        state.wire = None;
-        state.unsent = Unsent::default();
-        state.close.get_or_insert(DisconnectCode::SHUTDOWN);
+        let mut locked = self.locked.lock();
+        locked.queue.detach();
+        locked.socket = None;
     }
 
     /// Asks the connection to close with `code` after the frames already queued.
     pub fn close(&self, code: DisconnectCode) {
-        let mut state = self.state.lock();
-        if state.close.is_none() {
-            state.close = Some(code);
-            metrics().disconnect(code.reason);
+        if self.locked.lock().queue.close(code) {
+            self.metrics.disconnect(code.reason);
         }
-        drop(state);
         self.wakeup.notify_one();
     }
 
     /// The close code, once the connection is closing.
     pub fn closing(&self) -> Option<DisconnectCode> {
-        self.state.lock().close
+        self.locked.lock().queue.closing()
     }
 
     /// Takes every queued frame, leaving no queue allocated (an idle connection holds no queue
     /// memory), and the close code once the connection is closing (after its last frames).
     pub fn take(&self) -> (VecDeque<Frame>, Option<DisconnectCode>) {
-        let mut state = self.state.lock();
-        state.bytes = 0;
-        (std::mem::take(&mut state.queue), state.close)
+        self.locked.lock().queue.take()
     }
 
     /// Whether frames are waiting or the connection is closing.
     pub fn is_ready(&self) -> bool {
-        let state = self.state.lock();
-        !state.queue.is_empty() || state.close.is_some()
+        self.locked.lock().queue.is_ready()
     }
 
     /// Waits until something was pushed, a backlog started or a close was asked since the
@@ -382,12 +319,12 @@ impl Outbox {
 
     /// Records the user the connection's token names.
     pub fn set_user(&self, user: &str) {
-        self.state.lock().user = Some(Arc::from(user));
+        self.locked.lock().user = Some(Arc::from(user));
     }
 
     /// Whether the connection's token names `user`.
     pub fn is_user(&self, user: &str) -> bool {
-        self.state.lock().user.as_deref() == Some(user)
+        self.locked.lock().user.as_deref() == Some(user)
     }
 
     /// Sets when the connection's token expires (ms since the Unix epoch; 0: never). The
@@ -413,7 +350,7 @@ mod tests {
 
     #[test]
     fn frames_come_out_in_order_then_the_close() {
-        let o = Outbox::new(1, Transport::Ws, QueueLimits { frames: 10, bytes: 100 }, 0);
+        let o = Outbox::new(1, Transport::Ws, QueueLimits { frames: 10, bytes: 100 }, 0, Arc::default());
         assert!(o.push(text("a")) && o.push(text("b")));
         o.close(DisconnectCode::SHUTDOWN);
         assert!(!o.push(text("c")), "no frame after a close");
@@ -425,21 +362,21 @@ mod tests {
 
     #[test]
     fn overflow_drops_the_queue_and_closes_as_slow_consumer() {
-        let o = Outbox::new(1, Transport::Sse, QueueLimits { frames: 2, bytes: 100 }, 0);
+        let o = Outbox::new(1, Transport::Sse, QueueLimits { frames: 2, bytes: 100 }, 0, Arc::default());
         assert!(o.push(text("a")) && o.push(text("b")));
         assert!(!o.push(text("c")));
         let (out, close) = o.take();
         assert_eq!(close, Some(DisconnectCode::SLOW_CONSUMER));
         assert!(out.is_empty());
 
-        let o = Outbox::new(2, Transport::Sse, QueueLimits { frames: 10, bytes: 3 }, 0);
+        let o = Outbox::new(2, Transport::Sse, QueueLimits { frames: 10, bytes: 3 }, 0, Arc::default());
         assert!(o.push(text("ab")));
         assert!(!o.push(text("cd")), "byte bound");
     }
 
     #[tokio::test]
     async fn a_wake_up_is_kept_for_the_next_wait_and_ends_a_waiting_one() {
-        let o = Arc::new(Outbox::new(1, Transport::Poll, QueueLimits { frames: 10, bytes: 100 }, 0));
+        let o = Arc::new(Outbox::new(1, Transport::Poll, QueueLimits { frames: 10, bytes: 100 }, 0, Arc::default()));
         let wait = || tokio::time::timeout(std::time::Duration::from_secs(5), o.ready());
         // Pushed before anyone waits: the next wait ends at once, and only that one.
         assert!(o.push(text("a")));

@@ -1,0 +1,458 @@
+//! One connection's outgoing state as a state machine with no I/O, no clock and no lock: the
+//! queue and its bounds, the slow-consumer rule, the encoder's state and the bytes the socket
+//! has not taken yet.
+//!
+//! It works in the manner of quinn-proto's `poll_transmit`: it never touches a socket, it hands
+//! back the bytes to write. A push to a connection whose socket has nothing waiting comes back
+//! as [`Push::Transmit`]; whoever holds the socket writes those bytes at once and gives back
+//! what the socket did not take ([`Queue::unwritten`]). Those wait in the backlog
+//! ([`Queue::backlog`]) for the connection's task to write when the socket drains. Everything
+//! else — a long poll's queue, the bounds, the close — is decided here. [`super::Outbox`] holds
+//! a `Queue` under its lock with the socket beside it, so the one write happens under the same
+//! lock as the decision, and frames leave in push order.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use herald_core::DisconnectCode;
+
+use crate::{
+    frame::Frame,
+    publication::Message,
+    wire::{Encoder, Segments, Unsent},
+};
+
+/// Bounds of one queue. The zero value disconnects on the first frame.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueLimits {
+    /// Most frames queued.
+    pub frames: usize,
+    /// Most bytes queued (message bytes in a queue, wire bytes unsent to a socket).
+    pub bytes: usize,
+}
+
+/// What a [`Queue::push`] asks of the caller.
+#[must_use]
+pub enum Push {
+    /// Nothing waits for the socket: write these bytes now, then hand back what it did not take
+    /// with [`Queue::unwritten`].
+    Transmit(Segments),
+    /// Kept: in the queue (no socket yet) or behind the backlog. `bytes`: the wire bytes the
+    /// frame became (0 while it waits unencoded); `wake`: the connection's task has something
+    /// new to do.
+    Kept {
+        /// Wire bytes of the frame, once encoded.
+        bytes: usize,
+        /// Whether the connection's task must be woken.
+        wake: bool,
+    },
+    /// Not taken: the connection is closing.
+    Refused,
+    /// Not taken: it would pass the bounds, so the connection now closes as a slow consumer
+    /// (the caller counts the disconnect and wakes the task).
+    Overflowed,
+}
+
+/// What a [`Queue::push_messages`] asks of the caller.
+#[must_use]
+pub enum Batch {
+    /// Nothing waits for the socket: write these bytes now (one `writev`), then hand back the
+    /// rest with [`Queue::unwritten_batch`].
+    Transmit(Unsent),
+    /// A queue or a backlog already: push the messages one by one, so the bounds apply to each.
+    OneByOne,
+    /// Not taken: the connection is closing.
+    Refused,
+}
+
+/// What a [`Queue::push_raw`] asks of the caller.
+#[must_use]
+pub enum Raw {
+    /// Nothing waits: write the bytes now, and hand back what the socket did not take.
+    Transmit,
+    /// Kept behind the backlog.
+    Kept,
+    /// Dropped: no socket is attached, or past the bounds of a connection already closing.
+    Dropped,
+    /// Dropped: past the bounds; the connection now closes as a slow consumer.
+    Overflowed,
+}
+
+/// The outgoing state of one connection. Its zero value ([`Queue::new`] with the limits) is an
+/// open, empty, unattached queue.
+pub struct Queue {
+    limits: QueueLimits,
+    /// Frames waiting unencoded: a long poll's, or a stream's before it attaches.
+    frames: VecDeque<Frame>,
+    /// Message bytes in `frames`.
+    weight: usize,
+    /// Wire bytes the socket has not taken, oldest first.
+    unsent: Unsent,
+    /// How frames become bytes, once a socket is attached.
+    encoder: Option<Box<dyn Encoder>>,
+    /// Frames put in the backlog since it last drained; bounds the backlog's frames.
+    backlog_frames: usize,
+    close: Option<DisconnectCode>,
+}
+
+// === impl Queue ===
+
+impl Queue {
+    /// An open, empty queue bounded by `limits`, with no socket attached.
+    pub fn new(limits: QueueLimits) -> Self {
+        Self {
+            limits,
+            frames: VecDeque::new(),
+            weight: 0,
+            unsent: Unsent::default(),
+            encoder: None,
+            backlog_frames: 0,
+            close: None,
+        }
+    }
+
+    /// Takes `frame`: to transmit now, to keep, or not at all (see [`Push`]).
+    pub fn push(&mut self, frame: Frame) -> Push {
+        if self.close.is_some() {
+            return Push::Refused;
+        }
+        if let Some(encoder) = self.encoder.as_mut() {
+            let mut segments = Segments::default();
+            encoder.encode(frame, &mut segments);
+            if self.unsent.is_empty() {
+                return Push::Transmit(segments);
+            }
+            let bytes = segments.len();
+            if self.backlog_frames >= self.limits.frames || self.unsent.bytes() + bytes > self.limits.bytes {
+                // The backlog stays (it may end mid-frame) and drains before the close.
+                let _ = self.overflow();
+                return Push::Overflowed;
+            }
+            self.backlog_frames += 1;
+            self.unsent.extend(segments);
+            return Push::Kept { bytes, wake: false };
+        }
+        let weight = match &frame {
+            Frame::Message(m) => m.weight(),
+            Frame::Text(b) => b.len(),
+            Frame::Reset { .. } | Frame::Heartbeat => 0,
+        };
+        if self.frames.len() >= self.limits.frames || self.weight + weight > self.limits.bytes {
+            self.frames = VecDeque::new();
+            self.weight = 0;
+            let _ = self.overflow();
+            return Push::Overflowed;
+        }
+        self.weight += weight;
+        self.frames.push_back(frame);
+        Push::Kept { bytes: 0, wake: self.frames.len() == 1 }
+    }
+
+    /// Hands back the bytes of a [`Push::Transmit`] the socket did not take. Returns whether
+    /// the connection's task must be woken to write them when the socket drains.
+    pub fn unwritten(&mut self, rest: Segments) -> bool {
+        if rest.is_empty() {
+            return false;
+        }
+        self.backlog_frames = 1;
+        self.unsent.extend(rest);
+        true
+    }
+
+    /// Takes messages of one channel, in order: with a socket attached and nothing waiting,
+    /// they come back encoded as one transmit (see [`Batch`]).
+    pub fn push_messages(&mut self, messages: &[Message]) -> Batch {
+        if self.close.is_some() {
+            return Batch::Refused;
+        }
+        let Some(encoder) = self.encoder.as_mut().filter(|_| self.unsent.is_empty()) else {
+            return Batch::OneByOne;
+        };
+        let mut batch = Unsent::default();
+        for m in messages {
+            let mut segments = Segments::default();
+            encoder.encode(Frame::Message(m.clone()), &mut segments);
+            batch.extend(segments);
+        }
+        Batch::Transmit(batch)
+    }
+
+    /// Hands back what the socket did not take of a [`Batch::Transmit`] of `frames` messages
+    /// (`drained`: it took everything). Returns whether the connection's task must be woken.
+    pub fn unwritten_batch(&mut self, rest: Unsent, drained: bool, frames: usize) -> bool {
+        if drained {
+            return false;
+        }
+        self.backlog_frames = frames;
+        self.unsent = rest;
+        true
+    }
+
+    /// Takes `len` bytes of whole protocol frames (a WebSocket pong or close) to go behind
+    /// everything already written; accepted even while closing (see [`Raw`]).
+    pub fn push_raw(&mut self, len: usize) -> Raw {
+        if self.encoder.is_none() {
+            return Raw::Dropped;
+        }
+        if self.unsent.is_empty() {
+            return Raw::Transmit;
+        }
+        if self.unsent.bytes() + len > self.limits.bytes {
+            return if self.overflow() { Raw::Overflowed } else { Raw::Dropped };
+        }
+        Raw::Kept
+    }
+
+    /// Keeps raw bytes behind the backlog: after [`Raw::Kept`], or the part of a
+    /// [`Raw::Transmit`] the socket did not take. Returns whether the task must be woken.
+    pub fn keep_raw(&mut self, rest: Bytes) -> bool {
+        if rest.is_empty() {
+            return false;
+        }
+        let wake = self.unsent.is_empty();
+        let mut segments = Segments::default();
+        segments.push(rest);
+        self.unsent.extend(segments);
+        wake
+    }
+
+    /// Closes as a slow consumer; returns whether this is the first close (an earlier close
+    /// keeps its code).
+    fn overflow(&mut self) -> bool {
+        let first = self.close.is_none();
+        self.close.get_or_insert(DisconnectCode::SLOW_CONSUMER);
+        first
+    }
+
+    /// From now on frames are encoded by `encoder`: first `lead`, then the frames queued
+    /// before, go to the backlog for the task's next [`backlog`](Queue::backlog) write.
+    pub fn attach(&mut self, mut encoder: Box<dyn Encoder>, lead: Segments) {
+        self.unsent.extend(lead);
+        let mut backlog_frames = 0;
+        for frame in std::mem::take(&mut self.frames) {
+            let mut segments = Segments::default();
+            encoder.encode(frame, &mut segments);
+            self.unsent.extend(segments);
+            backlog_frames += 1;
+        }
+        self.weight = 0;
+        self.backlog_frames = backlog_frames;
+        self.encoder = Some(encoder);
+    }
+
+    /// The bytes waiting for the attached socket, to write as far as it takes them; `None`
+    /// when no socket is attached. Call [`Queue::drained`] once it took everything.
+    pub fn backlog(&mut self) -> Option<&mut Unsent> {
+        self.encoder.as_ref()?;
+        Some(&mut self.unsent)
+    }
+
+    /// The socket took the whole backlog.
+    pub fn drained(&mut self) {
+        self.backlog_frames = 0;
+    }
+
+    /// The socket is gone: drops the encoder and the backlog, and refuses every later push.
+    pub fn detach(&mut self) {
+        self.encoder = None;
+        self.unsent = Unsent::default();
+        self.close.get_or_insert(DisconnectCode::SHUTDOWN);
+    }
+
+    /// Asks for a close with `code` after what is already queued. Returns whether this is the
+    /// first close asked (the one that counts).
+    pub fn close(&mut self, code: DisconnectCode) -> bool {
+        if self.close.is_some() {
+            return false;
+        }
+        self.close = Some(code);
+        true
+    }
+
+    /// The close code, once the connection is closing.
+    pub fn closing(&self) -> Option<DisconnectCode> {
+        self.close
+    }
+
+    /// Takes every queued frame, leaving no queue allocated (an idle connection holds no queue
+    /// memory), and the close code once closing (it follows the last frames).
+    pub fn take(&mut self) -> (VecDeque<Frame>, Option<DisconnectCode>) {
+        self.weight = 0;
+        (std::mem::take(&mut self.frames), self.close)
+    }
+
+    /// Whether frames are waiting or the connection is closing.
+    pub fn is_ready(&self) -> bool {
+        !self.frames.is_empty() || self.close.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The queue against a simulated socket that takes a given number of bytes per write.
+
+    use super::*;
+
+    /// Encodes a text frame as its bytes and a heartbeat as `.`.
+    struct Plain;
+
+    impl Encoder for Plain {
+        fn encode(&mut self, frame: Frame, out: &mut Segments) {
+            match frame {
+                Frame::Text(b) => out.push(b),
+                Frame::Heartbeat => out.push(Bytes::from_static(b".")),
+                Frame::Message(_) | Frame::Reset { .. } => {}
+            }
+        }
+    }
+
+    fn text(s: &str) -> Frame {
+        Frame::Text(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    /// A socket that takes at most `room` bytes per write, and what it took.
+    #[derive(Default)]
+    struct Socket {
+        room: usize,
+        taken: Vec<u8>,
+    }
+
+    impl Socket {
+        fn take(&mut self, segments: Segments) -> Segments {
+            let n = segments.len().min(self.room);
+            let all: Vec<u8> = segments.parts().flat_map(|p| p.to_vec()).collect();
+            self.taken.extend_from_slice(&all[..n]);
+            segments.after(n)
+        }
+
+        fn drain(&mut self, queue: &mut Queue) -> bool {
+            let Some(backlog) = queue.backlog() else { return true };
+            let n = backlog.bytes().min(self.room);
+            let all: Vec<u8> = backlog.parts().flat_map(|p| p.to_vec()).collect();
+            self.taken.extend_from_slice(&all[..n]);
+            backlog.advance(n);
+            let drained = backlog.is_empty();
+            if drained {
+                queue.drained();
+            }
+            drained
+        }
+
+        /// What a pusher does with a [`Push`]; returns whether the frame was taken.
+        fn push(&mut self, queue: &mut Queue, frame: Frame) -> bool {
+            match queue.push(frame) {
+                Push::Transmit(segments) => {
+                    let rest = self.take(segments);
+                    let _ = queue.unwritten(rest);
+                    true
+                }
+                Push::Kept { .. } => true,
+                Push::Refused | Push::Overflowed => false,
+            }
+        }
+    }
+
+    fn attached(limits: QueueLimits) -> Queue {
+        let mut queue = Queue::new(limits);
+        queue.attach(Box::new(Plain), Segments::default());
+        queue
+    }
+
+    #[test]
+    fn bytes_leave_in_push_order_however_the_socket_splits_them() {
+        for room in [1, 2, 3, 5, 64] {
+            let mut queue = attached(QueueLimits { frames: 100, bytes: 1_000 });
+            let mut socket = Socket { room, ..Socket::default() };
+            let mut expected = String::new();
+            for i in 0..20 {
+                let frame = format!("<{i}>");
+                assert!(socket.push(&mut queue, text(&frame)), "room {room}: frame {i} taken");
+                expected.push_str(&frame);
+                if i % 3 == 0 {
+                    socket.drain(&mut queue);
+                }
+            }
+            while !socket.drain(&mut queue) {}
+            assert_eq!(String::from_utf8_lossy(&socket.taken), expected, "room {room}");
+        }
+    }
+
+    #[test]
+    fn a_backlog_past_its_bounds_closes_as_slow_consumer_and_still_drains() {
+        let mut queue = attached(QueueLimits { frames: 3, bytes: 1_000 });
+        let mut socket = Socket { room: 0, ..Socket::default() };
+        // The first push goes to the socket (which takes nothing): the backlog holds 1 frame.
+        assert!(socket.push(&mut queue, text("a")));
+        assert!(socket.push(&mut queue, text("b")) && socket.push(&mut queue, text("c")));
+        assert!(matches!(queue.push(text("d")), Push::Overflowed), "a fourth frame passes the bound");
+        assert_eq!(queue.closing(), Some(DisconnectCode::SLOW_CONSUMER));
+        assert!(matches!(queue.push(text("e")), Push::Refused), "nothing after the close");
+        socket.room = 100;
+        assert!(socket.drain(&mut queue));
+        assert_eq!(socket.taken, b"abc", "what was taken before the close still leaves");
+    }
+
+    #[test]
+    fn the_byte_bound_counts_unsent_wire_bytes() {
+        let mut queue = attached(QueueLimits { frames: 100, bytes: 5 });
+        let mut socket = Socket { room: 1, ..Socket::default() };
+        assert!(socket.push(&mut queue, text("abcd")), "written in part: 3 bytes wait");
+        assert!(socket.push(&mut queue, text("ef")), "5 bytes wait");
+        assert!(matches!(queue.push(text("g")), Push::Overflowed));
+    }
+
+    #[test]
+    fn frames_queued_before_the_attach_follow_the_lead() {
+        let mut queue = Queue::new(QueueLimits { frames: 10, bytes: 100 });
+        assert!(matches!(queue.push(text("1")), Push::Kept { bytes: 0, wake: true }), "the first frame wakes");
+        assert!(matches!(queue.push(text("2")), Push::Kept { bytes: 0, wake: false }));
+        let mut lead = Segments::default();
+        lead.push(Bytes::from_static(b"hello:"));
+        queue.attach(Box::new(Plain), lead);
+        let mut socket = Socket { room: 100, ..Socket::default() };
+        assert!(socket.drain(&mut queue));
+        assert!(socket.push(&mut queue, Frame::Heartbeat));
+        assert_eq!(socket.taken, b"hello:12.");
+    }
+
+    #[test]
+    fn an_unattached_queue_overflows_by_frames_and_bytes_and_frees_its_memory() {
+        let mut queue = Queue::new(QueueLimits { frames: 2, bytes: 100 });
+        assert!(matches!(queue.push(text("a")), Push::Kept { .. }));
+        assert!(matches!(queue.push(text("b")), Push::Kept { .. }));
+        assert!(matches!(queue.push(text("c")), Push::Overflowed));
+        let (frames, close) = queue.take();
+        assert!(frames.is_empty() && frames.capacity() == 0, "the overflowed queue is dropped");
+        assert_eq!(close, Some(DisconnectCode::SLOW_CONSUMER));
+
+        let mut queue = Queue::new(QueueLimits { frames: 10, bytes: 3 });
+        assert!(matches!(queue.push(text("ab")), Push::Kept { .. }));
+        assert!(matches!(queue.push(text("cd")), Push::Overflowed), "byte bound");
+    }
+
+    #[test]
+    fn raw_bytes_go_behind_the_backlog_even_while_closing_and_the_first_close_wins() {
+        let mut queue = attached(QueueLimits { frames: 10, bytes: 4 });
+        let mut socket = Socket { room: 0, ..Socket::default() };
+        assert!(socket.push(&mut queue, text("ab")));
+        assert!(queue.close(DisconnectCode::SHUTDOWN));
+        assert!(!queue.close(DisconnectCode::STALE), "a second close does not count");
+        assert!(matches!(queue.push_raw(2), Raw::Kept), "a close frame still goes out");
+        assert!(!queue.keep_raw(Bytes::from_static(b"zz")), "behind a backlog: no new wake-up");
+        assert!(matches!(queue.push_raw(1), Raw::Dropped), "past the bound while closing");
+        assert_eq!(queue.closing(), Some(DisconnectCode::SHUTDOWN), "the first close keeps its code");
+        socket.room = 10;
+        assert!(socket.drain(&mut queue));
+        assert_eq!(socket.taken, b"abzz");
+    }
+
+    #[test]
+    fn a_detached_queue_refuses_everything() {
+        let mut queue = attached(QueueLimits { frames: 10, bytes: 100 });
+        queue.detach();
+        assert!(matches!(queue.push(text("a")), Push::Refused));
+        assert!(matches!(queue.push_raw(1), Raw::Dropped));
+        assert!(queue.backlog().is_none());
+        assert_eq!(queue.closing(), Some(DisconnectCode::SHUTDOWN));
+    }
+}

@@ -23,11 +23,13 @@
 //! - [`presence`]: who is subscribed, and the join/leave pushes;
 //! - [`store`]: the durable store (`data_dir`): a segmented log with checksums, replay, compaction;
 //! - [`tls`]: the TLS front (HTTP/2 by ALPN, HTTP/1.1 alongside);
+//! - [`clock`]: the wall clock every age is read from (tokio's paused clock moves it in tests);
 //! - [`slice`]: periodic walks cut into slices of the sharded tables;
 //! - [`server`]: binding, serving and graceful shutdown.
 
 pub mod auth;
 pub mod broker;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod engine;
@@ -58,9 +60,4 @@ pub mod wire;
 pub use config::Config;
 pub use server::{Server, ServerHandle};
 
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub use clock::now_ms;

@@ -31,4 +31,4 @@ pub use channel::{ChannelName, InvalidChannel};
 pub use cursor::{Cursor, InvalidCursor};
 pub use protocol::{Command, DisconnectCode, ErrorCode, ProtocolError, Request};
 pub use rate::{RateLimit, TokenBucket};
-pub use stream::{ChannelStream, HistoryLimits, Recovery, ResetReason, StreamPosition};
+pub use stream::{ChannelStream, HistoryLimits, HistoryQuery, Recovery, ResetReason, Start, StreamPosition};

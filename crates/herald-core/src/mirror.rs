@@ -142,7 +142,7 @@ fn append_after<T: Clone>(copy: &mut ChannelStream<T>, entries: Vec<(u64, u64, T
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::{HistoryLimits, Recovery};
+    use crate::stream::{HistoryLimits, HistoryQuery, Recovery};
 
     const LIMITS: HistoryLimits = HistoryLimits { size: 10, ttl_ms: 0 };
 
@@ -171,7 +171,7 @@ mod tests {
         assert_eq!(merge(&mut copy, &pos("e", 6), 0, 6), Merge::OutOfLine);
         assert_eq!(merge(&mut copy, &pos("f", 5), 0, 5), Merge::OutOfLine);
         assert_eq!(copy.position(), pos("e", 4));
-        assert_eq!(copy.history(None, 10, 0), vec![4]);
+        assert_eq!(copy.history(&HistoryQuery { limit: Some(10), ..HistoryQuery::default() }, 0), vec![4]);
     }
 
     #[test]
@@ -258,7 +258,7 @@ mod tests {
             let item = shared.append(0, |p| p.offset);
             let mut snap = || Snapshot {
                 position: shared.position(),
-                entries: shared.history(None, usize::MAX, 0).into_iter().map(|o| (o, 0, o)).collect(),
+                entries: shared.history(&HistoryQuery::default(), 0).into_iter().map(|o| (o, 0, o)).collect(),
                 predecessor: None,
             };
             let deliveries = match next() % 10 {

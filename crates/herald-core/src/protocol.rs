@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::{ChannelName, StreamPosition, cursor::is_valid_epoch};
+use crate::{ChannelName, HistoryQuery, StreamPosition, cursor::is_valid_epoch};
 
 /// The longest event name, in bytes.
 pub const MAX_EVENT_LEN: usize = 128;
@@ -94,6 +94,9 @@ pub enum Command {
         channel: ChannelName,
         /// The last position the client has, if any.
         since: Option<StreamPosition>,
+        /// Without `since`: how many of the latest messages come first (initial state; 0:
+        /// none, the client starts live).
+        last: usize,
     },
     /// Stop receiving a channel.
     Unsubscribe {
@@ -113,10 +116,8 @@ pub enum Command {
     History {
         /// The channel.
         channel: ChannelName,
-        /// Most messages to return.
-        limit: Option<usize>,
-        /// Only messages after this offset.
-        since: Option<u64>,
+        /// Which messages (`limit`, `since`, `before`).
+        query: HistoryQuery,
     },
     /// Read a channel's presence.
     Presence {
@@ -156,7 +157,18 @@ struct RawCommand<'a> {
     #[serde(default)]
     limit: Option<usize>,
     #[serde(default)]
+    last: Option<usize>,
+    #[serde(default)]
+    before: Option<u64>,
+    #[serde(default)]
     token: Option<String>,
+}
+
+/// A command's `id` alone, read when the rest of the command does not parse.
+#[derive(Deserialize)]
+struct IdOnly {
+    #[serde(default)]
+    id: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -278,7 +290,13 @@ impl Request {
         }
         let raw: RawCommand<'_> = serde_json::from_str(text).map_err(|e| {
             let code = if e.is_data() { ErrorCode::BadRequest } else { ErrorCode::InvalidJson };
-            ProtocolError::new(code, format!("cannot read command: {e}"))
+            let mut error = ProtocolError::new(code, format!("cannot read command: {e}"));
+            // A field of the wrong type (`"limit":-1`): the reply still carries the command's
+            // id, so the client can tell which command failed.
+            if e.is_data() {
+                error.id = serde_json::from_str::<IdOnly>(text).ok().and_then(|c| c.id);
+            }
+            error
         })?;
         let id = raw.id;
         let command = Self::command(raw).map_err(|mut e| {
@@ -298,7 +316,11 @@ impl Request {
             Ok(ChannelName::new(name)?)
         };
         Ok(match op {
-            "subscribe" => Command::Subscribe { channel: channel()?, since: parse_since_position(raw.since.as_ref())? },
+            "subscribe" => Command::Subscribe {
+                channel: channel()?,
+                since: parse_since_position(raw.since.as_ref())?,
+                last: raw.last.unwrap_or(0),
+            },
             "unsubscribe" => Command::Unsubscribe { channel: channel()? },
             "publish" => {
                 let channel = channel()?;
@@ -315,7 +337,10 @@ impl Request {
                         )
                     })?),
                 };
-                Command::History { channel: channel()?, limit: raw.limit, since }
+                Command::History {
+                    channel: channel()?,
+                    query: HistoryQuery { since, before: raw.before, limit: raw.limit },
+                }
             }
             "presence" => Command::Presence { channel: channel()? },
             "auth" => Command::Auth {
@@ -437,7 +462,7 @@ mod tests {
     fn parses_every_op() {
         let r = parse(r#"{"id":1,"op":"subscribe","channel":"c","since":{"epoch":"ab","offset":3}}"#).expect("ok");
         assert_eq!(r.id, Some(1));
-        let Command::Subscribe { channel, since } = r.command else { panic!("not a subscribe") };
+        let Command::Subscribe { channel, since, last: 0 } = r.command else { panic!("not a subscribe") };
         assert_eq!((channel.as_str(), since), ("c", Some(StreamPosition { epoch: "ab".into(), offset: 3 })));
         assert!(matches!(
             parse(r#"{"id":2,"op":"unsubscribe","channel":"c"}"#).map(|r| r.command),
@@ -451,13 +476,28 @@ mod tests {
         assert_eq!((data.get(), event.as_deref()), (r#"{"x":[1,2]}"#, Some("e")));
         assert!(matches!(
             parse(r#"{"id":4,"op":"history","channel":"c","limit":5,"since":2}"#).map(|r| r.command),
-            Ok(Command::History { limit: Some(5), since: Some(2), .. })
+            Ok(Command::History { query: HistoryQuery { limit: Some(5), since: Some(2), before: None }, .. })
+        ));
+        assert!(matches!(
+            parse(r#"{"id":4,"op":"history","channel":"c","limit":5,"before":9}"#).map(|r| r.command),
+            Ok(Command::History { query: HistoryQuery { limit: Some(5), since: None, before: Some(9) }, .. })
+        ));
+        assert!(matches!(
+            parse(r#"{"id":1,"op":"subscribe","channel":"c","last":20}"#).map(|r| r.command),
+            Ok(Command::Subscribe { since: None, last: 20, .. })
         ));
         assert!(matches!(
             parse(r#"{"id":5,"op":"presence","channel":"c"}"#).map(|r| r.command),
             Ok(Command::Presence { .. })
         ));
         assert!(matches!(parse(r#"{"id":6,"op":"auth","token":"t"}"#).map(|r| r.command), Ok(Command::Auth { .. })));
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_type_is_a_bad_request_with_the_commands_id() {
+        assert_eq!(code(r#"{"id":7,"op":"subscribe","channel":"c","last":-1}"#), (Some(7), ErrorCode::BadRequest));
+        assert_eq!(code(r#"{"id":8,"op":"history","channel":"c","before":"x"}"#), (Some(8), ErrorCode::BadRequest));
+        assert_eq!(code(r#"{"id":"nine","op":"history"}"#), (None, ErrorCode::BadRequest));
     }
 
     #[test]

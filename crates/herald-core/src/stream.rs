@@ -61,6 +61,32 @@ pub enum ResetReason {
     MalformedPosition,
 }
 
+/// Where a subscriber starts reading a channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start<'a> {
+    /// From now: live messages only.
+    Live,
+    /// The latest `n` messages that history holds, then live ones: initial state for a client
+    /// with no position (a dashboard opening, a chat showing its last lines).
+    Latest(usize),
+    /// After a position the client holds: recovery (docs/protocol.md §2).
+    After(&'a StreamPosition),
+}
+
+/// Which part of a channel's history a read wants: the messages after offset `since` and
+/// before offset `before`, at most `limit` of them, the newest ones. They come oldest first;
+/// with `before` (paging backwards from the newest) they come newest first. The zero value
+/// (`HistoryQuery::default()`) is the whole window, oldest first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// Only messages after this offset.
+    pub since: Option<u64>,
+    /// Only messages before this offset; the page comes newest first.
+    pub before: Option<u64>,
+    /// At most this many messages (`None`: no limit).
+    pub limit: Option<usize>,
+}
+
 /// What a client starting at some position receives.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Recovery<T> {
@@ -115,6 +141,53 @@ impl ResetReason {
             Self::OffsetAhead => "offset_ahead",
             Self::MalformedPosition => "malformed_position",
         }
+    }
+}
+
+// === impl Start ===
+
+impl<'a> Start<'a> {
+    /// From `since` when the client holds a position; else the latest `latest` messages (0:
+    /// live only).
+    pub fn new(since: Option<&'a StreamPosition>, latest: usize) -> Self {
+        match (since, latest) {
+            (Some(since), _) => Self::After(since),
+            (None, 0) => Self::Live,
+            (None, n) => Self::Latest(n),
+        }
+    }
+
+    /// The client's own position, if it gave one.
+    pub fn since(self) -> Option<&'a StreamPosition> {
+        match self {
+            Self::After(since) => Some(since),
+            Self::Live | Self::Latest(_) => None,
+        }
+    }
+}
+
+// === impl HistoryQuery ===
+
+impl HistoryQuery {
+    /// Whether the page comes newest first (it pages backwards with `before`).
+    pub fn newest_first(&self) -> bool {
+        self.before.is_some()
+    }
+
+    /// Picks this query's messages from `entries`, `(offset, message)` in offset order.
+    pub fn pick<T>(&self, entries: impl DoubleEndedIterator<Item = (u64, T)>) -> Vec<T> {
+        let (after, before) = (self.since.unwrap_or(0), self.before.unwrap_or(u64::MAX));
+        let mut page: Vec<T> = entries
+            .rev()
+            .skip_while(|(offset, _)| *offset >= before)
+            .take_while(|(offset, _)| *offset > after)
+            .take(self.limit.unwrap_or(usize::MAX))
+            .map(|(_, item)| item)
+            .collect();
+        if !self.newest_first() {
+            page.reverse();
+        }
+        page
     }
 }
 
@@ -244,6 +317,14 @@ impl<T: Clone> ChannelStream<T> {
         }
     }
 
+    /// The position a client that asks for the latest `n` messages ([`Start::Latest`]) reads
+    /// from: `n` back from the newest, as far as history holds them.
+    pub fn latest_start(&mut self, n: usize, now_ms: u64) -> StreamPosition {
+        self.expire(now_ms);
+        let back = n.min(self.history.len()) as u64;
+        StreamPosition { epoch: self.epoch.clone(), offset: self.offset - back }
+    }
+
     /// Decides what a client at `since` receives (docs/protocol.md §2), returning at most `limit`
     /// messages (`truncated` tells when more follow; the client then continues from the last
     /// one it got).
@@ -281,14 +362,11 @@ impl<T: Clone> ChannelStream<T> {
         }
     }
 
-    /// The latest `limit` messages after offset `since` (all of history when `since` is
-    /// `None`), oldest first. For the history API: no epoch check and no reset.
-    pub fn history(&mut self, since: Option<u64>, limit: usize, now_ms: u64) -> Vec<T> {
+    /// The messages of `query` (see [`HistoryQuery`]). For the history API: no epoch check
+    /// and no reset.
+    pub fn history(&mut self, query: &HistoryQuery, now_ms: u64) -> Vec<T> {
         self.expire(now_ms);
-        let after = since.unwrap_or(0);
-        let newer = self.history.iter().filter(|e| e.offset > after);
-        let count = newer.clone().count();
-        newer.skip(count.saturating_sub(limit)).map(|e| e.item.clone()).collect()
+        query.pick(self.history.iter().map(|e| (e.offset, e.item.clone())))
     }
 }
 
@@ -438,14 +516,56 @@ mod tests {
         assert!(matches!(s.recover(Some(&pos("e", 3)), 0, 10), Recovery::Recovered { .. }));
     }
 
+    fn query(since: Option<u64>, before: Option<u64>, limit: usize) -> HistoryQuery {
+        HistoryQuery { since, before, limit: Some(limit) }
+    }
+
     #[test]
     fn history_returns_the_latest_after_since() {
         let mut s = stream();
         publish(&mut s, 5, 0);
-        assert_eq!(s.history(None, 2, 0), vec![4, 5]);
-        assert_eq!(s.history(Some(2), 100, 0), vec![3, 4, 5]);
-        assert_eq!(s.history(Some(2), 1, 0), vec![5]);
-        assert_eq!(s.history(Some(5), 10, 0), Vec::<u64>::new());
+        assert_eq!(s.history(&query(None, None, 2), 0), vec![4, 5]);
+        assert_eq!(s.history(&query(Some(2), None, 100), 0), vec![3, 4, 5]);
+        assert_eq!(s.history(&query(Some(2), None, 1), 0), vec![5]);
+        assert_eq!(s.history(&query(Some(5), None, 10), 0), Vec::<u64>::new());
+        assert_eq!(s.history(&HistoryQuery::default(), 0), vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn history_pages_backwards_newest_first_and_the_pages_join_without_gap() {
+        let mut s = ChannelStream::new(Arc::from("e"), HistoryLimits { size: 100, ttl_ms: 0 });
+        publish(&mut s, 10, 0);
+        assert_eq!(s.history(&query(None, Some(8), 3), 0), vec![7, 6, 5]);
+        assert_eq!(s.history(&query(Some(5), Some(8), 10), 0), vec![7, 6], "between since and before");
+        assert_eq!(s.history(&query(None, Some(1), 10), 0), Vec::<u64>::new(), "nothing before the first");
+        // Paging from past the newest: each page's last offset is the next page's `before`.
+        let (mut pages, mut before) = (Vec::new(), 11);
+        loop {
+            let page = s.history(&query(None, Some(before), 4), 0);
+            let Some(&last) = page.last() else { break };
+            pages.extend(page);
+            before = last;
+        }
+        assert_eq!(pages, (1..=10).rev().collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn the_latest_n_start_as_far_back_as_history_holds() {
+        let mut s = stream(); // keeps 5
+        assert_eq!(s.latest_start(3, 0), pos("e1", 0), "an empty stream starts at 0");
+        publish(&mut s, 8, 0);
+        assert_eq!(s.latest_start(3, 0), pos("e1", 5));
+        assert_eq!(s.latest_start(50, 0), pos("e1", 3), "history holds 4..=8");
+        let from = s.latest_start(3, 0);
+        assert_eq!(
+            s.recover(Some(&from), 0, 100),
+            Recovery::Recovered { position: pos("e1", 8), messages: vec![6, 7, 8], truncated: false }
+        );
+        // Past the age limit nothing is left: the start is the newest position.
+        assert_eq!(s.latest_start(3, 5_000), pos("e1", 8));
+        assert_eq!(Start::new(None, 0), Start::Live);
+        assert_eq!(Start::new(None, 4), Start::Latest(4));
+        assert_eq!(Start::new(Some(&from), 4), Start::After(&from), "a held position wins");
     }
 
     /// A simulated client that disconnects at random points and resumes from its position

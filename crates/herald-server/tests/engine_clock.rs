@@ -8,7 +8,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use herald_core::{ChannelName, StreamPosition};
+use herald_core::{ChannelName, HistoryQuery, Start, StreamPosition};
 use herald_server::{
     Config,
     broker::Broker,
@@ -46,7 +46,7 @@ fn sweep_all(broker: &Broker) -> usize {
 fn resume(broker: &Broker, channel: &ChannelName, since: &StreamPosition) -> (Option<bool>, Vec<Frame>) {
     let outbox =
         Arc::new(Outbox::new(1, Transport::Poll, QueueLimits { frames: 100, bytes: 100_000 }, 0, Arc::default()));
-    let subscribed = broker.subscribe(channel, &outbox, Some(since), usize::MAX, None, |_| None);
+    let subscribed = broker.subscribe(channel, &outbox, Start::After(since), usize::MAX, None, |_| None);
     broker.unsubscribe(channel, outbox.id());
     (subscribed.recovered, outbox.take().0.into_iter().collect())
 }
@@ -69,7 +69,7 @@ async fn history_leaves_by_age_and_a_client_behind_it_gets_an_exact_reset() {
     assert_eq!((recovered, offsets(&frames)), (Some(true), vec![2]), "within the window: recovered");
 
     tokio::time::advance(Duration::from_millis(200)).await;
-    let (position, messages) = engine.history(&jobs, None, usize::MAX).get().await.unwrap();
+    let (position, messages) = engine.history(&jobs, &HistoryQuery::default()).get().await.unwrap();
     assert_eq!(messages.len(), 0, "past the window history is empty");
     assert_eq!((position.epoch.clone(), position.offset), (first.epoch.clone(), 2), "the position stays");
     let (recovered, frames) = resume(&broker, &jobs, &since);

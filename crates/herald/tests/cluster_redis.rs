@@ -264,6 +264,27 @@ async fn a_publish_on_one_node_reaches_subscribers_on_the_others_over_every_tran
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_never_saw_a_channel_serves_its_latest_messages_and_pages_its_history() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    wait_ready(&[&a, &b], true).await;
+    let (epoch, _) = publish_n(&a, "ticker", 1, 5).await;
+    // B mirrors `ticker` only once these subscribers ask: the latest come from Redis.
+    let mut ws = b.ws().await;
+    ws.request(json!({ "op": "subscribe", "channel": "ticker", "last": 2 })).await;
+    let mut sse = b.sse("channel=ticker&last=3", None).await;
+    let (_, first_poll) = b.poll("channel=ticker&last=1&timeout=5").await;
+    assert_eq!(message_offsets(&read(&mut ws, 2).await), [4, 5]);
+    assert_eq!(message_offsets(&read(&mut sse, 3).await), [3, 4, 5]);
+    assert_eq!(message_offsets(first_poll["messages"].as_array().unwrap()), [5]);
+    publish_n(&a, "ticker", 6, 1).await;
+    let live = read(&mut ws, 1).await;
+    assert_no_silent_gap(&live, (&epoch, 5));
+    let page = b.api_get("/api/channels/ticker/history?before=5&limit=2").await;
+    assert_eq!(message_offsets(page["messages"].as_array().unwrap()), [4, 3], "newest first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_keys_hold_across_nodes() {
     let redis = Redis::start();
     let (a, b) = (node(&redis), node(&redis));

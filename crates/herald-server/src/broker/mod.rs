@@ -20,7 +20,7 @@
 use std::{collections::HashMap, hash::BuildHasher, sync::Arc};
 
 use herald_core::{
-    ChannelName, ChannelStream, Recovery, StreamPosition,
+    ChannelName, ChannelStream, HistoryQuery, Recovery, Start, StreamPosition,
     forgotten::{ForgottenPositions, KeepPositions},
 };
 use parking_lot::Mutex;
@@ -52,8 +52,12 @@ const INLINE_FANOUT: usize = 256;
 pub struct Subscribed {
     /// The stream's position when the subscription started.
     pub position: StreamPosition,
+    /// Where the subscriber's stream starts: the position its first queued message follows
+    /// (the client's own when it recovers, as far back as the latest messages reach for
+    /// [`Start::Latest`], else `position`).
+    pub start: StreamPosition,
     /// `Some(true)`: every missed message was queued; `Some(false)`: a reset was queued;
-    /// `None`: no position was given.
+    /// `None`: no position was given (the latest messages, if asked for, were queued).
     pub recovered: Option<bool>,
     /// Whether live messages follow. False when the recovery was cut at its limit: the client
     /// has to come back from its new position for the rest (long polling does).
@@ -376,9 +380,10 @@ impl Broker {
         Some(Round { messages, subscribers })
     }
 
-    /// Subscribes `outbox` to `channel`. First queues `lead(&outcome)` (e.g. the WebSocket
-    /// reply), then up to `limit` missed messages or a reset, then — from the same instant —
-    /// live messages, unless more than `limit` were missed (see [`Subscribed::live`]).
+    /// Subscribes `outbox` to `channel` from `start`. First queues `lead(&outcome)` (e.g. the
+    /// WebSocket reply), then up to `limit` missed messages (or latest ones, for
+    /// [`Start::Latest`]) or a reset, then — from the same instant — live messages, unless more
+    /// than `limit` were missed (see [`Subscribed::live`]).
     /// Subscribing again replaces the earlier subscription.
     ///
     /// Where the namespace keeps presence, `member` is listed while the subscription lasts,
@@ -387,7 +392,7 @@ impl Broker {
         &self,
         channel: &ChannelName,
         outbox: &Arc<Outbox>,
-        since: Option<&StreamPosition>,
+        start: Start<'_>,
         limit: usize,
         member: Option<&Arc<Member>>,
         lead: impl FnOnce(&Subscribed) -> Option<Frame>,
@@ -395,15 +400,35 @@ impl Broker {
         let rules = self.config.rules(channel);
         let member = member.filter(|_| rules.presence);
         let (subscribed, announce) = self.with_channel(channel, |ch| {
-            let recovery = ch.stream.recover(since, now_ms(), limit);
+            let now = now_ms();
+            // The latest messages are a recovery from as far back as they reach.
+            let latest;
+            let since = match start {
+                Start::Live => None,
+                Start::Latest(n) => {
+                    latest = ch.stream.latest_start(n, now);
+                    Some(&latest)
+                }
+                Start::After(since) => Some(since),
+            };
+            let recovery = ch.stream.recover(since, now, limit);
             let live = !matches!(recovery, Recovery::Recovered { truncated: true, .. });
+            let position = recovery.position().clone();
             let subscribed = Subscribed {
                 live,
-                position: recovery.position().clone(),
-                recovered: match &recovery {
-                    Recovery::Live { .. } => None,
-                    Recovery::Recovered { .. } => Some(true),
-                    Recovery::Reset { .. } => Some(false),
+                // A position of the epoch this one took over from recovers too, and continues
+                // in the channel's epoch (`ChannelStream::continue_in`).
+                start: match (&recovery, since) {
+                    (Recovery::Recovered { .. }, Some(since)) => {
+                        StreamPosition { epoch: position.epoch.clone(), offset: since.offset }
+                    }
+                    _ => position.clone(),
+                },
+                position,
+                recovered: match (&recovery, start) {
+                    (Recovery::Recovered { .. }, Start::After(_)) => Some(true),
+                    (Recovery::Reset { .. }, _) => Some(false),
+                    _ => None,
                 },
             };
             self.metrics.recovery(match subscribed.recovered {
@@ -501,9 +526,9 @@ impl Broker {
     }
 
     /// The channel's current position and up to `limit` latest messages after offset `since`.
-    pub fn history(&self, channel: &ChannelName, since: Option<u64>, limit: usize) -> (StreamPosition, Vec<Message>) {
+    pub fn history(&self, channel: &ChannelName, query: &HistoryQuery) -> (StreamPosition, Vec<Message>) {
         self.with_channel(channel, |ch| {
-            let messages = ch.stream.history(since, limit, now_ms());
+            let messages = ch.stream.history(query, now_ms());
             (ch.stream.position(), messages)
         })
     }
@@ -665,7 +690,7 @@ mod tests {
         let outboxes: Vec<_> =
             (0..1000).map(|id| Arc::new(Outbox::new(id, Transport::Poll, limits, 0, Arc::default()))).collect();
         for outbox in &outboxes {
-            broker.subscribe(&channel, outbox, None, 0, None, |_| None);
+            broker.subscribe(&channel, outbox, Start::Live, 0, None, |_| None);
         }
         let capacity = || broker.shard(&channel).lock().channels.get(&channel).map(|ch| ch.subscribers.capacity());
         let full = capacity().expect("the channel exists");

@@ -37,7 +37,7 @@ use std::{
     time::Duration,
 };
 
-use herald_core::{ChannelName, ErrorCode, ProtocolError, StreamPosition};
+use herald_core::{ChannelName, ErrorCode, HistoryQuery, ProtocolError, StreamPosition};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
@@ -175,24 +175,18 @@ impl Cluster {
         Ok(Assigned { epoch: Arc::from(epoch.as_str()), offset: offset.parse().map_err(|_| unexpected("publish"))? })
     }
 
-    /// `channel`'s position and up to `limit` latest messages after offset `since`, read from
-    /// Redis (history is shared: any node answers the same).
+    /// `channel`'s position and the messages of `query` its history holds, read from Redis
+    /// (history is shared: any node answers the same).
     pub async fn history(
         &self,
         channel: &ChannelName,
-        since: Option<u64>,
-        limit: usize,
+        query: &HistoryQuery,
     ) -> Result<(StreamPosition, Vec<Message>), ProtocolError> {
         let snapshot = self.read_snapshot(channel, None).await?;
         let oldest_kept = self.history_cutoff(channel);
-        let newer: Vec<Message> = snapshot
-            .entries
-            .into_iter()
-            .filter(|(offset, time_ms, _)| *offset > since.unwrap_or(0) && *time_ms >= oldest_kept)
-            .map(|(.., m)| m)
-            .collect();
-        let skip = newer.len().saturating_sub(limit);
-        Ok((snapshot.position, newer.into_iter().skip(skip).collect()))
+        let kept = snapshot.entries.into_iter().filter(|(_, time_ms, _)| *time_ms >= oldest_kept);
+        let messages = query.pick(kept.map(|(offset, _, m)| (offset, m)));
+        Ok((snapshot.position, messages))
     }
 
     /// Every node's presence entries for `channel`.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use herald_core::{ChannelName, ErrorCode, ProtocolError, StreamPosition};
+use herald_core::{ChannelName, ErrorCode, HistoryQuery, ProtocolError, StreamPosition};
 use serde_json::{json, value::RawValue};
 
 use super::{Answer, Engine, Placed};
@@ -46,13 +46,8 @@ impl Engine for Memory {
         Answer::Ready(Ok(Placed { epoch: message.epoch.clone(), offset: message.offset, seq: published.seq }))
     }
 
-    fn history(
-        &self,
-        channel: &ChannelName,
-        since: Option<u64>,
-        limit: usize,
-    ) -> Answer<(StreamPosition, Vec<Message>)> {
-        Answer::Ready(Ok(self.broker.history(channel, since, limit)))
+    fn history(&self, channel: &ChannelName, query: &HistoryQuery) -> Answer<(StreamPosition, Vec<Message>)> {
+        Answer::Ready(Ok(self.broker.history(channel, query)))
     }
 
     fn presence(&self, channel: &ChannelName) -> Answer<serde_json::Value> {
@@ -98,13 +93,8 @@ impl Engine for Durable {
         }))
     }
 
-    fn history(
-        &self,
-        channel: &ChannelName,
-        since: Option<u64>,
-        limit: usize,
-    ) -> Answer<(StreamPosition, Vec<Message>)> {
-        self.memory.history(channel, since, limit)
+    fn history(&self, channel: &ChannelName, query: &HistoryQuery) -> Answer<(StreamPosition, Vec<Message>)> {
+        self.memory.history(channel, query)
     }
 
     fn presence(&self, channel: &ChannelName) -> Answer<serde_json::Value> {
@@ -153,7 +143,11 @@ mod tests {
         }
         assert_eq!(placed.iter().map(|p| p.offset).collect::<Vec<_>>(), [1, 2, 3], "one after the other");
         assert!(placed.iter().all(|p| p.epoch == placed[0].epoch), "one epoch");
-        let (position, after_one) = engine.history(&channel, Some(1), usize::MAX).get().await.unwrap();
+        let (position, after_one) = engine
+            .history(&channel, &herald_core::HistoryQuery { since: Some(1), ..Default::default() })
+            .get()
+            .await
+            .unwrap();
         assert_eq!((position.epoch.clone(), position.offset), (placed[0].epoch.clone(), 3));
         assert_eq!(after_one.iter().map(|m| m.offset).collect::<Vec<_>>(), [2, 3]);
         assert!(engine.in_line(&channel, Some(&position)) && !engine.mirrors());

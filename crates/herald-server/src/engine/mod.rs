@@ -17,7 +17,7 @@ mod redis;
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
-use herald_core::{ChannelName, ProtocolError, StreamPosition};
+use herald_core::{ChannelName, HistoryQuery, ProtocolError, StreamPosition};
 use serde_json::value::RawValue;
 
 pub use self::{
@@ -86,13 +86,8 @@ pub trait Engine: Send + Sync {
         false
     }
 
-    /// `channel`'s current position and up to `limit` latest messages after offset `since`.
-    fn history(
-        &self,
-        channel: &ChannelName,
-        since: Option<u64>,
-        limit: usize,
-    ) -> Answer<(StreamPosition, Vec<Message>)>;
+    /// `channel`'s current position and the messages of `query` that its history holds.
+    fn history(&self, channel: &ChannelName, query: &HistoryQuery) -> Answer<(StreamPosition, Vec<Message>)>;
 
     /// `channel`'s presence answer (`{"channel","members":[…]}`): every node's members.
     fn presence(&self, channel: &ChannelName) -> Answer<serde_json::Value>;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use herald_core::{ChannelName, ErrorCode, ProtocolError, StreamPosition};
+use herald_core::{ChannelName, ErrorCode, HistoryQuery, ProtocolError, StreamPosition};
 use serde_json::{json, value::RawValue};
 
 use super::{Answer, Engine, Placed, Wanted};
@@ -49,14 +49,9 @@ impl Engine for Redis {
         true
     }
 
-    fn history(
-        &self,
-        channel: &ChannelName,
-        since: Option<u64>,
-        limit: usize,
-    ) -> Answer<(StreamPosition, Vec<Message>)> {
-        let (cluster, channel) = (self.cluster.clone(), channel.clone());
-        Answer::Later(Box::pin(async move { cluster.history(&channel, since, limit).await }))
+    fn history(&self, channel: &ChannelName, query: &HistoryQuery) -> Answer<(StreamPosition, Vec<Message>)> {
+        let (cluster, channel, query) = (self.cluster.clone(), channel.clone(), *query);
+        Answer::Later(Box::pin(async move { cluster.history(&channel, &query).await }))
     }
 
     fn presence(&self, channel: &ChannelName) -> Answer<serde_json::Value> {

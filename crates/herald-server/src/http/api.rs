@@ -14,7 +14,6 @@ use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 
 use super::head::RequestHeaders;
-use crate::publication::Message;
 use crate::{
     publish::{Accepted, check_size, durable_reply, publish_json, publish_one},
     reply::{ApiError, history_body, json_ok, json_response, parse_json},
@@ -30,13 +29,15 @@ struct BroadcastBody {
     event: Option<String>,
 }
 
-/// The query of a history request.
+/// The query of a history request (see [`herald_core::HistoryQuery`]).
 #[derive(Deserialize)]
 pub struct HistoryQuery {
     /// At most this many messages (the latest).
     pub limit: Option<usize>,
     /// Only messages after this offset.
     pub since: Option<u64>,
+    /// Only messages before this offset, newest first: paging backwards.
+    pub before: Option<u64>,
 }
 
 /// The `/api` routes, behind the API key.
@@ -199,19 +200,9 @@ pub async fn history(
 
 /// The history answer for `channel` and `query` (from Redis with the Redis engine).
 pub async fn history_json(state: &AppState, channel: &ChannelName, query: &HistoryQuery) -> Result<Vec<u8>, ApiError> {
-    let (position, messages) = read_history(state, channel, query.since, query.limit).await?;
+    let query = herald_core::HistoryQuery { since: query.since, before: query.before, limit: query.limit };
+    let (position, messages) = state.engine.history(channel, &query).get().await?;
     Ok(history_body(channel, &position, &messages))
-}
-
-/// `channel`'s position and up to `limit` latest messages after offset `since`, from the
-/// engine that keeps them.
-pub async fn read_history(
-    state: &AppState,
-    channel: &ChannelName,
-    since: Option<u64>,
-    limit: Option<usize>,
-) -> Result<(herald_core::StreamPosition, Vec<Message>), ApiError> {
-    Ok(state.engine.history(channel, since, limit.unwrap_or(usize::MAX)).get().await?)
 }
 
 async fn info(State(state): State<AppState>) -> Response {

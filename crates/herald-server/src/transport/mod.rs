@@ -8,7 +8,7 @@ pub mod ws;
 use std::sync::Arc;
 
 use herald_auth::{Action, Identity};
-use herald_core::{ChannelName, Cursor, ErrorCode, list::comma_items};
+use herald_core::{ChannelName, Cursor, ErrorCode, Start, list::comma_items};
 
 use crate::{
     broker::{Broker, Subscribed},
@@ -27,6 +27,9 @@ pub struct StreamRequest {
     pub cursor: Cursor,
     /// The `timeout` parameter (long polling), in seconds.
     pub timeout_secs: Option<u64>,
+    /// The `last` parameter: how many of the latest messages a channel with no position in
+    /// `cursor` starts with (0: none, it starts live).
+    pub last: usize,
     /// The `token` parameter. An `Authorization` header wins over it
     /// ([`crate::auth::bearer_token`]).
     pub token: Option<String>,
@@ -44,8 +47,8 @@ pub struct Subscriptions {
 // === impl StreamRequest ===
 
 impl StreamRequest {
-    /// Reads `channel=…` (repeated), `cursor`, `last_event_id`/`lastEventId` and `timeout` from a
-    /// query string, plus `extra` (a channel from the path) and a `Last-Event-ID` header.
+    /// Reads `channel=…` (repeated), `cursor`, `last_event_id`/`lastEventId`, `last` and
+    /// `timeout` from a query string, plus `extra` (a channel from the path) and a `Last-Event-ID` header.
     pub fn parse(
         state: &AppState,
         query: Option<&str>,
@@ -72,6 +75,7 @@ impl StreamRequest {
         }
         let mut cursor_text = None;
         let mut timeout_secs = None;
+        let mut last = 0;
         let mut token = None;
         for (key, value) in herald_http1::query::pairs(query.unwrap_or("")) {
             match &*key {
@@ -82,6 +86,11 @@ impl StreamRequest {
                     timeout_secs = Some(value.parse::<u64>().map_err(|_| {
                         ApiError::new(ErrorCode::BadRequest, "timeout must be a whole number of seconds")
                     })?);
+                }
+                "last" => {
+                    last = value
+                        .parse::<usize>()
+                        .map_err(|_| ApiError::new(ErrorCode::BadRequest, "last must be a whole number of messages"))?;
                 }
                 _ => {}
             }
@@ -103,7 +112,7 @@ impl StreamRequest {
             }
             unusable
         });
-        Ok(Self { channels, cursor, timeout_secs, token })
+        Ok(Self { channels, cursor, timeout_secs, last, token })
     }
 }
 
@@ -146,11 +155,11 @@ impl Subscriptions {
         self.member = Some(Arc::new(Member::new(self.outbox.id(), Some(identity))));
     }
 
-    /// Subscribes to `channel` (see [`Broker::subscribe`]).
+    /// Subscribes to `channel` from `start` (see [`Broker::subscribe`]).
     pub fn add(
         &mut self,
         channel: &ChannelName,
-        since: Option<&herald_core::StreamPosition>,
+        start: Start<'_>,
         limit: usize,
         lead: impl FnOnce(&Subscribed) -> Option<Frame>,
     ) -> Subscribed {
@@ -158,7 +167,7 @@ impl Subscriptions {
             // Built on first need: most connections never enter a presence namespace.
             self.member = Some(Arc::new(Member::new(self.outbox.id(), None)));
         }
-        let subscribed = self.broker.subscribe(channel, &self.outbox, since, limit, self.member.as_ref(), lead);
+        let subscribed = self.broker.subscribe(channel, &self.outbox, start, limit, self.member.as_ref(), lead);
         if subscribed.live && !self.channels.contains(channel) {
             self.channels.push(channel.clone());
         }
@@ -195,24 +204,16 @@ impl Subscriptions {
         self.channels.is_empty()
     }
 
-    /// Subscribes to every channel of `request`, recovering at most `limit` messages per
-    /// channel, and returns the cursor the stream starts at: the client's position where it
-    /// recovers, else the channel's current position (a reset frame, already queued, says so).
+    /// Subscribes to every channel of `request` — from the cursor's position where it has one,
+    /// else from the latest `request.last` messages — queuing at most `limit` messages per
+    /// channel, and returns the cursor the stream starts at (see [`Subscribed::start`]; a
+    /// reset frame, already queued, says when it is not the client's position).
     pub fn add_stream(&mut self, request: &StreamRequest, limit: usize) -> Cursor {
         let mut cursor = Cursor::with_capacity(request.channels.len());
         self.channels.reserve(request.channels.len());
         for channel in &request.channels {
-            let since = request.cursor.get(channel);
-            let subscribed = self.add(channel, since, limit, |_| None);
-            match (subscribed.recovered, since) {
-                // In the channel's epoch: a position of the epoch it took over from
-                // (`ChannelStream::continue_in`) recovers too, and continues in the new one.
-                (Some(true), Some(since)) => {
-                    let at = herald_core::StreamPosition { epoch: subscribed.position.epoch, offset: since.offset };
-                    cursor.set(channel, at);
-                }
-                _ => cursor.set(channel, subscribed.position),
-            }
+            let start = Start::new(request.cursor.get(channel), request.last);
+            cursor.set(channel, self.add(channel, start, limit, |_| None).start);
         }
         cursor
     }

@@ -21,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use herald_auth::{Action, Identity};
 use herald_core::{
-    ChannelName, Command, DisconnectCode, ErrorCode, ProtocolError, Request, TokenBucket,
+    ChannelName, Command, DisconnectCode, ErrorCode, ProtocolError, Request, Start, TokenBucket,
     protocol::{encode, encode_reset},
 };
 use herald_http1::{Head, RequestHeaders as _};
@@ -418,7 +418,7 @@ fn execute(
         crate::auth::check(&state.config, session.identity.as_deref(), channel, action)
     };
     match request.command {
-        Command::Subscribe { channel, since } => {
+        Command::Subscribe { channel, since, last } => {
             allow(&channel, Action::Subscribe)?;
             if subscriptions.contains(&channel) {
                 return Err(ProtocolError::new(
@@ -434,7 +434,7 @@ fn execute(
             if !mirrored && !state.engine.in_line(&channel, since.as_ref()) {
                 return Ok(Some(vec![(channel, since)]));
             }
-            subscriptions.add(&channel, since.as_ref(), usize::MAX, |s: &Subscribed| {
+            subscriptions.add(&channel, Start::new(since.as_ref(), last), usize::MAX, |s: &Subscribed| {
                 let mut result = json!({
                     "channel": channel.as_str(), "epoch": &*s.position.epoch, "offset": s.position.offset,
                 });
@@ -464,9 +464,9 @@ fn execute(
                 }
             }
         }
-        Command::History { channel, limit, since } => {
+        Command::History { channel, query } => {
             allow(&channel, Action::History)?;
-            match state.engine.history(&channel, since, limit.unwrap_or(usize::MAX)) {
+            match state.engine.history(&channel, &query) {
                 Answer::Ready(answer) => {
                     let (position, messages) = answer?;
                     outbox.push(reply_raw(id, &history_body(&channel, &position, &messages)));

@@ -1,28 +1,43 @@
 //! The server's wall clock: every age in the server (history windows, forgotten positions,
 //! token expiry, rate buckets, idle connections) is read from [`now_ms`].
 //!
-//! It is the system clock, shifted by however far tokio's clock stands from the real one. In a
-//! running server the two agree and the shift is zero. Under a test runtime whose clock is
-//! paused (`tokio::time::pause`), the shift is what the test advanced minus the real time that
-//! passed, so the server's ages move with `tokio::time::advance` and a test of a day-long
-//! window takes no time at all.
+//! In a server it is the system clock, read once per call. In this crate's tests it is the
+//! system clock shifted by however far tokio's clock stands from the real one: under a runtime
+//! whose clock is paused (`tokio::time::pause`) the shift is what the test advanced minus the
+//! real time that passed, so the server's ages move with `tokio::time::advance`, and a test of
+//! a day-long window takes no time at all (see `engine::paused_time`). With a running clock
+//! the shift is zero. The shift costs two more clock reads a call, which the server does not
+//! pay: `now_ms` runs several times per long poll (`bench/instructions.sh poll` counted about
+//! 4 % more instructions per delivery).
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+#[cfg(not(test))]
+pub fn now_ms() -> u64 {
+    u64::try_from(system_ms()).unwrap_or(u64::MAX)
+}
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it), moved with tokio's clock
 /// when that is paused (see the [module docs](self)).
+#[cfg(test)]
 pub fn now_ms() -> u64 {
-    let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    use std::time::Instant;
     // Read tokio's clock first: when it runs, it is the real one read earlier, and the
     // difference is below a millisecond.
     let tokio_now = tokio::time::Instant::now().into_std();
     let real_now = Instant::now();
+    let wall = system_ms();
     let wall = if tokio_now > real_now {
         wall.saturating_add((tokio_now - real_now).as_millis())
     } else {
         wall.saturating_sub((real_now - tokio_now).as_millis())
     };
     u64::try_from(wall).unwrap_or(u64::MAX)
+}
+
+fn system_ms() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@
 //! local paths box nothing.
 
 mod local;
+#[cfg(test)]
+mod paused_time;
 mod redis;
 
 use std::{future::Future, pin::Pin, sync::Arc};

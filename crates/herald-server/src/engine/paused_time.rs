@@ -1,15 +1,14 @@
 //! The local engines against the clock, in process and with tokio's clock paused: history that
 //! leaves by age, and the position a forgotten channel keeps for `position_ttl_secs` (a day by
 //! default, which no black-box test can wait for). Time moves only by `tokio::time::advance`,
-//! and the server reads its ages from that clock (`herald_server::clock`), so these tests
+//! and in tests the server reads its ages from that clock ([`crate::clock`]), so these tests
 //! sleep for nothing and cannot race a slow machine.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use std::{sync::Arc, time::Duration};
 
-use herald_core::{ChannelName, HistoryQuery, Start, StreamPosition};
-use herald_server::{
+use crate::{
     Config,
     broker::Broker,
     engine::{Durable, Engine, Memory, Placed},
@@ -19,6 +18,7 @@ use herald_server::{
     slice::{SLICES, Slice},
     store::{Durability, Store, StoreError, StoreOptions},
 };
+use herald_core::{ChannelName, HistoryQuery, Start, StreamPosition};
 use serde_json::value::RawValue;
 
 /// History for one second; forgotten positions for the default day.

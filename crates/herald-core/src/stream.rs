@@ -362,6 +362,24 @@ impl<T: Clone> ChannelStream<T> {
         }
     }
 
+    /// [`ChannelStream::recover`] for a latest-only (conflated) channel: a client at `since` in
+    /// this epoch gets only the newest message after it (none when it is up to date), and no
+    /// reset for the ones it skips — skipping is the channel's declared behaviour. A reset
+    /// still comes for another epoch, a position ahead, an unusable one, or when no message is
+    /// left in history to give.
+    pub fn recover_latest(&mut self, since: Option<&StreamPosition>, now_ms: u64) -> Recovery<T> {
+        match self.recover(since, now_ms, usize::MAX) {
+            Recovery::Recovered { position, mut messages, .. } => {
+                Recovery::Recovered { position, messages: messages.pop().into_iter().collect(), truncated: false }
+            }
+            Recovery::Reset { position, reason: ResetReason::HistoryExceeded } if !self.history.is_empty() => {
+                let newest = self.history.back().map(|e| e.item.clone()).into_iter().collect();
+                Recovery::Recovered { position, messages: newest, truncated: false }
+            }
+            other => other,
+        }
+    }
+
     /// The messages of `query` (see [`HistoryQuery`]). For the history API: no epoch check
     /// and no reset.
     pub fn history(&mut self, query: &HistoryQuery, now_ms: u64) -> Vec<T> {
@@ -547,6 +565,33 @@ mod tests {
             before = last;
         }
         assert_eq!(pages, (1..=10).rev().collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn a_latest_only_recovery_gives_the_newest_message_and_resets_only_when_nothing_is_left() {
+        let mut s = stream(); // keeps 5 for 1 s
+        publish(&mut s, 8, 0);
+        let newest = |r: Recovery<u64>| match r {
+            Recovery::Recovered { messages, truncated: false, .. } => messages,
+            other => panic!("not recovered: {other:?}"),
+        };
+        assert_eq!(newest(s.recover_latest(Some(&pos("e1", 6)), 0)), vec![8], "skips 7");
+        assert_eq!(newest(s.recover_latest(Some(&pos("e1", 1)), 0)), vec![8], "past history: still the newest");
+        assert_eq!(newest(s.recover_latest(Some(&pos("e1", 8)), 0)), Vec::<u64>::new(), "up to date");
+        assert!(matches!(
+            s.recover_latest(Some(&pos("old", 8)), 0),
+            Recovery::Reset { reason: ResetReason::EpochChanged, .. }
+        ));
+        assert!(matches!(
+            s.recover_latest(Some(&pos("e1", 9)), 0),
+            Recovery::Reset { reason: ResetReason::OffsetAhead, .. }
+        ));
+        assert!(matches!(s.recover_latest(None, 0), Recovery::Live { .. }));
+        // Once history is empty there is nothing to give: an explicit reset.
+        assert!(matches!(
+            s.recover_latest(Some(&pos("e1", 6)), 5_000),
+            Recovery::Reset { reason: ResetReason::HistoryExceeded, .. }
+        ));
     }
 
     #[test]

@@ -106,6 +106,12 @@ pub struct Config {
     /// Namespace default: subscribers get `join` / `leave` pushes (with presence). Default
     /// false.
     pub join_leave: bool,
+    /// Namespace default: channels are latest-only (conflated). A subscriber that falls behind
+    /// — its socket full, or away between two long polls, or reconnecting — gets the newest
+    /// message instead of every one in between, with no reset for those it skips; the
+    /// WebSocket subscribe reply says `"conflated":true`. For tickers, dashboards, cursors.
+    /// Default false.
+    pub conflate: bool,
     /// Adds the `demo` namespace the demo page at `/` uses: anonymous publish, presence and
     /// join/leave (unless `namespaces.demo` is configured). Default false (`herald serve
     /// --demo` turns it on).
@@ -189,6 +195,8 @@ pub struct NamespaceConfig {
     pub presence: Option<bool>,
     /// See [`Config::join_leave`].
     pub join_leave: Option<bool>,
+    /// See [`Config::conflate`].
+    pub conflate: Option<bool>,
 }
 
 /// A configuration that cannot be loaded.
@@ -242,6 +250,7 @@ impl Default for Config {
             client_publish: true,
             presence: false,
             join_leave: false,
+            conflate: false,
             demo: false,
             allowed_origins: Vec::new(),
             max_connections: 50_000,
@@ -380,6 +389,14 @@ impl Config {
         HistoryLimits {
             size: ns.and_then(|n| n.history_size).unwrap_or(self.history_size),
             ttl_ms: ns.and_then(|n| n.history_ttl_secs).unwrap_or(self.history_ttl_secs) * 1000,
+        }
+    }
+
+    /// Whether `channel`'s namespace is latest-only ([`Config::conflate`]).
+    pub fn conflates(&self, channel: &ChannelName) -> bool {
+        match self.namespaces.is_empty() {
+            true => self.conflate,
+            false => self.namespaces.get(channel.namespace()).and_then(|n| n.conflate).unwrap_or(self.conflate),
         }
     }
 

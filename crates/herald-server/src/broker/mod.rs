@@ -59,6 +59,9 @@ pub struct Subscribed {
     /// `Some(true)`: every missed message was queued; `Some(false)`: a reset was queued;
     /// `None`: no position was given (the latest messages, if asked for, were queued).
     pub recovered: Option<bool>,
+    /// Whether the channel is latest-only ([`Config::conflate`]): a subscriber that falls
+    /// behind gets the newest message instead of every one in between.
+    pub conflated: bool,
     /// Whether live messages follow. False when the recovery was cut at its limit: the client
     /// has to come back from its new position for the rest (long polling does).
     pub live: bool,
@@ -114,6 +117,8 @@ impl Channel {
 struct Round {
     messages: Vec<Message>,
     subscribers: Vec<(Arc<Outbox>, u64)>,
+    /// The channel is latest-only ([`Config::conflate`]).
+    conflate: bool,
 }
 
 /// A subscriber of a channel and where its live messages start.
@@ -377,7 +382,7 @@ impl Broker {
         }
         let messages = std::mem::take(&mut ch.pending);
         let subscribers = ch.subscribers.values().map(|s| (s.outbox.clone(), s.after)).collect();
-        Some(Round { messages, subscribers })
+        Some(Round { messages, subscribers, conflate: self.config.conflates(channel) })
     }
 
     /// Subscribes `outbox` to `channel` from `start`. First queues `lead(&outcome)` (e.g. the
@@ -411,7 +416,11 @@ impl Broker {
                 }
                 Start::After(since) => Some(since),
             };
-            let recovery = ch.stream.recover(since, now, limit);
+            let conflated = self.config.conflates(channel);
+            let recovery = match (conflated, start) {
+                (true, Start::After(since)) => ch.stream.recover_latest(Some(since), now),
+                _ => ch.stream.recover(since, now, limit),
+            };
             let live = !matches!(recovery, Recovery::Recovered { truncated: true, .. });
             let position = recovery.position().clone();
             let subscribed = Subscribed {
@@ -425,6 +434,7 @@ impl Broker {
                     _ => position.clone(),
                 },
                 position,
+                conflated,
                 recovered: match (&recovery, start) {
                     (Recovery::Recovered { .. }, Start::After(_)) => Some(true),
                     (Recovery::Reset { .. }, _) => Some(false),
@@ -616,7 +626,7 @@ impl Broker {
 
 /// Delivers `round` and records its messages' delivery latency.
 fn finish_round(round: &Round, metrics: &Metrics) {
-    deliver(&round.messages, &round.subscribers, metrics);
+    deliver(round, metrics);
     let now = now_ms();
     for m in &round.messages {
         metrics.delivery_latency.observe(now.saturating_sub(m.time_ms) as f64 / 1000.0);
@@ -638,16 +648,22 @@ fn push_to(outboxes: &[Arc<Outbox>], push: &bytes::Bytes) {
 /// Gives each subscriber the messages after its starting offset (`messages` are in offset
 /// order), counting the deliveries by transport; on every core when there are many
 /// subscribers.
-fn deliver(messages: &[Message], subscribers: &[(Arc<Outbox>, u64)], metrics: &Metrics) {
+fn deliver(round: &Round, metrics: &Metrics) {
+    let Round { messages, subscribers, conflate } = round;
     let deliver_part = |part: &[(Arc<Outbox>, u64)]| {
         // Counted here, once per part and transport, not per subscriber.
         let (mut deliveries, mut bytes) = ([0u64; 3], [0usize; 3]);
         for (outbox, after) in part {
             let from = messages.partition_point(|m| m.offset <= *after);
-            if from < messages.len()
-                && let Some(n) = outbox.push_messages(&messages[from..])
-            {
-                deliveries[outbox.transport() as usize] += (messages.len() - from) as u64;
+            let Some(newest) = messages[from..].last() else { continue };
+            // A latest-only channel gives each subscriber the round's newest message, which
+            // its queue may in turn collapse with one still waiting for the socket.
+            let (delivered, pushed) = match conflate {
+                true => (1, outbox.push_latest(newest.clone())),
+                false => ((messages.len() - from) as u64, outbox.push_messages(&messages[from..])),
+            };
+            if let Some(n) = pushed {
+                deliveries[outbox.transport() as usize] += delivered;
                 bytes[outbox.transport() as usize] += n;
             }
         }

@@ -152,20 +152,18 @@ impl Outbox {
     /// `None` when it was dropped.
     fn push_frame(&self, frame: Frame) -> Option<usize> {
         let mut locked = self.locked.lock();
-        let locked = &mut *locked;
-        match locked.queue.push(frame) {
-            Push::Transmit(segments) => {
-                let bytes = segments.len();
-                let rest = match &locked.socket {
-                    Some(socket) => segments.write_now(socket),
-                    None => segments,
-                };
-                if locked.queue.unwritten(rest) {
-                    self.wakeup.notify_one();
-                }
-                Some(bytes)
-            }
-            Push::Kept { bytes, wake } => {
+        let Locked { queue, socket, .. } = &mut *locked;
+        let transmit = |segments: Segments| match socket {
+            Some(socket) => segments.write_now(socket),
+            None => segments,
+        };
+        self.settle_push(queue.push(frame, transmit))
+    }
+
+    /// Wakes the task or counts the overflow a push asks for; the wire bytes it wrote.
+    fn settle_push(&self, push: Push) -> Option<usize> {
+        match push {
+            Push::Taken { bytes, wake } => {
                 if wake {
                     self.wakeup.notify_one();
                 }
@@ -177,6 +175,19 @@ impl Outbox {
                 None
             }
         }
+    }
+
+    /// Pushes the newest message of a latest-only channel (see [`Queue::push_latest`]): it
+    /// collapses with one of the same channel still waiting. Returns the wire bytes written now,
+    /// or `None` when the connection is closing.
+    pub fn push_latest(&self, message: Message) -> Option<usize> {
+        let mut locked = self.locked.lock();
+        let Locked { queue, socket, .. } = &mut *locked;
+        let transmit = |segments: Segments| match socket {
+            Some(socket) => segments.write_now(socket),
+            None => segments,
+        };
+        self.settle_push(queue.push_latest(message, transmit))
     }
 
     /// Pushes messages of one channel, in order. To an attached socket with nothing waiting
@@ -251,12 +262,17 @@ impl Outbox {
     pub fn flush(&self) -> io::Result<bool> {
         let mut locked = self.locked.lock();
         let locked = &mut *locked;
-        let (Some(socket), Some(backlog)) = (&locked.socket, locked.queue.backlog()) else { return Ok(true) };
-        let drained = backlog.write_now(socket)?;
-        if drained {
-            locked.queue.drained();
+        let Some(socket) = &locked.socket else { return Ok(true) };
+        while let Some(backlog) = locked.queue.backlog() {
+            if !backlog.write_now(socket)? {
+                return Ok(false);
+            }
+            // What latest-only channels held while the socket was full goes next.
+            if !locked.queue.drained() {
+                break;
+            }
         }
-        Ok(drained)
+        Ok(true)
     }
 
     /// After a wake-up of a streaming connection's task: writes the backlog as far as the

@@ -3,13 +3,14 @@
 //! has not taken yet.
 //!
 //! It works in the manner of quinn-proto's `poll_transmit`: it never touches a socket, it hands
-//! back the bytes to write. A push to a connection whose socket has nothing waiting comes back
-//! as [`Push::Transmit`]; whoever holds the socket writes those bytes at once and gives back
-//! what the socket did not take ([`Queue::unwritten`]). Those wait in the backlog
-//! ([`Queue::backlog`]) for the connection's task to write when the socket drains. Everything
-//! else — a long poll's queue, the bounds, the close — is decided here. [`super::Outbox`] holds
-//! a `Queue` under its lock with the socket beside it, so the one write happens under the same
-//! lock as the decision, and frames leave in push order.
+//! out the bytes to write. A push to a connection whose socket has nothing waiting hands the
+//! frame's bytes to the caller's `transmit` (which writes what the socket takes now and gives
+//! back the rest, in the same call: no bytes travel back and forth on the delivery path). What
+//! the socket did not take waits in the backlog ([`Queue::backlog`]) for the connection's task
+//! to write when the socket drains. Everything else — a long poll's queue, the bounds, the
+//! close — is decided here. [`super::Outbox`] holds a `Queue` under its lock with the socket
+//! beside it, so the one write happens under the same lock as the decision, and frames leave
+//! in push order.
 
 use std::collections::VecDeque;
 
@@ -31,16 +32,15 @@ pub struct QueueLimits {
     pub bytes: usize,
 }
 
-/// What a [`Queue::push`] asks of the caller.
+/// What a [`Queue::push`] did.
 #[must_use]
+#[derive(Clone, Copy, Debug)]
 pub enum Push {
-    /// Nothing waits for the socket: write these bytes now, then hand back what it did not take
-    /// with [`Queue::unwritten`].
-    Transmit(Segments),
-    /// Kept: in the queue (no socket yet) or behind the backlog. `bytes`: the wire bytes the
+    /// Taken: handed to `transmit` (what the socket did not take now waits in the backlog), or
+    /// kept in the queue (no socket yet) or behind the backlog. `bytes`: the wire bytes the
     /// frame became (0 while it waits unencoded); `wake`: the connection's task has something
     /// new to do.
-    Kept {
+    Taken {
         /// Wire bytes of the frame, once encoded.
         bytes: usize,
         /// Whether the connection's task must be woken.
@@ -82,7 +82,9 @@ pub enum Raw {
 /// open, empty, unattached queue.
 pub struct Queue {
     limits: QueueLimits,
-    /// Frames waiting unencoded: a long poll's, or a stream's before it attaches.
+    /// Frames waiting unencoded: a long poll's, or a stream's before it attaches. Once
+    /// attached: the newest message of each latest-only channel, held while a backlog waits
+    /// for the socket ([`Queue::push_latest`]); they follow the backlog, before any later frame.
     frames: VecDeque<Frame>,
     /// Message bytes in `frames`.
     weight: usize,
@@ -111,18 +113,29 @@ impl Queue {
         }
     }
 
-    /// Takes `frame`: to transmit now, to keep, or not at all (see [`Push`]).
-    pub fn push(&mut self, frame: Frame) -> Push {
+    /// Takes `frame`: to `transmit` now (when nothing waits for the socket, it gets the
+    /// frame's bytes and returns those the socket did not take), to keep, or not at all (see
+    /// [`Push`]).
+    pub fn push(&mut self, frame: Frame, transmit: impl FnOnce(Segments) -> Segments) -> Push {
         if self.close.is_some() {
             return Push::Refused;
+        }
+        if self.encoder.is_some() {
+            self.release_held();
         }
         if let Some(encoder) = self.encoder.as_mut() {
             let mut segments = Segments::default();
             encoder.encode(frame, &mut segments);
-            if self.unsent.is_empty() {
-                return Push::Transmit(segments);
-            }
             let bytes = segments.len();
+            if self.unsent.is_empty() {
+                let rest = transmit(segments);
+                let wake = !rest.is_empty();
+                if wake {
+                    self.backlog_frames = 1;
+                    self.unsent.extend(rest);
+                }
+                return Push::Taken { bytes, wake };
+            }
             if self.backlog_frames >= self.limits.frames || self.unsent.bytes() + bytes > self.limits.bytes {
                 // The backlog stays (it may end mid-frame) and drains before the close.
                 let _ = self.overflow();
@@ -130,13 +143,9 @@ impl Queue {
             }
             self.backlog_frames += 1;
             self.unsent.extend(segments);
-            return Push::Kept { bytes, wake: false };
+            return Push::Taken { bytes, wake: false };
         }
-        let weight = match &frame {
-            Frame::Message(m) => m.weight(),
-            Frame::Text(b) => b.len(),
-            Frame::Reset { .. } | Frame::Heartbeat => 0,
-        };
+        let weight = frame_weight(&frame);
         if self.frames.len() >= self.limits.frames || self.weight + weight > self.limits.bytes {
             self.frames = VecDeque::new();
             self.weight = 0;
@@ -145,18 +154,47 @@ impl Queue {
         }
         self.weight += weight;
         self.frames.push_back(frame);
-        Push::Kept { bytes: 0, wake: self.frames.len() == 1 }
+        Push::Taken { bytes: 0, wake: self.frames.len() == 1 }
     }
 
-    /// Hands back the bytes of a [`Push::Transmit`] the socket did not take. Returns whether
-    /// the connection's task must be woken to write them when the socket drains.
-    pub fn unwritten(&mut self, rest: Segments) -> bool {
-        if rest.is_empty() {
-            return false;
+    /// Takes the newest message of a latest-only (conflated) channel. With nothing waiting for
+    /// the socket it goes out as [`Queue::push`] sends a frame. Behind a backlog it is held,
+    /// replacing one of the same channel held before, and follows the backlog; in a queue (a
+    /// long poll's) it replaces the queued message of its channel. Either way the connection
+    /// gets the newest message instead of every one in between, and holds at most one per
+    /// channel: a latest-only channel never makes a slow consumer.
+    pub fn push_latest(&mut self, message: Message, transmit: impl FnOnce(Segments) -> Segments) -> Push {
+        if self.close.is_some() {
+            return Push::Refused;
         }
-        self.backlog_frames = 1;
-        self.unsent.extend(rest);
-        true
+        let attached = self.encoder.is_some();
+        if attached && self.unsent.is_empty() {
+            return self.push(Frame::Message(message), transmit);
+        }
+        let same_channel = |f: &Frame| matches!(f, Frame::Message(m) if m.channel == message.channel);
+        if let Some(slot) = self.frames.iter_mut().rev().find(|f| same_channel(f)) {
+            if !attached {
+                self.weight = self.weight - frame_weight(slot) + message.weight();
+            }
+            *slot = Frame::Message(message);
+            return Push::Taken { bytes: 0, wake: false };
+        }
+        if attached {
+            self.frames.push_back(Frame::Message(message));
+            return Push::Taken { bytes: 0, wake: false };
+        }
+        self.push(Frame::Message(message), transmit)
+    }
+
+    /// Encodes the held newest messages of latest-only channels behind the backlog.
+    fn release_held(&mut self) {
+        let Some(encoder) = self.encoder.as_mut() else { return };
+        for frame in self.frames.drain(..) {
+            let mut segments = Segments::default();
+            encoder.encode(frame, &mut segments);
+            self.unsent.extend(segments);
+            self.backlog_frames += 1;
+        }
     }
 
     /// Takes messages of one channel, in order: with a socket attached and nothing waiting,
@@ -194,6 +232,7 @@ impl Queue {
         if self.encoder.is_none() {
             return Raw::Dropped;
         }
+        self.release_held();
         if self.unsent.is_empty() {
             return Raw::Transmit;
         }
@@ -247,14 +286,18 @@ impl Queue {
         Some(&mut self.unsent)
     }
 
-    /// The socket took the whole backlog.
-    pub fn drained(&mut self) {
+    /// The socket took the whole backlog. Returns whether more now waits: the newest messages
+    /// of latest-only channels held meanwhile, encoded into the backlog to write next.
+    pub fn drained(&mut self) -> bool {
         self.backlog_frames = 0;
+        self.release_held();
+        !self.unsent.is_empty()
     }
 
     /// The socket is gone: drops the encoder and the backlog, and refuses every later push.
     pub fn detach(&mut self) {
         self.encoder = None;
+        self.frames = VecDeque::new();
         self.unsent = Unsent::default();
         self.close.get_or_insert(DisconnectCode::SHUTDOWN);
     }
@@ -287,13 +330,22 @@ impl Queue {
     }
 }
 
+/// What a frame counts for in an unattached queue's byte bound.
+fn frame_weight(frame: &Frame) -> usize {
+    match frame {
+        Frame::Message(m) => m.weight(),
+        Frame::Text(b) => b.len(),
+        Frame::Reset { .. } | Frame::Heartbeat => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! The queue against a simulated socket that takes a given number of bytes per write.
 
     use super::*;
 
-    /// Encodes a text frame as its bytes and a heartbeat as `.`.
+    /// Encodes a text frame as its bytes, a heartbeat as `.` and a message as `<channel><offset>`.
     struct Plain;
 
     impl Encoder for Plain {
@@ -301,13 +353,27 @@ mod tests {
             match frame {
                 Frame::Text(b) => out.push(b),
                 Frame::Heartbeat => out.push(Bytes::from_static(b".")),
-                Frame::Message(_) | Frame::Reset { .. } => {}
+                Frame::Message(m) => out.push(Bytes::from(format!("{}{}", m.channel, m.offset))),
+                Frame::Reset { .. } => {}
             }
         }
     }
 
+    /// Message `offset` of `channel`.
+    fn message(channel: &str, offset: u64) -> Message {
+        let channel = herald_core::ChannelName::new(channel).expect("a valid name");
+        let position = herald_core::StreamPosition { epoch: std::sync::Arc::from("e"), offset };
+        let data = serde_json::value::RawValue::from_string("1".to_string()).expect("JSON");
+        crate::publication::Publication::new(channel, &position, None, &data, 0)
+    }
+
     fn text(s: &str) -> Frame {
         Frame::Text(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    /// The transmit of a push that must not reach the socket (queued, refused, over a bound).
+    fn unreachable(_: Segments) -> Segments {
+        panic!("nothing is transmitted here")
     }
 
     /// A socket that takes at most `room` bytes per write, and what it took.
@@ -325,30 +391,32 @@ mod tests {
             segments.after(n)
         }
 
-        fn drain(&mut self, queue: &mut Queue) -> bool {
-            let Some(backlog) = queue.backlog() else { return true };
-            let n = backlog.bytes().min(self.room);
-            let all: Vec<u8> = backlog.parts().flat_map(|p| p.to_vec()).collect();
-            self.taken.extend_from_slice(&all[..n]);
-            backlog.advance(n);
-            let drained = backlog.is_empty();
-            if drained {
-                queue.drained();
-            }
-            drained
+        /// Pushes the newest message of a latest-only channel.
+        fn push_latest(&mut self, queue: &mut Queue, message: Message) -> bool {
+            matches!(queue.push_latest(message, |segments| self.take(segments)), Push::Taken { .. })
         }
 
-        /// What a pusher does with a [`Push`]; returns whether the frame was taken.
-        fn push(&mut self, queue: &mut Queue, frame: Frame) -> bool {
-            match queue.push(frame) {
-                Push::Transmit(segments) => {
-                    let rest = self.take(segments);
-                    let _ = queue.unwritten(rest);
-                    true
+        /// What the connection's task does when the socket is writable; returns whether
+        /// nothing waits any more.
+        fn drain(&mut self, queue: &mut Queue) -> bool {
+            loop {
+                let Some(backlog) = queue.backlog() else { return true };
+                let n = backlog.bytes().min(self.room);
+                let all: Vec<u8> = backlog.parts().flat_map(|p| p.to_vec()).collect();
+                self.taken.extend_from_slice(&all[..n]);
+                backlog.advance(n);
+                if !backlog.is_empty() {
+                    return false;
                 }
-                Push::Kept { .. } => true,
-                Push::Refused | Push::Overflowed => false,
+                if !queue.drained() {
+                    return true;
+                }
             }
+        }
+
+        /// Pushes `frame` with this socket as the transmit; returns whether it was taken.
+        fn push(&mut self, queue: &mut Queue, frame: Frame) -> bool {
+            matches!(queue.push(frame, |segments| self.take(segments)), Push::Taken { .. })
         }
     }
 
@@ -384,9 +452,9 @@ mod tests {
         // The first push goes to the socket (which takes nothing): the backlog holds 1 frame.
         assert!(socket.push(&mut queue, text("a")));
         assert!(socket.push(&mut queue, text("b")) && socket.push(&mut queue, text("c")));
-        assert!(matches!(queue.push(text("d")), Push::Overflowed), "a fourth frame passes the bound");
+        assert!(matches!(queue.push(text("d"), unreachable), Push::Overflowed), "a fourth frame passes the bound");
         assert_eq!(queue.closing(), Some(DisconnectCode::SLOW_CONSUMER));
-        assert!(matches!(queue.push(text("e")), Push::Refused), "nothing after the close");
+        assert!(matches!(queue.push(text("e"), unreachable), Push::Refused), "nothing after the close");
         socket.room = 100;
         assert!(socket.drain(&mut queue));
         assert_eq!(socket.taken, b"abc", "what was taken before the close still leaves");
@@ -398,14 +466,17 @@ mod tests {
         let mut socket = Socket { room: 1, ..Socket::default() };
         assert!(socket.push(&mut queue, text("abcd")), "written in part: 3 bytes wait");
         assert!(socket.push(&mut queue, text("ef")), "5 bytes wait");
-        assert!(matches!(queue.push(text("g")), Push::Overflowed));
+        assert!(matches!(queue.push(text("g"), unreachable), Push::Overflowed));
     }
 
     #[test]
     fn frames_queued_before_the_attach_follow_the_lead() {
         let mut queue = Queue::new(QueueLimits { frames: 10, bytes: 100 });
-        assert!(matches!(queue.push(text("1")), Push::Kept { bytes: 0, wake: true }), "the first frame wakes");
-        assert!(matches!(queue.push(text("2")), Push::Kept { bytes: 0, wake: false }));
+        assert!(
+            matches!(queue.push(text("1"), unreachable), Push::Taken { bytes: 0, wake: true }),
+            "the first frame wakes"
+        );
+        assert!(matches!(queue.push(text("2"), unreachable), Push::Taken { bytes: 0, wake: false }));
         let mut lead = Segments::default();
         lead.push(Bytes::from_static(b"hello:"));
         queue.attach(Box::new(Plain), lead);
@@ -418,16 +489,16 @@ mod tests {
     #[test]
     fn an_unattached_queue_overflows_by_frames_and_bytes_and_frees_its_memory() {
         let mut queue = Queue::new(QueueLimits { frames: 2, bytes: 100 });
-        assert!(matches!(queue.push(text("a")), Push::Kept { .. }));
-        assert!(matches!(queue.push(text("b")), Push::Kept { .. }));
-        assert!(matches!(queue.push(text("c")), Push::Overflowed));
+        assert!(matches!(queue.push(text("a"), unreachable), Push::Taken { .. }));
+        assert!(matches!(queue.push(text("b"), unreachable), Push::Taken { .. }));
+        assert!(matches!(queue.push(text("c"), unreachable), Push::Overflowed));
         let (frames, close) = queue.take();
         assert!(frames.is_empty() && frames.capacity() == 0, "the overflowed queue is dropped");
         assert_eq!(close, Some(DisconnectCode::SLOW_CONSUMER));
 
         let mut queue = Queue::new(QueueLimits { frames: 10, bytes: 3 });
-        assert!(matches!(queue.push(text("ab")), Push::Kept { .. }));
-        assert!(matches!(queue.push(text("cd")), Push::Overflowed), "byte bound");
+        assert!(matches!(queue.push(text("ab"), unreachable), Push::Taken { .. }));
+        assert!(matches!(queue.push(text("cd"), unreachable), Push::Overflowed), "byte bound");
     }
 
     #[test]
@@ -447,10 +518,63 @@ mod tests {
     }
 
     #[test]
+    fn a_full_socket_gets_the_newest_message_of_a_latest_only_channel_after_its_backlog() {
+        let mut queue = attached(QueueLimits { frames: 3, bytes: 1_000 });
+        let mut socket = Socket { room: 0, ..Socket::default() };
+        assert!(socket.push(&mut queue, text("a|")), "the socket is full: a backlog");
+        // Far more than the frame bound, and never a slow consumer: one held per channel.
+        for offset in 1..=50 {
+            assert!(socket.push_latest(&mut queue, message("x", offset)));
+            assert!(socket.push_latest(&mut queue, message("y", offset * 10)));
+        }
+        assert_eq!(queue.closing(), None);
+        socket.room = 1_000;
+        assert!(socket.drain(&mut queue));
+        assert_eq!(String::from_utf8_lossy(&socket.taken), "a|x50y500", "the backlog, then the newest of each");
+        // A socket that keeps up gets every message.
+        assert!(socket.push_latest(&mut queue, message("x", 51)) && socket.push_latest(&mut queue, message("x", 52)));
+        assert_eq!(String::from_utf8_lossy(&socket.taken), "a|x50y500x51x52");
+    }
+
+    #[test]
+    fn a_later_frame_or_close_goes_after_the_held_messages() {
+        let mut queue = attached(QueueLimits { frames: 10, bytes: 1_000 });
+        let mut socket = Socket { room: 0, ..Socket::default() };
+        assert!(socket.push(&mut queue, text("a|")));
+        assert!(socket.push_latest(&mut queue, message("x", 1)));
+        assert!(socket.push(&mut queue, text("|b|")), "a reply after a held message");
+        assert!(socket.push_latest(&mut queue, message("x", 2)));
+        assert!(matches!(queue.push_raw(5), Raw::Kept));
+        assert!(!queue.keep_raw(Bytes::from_static(b"|bye")));
+        socket.room = 1_000;
+        assert!(socket.drain(&mut queue));
+        assert_eq!(String::from_utf8_lossy(&socket.taken), "a|x1|b|x2|bye", "push order kept around the held ones");
+    }
+
+    #[test]
+    fn a_long_polls_queue_keeps_the_newest_message_of_a_latest_only_channel() {
+        let mut queue = Queue::new(QueueLimits { frames: 3, bytes: 10_000 });
+        for offset in 1..=20 {
+            assert!(matches!(queue.push_latest(message("x", offset), unreachable), Push::Taken { .. }));
+        }
+        assert!(matches!(queue.push(text("t"), unreachable), Push::Taken { .. }));
+        assert!(matches!(queue.push_latest(message("y", 7), unreachable), Push::Taken { .. }));
+        let (frames, close) = queue.take();
+        let got: Vec<String> = frames
+            .iter()
+            .map(|f| match f {
+                Frame::Message(m) => format!("{}{}", m.channel, m.offset),
+                _ => "t".to_string(),
+            })
+            .collect();
+        assert_eq!((got, close), (vec!["x20".to_string(), "t".to_string(), "y7".to_string()], None));
+    }
+
+    #[test]
     fn a_detached_queue_refuses_everything() {
         let mut queue = attached(QueueLimits { frames: 10, bytes: 100 });
         queue.detach();
-        assert!(matches!(queue.push(text("a")), Push::Refused));
+        assert!(matches!(queue.push(text("a"), unreachable), Push::Refused));
         assert!(matches!(queue.push_raw(1), Raw::Dropped));
         assert!(queue.backlog().is_none());
         assert_eq!(queue.closing(), Some(DisconnectCode::SHUTDOWN));

@@ -441,6 +441,9 @@ fn execute(
                 if let Some(recovered) = s.recovered {
                     result["recovered"] = json!(recovered);
                 }
+                if s.conflated {
+                    result["conflated"] = json!(true);
+                }
                 Some(reply(id, &result))
             });
         }

@@ -153,11 +153,7 @@ impl Outbox {
     fn push_frame(&self, frame: Frame) -> Option<usize> {
         let mut locked = self.locked.lock();
         let Locked { queue, socket, .. } = &mut *locked;
-        let transmit = |segments: Segments| match socket {
-            Some(socket) => segments.write_now(socket),
-            None => segments,
-        };
-        self.settle_push(queue.push(frame, transmit))
+        self.settle_push(queue.push(frame, transmit_to(socket.as_deref())))
     }
 
     /// Wakes the task or counts the overflow a push asks for; the wire bytes it wrote.
@@ -183,11 +179,7 @@ impl Outbox {
     pub fn push_latest(&self, message: Message) -> Option<usize> {
         let mut locked = self.locked.lock();
         let Locked { queue, socket, .. } = &mut *locked;
-        let transmit = |segments: Segments| match socket {
-            Some(socket) => segments.write_now(socket),
-            None => segments,
-        };
-        self.settle_push(queue.push_latest(message, transmit))
+        self.settle_push(queue.push_latest(message, transmit_to(socket.as_deref())))
     }
 
     /// Pushes messages of one channel, in order. To an attached socket with nothing waiting
@@ -353,6 +345,15 @@ impl Outbox {
     pub fn expired(&self, now_ms: u64) -> bool {
         let at = self.expires_at_ms.load(Ordering::Relaxed);
         at != 0 && now_ms >= at
+    }
+}
+
+/// The transmit a push hands the queue: writes what the attached socket takes now and gives
+/// back the rest (everything, with no socket).
+fn transmit_to(socket: Option<&TcpStream>) -> impl FnOnce(Segments) -> Segments + '_ {
+    move |segments| match socket {
+        Some(socket) => segments.write_now(socket),
+        None => segments,
     }
 }
 

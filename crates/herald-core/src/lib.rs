@@ -5,6 +5,8 @@
 //! - [`channel`]: channel names and namespaces (docs/protocol.md §1);
 //! - [`stream`]: one channel's stream — epoch, gap-free offsets, the bounded history window and
 //!   the recovery decision (docs/protocol.md §2);
+//! - [`streams`]: a channel's open streams — messages written a piece at a time (token
+//!   streams) before they become one message;
 //! - [`mirror`]: a node's copy of a stream kept elsewhere (the Redis engine): merging what
 //!   pub/sub delivers and catching up from snapshots, never with a silent gap;
 //! - [`cursor`]: the opaque cursor that resumes every channel of an SSE or long-poll stream;
@@ -26,6 +28,7 @@ pub mod mirror;
 pub mod protocol;
 pub mod rate;
 pub mod stream;
+pub mod streams;
 
 pub use channel::{ChannelName, InvalidChannel};
 pub use cursor::{Cursor, InvalidCursor};

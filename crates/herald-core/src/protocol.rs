@@ -440,6 +440,57 @@ pub fn encode_reset(channel: &ChannelName, at: &StreamPosition, reason: crate::R
     })
 }
 
+/// What a push about an open stream says (docs/protocol.md §1, streams).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamPushKind {
+    /// `"stream"`: the stream and its text so far (when it starts, and to a subscriber that
+    /// joins or comes back while it is open).
+    Snapshot,
+    /// `"append"`: one piece added to the text.
+    Append,
+    /// `"abort"`: the stream ended without becoming a message.
+    Abort,
+}
+
+impl StreamPushKind {
+    /// The push's `type`, also its SSE event name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Snapshot => "stream",
+            Self::Append => "append",
+            Self::Abort => "abort",
+        }
+    }
+}
+
+/// A push about stream `stream` of `channel`:
+/// `{"type":"stream"|"append"|"abort","channel","stream","event"?,"text"?,"seq"}` — `text` is
+/// the text so far (`stream`) or the piece added (`append`), `seq` the number of appends it
+/// covers; an abort carries no text.
+pub fn encode_stream_push(
+    kind: StreamPushKind,
+    channel: &ChannelName,
+    stream: &str,
+    event: Option<&str>,
+    text: &str,
+    seq: u64,
+) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Push<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        channel: &'a str,
+        stream: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        event: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<&'a str>,
+        seq: u64,
+    }
+    let text = (kind != StreamPushKind::Abort).then_some(text);
+    encode(&Push { kind: kind.name(), channel: channel.as_str(), stream, event, text, seq })
+}
+
 /// Serializes a value that cannot fail to serialize (no maps with non-string keys).
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_else(|e| format!("{{\"error\":\"encoding failed: {e}\"}}").into_bytes())

@@ -112,6 +112,12 @@ pub struct Config {
     /// WebSocket subscribe reply says `"conflated":true`. For tickers, dashboards, cursors.
     /// Default false.
     pub conflate: bool,
+    /// Most streams (token streams: messages written a piece at a time) open at once in one
+    /// channel. Default 64.
+    pub max_streams_per_channel: usize,
+    /// A stream with no append for this long is aborted, so that a backend that died
+    /// mid-answer leaves nothing open, in seconds. Default 60.
+    pub stream_idle_timeout_secs: u64,
     /// Adds the `demo` namespace the demo page at `/` uses: anonymous publish, presence and
     /// join/leave (unless `namespaces.demo` is configured). Default false (`herald serve
     /// --demo` turns it on).
@@ -251,6 +257,8 @@ impl Default for Config {
             presence: false,
             join_leave: false,
             conflate: false,
+            max_streams_per_channel: 64,
+            stream_idle_timeout_secs: 60,
             demo: false,
             allowed_origins: Vec::new(),
             max_connections: 50_000,

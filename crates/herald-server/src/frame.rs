@@ -2,7 +2,7 @@
 //! words the broker, the queues, the encoders and the metrics share, below all of them.
 
 use bytes::Bytes;
-use herald_core::{ChannelName, ResetReason, StreamPosition};
+use herald_core::{ChannelName, ResetReason, StreamPosition, protocol::StreamPushKind};
 
 use crate::publication::Message;
 
@@ -44,6 +44,14 @@ pub enum Frame {
     },
     /// A reply or push already encoded for this connection (WebSocket JSON text).
     Text(Bytes),
+    /// A push about an open stream, encoded once and shared by every subscriber: `json` is
+    /// what [`herald_core::protocol::encode_stream_push`] made of it.
+    Stream {
+        /// What the push says (its `type`, the SSE event name).
+        kind: StreamPushKind,
+        /// The push's JSON.
+        json: Bytes,
+    },
     /// Time for a heartbeat.
     Heartbeat,
 }

@@ -42,6 +42,10 @@ pub enum Route {
     ApiHistory,
     /// `GET /api/channels/{channel}/presence`.
     ApiPresence,
+    /// `POST /api/channels/{channel}/streams`: starts a stream.
+    ApiStreams,
+    /// `POST /api/channels/{channel}/streams/{stream}`: appends to, finishes or aborts one.
+    ApiStream,
     /// `POST /api/disconnect`.
     ApiDisconnect,
     /// `GET /api/info`.
@@ -54,7 +58,7 @@ pub enum Route {
 
 impl Route {
     /// Every route but [`Route::Other`], in the order of their numbers.
-    pub const ALL: [Route; 20] = [
+    pub const ALL: [Route; 22] = [
         Route::Demo,
         Route::Client,
         Route::Healthz,
@@ -73,6 +77,8 @@ impl Route {
         Route::ApiChannels,
         Route::ApiHistory,
         Route::ApiPresence,
+        Route::ApiStreams,
+        Route::ApiStream,
         Route::ApiDisconnect,
         Route::ApiInfo,
     ];
@@ -99,6 +105,8 @@ impl Route {
             Route::ApiChannels => "/api/channels",
             Route::ApiHistory => "/api/channels/{channel}/history",
             Route::ApiPresence => "/api/channels/{channel}/presence",
+            Route::ApiStreams => "/api/channels/{channel}/streams",
+            Route::ApiStream => "/api/channels/{channel}/streams/{stream}",
             Route::ApiDisconnect => "/api/disconnect",
             Route::ApiInfo => "/api/info",
             Route::Other => "other",
@@ -140,11 +148,18 @@ impl Route {
             "disconnect" => Route::ApiDisconnect,
             "info" => Route::ApiInfo,
             r if r.strip_prefix("publish/").is_some_and(|c| !c.is_empty() && !c.contains('/')) => Route::ApiPublishTo,
-            r => match r.strip_prefix("channels/").and_then(|c| c.rsplit_once('/')) {
-                Some((channel, "history")) if !channel.is_empty() && !channel.contains('/') => Route::ApiHistory,
-                Some((channel, "presence")) if !channel.is_empty() && !channel.contains('/') => Route::ApiPresence,
-                _ => Route::Other,
-            },
+            r => {
+                let Some(rest) = r.strip_prefix("channels/") else { return Route::Other };
+                let mut parts = rest.split('/');
+                match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                    (Some(""), ..) => Route::Other,
+                    (Some(_), Some("history"), None, _) => Route::ApiHistory,
+                    (Some(_), Some("presence"), None, _) => Route::ApiPresence,
+                    (Some(_), Some("streams"), None, _) => Route::ApiStreams,
+                    (Some(_), Some("streams"), Some(id), None) if !id.is_empty() => Route::ApiStream,
+                    _ => Route::Other,
+                }
+            }
         }
     }
 
@@ -163,7 +178,7 @@ mod tests {
     #[test]
     fn every_route_is_recognised_by_a_path_of_its_template() {
         for route in Route::ALL {
-            let path = route.template().replace("{channel}", "chat:room-1");
+            let path = route.template().replace("{channel}", "chat:room-1").replace("{stream}", "k3J9q");
             assert_eq!(Route::of(&path), route, "{path}");
             assert_eq!(Route::ALL[route.index()], route);
         }
@@ -179,6 +194,8 @@ mod tests {
             "/api/",
             "/api/channels/a/b/history",
             "/api/channels//history",
+            "/api/channels/a/streams/",
+            "/api/channels/a/streams/b/c",
             "/history/",
             "/polls",
         ] {

@@ -282,6 +282,11 @@ async fn a_node_that_never_saw_a_channel_serves_its_latest_messages_and_pages_it
     assert_no_silent_gap(&live, (&epoch, 5));
     let page = b.api_get("/api/channels/ticker/history?before=5&limit=2").await;
     assert_eq!(message_offsets(page["messages"].as_array().unwrap()), [4, 3], "newest first");
+    // Token streams live in one node's broker: refused with the Redis engine, not half served.
+    let refused =
+        b.http.post(format!("{}/api/channels/ticker/streams", b.base)).bearer_auth(API_KEY).send().await.unwrap();
+    assert_eq!(refused.status(), 501);
+    assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "not_available");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

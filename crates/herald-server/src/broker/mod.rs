@@ -22,12 +22,14 @@ use std::{collections::HashMap, hash::BuildHasher, sync::Arc};
 use herald_core::{
     ChannelName, ChannelStream, HistoryQuery, Recovery, Start, StreamPosition,
     forgotten::{ForgottenPositions, KeepPositions},
+    streams::OpenStreams,
 };
 use parking_lot::Mutex;
 use rand::{Rng, distr::Alphanumeric};
 use serde_json::value::RawValue;
 
 mod mirror;
+mod streams;
 
 use crate::{
     config::Config,
@@ -87,13 +89,21 @@ struct Channel {
     pending: Vec<Message>,
     /// Whether a round runs (or is about to) for this channel.
     fanning_out: bool,
+    /// Messages being written a piece at a time (see [`streams`]).
+    streams: OpenStreams,
 }
 
 // === impl Channel ===
 
 impl Channel {
     fn new(stream: ChannelStream<Message>) -> Self {
-        Self { stream, subscribers: ById::default(), pending: Vec::new(), fanning_out: false }
+        Self {
+            stream,
+            subscribers: ById::default(),
+            pending: Vec::new(),
+            fanning_out: false,
+            streams: OpenStreams::default(),
+        }
     }
 
     /// Queues `messages` (in offset order) for the channel's subscribers. Returns whether the
@@ -171,6 +181,8 @@ pub struct Broker {
     shard_hasher: foldhash::fast::RandomState,
     /// Where presence changes go, when another part shares them (the Redis engine).
     presence_changes: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::presence::Change>>,
+    /// Open streams in every channel: a long poll looks for its channels' only when some are.
+    open_streams: std::sync::atomic::AtomicUsize,
 }
 
 // === impl Broker ===
@@ -185,6 +197,7 @@ impl Broker {
             store: None,
             shard_hasher: foldhash::fast::RandomState::default(),
             presence_changes: std::sync::OnceLock::new(),
+            open_streams: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -461,6 +474,9 @@ impl Broker {
                     outbox.push(Frame::Reset { channel: channel.clone(), position, reason });
                 }
             }
+            if live {
+                Self::snapshots_to(ch, channel, outbox);
+            }
             let mut announce = None;
             if live {
                 let after = ch.stream.offset();
@@ -606,7 +622,11 @@ impl Broker {
             let before = channels.len();
             channels.retain(|name, ch| {
                 ch.stream.expire(now);
-                let keep = !ch.subscribers.is_empty() || ch.stream.history_len() > 0 || ch.fanning_out;
+                self.expire_streams(ch, name, now);
+                let keep = !ch.subscribers.is_empty()
+                    || ch.stream.history_len() > 0
+                    || ch.fanning_out
+                    || !ch.streams.is_empty();
                 if !keep {
                     forgotten.forget(name.clone(), ch.stream.position(), now);
                 }

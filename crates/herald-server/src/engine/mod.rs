@@ -119,6 +119,13 @@ pub trait Engine: Send + Sync {
         true
     }
 
+    /// Whether this node's broker holds the channels' open streams (token streams), so the
+    /// stream API can serve. Default: it does; not with Redis yet (a stream would be seen by
+    /// this node's subscribers only).
+    fn holds_streams(&self) -> bool {
+        true
+    }
+
     /// `/readyz`: whether the engine can serve (`shutting_down` once the data directory can no
     /// longer be written; `engine_unavailable` while Redis is not in line). Default: it can.
     fn readiness(&self) -> Result<(), ProtocolError> {

@@ -158,3 +158,36 @@ async fn the_durable_engine_keeps_a_forgotten_position_across_a_restart() {
     drop(engine);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_left_idle_is_aborted_and_its_subscribers_are_told() {
+    let broker = Arc::new(Broker::new(config(), Arc::default()));
+    let chat = channel("chat:9");
+    let outbox =
+        Arc::new(Outbox::new(1, Transport::Ws, QueueLimits { frames: 100, bytes: 100_000 }, 0, Arc::default()));
+    broker.subscribe(&chat, &outbox, Start::Live, usize::MAX, None, |_| None);
+    let stream = broker.stream_start(&chat, None).unwrap();
+    broker.stream_append(&chat, &stream, "still ").unwrap();
+
+    // Appends keep it open past the idle limit (60 s by default) in all.
+    tokio::time::advance(Duration::from_secs(45)).await;
+    broker.stream_append(&chat, &stream, "thinking").unwrap();
+    tokio::time::advance(Duration::from_secs(45)).await;
+    sweep_all(&broker);
+    assert_eq!(broker.stream_snapshots(std::slice::from_ref(&chat)).len(), 1, "45 s since the last append");
+
+    tokio::time::advance(Duration::from_secs(16)).await;
+    sweep_all(&broker);
+    assert!(broker.stream_snapshots(std::slice::from_ref(&chat)).is_empty(), "61 s idle: aborted");
+    assert!(broker.stream_append(&chat, &stream, "late").is_err());
+    let kinds: Vec<&str> = outbox
+        .take()
+        .0
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Stream { kind, .. } => Some(kind.name()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["stream", "append", "append", "abort"]);
+}

@@ -50,6 +50,8 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(Route::ApiChannels.template(), get(channels))
         .route(Route::ApiHistory.template(), get(history))
         .route(Route::ApiPresence.template(), get(presence))
+        .route(Route::ApiStreams.template(), post(super::streams::start))
+        .route(Route::ApiStream.template(), post(super::streams::operate))
         .route(Route::ApiDisconnect.template(), post(disconnect))
         .route(Route::ApiInfo.template(), get(info))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -98,6 +100,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Whether a request's `Content-Type` is JSON (else its body is taken as text).
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")))
+}
+
 /// Reads a request body, mapping an over-limit body to `message_too_large`.
 pub fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|e| {
@@ -122,11 +132,7 @@ async fn publish_to(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let bytes = body_bytes(body)?;
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
-    let data: Box<RawValue> = if is_json {
+    let data: Box<RawValue> = if is_json(&headers) {
         parse_json(&bytes)?
     } else {
         let text = std::str::from_utf8(&bytes)

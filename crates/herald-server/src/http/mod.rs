@@ -7,6 +7,7 @@ pub mod client;
 pub mod conn;
 pub mod origin;
 pub mod response;
+pub mod streams;
 
 use axum::{
     Router,

@@ -334,7 +334,7 @@ impl Queue {
 fn frame_weight(frame: &Frame) -> usize {
     match frame {
         Frame::Message(m) => m.weight(),
-        Frame::Text(b) => b.len(),
+        Frame::Text(b) | Frame::Stream { json: b, .. } => b.len(),
         Frame::Reset { .. } | Frame::Heartbeat => 0,
     }
 }
@@ -354,7 +354,7 @@ mod tests {
                 Frame::Text(b) => out.push(b),
                 Frame::Heartbeat => out.push(Bytes::from_static(b".")),
                 Frame::Message(m) => out.push(Bytes::from(format!("{}{}", m.channel, m.offset))),
-                Frame::Reset { .. } => {}
+                Frame::Reset { .. } | Frame::Stream { .. } => {}
             }
         }
     }

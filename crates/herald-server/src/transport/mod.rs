@@ -189,6 +189,12 @@ impl Subscriptions {
         }
     }
 
+    /// The snapshots of the subscribed channels' open streams (see
+    /// [`Broker::stream_snapshots`]).
+    pub fn stream_snapshots(&self) -> Vec<bytes::Bytes> {
+        self.broker.stream_snapshots(&self.channels)
+    }
+
     /// Whether `channel` is subscribed.
     pub fn contains(&self, channel: &ChannelName) -> bool {
         self.channels.contains(channel)
@@ -230,6 +236,6 @@ pub fn advance_cursor(cursor: &mut Cursor, frame: &Frame) {
     match frame {
         Frame::Message(m) => cursor.advance(&m.channel, m.offset),
         Frame::Reset { channel, position, .. } => cursor.set(channel, position.clone()),
-        Frame::Text(_) | Frame::Heartbeat => {}
+        Frame::Text(_) | Frame::Stream { .. } | Frame::Heartbeat => {}
     }
 }

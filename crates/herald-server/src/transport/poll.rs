@@ -19,7 +19,11 @@ use axum::{
     http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Response},
 };
-use herald_core::{ErrorCode, protocol::encode_reset};
+use bytes::Bytes;
+use herald_core::{
+    ErrorCode,
+    protocol::{StreamPushKind, encode_reset},
+};
 
 use herald_core::Cursor;
 use herald_http1::Head;
@@ -239,17 +243,20 @@ impl Waiting {
     /// Unsubscribes and returns the answer's body: what is queued now (possibly nothing).
     pub fn answer(self) -> Vec<u8> {
         let Waiting { subscriptions, registration, _permit, mut cursor, timeout: _ } = self;
+        // Full texts: an append that comes after this look is in the next poll's.
+        let snapshots = subscriptions.stream_snapshots();
         drop(subscriptions);
         let (frames, _) = registration.outbox().take();
         drop(registration);
         drop(_permit);
-        answer_body(&mut cursor, &frames)
+        answer_body(&mut cursor, &frames, &snapshots)
     }
 }
 
-/// The JSON body of a poll's answer: the messages and resets of `frames`, and `cursor` moved
-/// past them.
-fn answer_body(cursor: &mut Cursor, frames: &std::collections::VecDeque<Frame>) -> Vec<u8> {
+/// The JSON body of a poll's answer: the messages and resets of `frames`, `cursor` moved past
+/// them, and — when there are any — the `snapshots` of the channels' open streams and the
+/// aborts among `frames` (the appends only ended the wait: the snapshots hold them).
+fn answer_body(cursor: &mut Cursor, frames: &std::collections::VecDeque<Frame>, snapshots: &[Bytes]) -> Vec<u8> {
     let mut resets = Vec::new();
     for frame in frames {
         advance_cursor(cursor, frame);
@@ -263,9 +270,15 @@ fn answer_body(cursor: &mut Cursor, frames: &std::collections::VecDeque<Frame>) 
                 length += reset.len() + 1;
                 resets.push(reset);
             }
+            Frame::Stream { json, .. } => length += json.len() + 1,
             Frame::Text(_) | Frame::Heartbeat => {}
         }
     }
+    let aborts = frames.iter().filter_map(|frame| match frame {
+        Frame::Stream { kind: StreamPushKind::Abort, json } => Some(json),
+        _ => None,
+    });
+    let streams: Vec<&Bytes> = snapshots.iter().chain(aborts).collect();
     let mut body = Vec::with_capacity(length);
     body.extend_from_slice(b"{\"messages\":");
     let messages = frames.iter().filter_map(|frame| match frame {
@@ -278,6 +291,17 @@ fn answer_body(cursor: &mut Cursor, frames: &std::collections::VecDeque<Frame>) 
     cursor.write_to(&mut body);
     body.extend_from_slice(b"\",\"resets\":[");
     body.extend_from_slice(&resets.join(&b","[..]));
-    body.extend_from_slice(b"]}");
+    body.push(b']');
+    if !streams.is_empty() {
+        body.extend_from_slice(b",\"streams\":[");
+        for (i, json) in streams.into_iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(json);
+        }
+        body.push(b']');
+    }
+    body.push(b'}');
     body
 }

@@ -231,6 +231,13 @@ impl Encoder for SseEncoder {
                     b.extend_from_slice(b"\n\n");
                 });
             }
+            // Stream pushes carry no `id:`: they hold no position (the stream's message will).
+            Frame::Stream { kind, json } => {
+                event(self.chunked, json, out, |b| {
+                    let _ = write!(b, "event: {}\ndata: ", kind.name());
+                });
+                out.push(Bytes::from_static(if self.chunked { b"2\r\n\n\n\r\n" } else { b"\n\n" }));
+            }
             Frame::Heartbeat if self.chunked => out.push(Bytes::from_static(b"8\r\n: ping\n\n\r\n")),
             Frame::Heartbeat => out.push(Bytes::from_static(b": ping\n\n")),
             Frame::Text(_) => {}

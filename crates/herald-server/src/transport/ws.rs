@@ -288,7 +288,7 @@ impl Encoder for WsEncoder {
             Frame::Reset { channel, position, reason } => {
                 text_frame(Bytes::from(encode_reset(&channel, &position, reason)), out);
             }
-            Frame::Text(bytes) => text_frame(bytes, out),
+            Frame::Text(bytes) | Frame::Stream { json: bytes, .. } => text_frame(bytes, out),
             Frame::Heartbeat => {
                 out.push(Bytes::from_static(PING_FRAME));
                 text_frame(Bytes::from_static(PING_PUSH), out);

@@ -1,0 +1,168 @@
+//! A channel's open streams: messages written a piece at a time — an AI answer token by token —
+//! before they become one message of the channel.
+//!
+//! A stream is started, appended to, and finished or aborted. While it is open it has no offset:
+//! its appends are numbered (`seq` 1, 2, 3 …) within the stream, and a subscriber that joins or
+//! comes back mid-stream is given the text so far with the `seq` it covers, then the appends
+//! after it. Finishing it publishes the whole text as one message, which takes the channel's
+//! next offset like any other: history and recovery (docs/protocol.md §2) never see the
+//! pieces. Guarantees:
+//! - appends are applied in call order, and `seq` counts them without gaps;
+//! - a stream's text is at most the limit given to [`OpenStreams::append`];
+//! - a channel holds at most the number of open streams given to [`OpenStreams::start`];
+//! - a stream left without an append for longer than the idle limit is aborted by
+//!   [`OpenStreams::expire`], so a backend that died mid-answer leaves nothing open.
+
+use std::sync::Arc;
+
+/// An open stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenStream {
+    /// The stream's id, unique within its channel while it is open.
+    pub id: Arc<str>,
+    /// The event name of the message it becomes (`None`: a plain `message`).
+    pub event: Option<Box<str>>,
+    /// The text so far.
+    pub text: String,
+    /// How many appends the text holds.
+    pub seq: u64,
+    /// When it was started or last appended to, ms since the Unix epoch.
+    pub touched_ms: u64,
+}
+
+/// Why a stream operation was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// No open stream has this id in the channel (never started, finished, aborted, or idle
+    /// too long).
+    #[error("no open stream {0:?} in this channel")]
+    Unknown(Arc<str>),
+    /// The append would make the text longer than the limit, in bytes.
+    #[error("the stream's text would pass {0} bytes")]
+    TooLong(usize),
+    /// The channel has as many open streams as it may.
+    #[error("the channel has {0} open streams already")]
+    TooMany(usize),
+}
+
+/// The open streams of one channel. The zero value (`OpenStreams::default()`) holds none and
+/// allocates nothing.
+#[derive(Debug, Default)]
+pub struct OpenStreams {
+    open: Vec<OpenStream>,
+}
+
+// === impl OpenStreams ===
+
+impl OpenStreams {
+    /// Opens stream `id` (for an `event`), unless the channel already holds `max_open` streams.
+    pub fn start(
+        &mut self,
+        id: Arc<str>,
+        event: Option<&str>,
+        now_ms: u64,
+        max_open: usize,
+    ) -> Result<&OpenStream, StreamError> {
+        if self.open.len() >= max_open {
+            return Err(StreamError::TooMany(max_open));
+        }
+        self.open.push(OpenStream { id, event: event.map(Box::from), text: String::new(), seq: 0, touched_ms: now_ms });
+        Ok(&self.open[self.open.len() - 1])
+    }
+
+    /// Appends `delta` to stream `id`, unless its text would pass `max_bytes`; the stream after
+    /// it (its `seq` numbers this append).
+    pub fn append(&mut self, id: &str, delta: &str, now_ms: u64, max_bytes: usize) -> Result<&OpenStream, StreamError> {
+        let stream = self.find(id)?;
+        if stream.text.len() + delta.len() > max_bytes {
+            return Err(StreamError::TooLong(max_bytes));
+        }
+        stream.text.push_str(delta);
+        stream.seq += 1;
+        stream.touched_ms = now_ms;
+        Ok(stream)
+    }
+
+    /// Closes stream `id` and hands it back, to finish (publish its text) or abort.
+    pub fn close(&mut self, id: &str) -> Result<OpenStream, StreamError> {
+        let at = self.open.iter().position(|s| &*s.id == id).ok_or_else(|| StreamError::Unknown(Arc::from(id)))?;
+        Ok(self.open.swap_remove(at))
+    }
+
+    /// Closes every stream not touched for `idle_ms` at `now_ms` and hands them back (to be
+    /// aborted).
+    pub fn expire(&mut self, now_ms: u64, idle_ms: u64) -> Vec<OpenStream> {
+        let mut expired = Vec::new();
+        let mut i = 0;
+        while i < self.open.len() {
+            if now_ms.saturating_sub(self.open[i].touched_ms) >= idle_ms {
+                expired.push(self.open.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        expired
+    }
+
+    /// The open streams, oldest first unless some were closed in between.
+    pub fn iter(&self) -> impl Iterator<Item = &OpenStream> {
+        self.open.iter()
+    }
+
+    /// Whether no stream is open.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
+    fn find(&mut self, id: &str) -> Result<&mut OpenStream, StreamError> {
+        self.open.iter_mut().find(|s| &*s.id == id).ok_or_else(|| StreamError::Unknown(Arc::from(id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> Arc<str> {
+        Arc::from(s)
+    }
+
+    #[test]
+    fn appends_build_the_text_and_number_themselves() {
+        let mut streams = OpenStreams::default();
+        assert_eq!(streams.start(id("a"), Some("answer"), 0, 4).unwrap().seq, 0);
+        let seqs: Vec<u64> =
+            ["Hel", "lo", ", world"].iter().map(|d| streams.append("a", d, 1, 100).unwrap().seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        let closed = streams.close("a").unwrap();
+        assert_eq!((closed.text.as_str(), closed.event.as_deref(), closed.seq), ("Hello, world", Some("answer"), 3));
+        assert!(streams.is_empty());
+        assert_eq!(streams.append("a", "x", 2, 100), Err(StreamError::Unknown(id("a"))), "closed: no more appends");
+        assert_eq!(streams.close("a"), Err(StreamError::Unknown(id("a"))), "closed once");
+    }
+
+    #[test]
+    fn the_limits_refuse_and_leave_the_stream_as_it_was() {
+        let mut streams = OpenStreams::default();
+        streams.start(id("a"), None, 0, 2).unwrap();
+        streams.start(id("b"), None, 0, 2).unwrap();
+        assert_eq!(streams.start(id("c"), None, 0, 2).unwrap_err(), StreamError::TooMany(2));
+        streams.append("a", "12345", 0, 8).unwrap();
+        assert_eq!(streams.append("a", "6789", 0, 8).unwrap_err(), StreamError::TooLong(8));
+        let a = streams.iter().find(|s| &*s.id == "a").unwrap();
+        assert_eq!((a.text.as_str(), a.seq), ("12345", 1), "a refused append changes nothing");
+    }
+
+    #[test]
+    fn idle_streams_expire_and_busy_ones_stay() {
+        let mut streams = OpenStreams::default();
+        for name in ["idle", "busy", "also-idle"] {
+            streams.start(id(name), None, 0, 8).unwrap();
+        }
+        streams.append("busy", "x", 9_000, 100).unwrap();
+        let mut expired: Vec<String> = streams.expire(10_000, 5_000).into_iter().map(|s| s.id.to_string()).collect();
+        expired.sort();
+        assert_eq!(expired, ["also-idle", "idle"]);
+        assert_eq!(streams.iter().map(|s| &*s.id).collect::<Vec<_>>(), ["busy"]);
+    }
+}

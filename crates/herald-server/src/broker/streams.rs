@@ -1,0 +1,158 @@
+//! The broker's open streams (token streams, [`herald_core::streams`]): starting, appending
+//! and closing them, and telling the channel's subscribers.
+//!
+//! Contract: every push about a stream is queued to the channel's subscribers under the
+//! channel's lock, in the order the operations happened, and a subscriber that joins gets the
+//! text so far under the same lock — so it sees each append exactly once, after the snapshot
+//! that does not hold it, or not at all because the snapshot does. Long polls get no pushes
+//! but their snapshots: an append only ends a poll's wait, and the answer carries the text so
+//! far ([`Broker::stream_snapshots`]). Finishing a stream closes it here; the caller then
+//! publishes its text as one message, so the message follows every append.
+
+use std::sync::{Arc, atomic::Ordering};
+
+use bytes::Bytes;
+use herald_core::{
+    ChannelName,
+    protocol::{StreamPushKind, encode_stream_push},
+    streams::{OpenStream, StreamError},
+};
+use rand::{Rng as _, distr::Alphanumeric};
+
+use super::{Broker, Channel};
+use crate::{frame::Frame, now_ms, outbox::Outbox};
+
+// === impl Broker: streams ===
+
+impl Broker {
+    /// Opens a stream in `channel` for a message of `event`, and pushes it (empty) to the
+    /// channel's subscribers. Returns its id.
+    pub fn stream_start(&self, channel: &ChannelName, event: Option<&str>) -> Result<Arc<str>, StreamError> {
+        let id: String = rand::rng().sample_iter(Alphanumeric).take(12).map(char::from).collect();
+        let id = Arc::from(id);
+        self.with_channel(channel, |ch| {
+            let max_open = self.config.max_streams_per_channel;
+            let stream = ch.streams.start(Arc::clone(&id), event, now_ms(), max_open)?;
+            let push = snapshot(channel, stream);
+            tell(ch, &push);
+            Ok(())
+        })?;
+        self.open_streams.fetch_add(1, Ordering::Relaxed);
+        Ok(id)
+    }
+
+    /// Appends `delta` to stream `id` of `channel` and pushes the piece to the subscribers.
+    /// Returns the append's `seq`.
+    pub fn stream_append(&self, channel: &ChannelName, id: &str, delta: &str) -> Result<u64, StreamError> {
+        self.with_existing(channel, id, |ch| {
+            let max_bytes = self.config.max_message_bytes;
+            let stream = ch.streams.append(id, delta, now_ms(), max_bytes)?;
+            let (event, seq) = (stream.event.as_deref(), stream.seq);
+            let json = encode_stream_push(StreamPushKind::Append, channel, id, event, delta, seq);
+            tell(ch, &Frame::Stream { kind: StreamPushKind::Append, json: Bytes::from(json) });
+            Ok(seq)
+        })
+    }
+
+    /// Closes stream `id` of `channel` to finish it: the caller publishes its text. Nothing is
+    /// pushed; the message will be.
+    pub fn stream_finish(&self, channel: &ChannelName, id: &str) -> Result<OpenStream, StreamError> {
+        let stream = self.with_existing(channel, id, |ch| ch.streams.close(id))?;
+        self.open_streams.fetch_sub(1, Ordering::Relaxed);
+        Ok(stream)
+    }
+
+    /// Closes stream `id` of `channel` without a message, and pushes the abort.
+    pub fn stream_abort(&self, channel: &ChannelName, id: &str) -> Result<(), StreamError> {
+        self.with_existing(channel, id, |ch| {
+            let stream = ch.streams.close(id)?;
+            tell(ch, &abort(channel, &stream));
+            Ok(())
+        })?;
+        self.open_streams.fetch_sub(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The snapshots of `channels`' open streams, as a long poll's answer carries them
+    /// (nothing to look up while no stream is open anywhere).
+    pub fn stream_snapshots(&self, channels: &[ChannelName]) -> Vec<Bytes> {
+        if self.open_streams.load(Ordering::Relaxed) == 0 {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for channel in channels {
+            let shard = self.shard(channel).lock();
+            let Some(ch) = shard.channels.get(channel) else { continue };
+            out.extend(ch.streams.iter().map(|stream| match snapshot(channel, stream) {
+                Frame::Stream { json, .. } => json,
+                _ => Bytes::new(),
+            }));
+        }
+        out
+    }
+
+    /// Queues the snapshot of every open stream of `ch` to `outbox`, a new subscriber (not a
+    /// long poll: its answer carries them).
+    pub(super) fn snapshots_to(ch: &Channel, channel: &ChannelName, outbox: &Outbox) {
+        if outbox.transport() == crate::frame::Transport::Poll {
+            return;
+        }
+        for stream in ch.streams.iter() {
+            outbox.push(snapshot(channel, stream));
+        }
+    }
+
+    /// Aborts the streams of `ch` idle for `stream_idle_timeout_secs` at `now_ms`, telling the
+    /// subscribers.
+    pub(super) fn expire_streams(&self, ch: &mut Channel, channel: &ChannelName, now_ms: u64) {
+        if ch.streams.is_empty() {
+            return;
+        }
+        let idle_ms = self.config.stream_idle_timeout_secs.saturating_mul(1000);
+        for stream in ch.streams.expire(now_ms, idle_ms) {
+            tracing::debug!(%channel, stream = %stream.id, "aborted an idle stream");
+            tell(ch, &abort(channel, &stream));
+            self.open_streams.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs `f` on `channel` when it exists (a stream id names nothing in a channel that does
+    /// not).
+    fn with_existing<R>(
+        &self,
+        channel: &ChannelName,
+        id: &str,
+        f: impl FnOnce(&mut Channel) -> Result<R, StreamError>,
+    ) -> Result<R, StreamError> {
+        let mut shard = self.shard(channel).lock();
+        let ch = shard.channels.get_mut(channel).ok_or_else(|| StreamError::Unknown(Arc::from(id)))?;
+        f(ch)
+    }
+}
+
+/// The push that shows `stream` as it stands.
+fn snapshot(channel: &ChannelName, stream: &OpenStream) -> Frame {
+    let json = encode_stream_push(
+        StreamPushKind::Snapshot,
+        channel,
+        &stream.id,
+        stream.event.as_deref(),
+        &stream.text,
+        stream.seq,
+    );
+    Frame::Stream { kind: StreamPushKind::Snapshot, json: Bytes::from(json) }
+}
+
+/// The push that ends `stream` without a message.
+fn abort(channel: &ChannelName, stream: &OpenStream) -> Frame {
+    let json = encode_stream_push(StreamPushKind::Abort, channel, &stream.id, stream.event.as_deref(), "", stream.seq);
+    Frame::Stream { kind: StreamPushKind::Abort, json: Bytes::from(json) }
+}
+
+/// Queues `push` to every subscriber of `ch`, under its lock, so pushes keep their order (a
+/// long poll's wait ends with it; its answer takes the snapshots instead).
+fn tell(ch: &Channel, push: &Frame) {
+    for subscriber in ch.subscribers.values() {
+        subscriber.outbox.push(push.clone());
+    }
+}

@@ -1,0 +1,172 @@
+//! Token streams (docs/protocol.md §3): a backend writes a message piece by piece; every
+//! transport's subscribers see each piece at once, one that joins or comes back mid-stream gets
+//! the text so far, and finishing leaves one message with the whole text in history.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // black-box tests fail loudly
+
+mod common;
+
+use common::{API_KEY, TestServer};
+use serde_json::{Value, json};
+
+/// `POST <path>` on the API with a JSON body: (status, answer).
+async fn post(server: &TestServer, path: &str, body: Value) -> (u16, Value) {
+    let response =
+        server.http.post(format!("{}{path}", server.base)).bearer_auth(API_KEY).json(&body).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+async fn start(server: &TestServer, channel: &str) -> String {
+    let (status, answer) =
+        post(server, &format!("/api/channels/{channel}/streams"), json!({ "event": "answer" })).await;
+    assert_eq!(status, 200, "{answer}");
+    answer["stream"].as_str().unwrap().to_string()
+}
+
+async fn operate(server: &TestServer, channel: &str, stream: &str, body: Value) -> Value {
+    let (status, answer) = post(server, &format!("/api/channels/{channel}/streams/{stream}"), body).await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+/// (type, text, seq) of a stream push.
+fn piece(push: &Value) -> (&str, &str, u64) {
+    (push["type"].as_str().unwrap(), push["text"].as_str().unwrap_or(""), push["seq"].as_u64().unwrap())
+}
+
+#[tokio::test]
+async fn subscribers_see_every_piece_then_one_message_on_websocket_and_sse() {
+    let server = TestServer::start(&[]);
+    let mut ws = server.ws().await;
+    ws.subscribe("chat:1", None).await;
+    let mut sse = server.sse("channel=chat:1", None).await;
+    server.wait_for_connections("sse", 1).await;
+
+    let stream = start(&server, "chat:1").await;
+    for (i, delta) in ["Hel", "lo, ", "world"].into_iter().enumerate() {
+        let answer = operate(&server, "chat:1", &stream, json!({ "append": delta })).await;
+        assert_eq!(answer["seq"], i as u64 + 1);
+    }
+    let finished = operate(&server, "chat:1", &stream, json!({ "finish": true })).await;
+    assert_eq!((finished["offset"].as_u64(), finished["stream"].as_str()), (Some(1), Some(stream.as_str())));
+
+    let expected = [("stream", "", 0), ("append", "Hel", 1), ("append", "lo, ", 2), ("append", "world", 3)];
+    let mut over_ws = Vec::new();
+    for _ in 0..4 {
+        over_ws.push(ws.next().await.unwrap());
+    }
+    assert_eq!(over_ws.iter().map(piece).collect::<Vec<_>>(), expected);
+    assert!(over_ws.iter().all(|p| p["stream"] == stream.as_str() && p["event"] == "answer"));
+    let message = ws.next().await.unwrap();
+    assert_eq!((message["type"].as_str(), message["event"].as_str()), (Some("message"), Some("answer")));
+    assert_eq!(message["data"], json!({ "stream": stream, "text": "Hello, world" }));
+
+    let mut over_sse = Vec::new();
+    for _ in 0..5 {
+        over_sse.push(sse.next().await.unwrap());
+    }
+    let names: Vec<&str> = over_sse.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(names, ["stream", "append", "append", "append", "answer"]);
+    assert_eq!(over_sse[..4].iter().map(|e| piece(&e.data)).collect::<Vec<_>>(), expected);
+    assert_eq!(over_sse[4].data["data"]["text"], "Hello, world");
+
+    // History holds the one message, not the pieces.
+    let history = server.api_get("/api/channels/chat:1/history").await;
+    let messages = history["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["data"]["text"], "Hello, world");
+}
+
+#[tokio::test]
+async fn a_subscriber_that_joins_or_comes_back_mid_stream_gets_the_text_so_far() {
+    let server = TestServer::start(&[]);
+    let stream = start(&server, "chat:2").await;
+    operate(&server, "chat:2", &stream, json!({ "append": "The answer" })).await;
+    operate(&server, "chat:2", &stream, json!({ "append": " is" })).await;
+
+    let mut ws = server.ws().await;
+    ws.subscribe("chat:2", None).await;
+    assert_eq!(piece(&ws.next().await.unwrap()), ("stream", "The answer is", 2));
+    let mut sse = server.sse("channel=chat:2", None).await;
+    let first = sse.next().await.unwrap();
+    assert_eq!((first.event.as_str(), piece(&first.data)), ("stream", ("stream", "The answer is", 2)));
+    let id = sse.last_id.clone().expect("the stream's id");
+    drop(sse);
+
+    operate(&server, "chat:2", &stream, json!({ "append": " 42" })).await;
+    assert_eq!(piece(&ws.next().await.unwrap()), ("append", " 42", 3));
+    // The browser's reconnect: the text so far again, with the seq it covers.
+    let mut back = server.sse("channel=chat:2", Some(&id)).await;
+    assert_eq!(piece(&back.next().await.unwrap().data), ("stream", "The answer is 42", 3));
+}
+
+#[tokio::test]
+async fn a_long_poll_wakes_on_a_piece_and_carries_the_text_so_far() {
+    let server = TestServer::start(&[]);
+    let (_, first) = server.poll("channel=chat:3&timeout=0").await;
+    let cursor = first["cursor"].as_str().unwrap().to_string();
+    let stream = start(&server, "chat:3").await;
+
+    let query = format!("channel=chat:3&cursor={cursor}&timeout=20");
+    let waiting = {
+        let (http, base) = (server.http.clone(), server.base.clone());
+        tokio::spawn(async move {
+            http.get(format!("{base}/poll?{query}")).send().await.unwrap().json::<Value>().await.unwrap()
+        })
+    };
+    server.wait_for_connections("poll", 1).await;
+    let started = std::time::Instant::now();
+    operate(&server, "chat:3", &stream, json!({ "append": "Thinking" })).await;
+    let answer = waiting.await.unwrap();
+    assert!(started.elapsed().as_secs() < 10, "the piece ended the wait");
+    assert_eq!(answer["messages"], json!([]));
+    assert_eq!(piece(&answer["streams"][0]), ("stream", "Thinking", 1), "{answer}");
+
+    operate(&server, "chat:3", &stream, json!({ "abort": true })).await;
+    let (_, after) = server.poll(&format!("channel=chat:3&cursor={cursor}&timeout=0")).await;
+    assert!(after.get("streams").is_none(), "an aborted stream is gone: {after}");
+    let (_, plain) = server.poll("channel=quiet&timeout=0").await;
+    assert!(plain.get("streams").is_none(), "no streams, no field: {plain}");
+}
+
+#[tokio::test]
+async fn an_aborted_stream_leaves_nothing_and_bad_operations_get_clear_errors() {
+    let server = TestServer::start(&["max_message_bytes=64", "max_streams_per_channel=2"]);
+    let mut ws = server.ws().await;
+    ws.subscribe("chat:4", None).await;
+    let stream = start(&server, "chat:4").await;
+    operate(&server, "chat:4", &stream, json!({ "append": "half an" })).await;
+    let aborted = operate(&server, "chat:4", &stream, json!({ "abort": true })).await;
+    assert_eq!(aborted["aborted"], true);
+    let pushes = [ws.next().await.unwrap(), ws.next().await.unwrap(), ws.next().await.unwrap()];
+    assert_eq!(pushes.iter().map(|p| p["type"].as_str().unwrap()).collect::<Vec<_>>(), ["stream", "append", "abort"]);
+    assert_eq!(server.api_get("/api/channels/chat:4/history").await["messages"], json!([]));
+
+    let path = format!("/api/channels/chat:4/streams/{stream}");
+    let (status, answer) = post(&server, &path, json!({ "append": "more" })).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (404, Some("not_found")), "an aborted stream is gone");
+    let (status, answer) = post(&server, &path, json!({ "finish": true, "abort": true })).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("bad_request")));
+    let other = start(&server, "chat:4").await;
+    let (status, answer) =
+        post(&server, &format!("/api/channels/chat:4/streams/{other}"), json!({ "append": "x".repeat(100) })).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (413, Some("message_too_large")));
+    start(&server, "chat:4").await;
+    let (status, answer) = post(&server, "/api/channels/chat:4/streams", json!({})).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (429, Some("rate_limited")), "two open at most");
+    let (status, _) = post(&server, "/api/channels/no%20spaces/streams", json!({})).await;
+    assert_eq!(status, 400);
+    let unauthorized = server.http.post(format!("{}/api/channels/chat:4/streams", server.base)).send().await.unwrap();
+    assert_eq!(unauthorized.status(), 401);
+
+    // Text sent as a plain body is appended as it is.
+    let text = server
+        .http
+        .post(format!("{}/api/channels/chat:4/streams/{other}", server.base))
+        .bearer_auth(API_KEY)
+        .body("plain words")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text.json::<Value>().await.unwrap()["seq"], 1);
+}

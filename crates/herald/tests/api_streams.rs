@@ -170,3 +170,93 @@ async fn an_aborted_stream_leaves_nothing_and_bad_operations_get_clear_errors() 
         .unwrap();
     assert_eq!(text.json::<Value>().await.unwrap()["seq"], 1);
 }
+
+/// Sends one chunk of a chunked body.
+async fn chunk(socket: &mut tokio::net::TcpStream, bytes: &[u8]) {
+    use tokio::io::AsyncWriteExt as _;
+    socket.write_all(format!("{:x}\r\n", bytes.len()).as_bytes()).await.unwrap();
+    socket.write_all(bytes).await.unwrap();
+    socket.write_all(b"\r\n").await.unwrap();
+}
+
+/// Opens `PUT /api/channels/{channel}/streams?event=answer` with a chunked body still to come.
+async fn open_pipe(server: &TestServer, channel: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let mut socket = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://")).await.unwrap();
+    let head = format!(
+        "PUT /api/channels/{channel}/streams?event=answer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_KEY}\r\n\
+         Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket
+}
+
+#[tokio::test]
+async fn a_piped_body_is_appended_as_it_arrives_and_its_end_finishes_the_stream() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = TestServer::start(&[]);
+    let mut ws = server.ws().await;
+    ws.subscribe("chat:5", None).await;
+    let mut pipe = open_pipe(&server, "chat:5").await;
+    let opened = ws.next().await.unwrap();
+    assert_eq!((opened["type"].as_str(), opened["event"].as_str()), (Some("stream"), Some("answer")));
+
+    // Each piece reaches the subscriber while the request is still open; a character split
+    // between two pieces arrives whole.
+    let euro = "€".as_bytes();
+    chunk(&mut pipe, b"Price: 42 ").await;
+    assert_eq!(piece(&ws.next().await.unwrap()), ("append", "Price: 42 ", 1));
+    chunk(&mut pipe, &euro[..1]).await;
+    chunk(&mut pipe, &euro[1..]).await;
+    chunk(&mut pipe, b" net").await;
+    let mut text = String::new();
+    while text != "€ net" {
+        text.push_str(ws.next().await.unwrap()["text"].as_str().unwrap());
+    }
+    pipe.write_all(b"0\r\n\r\n").await.unwrap();
+
+    let mut answer = Vec::new();
+    let mut buf = [0; 4096];
+    while !answer.ends_with(b"}") {
+        let n = pipe.read(&mut buf).await.unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let body: Value = serde_json::from_str(&answer[answer.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    assert_eq!(body["offset"], 1, "{body}");
+    let message = ws.next().await.unwrap();
+    assert_eq!(message["data"], json!({ "stream": opened["stream"], "text": "Price: 42 € net" }));
+}
+
+#[tokio::test]
+async fn a_pipe_that_breaks_off_aborts_its_stream() {
+    let server = TestServer::start(&[]);
+    let mut ws = server.ws().await;
+    ws.subscribe("chat:6", None).await;
+    let mut pipe = open_pipe(&server, "chat:6").await;
+    chunk(&mut pipe, b"half a tho").await;
+    assert_eq!(ws.next().await.unwrap()["type"], "stream");
+    assert_eq!(ws.next().await.unwrap()["type"], "append");
+    drop(pipe);
+    assert_eq!(ws.next().await.unwrap()["type"], "abort", "the backend went away mid-answer");
+    assert_eq!(server.api_get("/api/channels/chat:6/history").await["messages"], json!([]));
+
+    // Without the API key nothing opens.
+    let refused =
+        server.http.put(format!("{}/api/channels/chat:6/streams", server.base)).body("x").send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    // A plain, whole body works too (`curl -T file`).
+    let whole = server
+        .http
+        .put(format!("{}/api/channels/chat:6/streams", server.base))
+        .bearer_auth(API_KEY)
+        .body("all at once")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whole.status(), 200);
+    let history = server.api_get("/api/channels/chat:6/history").await;
+    assert_eq!(history["messages"][0]["data"]["text"], "all at once");
+}

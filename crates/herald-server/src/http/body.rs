@@ -42,10 +42,7 @@ pub(super) async fn read_body(
     cap: usize,
     progress: Duration,
 ) -> Result<Bytes, Refused> {
-    let expects_continue = head.first(&header::EXPECT).is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
-    if expects_continue && buf.is_empty() && framing.has_body() {
-        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.map_err(|_| Refused::Gone)?;
-    }
+    send_continue(stream, buf, head, framing).await?;
     match framing {
         BodyFraming::None => Ok(Bytes::new()),
         BodyFraming::Length(length) => {
@@ -60,6 +57,94 @@ pub(super) async fn read_body(
                 read_more(stream, buf, 4096, progress).await?;
             }
             Ok(body.freeze())
+        }
+    }
+}
+
+/// Answers `Expect: 100-continue` when the body has yet to come.
+pub(super) async fn send_continue(
+    stream: &mut TcpStream,
+    buf: &BytesMut,
+    head: &Head,
+    framing: BodyFraming,
+) -> Result<(), Refused> {
+    let expects_continue = head.first(&header::EXPECT).is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue && buf.is_empty() && framing.has_body() {
+        stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.map_err(|_| Refused::Gone)?;
+    }
+    Ok(())
+}
+
+/// A body read piece by piece as it arrives (a piped stream, [`super::streams`]), framed as
+/// [`read_body`] frames it, within the same deadline per read.
+pub(super) struct Pieces<'a> {
+    stream: &'a mut TcpStream,
+    buf: &'a mut BytesMut,
+    progress: Duration,
+    body: Body,
+}
+
+/// What is left of a piped body.
+enum Body {
+    /// This many bytes.
+    Length(usize),
+    /// Chunks, until the last one.
+    Chunked(ChunkedDecoder),
+    /// Nothing.
+    Done,
+}
+
+// === impl Pieces ===
+
+impl<'a> Pieces<'a> {
+    /// The pieces of the body `framing` announces (at most `cap` bytes when chunked; an
+    /// announced length was checked against the cap already).
+    pub(super) fn new(
+        stream: &'a mut TcpStream,
+        buf: &'a mut BytesMut,
+        framing: BodyFraming,
+        cap: usize,
+        progress: Duration,
+    ) -> Self {
+        let body = match framing {
+            BodyFraming::None => Body::Done,
+            BodyFraming::Length(length) => Body::Length(length),
+            BodyFraming::Chunked => Body::Chunked(ChunkedDecoder::new(cap)),
+        };
+        Self { stream, buf, progress, body }
+    }
+
+    /// The next piece of the body as it arrives; `None` once it has ended.
+    pub(super) async fn next(&mut self) -> Result<Option<Bytes>, Refused> {
+        loop {
+            match &mut self.body {
+                Body::Done => return Ok(None),
+                Body::Length(0) => {
+                    self.body = Body::Done;
+                    return Ok(None);
+                }
+                Body::Length(left) => {
+                    if self.buf.is_empty() {
+                        read_more(self.stream, self.buf, (*left).min(READ_STEP), self.progress).await?;
+                    }
+                    let take = self.buf.len().min(*left);
+                    *left -= take;
+                    return Ok(Some(self.buf.split_to(take).freeze()));
+                }
+                Body::Chunked(decoder) => {
+                    let mut piece = BytesMut::new();
+                    let decoded = decoder.decode(self.buf, &mut piece).map_err(Refused::Answer)?;
+                    if decoded == Decoded::Done {
+                        self.body = Body::Done;
+                    }
+                    if !piece.is_empty() {
+                        return Ok(Some(piece.freeze()));
+                    }
+                    if decoded == Decoded::NeedMore {
+                        read_more(self.stream, self.buf, 4096, self.progress).await?;
+                    }
+                }
+            }
         }
     }
 }

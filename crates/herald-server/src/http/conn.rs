@@ -313,6 +313,10 @@ async fn exchange(
     router: &Router,
     status: &mut u16,
 ) -> After {
+    if head.method == Method::PUT && Route::of(head.path()) == Route::ApiStreams {
+        // A piped stream reads its body as it comes: not here, and not through the router.
+        return Box::pin(pipe(stream, buf, head, peer, state, status)).await;
+    }
     let body = match BodyFraming::of(&head, body_cap(state)) {
         // Most requests (every long poll) have no body: no read to box.
         Ok(BodyFraming::None) => Ok(Bytes::new()),
@@ -324,19 +328,7 @@ async fn exchange(
     };
     let body = match body {
         Ok(body) => body,
-        Err(Refused::Gone) => return After::Close,
-        Err(Refused::Stalled(limit)) => {
-            stalled(stream, state, peer, limit, true);
-            return After::Close;
-        }
-        Err(Refused::Answer(refusal)) => {
-            if refusal.status == StatusCode::PAYLOAD_TOO_LARGE {
-                state.guard.hit(Limit::MessageSize, Some(peer.ip()), "a request body over the size limit");
-            }
-            *status = refusal.status.as_u16();
-            let _ = Box::pin(write_error(stream, refusal)).await;
-            return After::Close;
-        }
+        Err(refused) => return close_refused(stream, state, peer, refused, status).await,
     };
     if buf.is_empty() {
         // Nothing pipelined: free the buffer while the handler waits (long polls, SSE).
@@ -396,6 +388,49 @@ async fn exchange(
     // larger (over 1 KiB, where the allocator's aligned path turns slow).
     let routed = Routed { head, body, peer, cors, keep_alive };
     Box::pin(route(stream, routed, router, status)).await
+}
+
+/// Answers a piped stream ([`super::streams::pipe`]) once its body has ended; a failed one
+/// closes the connection.
+async fn pipe(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    head: Head,
+    peer: SocketAddr,
+    state: &AppState,
+    status: &mut u16,
+) -> After {
+    let keep_alive = wants_keep_alive(&head);
+    match super::streams::pipe(stream, buf, &head, state).await {
+        Ok(answered) => {
+            let keep_alive = keep_alive && answered.is_ok();
+            answer(stream, answered, b"", keep_alive, status).await
+        }
+        Err(refused) => close_refused(stream, state, peer, refused, status).await,
+    }
+}
+
+/// Closes a connection whose request body could not be read, answering when there is
+/// something to say (see [`Refused`]).
+async fn close_refused(
+    stream: &mut TcpStream,
+    state: &AppState,
+    peer: SocketAddr,
+    refused: Refused,
+    status: &mut u16,
+) -> After {
+    match refused {
+        Refused::Gone => {}
+        Refused::Stalled(limit) => stalled(stream, state, peer, limit, true),
+        Refused::Answer(refusal) => {
+            if refusal.status == StatusCode::PAYLOAD_TOO_LARGE {
+                state.guard.hit(Limit::MessageSize, Some(peer.ip()), "a request body over the size limit");
+            }
+            *status = refusal.status.as_u16();
+            let _ = Box::pin(write_error(stream, refusal)).await;
+        }
+    }
+    After::Close
 }
 
 /// A request for the router, with what [`exchange`] learned of it.

@@ -6,19 +6,27 @@
 //! - `POST /api/channels/{channel}/streams` `{"event":"e"?}` → `{"channel","stream"}`;
 //! - `POST /api/channels/{channel}/streams/{stream}` with `{"append":"text"}` (or a non-JSON
 //!   body: its text) → `{"channel","stream","seq"}`; `{"finish":true}` → the publish answer
-//!   with `"stream"`; `{"abort":true}` → `{"channel","stream","aborted":true}`.
+//!   with `"stream"`; `{"abort":true}` → `{"channel","stream","aborted":true}`;
+//! - `PUT /api/channels/{channel}/streams?event=e` pipes its body ([`pipe`]): one request per
+//!   stream, each piece of the body appended as it arrives (`curl -T -` from a model's output).
 
 use axum::{
     extract::{Path, State, rejection::BytesRejection},
     http::HeaderMap,
     response::Response,
 };
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use herald_core::{ChannelName, ErrorCode, protocol::validate_event, streams::StreamError};
+use herald_http1::{BodyFraming, Head};
 use serde::Deserialize;
 use serde_json::{json, value::RawValue};
+use std::time::Duration;
+use tokio::net::TcpStream;
 
-use super::api::{body_bytes, is_json};
+use super::{
+    api::{body_bytes, is_json},
+    body::{Pieces, Refused},
+};
 use crate::{
     publish::{durable_reply, publish_one},
     reply::{ApiError, json_ok, json_response, parse_json},
@@ -83,18 +91,85 @@ pub async fn operate(
             state.broker.stream_abort(&channel, stream)?;
             Ok(json_response(&json!({ "channel": channel_name, "stream": stream, "aborted": true })))
         }
-        Operation::Finish => {
-            let open = state.broker.stream_finish(&channel, stream)?;
-            let data = serde_json::to_string(&json!({ "stream": stream, "text": open.text })).unwrap_or_default();
-            let data = RawValue::from_string(data).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-            let accepted = publish_one(&state, &channel, &data, open.event.as_deref(), None)?;
-            let reply = durable_reply(&state, accepted).await?;
-            // The publish answer, with the stream it finished.
-            let mut reply: serde_json::Value = serde_json::from_slice(&reply).unwrap_or_default();
-            reply["stream"] = json!(stream);
-            Ok(json_ok(herald_core::protocol::encode(&reply)))
-        }
+        Operation::Finish => Ok(json_ok(finish(&state, &channel, stream).await?)),
     }
+}
+
+/// Finishes stream `id` of `channel`: publishes its whole text as one message and answers as
+/// a publish does, with the stream's id.
+async fn finish(state: &AppState, channel: &ChannelName, id: &str) -> Result<Vec<u8>, ApiError> {
+    let open = state.broker.stream_finish(channel, id)?;
+    let data = serde_json::to_string(&json!({ "stream": id, "text": open.text })).unwrap_or_default();
+    let data = RawValue::from_string(data).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    let accepted = publish_one(state, channel, &data, open.event.as_deref(), None)?;
+    let reply = durable_reply(state, accepted).await?;
+    let mut reply: serde_json::Value = serde_json::from_slice(&reply).unwrap_or_default();
+    reply["stream"] = json!(id);
+    Ok(herald_core::protocol::encode(&reply))
+}
+
+/// `PUT /api/channels/{channel}/streams?event=e`: opens a stream, appends each piece of the
+/// request body as it arrives (text split anywhere, even inside a UTF-8 character), and
+/// finishes the stream when the body ends; the answer is the finish's. A body that stops
+/// (the client went away or stalled past `http_body_timeout_secs`), is not UTF-8, or passes
+/// `max_message_bytes` aborts the stream. The outer error is the connection's; the inner one
+/// the answer, after which the connection closes (the body may not have been read).
+pub(super) async fn pipe(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    head: &Head,
+    state: &AppState,
+) -> Result<Result<Vec<u8>, ApiError>, Refused> {
+    let cap = state.config.max_message_bytes;
+    let framing = BodyFraming::of(head, cap).map_err(Refused::Answer)?;
+    let opened = super::api::check_api_key(&state.config, head).and_then(|()| {
+        let path = head.path().strip_prefix("/api/channels/").and_then(|p| p.strip_suffix("/streams")).unwrap_or("");
+        let channel = channel_of(state, &percent_encoding::percent_decode_str(path).decode_utf8_lossy())?;
+        let event = head.query().and_then(|q| herald_http1::query::find(q, "event")).map(|e| e.into_owned());
+        let event = validate_event(event)?;
+        let id = state.broker.stream_start(&channel, event.as_deref())?;
+        Ok((channel, id))
+    });
+    let (channel, id) = match opened {
+        Ok(opened) => opened,
+        Err(e) => return Ok(Err(e)),
+    };
+    super::body::send_continue(stream, buf, head, framing).await?;
+    let progress = Duration::from_secs(state.config.http_body_timeout_secs);
+    let mut pieces = Pieces::new(stream, buf, framing, cap, progress);
+    // The bytes of a character split between two pieces wait for the rest of it.
+    let mut split_char = Vec::new();
+    let appended = loop {
+        let piece = match pieces.next().await {
+            Ok(Some(piece)) => piece,
+            Ok(None) if split_char.is_empty() => break Ok(()),
+            Ok(None) => break Err(ApiError::new(ErrorCode::BadRequest, "the body ends inside a UTF-8 character")),
+            Err(refused) => {
+                let _ = state.broker.stream_abort(&channel, &id);
+                return Err(refused);
+            }
+        };
+        split_char.extend_from_slice(&piece);
+        let valid = match std::str::from_utf8(&split_char) {
+            Ok(text) => text.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => break Err(ApiError::new(ErrorCode::BadRequest, "a piped stream's body must be UTF-8 text")),
+        };
+        let text = std::str::from_utf8(&split_char[..valid]).unwrap_or_default();
+        if !text.is_empty()
+            && let Err(e) = state.broker.stream_append(&channel, &id, text)
+        {
+            break Err(e.into());
+        }
+        split_char.drain(..valid);
+    };
+    Ok(match appended {
+        Ok(()) => finish(state, &channel, &id).await,
+        Err(e) => {
+            let _ = state.broker.stream_abort(&channel, &id);
+            Err(e)
+        }
+    })
 }
 
 /// The channel of a stream request, once the engine can hold streams.

@@ -1,13 +1,18 @@
 // The demo page at `/`, built on the TypeScript client, in real headless Chromium: messages on
 // each transport (chat and job alerts), fallback when WebSockets and then SSE are blocked, a
-// server restart while the page is open, going offline and online, and the drop button.
+// server restart while the page is open, going offline and online, the drop button, and the
+// AI answer panel fed by scripts/ai-answer (a token stream).
 // Pages load through a TCP proxy (./proxy.js) so the test can block paths and cut the network.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
-import { launchChromium, openBrowserPage, startHerald, waitFor } from "./herald.js";
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { API_KEY, launchChromium, openBrowserPage, startHerald, waitFor } from "./herald.js";
 import { startProxy } from "./proxy.js";
 
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 let herald;
 let browser;
 before(async () => {
@@ -51,6 +56,26 @@ for (const transport of ["websocket", "sse", "polling"]) {
     await page.close();
   });
 }
+
+test("the AI answer panel shows scripts/ai-answer's answer growing, then finished", async () => {
+  const { page, errors } = await openDemo(herald.base);
+  const script = spawn(path.join(root, "scripts/ai-answer"), [], {
+    env: { ...process.env, HERALD_URL: herald.base, HERALD_API_KEY: API_KEY, HERALD_TOKEN_DELAY: "0.02" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const exited = new Promise((resolve) => script.once("exit", resolve));
+  // Part of the answer while the script still sends it, then all of it.
+  await waitFor(async () => (await page.textContent("#answer-state")) === "streaming…", 10_000, "streaming");
+  const partial = await page.textContent("#answer");
+  assert.equal(await exited, 0);
+  await waitFor(async () => (await page.textContent("#answer-state")) === "finished", 10_000, "finished");
+  const whole = await page.textContent("#answer");
+  assert.ok(whole.startsWith("Herald carries this answer") && whole.endsWith("as one message. "), whole);
+  assert.ok(partial.length < whole.length && whole.startsWith(partial), `${partial} | ${whole}`);
+  await screenshot(page, "demo-ai-answer");
+  assert.deepEqual(errors, []);
+  await page.close();
+});
 
 test("with /ws blocked the page falls back to SSE, with /sse blocked too to polling, and gets every message", async () => {
   const proxy = await startProxy(herald.base);

@@ -421,6 +421,7 @@ var PollingTransport = class extends RequestTransport {
         }
       }
       for (const reset of answer.resets) this.events.reset(reset);
+      for (const push of answer.streams ?? []) this.events.stream(push);
       for (const message of answer.messages) this.events.message(message);
       cursor = answer.cursor;
     }
@@ -541,6 +542,9 @@ var SseTransport = class extends RequestTransport {
           const payload = JSON.parse(block.data);
           if (block.event === "reset") this.events.reset(payload);
           else if (payload.type === "message") this.events.message(payload);
+          else if (payload.type === "stream" || payload.type === "append" || payload.type === "abort") {
+            this.events.stream(payload);
+          }
         }
       }
     } catch (e) {
@@ -716,6 +720,11 @@ var WebSocketTransport = class {
         break;
       case "reset":
         this.events.reset(frame);
+        break;
+      case "stream":
+      case "append":
+      case "abort":
+        this.events.stream(frame);
         break;
       case "disconnect":
         this.goodbye = {
@@ -970,6 +979,9 @@ var Connection = class {
         this.positions.set(reset.channel, reset);
         this.events.reset(reset);
       },
+      stream: (push) => {
+        if (carried(push.channel)) this.events.stream(push);
+      },
       refused: (channel, error) => {
         if (carried(channel)) this.events.refused(channel, error);
       },
@@ -1109,6 +1121,58 @@ function createTransport(name, context, events) {
   }
 }
 
+// src/streams.ts
+var OpenStreams = class {
+  constructor() {
+    /** By channel, then by stream id. */
+    this.byChannel = /* @__PURE__ */ new Map();
+  }
+  /** Applies `push`, telling `listener` when the text changed or the stream ended. */
+  push(push, listener) {
+    let streams = this.byChannel.get(push.channel);
+    const known = streams?.get(push.stream);
+    const tell = (text2, delta, state) => listener?.({ channel: push.channel, id: push.stream, event: push.event, text: text2, delta, state });
+    if (push.type === "abort") {
+      if (!known) return;
+      streams?.delete(push.stream);
+      tell(known.text, "", "aborted");
+      return;
+    }
+    const text = push.text ?? "";
+    if (!streams) {
+      streams = /* @__PURE__ */ new Map();
+      this.byChannel.set(push.channel, streams);
+    }
+    if (push.type === "stream") {
+      if (known && push.seq <= known.seq) return;
+      const delta = known && text.startsWith(known.text) ? text.slice(known.text.length) : text;
+      streams.set(push.stream, { event: push.event, text, seq: push.seq });
+      if (!known || delta !== "" || push.seq === 0) tell(text, delta, "open");
+      return;
+    }
+    const first = push.seq - (push.pieces ?? 1) + 1;
+    if (first !== (known?.seq ?? 0) + 1) return;
+    const whole = (known?.text ?? "") + text;
+    streams.set(push.stream, { event: push.event, text: whole, seq: push.seq });
+    tell(whole, text, "open");
+  }
+  /** A message arrived: when it finishes a followed stream, tells `listener` its whole text. */
+  finished(envelope, listener) {
+    const data = envelope.data;
+    if (typeof data?.stream !== "string" || typeof data.text !== "string") return;
+    const streams = this.byChannel.get(envelope.channel);
+    const known = streams?.get(data.stream);
+    if (!streams || !known) return;
+    streams.delete(data.stream);
+    const delta = data.text.startsWith(known.text) ? data.text.slice(known.text.length) : data.text;
+    listener?.({ channel: envelope.channel, id: data.stream, event: envelope.event, text: data.text, delta, state: "finished" });
+  }
+  /** Stops following `channel`'s streams. */
+  forget(channel) {
+    this.byChannel.delete(channel);
+  }
+};
+
 // src/leader.ts
 var Leader = class {
   constructor(self, local, bus, baseUrl, options) {
@@ -1137,6 +1201,10 @@ var Leader = class {
       reset: (reset) => {
         local.reset(reset);
         bus.post({ kind: "reset", reset });
+      },
+      stream: (push) => {
+        local.stream(push);
+        bus.post({ kind: "stream", push });
       },
       refused: (channel, error) => {
         const tabs = this.tabs.get(channel);
@@ -1452,6 +1520,9 @@ var SharedLink = class {
       case "reset":
         this.local.reset(message.reset);
         return;
+      case "stream":
+        this.local.stream(message.push);
+        return;
       case "refused":
         if (message.tabs.includes(this.tab)) this.local.refused(message.channel, fromWire(message.error));
         return;
@@ -1484,6 +1555,8 @@ var Herald = class {
     /** Where this client stands in each subscribed channel: what it has handed over. */
     this.positions = new Positions();
     this.subscriptions = /* @__PURE__ */ new Map();
+    /** The open streams of the subscribed channels, as far as this client has them. */
+    this.streams = new OpenStreams();
     this.listeners = {
       connecting: /* @__PURE__ */ new Set(),
       connected: /* @__PURE__ */ new Set(),
@@ -1505,11 +1578,16 @@ var Herald = class {
         const subscription = this.subscriptions.get(envelope.channel);
         if (!subscription) return;
         if (this.positions.arrive(envelope.channel, envelope.epoch, envelope.offset) === "duplicate") return;
+        this.streams.finished(envelope, subscription.handlers.onStream);
         subscription.handlers.onMessage?.(envelope.data, envelope);
       },
       reset: (reset) => {
         const subscription = this.subscriptions.get(reset.channel);
         if (subscription && this.positions.reset(reset)) subscription.handlers.onReset?.(reset);
+      },
+      stream: (push) => {
+        const subscription = this.subscriptions.get(push.channel);
+        if (subscription) this.streams.push(push, subscription.handlers.onStream);
       },
       refused: (channel, error) => this.subscriptions.get(channel)?.handlers.onError?.(error)
     };
@@ -1593,6 +1671,7 @@ var Herald = class {
     if (this.subscriptions.get(subscription.channel) !== subscription) return;
     this.subscriptions.delete(subscription.channel);
     this.positions.delete(subscription.channel);
+    this.streams.forget(subscription.channel);
     this.link.remove(subscription.channel);
   }
   emit(event, payload) {

@@ -11,6 +11,7 @@ import { httpHistory, type History } from "./http.js";
 import type { ConnectionEvents, ConnectionState, Link, LinkEvents } from "./link.js";
 import { fetchOf, tokenOf, type HeraldOptions } from "./options.js";
 import { Positions, type Position } from "./positions.js";
+import { OpenStreams } from "./streams.js";
 import { canShare, SharedLink } from "./shared.js";
 import { localStore, sessionStore } from "./transport_memory.js";
 import { HeraldError, type Envelope, type Published, type Reset, type TransportName } from "./types.js";
@@ -18,10 +19,34 @@ import { HeraldError, type Envelope, type Published, type Reset, type TransportN
 export type { ConnectionEvents, ConnectionState } from "./link.js";
 export type { HeraldOptions } from "./options.js";
 
+/**
+ * A stream (docs/protocol.md §1): a message written piece by piece — an AI answer token by
+ * token — as the application sees it on each change.
+ */
+export interface StreamUpdate {
+  channel: string;
+  /** The stream's id; its finished message's `data.stream`. */
+  id: string;
+  /** The event of the message it becomes. */
+  event?: string;
+  /** The text so far (the whole text once finished). */
+  text: string;
+  /** What this update added to the text shown before (all of it when the text was replaced). */
+  delta: string;
+  /** `open` while pieces come; `finished` once its message arrived; `aborted` when it ended without one. */
+  state: "open" | "finished" | "aborted";
+}
+
 /** What a subscription tells the application. */
 export interface SubscriptionHandlers<T = unknown> {
   /** Every message of the channel, once, in order. */
   onMessage?: (data: T, envelope: Envelope<T>) => void;
+  /**
+   * Every change of the channel's streams: the text so far as pieces arrive, each piece once
+   * and in order (a client that joins or reconnects mid-stream starts from the text so far),
+   * then `finished` with the whole text (its message also goes to `onMessage`), or `aborted`.
+   */
+  onStream?: (stream: StreamUpdate) => void;
   /** The subscription is active (again). `recovered`: true when everything missed follows, false when a reset follows, undefined on a first subscribe. */
   onSubscribed?: (info: { recovered: boolean | undefined; position: Position; transport: TransportName }) => void;
   /** Messages were lost (history exceeded, or the server's stream was recreated); the channel continues from the reset's position. */
@@ -54,6 +79,8 @@ export class Herald {
   /** Where this client stands in each subscribed channel: what it has handed over. */
   private readonly positions = new Positions();
   private readonly subscriptions = new Map<string, Subscription<never>>();
+  /** The open streams of the subscribed channels, as far as this client has them. */
+  private readonly streams = new OpenStreams();
   private readonly listeners: { [K in keyof ConnectionEvents]: Set<Listener<K>> } = {
     connecting: new Set(),
     connected: new Set(),
@@ -82,11 +109,16 @@ export class Herald {
         const subscription = this.subscriptions.get(envelope.channel);
         if (!subscription) return;
         if (this.positions.arrive(envelope.channel, envelope.epoch, envelope.offset) === "duplicate") return;
+        this.streams.finished(envelope, subscription.handlers.onStream);
         subscription.handlers.onMessage?.(envelope.data as never, envelope as Envelope<never>);
       },
       reset: (reset) => {
         const subscription = this.subscriptions.get(reset.channel);
         if (subscription && this.positions.reset(reset)) subscription.handlers.onReset?.(reset);
+      },
+      stream: (push) => {
+        const subscription = this.subscriptions.get(push.channel);
+        if (subscription) this.streams.push(push, subscription.handlers.onStream);
       },
       refused: (channel, error) => this.subscriptions.get(channel)?.handlers.onError?.(error),
     };
@@ -183,6 +215,7 @@ export class Herald {
     if (this.subscriptions.get(subscription.channel) !== subscription) return;
     this.subscriptions.delete(subscription.channel);
     this.positions.delete(subscription.channel);
+    this.streams.forget(subscription.channel);
     this.link.remove(subscription.channel);
   }
 

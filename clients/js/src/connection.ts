@@ -257,6 +257,9 @@ export class Connection implements Link {
         this.positions.set(reset.channel, reset);
         this.events.reset(reset);
       },
+      stream: (push) => {
+        if (carried(push.channel)) this.events.stream(push);
+      },
       refused: (channel, error) => {
         if (carried(channel)) this.events.refused(channel, error);
       },

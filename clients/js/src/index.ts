@@ -12,7 +12,7 @@
  */
 
 export { Herald, Subscription } from "./client.js";
-export type { ConnectionEvents, ConnectionState, HeraldOptions, SubscriptionHandlers } from "./client.js";
+export type { ConnectionEvents, ConnectionState, HeraldOptions, StreamUpdate, SubscriptionHandlers } from "./client.js";
 export { backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
 export type { BackoffOptions } from "./backoff.js";
 export { Positions, parseCursor } from "./positions.js";
@@ -20,4 +20,4 @@ export type { Arrival, Position } from "./positions.js";
 export type { History } from "./http.js";
 export { SseParser } from "./sse_parser.js";
 export { HeraldError } from "./types.js";
-export type { CloseInfo, Envelope, Published, Reset, TransportName } from "./types.js";
+export type { CloseInfo, Envelope, Published, Reset, StreamPush, TransportName } from "./types.js";

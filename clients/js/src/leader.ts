@@ -15,7 +15,7 @@ import { Connection } from "./connection.js";
 import type { ConnectionEvents, ConnectionState, LinkEvents } from "./link.js";
 import type { HeraldOptions } from "./options.js";
 import { isBehind, type Position } from "./positions.js";
-import type { Envelope, Published, Reset, TransportName } from "./types.js";
+import type { Envelope, Published, Reset, StreamPush, TransportName } from "./types.js";
 
 /** An error as it crosses between tabs (a structured clone loses an `Error`'s class). */
 export interface WireError {
@@ -51,6 +51,7 @@ export type TabWire =
     }
   | { kind: "message"; envelope: Envelope }
   | { kind: "reset"; reset: Reset }
+  | { kind: "stream"; push: StreamPush }
   | { kind: "refused"; tabs: string[]; channel: string; error: WireError }
   | { kind: "published"; tab: string; id: number; result?: Published; error?: WireError };
 
@@ -99,6 +100,10 @@ export class Leader {
       reset: (reset) => {
         local.reset(reset);
         bus.post({ kind: "reset", reset });
+      },
+      stream: (push) => {
+        local.stream(push);
+        bus.post({ kind: "stream", push });
       },
       refused: (channel, error) => {
         const tabs = this.tabs.get(channel);

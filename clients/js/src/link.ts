@@ -5,7 +5,7 @@
  */
 
 import type { Position } from "./positions.js";
-import type { Envelope, HeraldError, Published, Reset, TransportName } from "./types.js";
+import type { Envelope, HeraldError, Published, Reset, StreamPush, TransportName } from "./types.js";
 
 /** Where the connection stands. */
 export type ConnectionState = "idle" | "connecting" | "connected" | "disconnected" | "closed";
@@ -29,6 +29,8 @@ export interface LinkEvents {
   message(envelope: Envelope): void;
   /** The server could not recover the channel from the link's position; go on from the reset's. */
   reset(reset: Reset): void;
+  /** A push about an open stream; the client keeps each stream's text by its `seq`. */
+  stream(push: StreamPush): void;
   /** The server refused `channel` (or the whole connection, for each channel). */
   refused(channel: string, error: HeraldError): void;
 }

@@ -290,6 +290,9 @@ export class SharedLink implements Link {
       case "reset":
         this.local.reset(message.reset);
         return;
+      case "stream":
+        this.local.stream(message.push);
+        return;
       case "refused":
         if (message.tabs.includes(this.tab)) this.local.refused(message.channel, fromWire(message.error));
         return;

@@ -27,6 +27,23 @@ export interface Reset {
   reason: string;
 }
 
+/**
+ * A push about an open stream (docs/protocol.md §1, streams): its text so far (`stream`), one
+ * piece added (`append`), or its end without a message (`abort`). `seq` counts the appends.
+ */
+export interface StreamPush {
+  type: "stream" | "append" | "abort";
+  channel: string;
+  stream: string;
+  event?: string;
+  /** The text so far (`stream`) or the piece added (`append`); absent on `abort`. */
+  text?: string;
+  /** The number of the (last) append it holds. */
+  seq: number;
+  /** How many appends an `append` holds (absent: one); more for a connection that fell behind. */
+  pieces?: number;
+}
+
 /** A publish's result. */
 export interface Published {
   channel: string;
@@ -58,6 +75,8 @@ export interface TransportEvents {
   subscribed(channel: string, position: Position, recovered: boolean | undefined): void;
   message(envelope: Envelope): void;
   reset(reset: Reset): void;
+  /** A push about an open stream of a subscribed channel. */
+  stream(push: StreamPush): void;
   /** The server refused to subscribe `channel`. */
   refused(channel: string, error: HeraldError): void;
   /** Ended; the transport object is not used again. */

@@ -464,9 +464,10 @@ impl StreamPushKind {
 }
 
 /// A push about stream `stream` of `channel`:
-/// `{"type":"stream"|"append"|"abort","channel","stream","event"?,"text"?,"seq"}` — `text` is
-/// the text so far (`stream`) or the piece added (`append`), `seq` the number of appends it
-/// covers; an abort carries no text.
+/// `{"type":"stream"|"append"|"abort","channel","stream","event"?,"text"?,"seq","pieces"?}` —
+/// `text` is the text so far (`stream`) or what was added (`append`), `seq` the number of
+/// appends it covers; an append that holds several (`pieces` > 1, for a connection that fell
+/// behind) holds appends `seq - pieces + 1` to `seq`; an abort carries no text.
 pub fn encode_stream_push(
     kind: StreamPushKind,
     channel: &ChannelName,
@@ -474,6 +475,7 @@ pub fn encode_stream_push(
     event: Option<&str>,
     text: &str,
     seq: u64,
+    pieces: u64,
 ) -> Vec<u8> {
     #[derive(Serialize)]
     struct Push<'a> {
@@ -486,9 +488,12 @@ pub fn encode_stream_push(
         #[serde(skip_serializing_if = "Option::is_none")]
         text: Option<&'a str>,
         seq: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pieces: Option<u64>,
     }
     let text = (kind != StreamPushKind::Abort).then_some(text);
-    encode(&Push { kind: kind.name(), channel: channel.as_str(), stream, event, text, seq })
+    let pieces = (pieces > 1).then_some(pieces);
+    encode(&Push { kind: kind.name(), channel: channel.as_str(), stream, event, text, seq, pieces })
 }
 
 /// Serializes a value that cannot fail to serialize (no maps with non-string keys).

@@ -1,8 +1,13 @@
 //! What is sent to one connection ([`Frame`]) and over which transport ([`Transport`]): the
 //! words the broker, the queues, the encoders and the metrics share, below all of them.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use herald_core::{ChannelName, ResetReason, StreamPosition, protocol::StreamPushKind};
+use herald_core::{
+    ChannelName, ResetReason, StreamPosition,
+    protocol::{StreamPushKind, encode_stream_push},
+};
 
 use crate::publication::Message;
 
@@ -51,7 +56,62 @@ pub enum Frame {
         kind: StreamPushKind,
         /// The push's JSON.
         json: Bytes,
+        /// An append's piece, so that a connection behind on its socket can merge
+        /// consecutive appends of one stream into one push (`None` for other pushes).
+        piece: Option<Arc<Piece>>,
     },
     /// Time for a heartbeat.
     Heartbeat,
+}
+
+/// One append to an open stream, as [`Frame::Stream`] carries it.
+#[derive(Debug)]
+pub struct Piece {
+    /// The stream's channel.
+    pub channel: ChannelName,
+    /// The stream's id.
+    pub stream: Arc<str>,
+    /// The event of the message the stream becomes.
+    pub event: Option<Box<str>>,
+    /// The text added.
+    pub text: String,
+    /// The number of the (last) append it holds.
+    pub seq: u64,
+    /// How many appends it holds (1, or more once merged).
+    pub pieces: u64,
+}
+
+// === impl Piece ===
+
+impl Piece {
+    /// The append push of this piece.
+    pub fn frame(self: Arc<Self>) -> Frame {
+        let json = encode_stream_push(
+            StreamPushKind::Append,
+            &self.channel,
+            &self.stream,
+            self.event.as_deref(),
+            &self.text,
+            self.seq,
+            self.pieces,
+        );
+        Frame::Stream { kind: StreamPushKind::Append, json: Bytes::from(json), piece: Some(self) }
+    }
+
+    /// Whether `next` is the append that follows this one in the same stream.
+    pub fn is_followed_by(&self, next: &Piece) -> bool {
+        next.seq == self.seq + 1 && next.stream == self.stream && next.channel == self.channel
+    }
+
+    /// This piece and `next` as one append holding both (a client applies it in one step).
+    pub fn merged(&self, next: &Piece) -> Piece {
+        Piece {
+            channel: self.channel.clone(),
+            stream: Arc::clone(&self.stream),
+            event: self.event.clone(),
+            text: format!("{}{}", self.text, next.text),
+            seq: next.seq,
+            pieces: self.pieces + next.pieces,
+        }
+    }
 }

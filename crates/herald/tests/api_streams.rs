@@ -260,3 +260,34 @@ async fn a_pipe_that_breaks_off_aborts_its_stream() {
     let history = server.api_get("/api/channels/chat:6/history").await;
     assert_eq!(history["messages"][0]["data"]["text"], "all at once");
 }
+
+#[tokio::test]
+async fn a_subscriber_that_falls_behind_gets_the_pieces_merged_and_loses_none() {
+    use tokio::io::AsyncWriteExt as _;
+    // 400 appends of 16 KiB: far more than socket buffers, within the (raised) bounds.
+    let server = TestServer::start(&["max_message_bytes=16000000", "max_queued_bytes=32000000"]);
+    let mut stalled = common::raw_ws(&server.base).await;
+    stalled.write_all(&common::masked_text(br#"{"id":1,"op":"subscribe","channel":"chat:7"}"#)).await.unwrap();
+    let mut bytes = Vec::new();
+    common::read_until(&mut stalled, &mut bytes, |b| !common::ws_texts(b).is_empty()).await;
+    let stream = start(&server, "chat:7").await;
+    let piece = |i: u64| format!("{i:05}{}", "x".repeat(16 * 1024 - 5));
+    for i in 1..=400 {
+        operate(&server, "chat:7", &stream, json!({ "append": piece(i) })).await;
+    }
+
+    let last_seen = |b: &[u8]| common::ws_texts(b).iter().any(|t| t["seq"] == 400);
+    common::read_until(&mut stalled, &mut bytes, last_seen).await;
+    let pushes: Vec<Value> = common::ws_texts(&bytes).into_iter().filter(|t| t["type"] == "append").collect();
+    assert!(pushes.len() < 400, "behind its socket, the client got fewer, larger pushes: {}", pushes.len());
+    // Every piece, once, in order: each push starts where the one before ended.
+    let mut seq = 0;
+    let mut text = String::new();
+    for push in &pushes {
+        let pieces = push["pieces"].as_u64().unwrap_or(1);
+        assert_eq!(push["seq"].as_u64().unwrap() - pieces, seq, "no piece missed or repeated");
+        seq = push["seq"].as_u64().unwrap();
+        text.push_str(push["text"].as_str().unwrap());
+    }
+    assert_eq!(text, (1..=400).map(piece).collect::<String>());
+}

@@ -10,7 +10,7 @@ mod common;
 
 use common::TestServer;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 
 /// 600 × 32 KiB is far more than socket buffers plus the queue bound.
 const MESSAGES: u64 = 600;
@@ -23,27 +23,6 @@ async fn flood(server: &TestServer, channel: &str) {
     for i in 1..=MESSAGES {
         server.publish(channel, json!({ "i": i, "pad": "x".repeat(32 * 1024) })).await;
     }
-}
-
-/// Reads `socket` into `bytes` (everything it sent so far) until `done` says they hold
-/// everything wanted.
-async fn read_until(socket: &mut tokio::net::TcpStream, bytes: &mut Vec<u8>, done: impl Fn(&[u8]) -> bool) {
-    let mut buf = vec![0; 1 << 16];
-    while !done(bytes) {
-        let n = tokio::time::timeout(common::WAIT, socket.read(&mut buf)).await.expect("bytes in time").unwrap();
-        let tail = String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(300)..]).into_owned();
-        assert!(n > 0, "the server ended the connection: {tail}");
-        bytes.extend_from_slice(&buf[..n]);
-    }
-}
-
-/// The JSON text frames of a raw WebSocket connection's bytes (none before the whole head).
-fn ws_texts(bytes: &[u8]) -> Vec<Value> {
-    if !bytes.windows(4).any(|w| w == b"\r\n\r\n") {
-        return Vec::new();
-    }
-    let (frames, _) = common::server_frames(bytes);
-    frames.iter().filter(|(opcode, _)| *opcode == 0x1).map(|(_, p)| serde_json::from_slice(p).unwrap()).collect()
 }
 
 fn sse_offsets(bytes: &[u8]) -> Vec<u64> {
@@ -68,21 +47,21 @@ async fn a_websocket_that_stops_reading_gets_the_newest_message_and_stays_connec
     let mut stalled = common::raw_ws(&server.base).await;
     stalled.write_all(&common::masked_text(br#"{"id":1,"op":"subscribe","channel":"ticker:eur"}"#)).await.unwrap();
     let mut bytes = Vec::new();
-    read_until(&mut stalled, &mut bytes, |b| !ws_texts(b).is_empty()).await;
-    assert_eq!(ws_texts(&bytes)[0]["result"]["conflated"], true, "declared in the reply");
+    common::read_until(&mut stalled, &mut bytes, |b| !common::ws_texts(b).is_empty()).await;
+    assert_eq!(common::ws_texts(&bytes)[0]["result"]["conflated"], true, "declared in the reply");
     flood(&server, "ticker:eur").await;
 
-    let newest_seen = |b: &[u8]| ws_texts(b).iter().any(|t| t["offset"] == MESSAGES);
-    read_until(&mut stalled, &mut bytes, newest_seen).await;
-    let texts = ws_texts(&bytes);
+    let newest_seen = |b: &[u8]| common::ws_texts(b).iter().any(|t| t["offset"] == MESSAGES);
+    common::read_until(&mut stalled, &mut bytes, newest_seen).await;
+    let texts = common::ws_texts(&bytes);
     assert!(texts.iter().all(|t| t["type"] != "disconnect"), "never a slow consumer");
     let offsets: Vec<u64> =
         texts.iter().filter(|t| t["type"] == "message").map(|t| t["offset"].as_u64().unwrap()).collect();
     assert_skips_to_the_newest(&offsets, MESSAGES);
 
     server.publish("ticker:eur", json!("live")).await;
-    read_until(&mut stalled, &mut bytes, |b| ws_texts(b).iter().any(|t| t["data"] == "live")).await;
-    assert_eq!(ws_texts(&bytes).last().unwrap()["offset"], MESSAGES + 1);
+    common::read_until(&mut stalled, &mut bytes, |b| common::ws_texts(b).iter().any(|t| t["data"] == "live")).await;
+    assert_eq!(common::ws_texts(&bytes).last().unwrap()["offset"], MESSAGES + 1);
 }
 
 #[tokio::test]
@@ -91,9 +70,9 @@ async fn an_sse_stream_that_stops_reading_gets_the_newest_message_and_stays_open
     let mut stalled = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://")).await.unwrap();
     stalled.write_all(b"GET /sse/ticker:usd HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     let mut bytes = Vec::new();
-    read_until(&mut stalled, &mut bytes, |b| b.windows(4).any(|w| w == b"id: ")).await;
+    common::read_until(&mut stalled, &mut bytes, |b| b.windows(4).any(|w| w == b"id: ")).await;
     flood(&server, "ticker:usd").await;
-    read_until(&mut stalled, &mut bytes, |b| sse_offsets(b).contains(&MESSAGES)).await;
+    common::read_until(&mut stalled, &mut bytes, |b| sse_offsets(b).contains(&MESSAGES)).await;
     assert!(!String::from_utf8_lossy(&bytes).contains(": disconnect"), "never a slow consumer");
     assert_skips_to_the_newest(&sse_offsets(&bytes), MESSAGES);
 }

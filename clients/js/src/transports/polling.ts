@@ -7,13 +7,15 @@
 import { formatCursor, parseCursor } from "../positions.js";
 import { readJson } from "../http.js";
 import { tokenExpiry } from "../token.js";
-import type { Envelope, Reset } from "../types.js";
+import type { Envelope, Reset, StreamPush } from "../types.js";
 import { RequestTransport, refusal, streamUrl } from "./stream_request.js";
 
 interface PollAnswer {
   messages: Envelope[];
   cursor: string;
   resets: Reset[];
+  /** The open streams' text so far, and aborts (absent when there are none). */
+  streams?: StreamPush[];
 }
 
 export class PollingTransport extends RequestTransport {
@@ -68,6 +70,7 @@ export class PollingTransport extends RequestTransport {
         }
       }
       for (const reset of answer.resets) this.events.reset(reset);
+      for (const push of answer.streams ?? []) this.events.stream(push);
       for (const message of answer.messages) this.events.message(message);
       cursor = answer.cursor;
     }

@@ -9,7 +9,7 @@
 
 import { formatCursor, parseCursor, type Position } from "../positions.js";
 import { SseParser } from "../sse_parser.js";
-import type { Envelope, Reset } from "../types.js";
+import type { Envelope, Reset, StreamPush } from "../types.js";
 import { RequestTransport, refusal, streamUrl } from "./stream_request.js";
 
 export class SseTransport extends RequestTransport {
@@ -77,9 +77,12 @@ export class SseTransport extends RequestTransport {
             continue;
           }
           first = false;
-          const payload = JSON.parse(block.data) as Envelope | Reset;
+          const payload = JSON.parse(block.data) as Envelope | Reset | StreamPush;
           if (block.event === "reset") this.events.reset(payload as Reset);
           else if (payload.type === "message") this.events.message(payload);
+          else if (payload.type === "stream" || payload.type === "append" || payload.type === "abort") {
+            this.events.stream(payload);
+          }
         }
       }
     } catch (e) {

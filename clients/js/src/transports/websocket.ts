@@ -11,6 +11,7 @@ import {
   type Envelope,
   type Published,
   type Reset,
+  type StreamPush,
   type Transport,
   type TransportContext,
   type TransportEvents,
@@ -193,6 +194,11 @@ export class WebSocketTransport implements Transport {
         break;
       case "reset":
         this.events.reset(frame as unknown as Reset);
+        break;
+      case "stream":
+      case "append":
+      case "abort":
+        this.events.stream(frame as unknown as StreamPush);
         break;
       case "disconnect":
         this.goodbye = {

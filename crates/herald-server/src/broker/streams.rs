@@ -20,7 +20,11 @@ use herald_core::{
 use rand::{Rng as _, distr::Alphanumeric};
 
 use super::{Broker, Channel};
-use crate::{frame::Frame, now_ms, outbox::Outbox};
+use crate::{
+    frame::{Frame, Piece},
+    now_ms,
+    outbox::Outbox,
+};
 
 // === impl Broker: streams ===
 
@@ -47,9 +51,20 @@ impl Broker {
         self.with_existing(channel, id, |ch| {
             let max_bytes = self.config.max_message_bytes;
             let stream = ch.streams.append(id, delta, now_ms(), max_bytes)?;
-            let (event, seq) = (stream.event.as_deref(), stream.seq);
-            let json = encode_stream_push(StreamPushKind::Append, channel, id, event, delta, seq);
-            tell(ch, &Frame::Stream { kind: StreamPushKind::Append, json: Bytes::from(json) });
+            let seq = stream.seq;
+            let piece = Arc::new(Piece {
+                channel: channel.clone(),
+                stream: Arc::clone(&stream.id),
+                event: stream.event.clone(),
+                text: delta.to_string(),
+                seq,
+                pieces: 1,
+            });
+            // Encoded once here, shared by every subscriber that keeps up.
+            let push = piece.frame();
+            for subscriber in ch.subscribers.values() {
+                subscriber.outbox.push_append(push.clone());
+            }
             Ok(seq)
         })
     }
@@ -139,14 +154,16 @@ fn snapshot(channel: &ChannelName, stream: &OpenStream) -> Frame {
         stream.event.as_deref(),
         &stream.text,
         stream.seq,
+        1,
     );
-    Frame::Stream { kind: StreamPushKind::Snapshot, json: Bytes::from(json) }
+    Frame::Stream { kind: StreamPushKind::Snapshot, json: Bytes::from(json), piece: None }
 }
 
 /// The push that ends `stream` without a message.
 fn abort(channel: &ChannelName, stream: &OpenStream) -> Frame {
-    let json = encode_stream_push(StreamPushKind::Abort, channel, &stream.id, stream.event.as_deref(), "", stream.seq);
-    Frame::Stream { kind: StreamPushKind::Abort, json: Bytes::from(json) }
+    let json =
+        encode_stream_push(StreamPushKind::Abort, channel, &stream.id, stream.event.as_deref(), "", stream.seq, 1);
+    Frame::Stream { kind: StreamPushKind::Abort, json: Bytes::from(json), piece: None }
 }
 
 /// Queues `push` to every subscriber of `ch`, under its lock, so pushes keep their order (a

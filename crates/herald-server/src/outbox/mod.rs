@@ -151,9 +151,15 @@ impl Outbox {
     /// [`Outbox::push`] without counting: the wire bytes the frame became (0 when queued), or
     /// `None` when it was dropped.
     fn push_frame(&self, frame: Frame) -> Option<usize> {
+        self.push_with(|queue, socket| queue.push(frame, transmit_to(socket)))
+    }
+
+    /// Runs one of the queue's push decisions under the lock, with the attached socket (if
+    /// any) for its transmit, then wakes the task or counts an overflow as it asks.
+    fn push_with(&self, decide: impl FnOnce(&mut Queue, Option<&TcpStream>) -> Push) -> Option<usize> {
         let mut locked = self.locked.lock();
         let Locked { queue, socket, .. } = &mut *locked;
-        self.settle_push(queue.push(frame, transmit_to(socket.as_deref())))
+        self.settle_push(decide(queue, socket.as_deref()))
     }
 
     /// Wakes the task or counts the overflow a push asks for; the wire bytes it wrote.
@@ -177,9 +183,14 @@ impl Outbox {
     /// collapses with one of the same channel still waiting. Returns the wire bytes written now,
     /// or `None` when the connection is closing.
     pub fn push_latest(&self, message: Message) -> Option<usize> {
-        let mut locked = self.locked.lock();
-        let Locked { queue, socket, .. } = &mut *locked;
-        self.settle_push(queue.push_latest(message, transmit_to(socket.as_deref())))
+        self.push_with(|queue, socket| queue.push_latest(message, transmit_to(socket)))
+    }
+
+    /// Pushes an append to an open stream (see [`Queue::push_append`]): behind a backlog it
+    /// merges with the held append of its stream. Returns the wire bytes written now, or
+    /// `None` when the connection is closing.
+    pub fn push_append(&self, frame: Frame) -> Option<usize> {
+        self.push_with(|queue, socket| queue.push_append(frame, transmit_to(socket)))
     }
 
     /// Pushes messages of one channel, in order. To an attached socket with nothing waiting

@@ -12,7 +12,7 @@
 //! beside it, so the one write happens under the same lock as the decision, and frames leave
 //! in push order.
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, sync::Arc};
 
 use bytes::Bytes;
 use herald_core::DisconnectCode;
@@ -186,8 +186,42 @@ impl Queue {
         self.push(Frame::Message(message), transmit)
     }
 
-    /// Encodes the held newest messages of latest-only channels behind the backlog.
+    /// Takes an append to an open stream (a [`Frame::Stream`] with its piece). With nothing
+    /// waiting for the socket it goes out as [`Queue::push`] sends a frame. Behind a backlog it
+    /// is held and merged into the held append of its stream before it: a connection that fell
+    /// behind gets the text in fewer, larger pieces and loses none. Held appends count toward
+    /// the byte bound.
+    pub fn push_append(&mut self, frame: Frame, transmit: impl FnOnce(Segments) -> Segments) -> Push {
+        if self.close.is_some() {
+            return Push::Refused;
+        }
+        let behind = self.encoder.is_some() && !(self.unsent.is_empty() && self.frames.is_empty());
+        let Frame::Stream { piece: Some(next), .. } = &frame else { return self.push(frame, transmit) };
+        if !behind {
+            return self.push(frame, transmit);
+        }
+        let added = next.text.len();
+        if self.unsent.bytes() + self.weight + added > self.limits.bytes {
+            let _ = self.overflow();
+            return Push::Overflowed;
+        }
+        self.weight += added;
+        let same_stream = |f: &Frame| matches!(f, Frame::Stream { piece: Some(p), .. } if p.stream == next.stream && p.channel == next.channel);
+        let merged = self.frames.iter().rposition(same_stream).and_then(|at| match &self.frames[at] {
+            Frame::Stream { piece: Some(before), .. } if before.is_followed_by(next) => Some((at, before.merged(next))),
+            _ => None,
+        });
+        match merged {
+            Some((at, merged)) => self.frames[at] = Arc::new(merged).frame(),
+            None => self.frames.push_back(frame),
+        }
+        Push::Taken { bytes: 0, wake: false }
+    }
+
+    /// Encodes the held frames (the newest messages of latest-only channels, merged appends)
+    /// behind the backlog.
     fn release_held(&mut self) {
+        self.weight = 0;
         let Some(encoder) = self.encoder.as_mut() else { return };
         for frame in self.frames.drain(..) {
             let mut segments = Segments::default();
@@ -354,7 +388,8 @@ mod tests {
                 Frame::Text(b) => out.push(b),
                 Frame::Heartbeat => out.push(Bytes::from_static(b".")),
                 Frame::Message(m) => out.push(Bytes::from(format!("{}{}", m.channel, m.offset))),
-                Frame::Reset { .. } | Frame::Stream { .. } => {}
+                Frame::Stream { json, .. } => out.push(json),
+                Frame::Reset { .. } => {}
             }
         }
     }
@@ -568,6 +603,61 @@ mod tests {
             })
             .collect();
         assert_eq!((got, close), (vec!["x20".to_string(), "t".to_string(), "y7".to_string()], None));
+    }
+
+    /// Append `seq` of stream `s1` in `chat`, holding `text`.
+    fn append(seq: u64, text: &str) -> Frame {
+        let piece = crate::frame::Piece {
+            channel: herald_core::ChannelName::new("chat").expect("a valid name"),
+            stream: std::sync::Arc::from("s1"),
+            event: None,
+            text: text.to_string(),
+            seq,
+            pieces: 1,
+        };
+        std::sync::Arc::new(piece).frame()
+    }
+
+    /// The JSON pushes among `bytes` (the plain encoder writes frames as they are).
+    fn pushes(bytes: &[u8]) -> Vec<serde_json::Value> {
+        serde_json::Deserializer::from_slice(bytes).into_iter().filter_map(Result::ok).collect()
+    }
+
+    #[test]
+    fn appends_behind_a_full_socket_merge_into_one_push_that_loses_no_piece() {
+        let mut queue = attached(QueueLimits { frames: 2, bytes: 10_000 });
+        let mut socket = Socket { room: 0, ..Socket::default() };
+        assert!(socket.push(&mut queue, text("{}")), "the socket is full: a backlog");
+        for seq in 1..=50 {
+            assert!(matches!(
+                queue.push_append(append(seq, &format!("{seq},")), |s| socket.take(s)),
+                Push::Taken { .. }
+            ));
+        }
+        assert_eq!(queue.closing(), None, "fifty appends, no slow consumer: they merged");
+        socket.room = 100_000;
+        assert!(socket.drain(&mut queue));
+        let out = pushes(&socket.taken);
+        assert_eq!(out.len(), 2, "{out:?}");
+        let expected: String = (1..=50).map(|seq| format!("{seq},")).collect();
+        assert_eq!(
+            (out[1]["text"].as_str(), out[1]["seq"].as_u64(), out[1]["pieces"].as_u64()),
+            (Some(expected.as_str()), Some(50), Some(50))
+        );
+        // Keeping up again: one push per append.
+        assert!(matches!(queue.push_append(append(51, "z"), |s| socket.take(s)), Push::Taken { .. }));
+        let out = pushes(&socket.taken);
+        assert_eq!((out.len(), out[2]["seq"].as_u64(), out[2].get("pieces")), (3, Some(51), None));
+    }
+
+    #[test]
+    fn held_appends_count_toward_the_byte_bound() {
+        let mut queue = attached(QueueLimits { frames: 100, bytes: 40 });
+        let mut socket = Socket { room: 0, ..Socket::default() };
+        assert!(socket.push(&mut queue, text("{}")));
+        assert!(matches!(queue.push_append(append(1, &"x".repeat(30)), unreachable), Push::Taken { .. }));
+        assert!(matches!(queue.push_append(append(2, &"y".repeat(30)), unreachable), Push::Overflowed));
+        assert_eq!(queue.closing(), Some(DisconnectCode::SLOW_CONSUMER));
     }
 
     #[test]

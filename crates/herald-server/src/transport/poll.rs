@@ -275,7 +275,7 @@ fn answer_body(cursor: &mut Cursor, frames: &std::collections::VecDeque<Frame>, 
         }
     }
     let aborts = frames.iter().filter_map(|frame| match frame {
-        Frame::Stream { kind: StreamPushKind::Abort, json } => Some(json),
+        Frame::Stream { kind: StreamPushKind::Abort, json, .. } => Some(json),
         _ => None,
     });
     let streams: Vec<&Bytes> = snapshots.iter().chain(aborts).collect();

@@ -232,7 +232,7 @@ impl Encoder for SseEncoder {
                 });
             }
             // Stream pushes carry no `id:`: they hold no position (the stream's message will).
-            Frame::Stream { kind, json } => {
+            Frame::Stream { kind, json, .. } => {
                 event(self.chunked, json, out, |b| {
                     let _ = write!(b, "event: {}\ndata: ", kind.name());
                 });

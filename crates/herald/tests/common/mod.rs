@@ -415,3 +415,27 @@ pub fn server_frames(bytes: &[u8]) -> (Vec<(u8, Vec<u8>)>, usize) {
     }
     (frames, bytes.len())
 }
+
+/// Reads `socket` into `bytes` (everything it sent so far) until `done` says they hold
+/// everything wanted.
+pub async fn read_until(socket: &mut tokio::net::TcpStream, bytes: &mut Vec<u8>, done: impl Fn(&[u8]) -> bool) {
+    let mut buf = vec![0; 1 << 16];
+    while !done(bytes) {
+        let n = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(socket, &mut buf))
+            .await
+            .expect("bytes in time")
+            .unwrap();
+        let tail = String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(300)..]).into_owned();
+        assert!(n > 0, "the server ended the connection: {tail}");
+        bytes.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The JSON text frames of a raw WebSocket connection's bytes (none before the whole head).
+pub fn ws_texts(bytes: &[u8]) -> Vec<Value> {
+    if !bytes.windows(4).any(|w| w == b"\r\n\r\n") {
+        return Vec::new();
+    }
+    let (frames, _) = server_frames(bytes);
+    frames.iter().filter(|(opcode, _)| *opcode == 0x1).map(|(_, p)| serde_json::from_slice(p).unwrap()).collect()
+}

@@ -1619,8 +1619,21 @@ var Herald = class {
     if (this.subscriptions.has(channel)) throw new HeraldError("already_subscribed", `already subscribed to ${channel}`);
     const subscription = new Subscription(channel, handlers, this);
     this.subscriptions.set(channel, subscription);
-    this.link.add(channel, this.positions.get(channel));
-    this.link.start();
+    const carry = () => {
+      if (this.subscriptions.get(channel) !== subscription) return;
+      this.link.add(channel, this.positions.get(channel));
+      this.link.start();
+    };
+    const last = handlers.last ?? 0;
+    if (last <= 0 || this.positions.get(channel)) {
+      carry();
+      return subscription;
+    }
+    this.history(channel, { limit: last }).then((history) => {
+      const first = history.messages[0]?.offset ?? history.offset + 1;
+      const still = this.subscriptions.get(channel) === subscription;
+      if (still && !this.positions.get(channel)) this.positions.set(channel, { epoch: history.epoch, offset: first - 1 });
+    }).catch(() => void 0).finally(carry);
     return subscription;
   }
   /**

@@ -55,6 +55,17 @@ export interface SubscriptionHandlers<T = unknown> {
   onError?: (error: HeraldError) => void;
 }
 
+/** How a subscription starts. */
+export interface SubscribeOptions {
+  /**
+   * With no stored position for the channel: the latest `last` messages that history holds
+   * come first (oldest first, through `onMessage`), then live ones, with nothing lost or
+   * repeated between them (initial state: a dashboard, a chat's last lines). A stored
+   * position wins: the client recovers from it instead.
+   */
+  last?: number;
+}
+
 /** One channel's subscription. */
 export class Subscription<T = unknown> {
   /** @internal */
@@ -151,13 +162,34 @@ export class Herald {
    * next connection (the client connects if it was idle). One subscription per channel per
    * client.
    */
-  subscribe<T = unknown>(channel: string, handlers: SubscriptionHandlers<T> = {}): Subscription<T> {
+  subscribe<T = unknown>(
+    channel: string,
+    handlers: SubscriptionHandlers<T> & SubscribeOptions = {},
+  ): Subscription<T> {
     if (this.state === "closed") throw new HeraldError("closed", "the client is closed");
     if (this.subscriptions.has(channel)) throw new HeraldError("already_subscribed", `already subscribed to ${channel}`);
     const subscription = new Subscription<T>(channel, handlers, this);
     this.subscriptions.set(channel, subscription as unknown as Subscription<never>);
-    this.link.add(channel, this.positions.get(channel));
-    this.link.start();
+    const carry = () => {
+      if (this.subscriptions.get(channel) !== (subscription as unknown)) return;
+      this.link.add(channel, this.positions.get(channel));
+      this.link.start();
+    };
+    const last = handlers.last ?? 0;
+    if (last <= 0 || this.positions.get(channel)) {
+      carry();
+      return subscription;
+    }
+    // The latest messages are a recovery from just before them: where history reaches back
+    // `last` messages. Should history be unreachable, the subscription starts live.
+    this.history(channel, { limit: last })
+      .then((history) => {
+        const first = history.messages[0]?.offset ?? history.offset + 1;
+        const still = this.subscriptions.get(channel) === (subscription as unknown);
+        if (still && !this.positions.get(channel)) this.positions.set(channel, { epoch: history.epoch, offset: first - 1 });
+      })
+      .catch(() => undefined)
+      .finally(carry);
     return subscription;
   }
 

@@ -12,7 +12,14 @@
  */
 
 export { Herald, Subscription } from "./client.js";
-export type { ConnectionEvents, ConnectionState, HeraldOptions, StreamUpdate, SubscriptionHandlers } from "./client.js";
+export type {
+  ConnectionEvents,
+  ConnectionState,
+  HeraldOptions,
+  StreamUpdate,
+  SubscribeOptions,
+  SubscriptionHandlers,
+} from "./client.js";
 export { backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
 export type { BackoffOptions } from "./backoff.js";
 export { Positions, parseCursor } from "./positions.js";

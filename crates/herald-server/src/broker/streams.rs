@@ -98,10 +98,7 @@ impl Broker {
         for channel in channels {
             let shard = self.shard(channel).lock();
             let Some(ch) = shard.channels.get(channel) else { continue };
-            out.extend(ch.streams.iter().map(|stream| match snapshot(channel, stream) {
-                Frame::Stream { json, .. } => json,
-                _ => Bytes::new(),
-            }));
+            out.extend(ch.streams.iter().map(|stream| snapshot_json(channel, stream)));
         }
         out
     }
@@ -147,16 +144,13 @@ impl Broker {
 
 /// The push that shows `stream` as it stands.
 fn snapshot(channel: &ChannelName, stream: &OpenStream) -> Frame {
-    let json = encode_stream_push(
-        StreamPushKind::Snapshot,
-        channel,
-        &stream.id,
-        stream.event.as_deref(),
-        &stream.text,
-        stream.seq,
-        1,
-    );
-    Frame::Stream { kind: StreamPushKind::Snapshot, json: Bytes::from(json), piece: None }
+    Frame::Stream { kind: StreamPushKind::Snapshot, json: snapshot_json(channel, stream), piece: None }
+}
+
+/// The JSON of [`snapshot`].
+fn snapshot_json(channel: &ChannelName, stream: &OpenStream) -> Bytes {
+    let kind = StreamPushKind::Snapshot;
+    Bytes::from(encode_stream_push(kind, channel, &stream.id, stream.event.as_deref(), &stream.text, stream.seq, 1))
 }
 
 /// The push that ends `stream` without a message.

@@ -86,7 +86,8 @@ pub struct Queue {
     /// attached: the newest message of each latest-only channel, held while a backlog waits
     /// for the socket ([`Queue::push_latest`]); they follow the backlog, before any later frame.
     frames: VecDeque<Frame>,
-    /// Message bytes in `frames`.
+    /// What `frames` counts toward the byte bound: a queue's message bytes, or — attached —
+    /// the text of the held appends.
     weight: usize,
     /// Wire bytes the socket has not taken, oldest first.
     unsent: Unsent,

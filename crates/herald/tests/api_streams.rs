@@ -81,6 +81,7 @@ async fn subscribers_see_every_piece_then_one_message_on_websocket_and_sse() {
 async fn a_subscriber_that_joins_or_comes_back_mid_stream_gets_the_text_so_far() {
     let server = TestServer::start(&[]);
     let stream = start(&server, "chat:2").await;
+    assert_eq!(server.api_get("/api/info").await["open_streams"], 1);
     operate(&server, "chat:2", &stream, json!({ "append": "The answer" })).await;
     operate(&server, "chat:2", &stream, json!({ "append": " is" })).await;
 
@@ -141,6 +142,7 @@ async fn an_aborted_stream_leaves_nothing_and_bad_operations_get_clear_errors() 
     let pushes = [ws.next().await.unwrap(), ws.next().await.unwrap(), ws.next().await.unwrap()];
     assert_eq!(pushes.iter().map(|p| p["type"].as_str().unwrap()).collect::<Vec<_>>(), ["stream", "append", "abort"]);
     assert_eq!(server.api_get("/api/channels/chat:4/history").await["messages"], json!([]));
+    assert_eq!(server.api_get("/api/info").await["open_streams"], 0, "the abort closed it");
 
     let path = format!("/api/channels/chat:4/streams/{stream}");
     let (status, answer) = post(&server, &path, json!({ "append": "more" })).await;

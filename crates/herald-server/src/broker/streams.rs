@@ -88,6 +88,11 @@ impl Broker {
         Ok(())
     }
 
+    /// How many streams are open in every channel.
+    pub fn open_stream_count(&self) -> usize {
+        self.open_streams.load(Ordering::Relaxed)
+    }
+
     /// The snapshots of `channels`' open streams, as a long poll's answer carries them
     /// (nothing to look up while no stream is open anywhere).
     pub fn stream_snapshots(&self, channels: &[ChannelName]) -> Vec<Bytes> {

@@ -224,6 +224,7 @@ async fn info(State(state): State<AppState>) -> Response {
         "connections": { "ws": counts.ws, "sse": counts.sse, "poll": counts.poll, "total": state.registry.total() },
         "channels": state.broker.channel_count(),
         "forgotten_positions": state.broker.forgotten_count(),
+        "open_streams": state.broker.open_stream_count(),
         "messages": { "published": published, "delivered": delivered },
         "limits": state.guard.counts(),
         "process": crate::process::sample(None).ok().map(|p| json!({ "rss_bytes": p.rss_bytes, "cpu_seconds": p.cpu_secs })),

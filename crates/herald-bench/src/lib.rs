@@ -98,6 +98,12 @@ pub struct BenchArgs {
     /// Loopback source addresses (127.0.0.1 … 127.0.0.N).
     #[arg(long, default_value_t = 8)]
     pub sources: u8,
+    /// Token streams written at once in tokens, each to 10 subscribers.
+    #[arg(long, default_value_t = 100)]
+    pub streams: usize,
+    /// Pieces per second of each stream in tokens.
+    #[arg(long, default_value_t = 50.0)]
+    pub token_rate: f64,
     /// Where bench.json, bench.md and bench.svg are written.
     #[arg(long, default_value = "bench-results")]
     pub out: PathBuf,
@@ -116,6 +122,8 @@ pub async fn run(args: BenchArgs, herald: PathBuf, command: String) -> anyhow::R
         idle_window: Duration::from_secs(args.idle_window),
         publish_connections: args.publish_connections,
         sources: args.sources,
+        streams: args.streams,
+        token_rate: args.token_rate,
     };
     let transports: Vec<Transport> = match args.transport {
         TransportChoice::Ws => vec![Transport::Ws],

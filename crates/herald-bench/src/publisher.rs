@@ -12,11 +12,12 @@ use std::{
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::{Request, client::conn::http1::SendRequest};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::{
     net::{Connector, now_us},
     target::Target,
-    tracker::{Marker, payload},
+    tracker::{Marker, payload, text_piece},
 };
 
 /// The channels of a run and how many messages each got.
@@ -96,6 +97,62 @@ pub async fn paced(
                     channels.failed[i].fetch_add(1, Ordering::Relaxed);
                 }
                 sent += 1;
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// Writes a token stream into each of `channels` for `duration`: one `PUT
+/// /api/channels/{channel}/streams` per channel whose chunked body is a piece every
+/// `1 / rate` seconds, each piece a marker ([`text_piece`]), then the body's end (which
+/// finishes the stream). Pieces count as published once written.
+pub async fn stream_pieces(
+    target: &Target,
+    connector: &Connector,
+    channels: &Arc<Channels>,
+    rate: f64,
+    duration: Duration,
+) {
+    let mut tasks = Vec::new();
+    for i in 0..channels.names.len() {
+        let (channels, key) = (channels.clone(), target.api_key.clone().unwrap_or_default());
+        let socket = connector.connect().await;
+        tasks.push(tokio::spawn(async move {
+            let Ok(mut socket) = socket else {
+                channels.failed[i].fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            let head = format!(
+                "PUT /api/channels/{}/streams?event=token HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\n\
+                 Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n",
+                channels.names[i]
+            );
+            if socket.write_all(head.as_bytes()).await.is_err() {
+                channels.failed[i].fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            let started = Instant::now();
+            let mut seq = 0u64;
+            while started.elapsed() < duration {
+                let next = Duration::from_secs_f64(seq as f64 / rate);
+                tokio::time::sleep(next.saturating_sub(started.elapsed())).await;
+                let piece = text_piece(Marker { channel: i as u32, seq, sent_us: now_us() });
+                let chunk = format!("{:x}\r\n{piece}\r\n", piece.len());
+                if socket.write_all(chunk.as_bytes()).await.is_err() {
+                    channels.failed[i].fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                seq += 1;
+                channels.published[i].store(seq, Ordering::Release);
+            }
+            let mut answer = [0u8; 512];
+            let finished = socket.write_all(b"0\r\n\r\n").await.is_ok()
+                && matches!(socket.read(&mut answer).await, Ok(n) if answer[..n].starts_with(b"HTTP/1.1 200"));
+            if !finished {
+                channels.failed[i].fetch_add(1, Ordering::Relaxed);
             }
         }));
     }

@@ -1,5 +1,5 @@
-//! The scenarios: `seed`, `fanout`, `ramp`, `idle`, `publish` and `reconnect`. Each runs
-//! against one server and one transport and returns a [`Row`] of figures.
+//! The scenarios: `seed`, `fanout`, `ramp`, `idle`, `publish`, `reconnect` and `tokens`. Each
+//! runs against one server and one transport and returns a [`Row`] of figures.
 
 use std::{
     collections::BTreeMap,
@@ -34,6 +34,9 @@ pub enum Scenario {
     Publish,
     /// Every subscriber dropped at once, then resumed: time to resubscribe and recover.
     Reconnect,
+    /// Token streams (AI answers): many streams written piece by piece, each to a few
+    /// subscribers, beside the same pieces published as one message each (Herald only).
+    Tokens,
 }
 
 /// Sizes of the scenarios.
@@ -57,7 +60,14 @@ pub struct Sizes {
     pub publish_connections: usize,
     /// Loopback source addresses.
     pub sources: u8,
+    /// Streams written at once in `tokens`, each to [`TOKEN_SUBSCRIBERS`] subscribers.
+    pub streams: usize,
+    /// Pieces per second of each stream in `tokens`.
+    pub token_rate: f64,
 }
+
+/// Subscribers of each stream in `tokens`.
+pub const TOKEN_SUBSCRIBERS: usize = 10;
 
 /// One scenario's figures for one server and transport.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -245,6 +255,7 @@ pub async fn run(scenario: Scenario, target: &Target, transport: Transport, size
         Scenario::Idle => idle(target, transport, sizes).await,
         Scenario::Reconnect => reconnect(target, transport, sizes).await,
         Scenario::Publish => publish(target, sizes).await,
+        Scenario::Tokens => tokens(target, transport, sizes).await,
     }
 }
 
@@ -274,6 +285,50 @@ async fn deliveries(
     row.set("bytes_per_delivery", bytes as f64 / delivered);
     row.set("deliveries_per_sec", delivered / sizes.duration.as_secs_f64());
     crowd.stop().await;
+    row
+}
+
+/// `tokens`: `streams` streams of `token_rate` pieces per second, written with one piped
+/// request each (`PUT /api/channels/{c}/streams`), then the same pieces published as one
+/// message each; the second pass's figures carry the prefix `messages_`. Each piece and each
+/// message carries a marker, so latency is from the writer to the subscriber's socket. A
+/// finished stream's message repeats its pieces, and over long polling each answer carries
+/// the text so far: repeats are not counted (no `duplicated` figure).
+async fn tokens(target: &Target, transport: Transport, sizes: &Sizes) -> Row {
+    let mut row = Row::new(target.kind, Scenario::Tokens, Some(transport));
+    if target.kind != ServerKind::Herald {
+        return row;
+    }
+    let subscribers = sizes.streams * TOKEN_SUBSCRIBERS;
+    for prefix in ["", "messages_"] {
+        let crowd = Crowd::gather(target, transport, subscribers, sizes.streams, sizes.sources).await;
+        let wire = &crowd.fleet.connector.wire;
+        let before = Reading::now(target, wire).await;
+        let connector = Connector::to(&target.nodes(), 1);
+        match prefix {
+            "" => publisher::stream_pieces(target, &connector, &crowd.channels, sizes.token_rate, sizes.duration).await,
+            _ => crowd.publish(sizes.token_rate * sizes.streams as f64, sizes.duration).await,
+        }
+        crowd.drain(Duration::from_secs(10)).await;
+        let after = Reading::now(target, wire).await;
+        let mut pass = Row::new(target.kind, Scenario::Tokens, Some(transport));
+        crowd.delivery_figures(&mut pass);
+        let (server_cpu_secs, bytes) = after.usage_since(&before, &mut pass, "");
+        // Each piece once per subscriber: the repeats (a finished message, the text so far in
+        // every poll answer) are carried bytes, not deliveries.
+        let lost = pass.figures.get("lost").copied().unwrap_or(0.0);
+        let delivered = (crowd.channels.total_published() as f64 * TOKEN_SUBSCRIBERS as f64 - lost).max(1.0);
+        pass.set("delivered", delivered);
+        pass.set("server_cpu_us_per_delivery", server_cpu_secs * 1e6 / delivered);
+        pass.set("bytes_per_delivery", bytes as f64 / delivered);
+        pass.set("deliveries_per_sec", delivered / sizes.duration.as_secs_f64());
+        for (name, value) in pass.figures {
+            if !matches!(name.as_str(), "duplicated" | "out_of_order") {
+                row.set(&format!("{prefix}{name}"), value);
+            }
+        }
+        crowd.stop().await;
+    }
     row
 }
 

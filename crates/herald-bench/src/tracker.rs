@@ -4,6 +4,8 @@
 //! run, its per-channel sequence number (0, 1, 2 …) and the publisher's wall clock in µs. The
 //! marker is found in whatever bytes a transport delivers (a Herald envelope, an SSE `data:`
 //! line, a poll batch, an Nchan raw message), so one counter serves every server and transport.
+//! A piece of a token stream carries it as text, `~b[channel,seq,sent_us]`, which reads the
+//! same inside any JSON string (an append, the text so far, the finished message).
 
 use std::sync::Arc;
 
@@ -27,9 +29,16 @@ pub fn payload(marker: Marker) -> String {
     format!("{{\"b\":[{},{},{}]}}", marker.channel, marker.seq, marker.sent_us)
 }
 
-/// Every marker in `bytes`, in order.
+/// The text of a stream piece carrying `marker`.
+pub fn text_piece(marker: Marker) -> String {
+    format!("~b[{},{},{}]", marker.channel, marker.seq, marker.sent_us)
+}
+
+/// Every marker in `bytes`: those of payloads, then those of stream pieces.
 pub fn markers(bytes: &[u8]) -> impl Iterator<Item = Marker> + '_ {
-    memmem::find_iter(bytes, b"\"b\":[").filter_map(move |at| parse_marker(&bytes[at + 5..]))
+    let payloads = memmem::find_iter(bytes, b"\"b\":[").filter_map(move |at| parse_marker(&bytes[at + 5..]));
+    let pieces = memmem::find_iter(bytes, b"~b[").filter_map(move |at| parse_marker(&bytes[at + 3..]));
+    payloads.chain(pieces)
 }
 
 fn parse_marker(rest: &[u8]) -> Option<Marker> {
@@ -214,6 +223,17 @@ mod tests {
         let batch = format!("id: x\ndata: {}\n\ndata: {}\n\n", payload(m), payload(Marker { seq: 43, ..m }));
         assert_eq!(markers(batch.as_bytes()).map(|m| m.seq).collect::<Vec<_>>(), [42, 43]);
         assert_eq!(markers(br#"{"b":[1,2]}{"b":[x,1,2]}{"b":[1,2,3"#).count(), 0, "malformed markers are skipped");
+    }
+
+    #[test]
+    fn finds_the_markers_of_stream_pieces_merged_or_not() {
+        let piece = |seq| text_piece(Marker { channel: 3, seq, sent_us: 99 });
+        let append = format!(
+            r#"{{"type":"append","channel":"c","stream":"s","text":"{}{}","seq":2,"pieces":2}}"#,
+            piece(0),
+            piece(1)
+        );
+        assert_eq!(markers(append.as_bytes()).map(|m| (m.channel, m.seq)).collect::<Vec<_>>(), [(3, 0), (3, 1)]);
     }
 
     #[test]

@@ -383,13 +383,15 @@ var PollingTransport = class extends RequestTransport {
     let cursor = formatCursor(channels);
     let unreported = true;
     let token = this.ctx.token;
+    const held = /* @__PURE__ */ new Map();
     while (current()) {
       const controller = new AbortController();
       this.controller = controller;
       const wait = unreported ? 0 : this.ctx.pollTimeout;
       token = await this.freshToken(token, wait);
       if (!current()) return;
-      const url = streamUrl({ ...this.ctx, token }, "/poll", channels, cursor, { timeout: String(wait) });
+      const streams = [...held].map(([id, seq]) => `${id}.${seq}`).join(",");
+      const url = streamUrl({ ...this.ctx, token }, "/poll", channels, cursor, { timeout: String(wait), streams });
       const limit = unreported ? this.ctx.connectTimeout : wait * 1e3 + this.ctx.heartbeatTimeout;
       const timer = setTimeout(() => controller.abort(), limit);
       let answer;
@@ -421,8 +423,16 @@ var PollingTransport = class extends RequestTransport {
         }
       }
       for (const reset of answer.resets) this.events.reset(reset);
-      for (const push of answer.streams ?? []) this.events.stream(push);
-      for (const message of answer.messages) this.events.message(message);
+      for (const push of answer.streams ?? []) {
+        if (push.type === "abort") held.delete(push.stream);
+        else held.set(push.stream, push.seq);
+        this.events.stream(push);
+      }
+      for (const message of answer.messages) {
+        const finished = message.data?.stream;
+        if (typeof finished === "string") held.delete(finished);
+        this.events.message(message);
+      }
       cursor = answer.cursor;
     }
   }

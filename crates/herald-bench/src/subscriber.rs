@@ -72,6 +72,9 @@ pub struct Subscriber {
     /// What it received.
     pub receipts: Mutex<Receipts>,
     resume: Mutex<Resume>,
+    /// Herald long polling: the open streams it holds and how far (`streams=`), so that each
+    /// answer carries only what it lacks.
+    held_streams: Mutex<Vec<(String, u64)>>,
 }
 
 /// Where a subscriber resumes after a reconnect.
@@ -118,7 +121,8 @@ impl Fleet {
 impl Subscriber {
     /// Subscriber `index` of channel `channel` named `channel_name`.
     pub fn new(index: usize, channel: u32, channel_name: Arc<str>) -> Arc<Self> {
-        Arc::new(Self { index, channel, channel_name, receipts: Mutex::default(), resume: Mutex::default() })
+        let (receipts, resume, held_streams) = (Mutex::default(), Mutex::default(), Mutex::default());
+        Arc::new(Self { index, channel, channel_name, receipts, resume, held_streams })
     }
 
     /// Runs until told to stop: connects, counts, and on a `Drop` comes back after the pause.
@@ -311,7 +315,14 @@ impl Subscriber {
             let resume = self.resume.lock().clone();
             let request = match (target.kind, &resume) {
                 (ServerKind::Herald, Resume::Id(cursor)) => {
-                    target.get(&format!("{base}&cursor={cursor}&timeout={}", fleet.poll_timeout_secs), &[])
+                    let held: Vec<String> =
+                        self.held_streams.lock().iter().map(|(id, seq)| format!("{id}.{seq}")).collect();
+                    let query = format!(
+                        "{base}&cursor={cursor}&timeout={}&streams={}",
+                        fleet.poll_timeout_secs,
+                        held.join(",")
+                    );
+                    target.get(&query, &[])
                 }
                 // The first poll only fetches the current cursor: nothing published after it is lost.
                 (ServerKind::Herald, _) => target.get(&format!("{base}&timeout=0"), &[]),
@@ -364,6 +375,9 @@ impl Subscriber {
                 }
                 let cursor = json_str(body, "cursor").context("poll answer without a cursor")?;
                 *self.resume.lock() = Resume::Id(cursor.to_string());
+                if memmem::find(body, b"\"streams\":[").is_some() {
+                    self.hold_streams(body);
+                }
             }
             ServerKind::Nchan => {
                 if status == StatusCode::OK {
@@ -377,6 +391,23 @@ impl Subscriber {
         }
         self.receive(fleet, body);
         Ok(())
+    }
+}
+
+// === impl Subscriber: token streams ===
+
+impl Subscriber {
+    /// Notes how far a long poll's answer brought each open stream (an abort forgets one).
+    fn hold_streams(&self, body: &[u8]) {
+        let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) else { return };
+        let mut held = self.held_streams.lock();
+        for push in answer["streams"].as_array().into_iter().flatten() {
+            let (Some(id), Some(seq)) = (push["stream"].as_str(), push["seq"].as_u64()) else { continue };
+            held.retain(|(held_id, _)| held_id != id);
+            if push["type"] != "abort" {
+                held.push((id.to_string(), seq));
+            }
+        }
     }
 }
 

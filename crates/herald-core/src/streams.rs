@@ -28,6 +28,8 @@ pub struct OpenStream {
     pub seq: u64,
     /// When it was started or last appended to, ms since the Unix epoch.
     pub touched_ms: u64,
+    /// Where each append ends in `text`, in bytes (the `seq`-th at index `seq - 1`).
+    ends: Vec<u32>,
 }
 
 /// Why a stream operation was refused.
@@ -52,6 +54,20 @@ pub struct OpenStreams {
     open: Vec<OpenStream>,
 }
 
+// === impl OpenStream ===
+
+impl OpenStream {
+    /// The text added after append `seq` (all of it after 0); `None` when `seq` is past the
+    /// stream's (a client that holds more than the stream has is not this stream's).
+    pub fn text_after(&self, seq: u64) -> Option<&str> {
+        let from = match seq {
+            0 => 0,
+            s => *self.ends.get(usize::try_from(s - 1).ok()?)? as usize,
+        };
+        self.text.get(from..)
+    }
+}
+
 // === impl OpenStreams ===
 
 impl OpenStreams {
@@ -66,7 +82,8 @@ impl OpenStreams {
         if self.open.len() >= max_open {
             return Err(StreamError::TooMany(max_open));
         }
-        self.open.push(OpenStream { id, event: event.map(Box::from), text: String::new(), seq: 0, touched_ms: now_ms });
+        let event = event.map(Box::from);
+        self.open.push(OpenStream { id, event, text: String::new(), seq: 0, touched_ms: now_ms, ends: Vec::new() });
         Ok(&self.open[self.open.len() - 1])
     }
 
@@ -78,6 +95,7 @@ impl OpenStreams {
             return Err(StreamError::TooLong(max_bytes));
         }
         stream.text.push_str(delta);
+        stream.ends.push(u32::try_from(stream.text.len()).unwrap_or(u32::MAX));
         stream.seq += 1;
         stream.touched_ms = now_ms;
         Ok(stream)
@@ -139,6 +157,20 @@ mod tests {
         assert!(streams.is_empty());
         assert_eq!(streams.append("a", "x", 2, 100), Err(StreamError::Unknown(id("a"))), "closed: no more appends");
         assert_eq!(streams.close("a"), Err(StreamError::Unknown(id("a"))), "closed once");
+    }
+
+    #[test]
+    fn the_text_after_an_append_is_what_later_appends_added() {
+        let mut streams = OpenStreams::default();
+        streams.start(id("a"), None, 0, 4).unwrap();
+        for piece in ["The ", "answer ", "is ", "42"] {
+            streams.append("a", piece, 0, 100).unwrap();
+        }
+        let a = streams.iter().next().unwrap();
+        assert_eq!(a.text_after(0), Some("The answer is 42"));
+        assert_eq!(a.text_after(2), Some("is 42"));
+        assert_eq!(a.text_after(4), Some(""), "up to date");
+        assert_eq!(a.text_after(5), None, "ahead of the stream");
     }
 
     #[test]

@@ -293,3 +293,48 @@ async fn a_subscriber_that_falls_behind_gets_the_pieces_merged_and_loses_none() 
     }
     assert_eq!(text, (1..=400).map(piece).collect::<String>());
 }
+
+#[tokio::test]
+async fn a_long_poll_that_says_what_it_holds_gets_only_what_it_lacks_and_at_once() {
+    let server = TestServer::start(&[]);
+    let (_, first) = server.poll("channel=chat:8&timeout=0").await;
+    let cursor = first["cursor"].as_str().unwrap().to_string();
+    let stream = start(&server, "chat:8").await;
+    operate(&server, "chat:8", &stream, json!({ "append": "Hel" })).await;
+    operate(&server, "chat:8", &stream, json!({ "append": "lo" })).await;
+    let poll = |held: String, timeout: u64| {
+        let query = format!("channel=chat:8&cursor={cursor}&timeout={timeout}&streams={held}");
+        let server = &server;
+        async move { server.poll(&query).await.1 }
+    };
+
+    // Holding nothing: the text so far, at once (not after the 20 s wait).
+    let started = std::time::Instant::now();
+    let answer = poll(String::new(), 20).await;
+    assert!(started.elapsed().as_secs() < 10, "a stream ahead of the client answers at once");
+    assert_eq!(piece(&answer["streams"][0]), ("stream", "Hello", 2));
+    // Holding part of it: the rest, as one append of the pieces it lacks.
+    let answer = poll(format!("{stream}.1"), 20).await;
+    assert_eq!(piece(&answer["streams"][0]), ("append", "lo", 2));
+    assert_eq!(answer["streams"][0]["pieces"], json!(null), "one piece");
+    // Holding all of it: the poll waits, and the next piece ends the wait alone.
+    let waiting = {
+        let (http, base) = (server.http.clone(), server.base.clone());
+        let query = format!("channel=chat:8&cursor={cursor}&timeout=20&streams={stream}.2");
+        tokio::spawn(async move {
+            http.get(format!("{base}/poll?{query}")).send().await.unwrap().json::<Value>().await.unwrap()
+        })
+    };
+    server.wait_for_connections("poll", 1).await;
+    operate(&server, "chat:8", &stream, json!({ "append": ", world" })).await;
+    let answer = waiting.await.unwrap();
+    assert_eq!(piece(&answer["streams"][0]), ("append", ", world", 3), "{answer}");
+    let answer = poll(format!("{stream}.1"), 0).await;
+    assert_eq!(
+        (piece(&answer["streams"][0]), answer["streams"][0]["pieces"].as_u64()),
+        (("append", "lo, world", 3), Some(2))
+    );
+
+    let (status, bad) = server.poll("channel=chat:8&streams=nonsense").await;
+    assert_eq!((status, bad["error"]["code"].as_str()), (400, Some("bad_request")));
+}

@@ -28,6 +28,7 @@ export class PollingTransport extends RequestTransport {
     // Channels whose starting point is not reported yet (after the first answer it is).
     let unreported = true;
     let token = this.ctx.token;
+    const held = new Map<string, number>();
     while (current()) {
       const controller = new AbortController();
       this.controller = controller;
@@ -36,7 +37,10 @@ export class PollingTransport extends RequestTransport {
       const wait = unreported ? 0 : this.ctx.pollTimeout;
       token = await this.freshToken(token, wait);
       if (!current()) return;
-      const url = streamUrl({ ...this.ctx, token }, "/poll", channels, cursor, { timeout: String(wait) });
+      // The open streams this run holds, and how far: answers carry only what it lacks, and a
+      // stream ahead of it answers at once (docs/protocol.md §5).
+      const streams = [...held].map(([id, seq]) => `${id}.${seq}`).join(",");
+      const url = streamUrl({ ...this.ctx, token }, "/poll", channels, cursor, { timeout: String(wait), streams });
       const limit = unreported ? this.ctx.connectTimeout : wait * 1000 + this.ctx.heartbeatTimeout;
       const timer = setTimeout(() => controller.abort(), limit);
       let answer: PollAnswer;
@@ -70,8 +74,16 @@ export class PollingTransport extends RequestTransport {
         }
       }
       for (const reset of answer.resets) this.events.reset(reset);
-      for (const push of answer.streams ?? []) this.events.stream(push);
-      for (const message of answer.messages) this.events.message(message);
+      for (const push of answer.streams ?? []) {
+        if (push.type === "abort") held.delete(push.stream);
+        else held.set(push.stream, push.seq);
+        this.events.stream(push);
+      }
+      for (const message of answer.messages) {
+        const finished = (message.data as { stream?: unknown } | null)?.stream;
+        if (typeof finished === "string") held.delete(finished);
+        this.events.message(message);
+      }
       cursor = answer.cursor;
     }
   }

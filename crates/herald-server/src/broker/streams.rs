@@ -24,6 +24,7 @@ use crate::{
     frame::{Frame, Piece},
     now_ms,
     outbox::Outbox,
+    transport::Held,
 };
 
 // === impl Broker: streams ===
@@ -93,9 +94,11 @@ impl Broker {
         self.open_streams.load(Ordering::Relaxed)
     }
 
-    /// The snapshots of `channels`' open streams, as a long poll's answer carries them
-    /// (nothing to look up while no stream is open anywhere).
-    pub fn stream_snapshots(&self, channels: &[ChannelName]) -> Vec<Bytes> {
+    /// What a long poll's answer carries of `channels`' open streams, for a client that holds
+    /// `held`: for a stream it holds, an append of what it lacks (nothing when it lacks
+    /// nothing); for any other, or without `held`, the text so far. (Nothing to look up while
+    /// no stream is open anywhere.)
+    pub fn stream_snapshots(&self, channels: &[ChannelName], held: Option<&[Held]>) -> Vec<Bytes> {
         if self.open_streams.load(Ordering::Relaxed) == 0 {
             return Vec::new();
         }
@@ -103,9 +106,34 @@ impl Broker {
         for channel in channels {
             let shard = self.shard(channel).lock();
             let Some(ch) = shard.channels.get(channel) else { continue };
-            out.extend(ch.streams.iter().map(|stream| snapshot_json(channel, stream)));
+            for stream in ch.streams.iter() {
+                let holds = held.and_then(|held| held.iter().find(|(id, _)| **id == *stream.id)).map(|(_, seq)| *seq);
+                match holds.and_then(|seq| Some((seq, stream.text_after(seq)?))) {
+                    Some((seq, _)) if seq == stream.seq => {}
+                    Some((seq, lacks)) => {
+                        let (event, pieces) = (stream.event.as_deref(), stream.seq - seq);
+                        let kind = StreamPushKind::Append;
+                        let json = encode_stream_push(kind, channel, &stream.id, event, lacks, stream.seq, pieces);
+                        out.push(Bytes::from(json));
+                    }
+                    None => out.push(snapshot_json(channel, stream)),
+                }
+            }
         }
         out
+    }
+
+    /// Whether a stream of `channels` is ahead of what a client holds (`held`): a long poll
+    /// then answers at once.
+    pub fn streams_ahead(&self, channels: &[ChannelName], held: &[Held]) -> bool {
+        if self.open_streams.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let behind = |stream: &OpenStream| !held.iter().any(|(id, seq)| **id == *stream.id && *seq >= stream.seq);
+        channels.iter().any(|channel| {
+            let shard = self.shard(channel).lock();
+            shard.channels.get(channel).is_some_and(|ch| ch.streams.iter().any(behind))
+        })
     }
 
     /// Queues the snapshot of every open stream of `ch` to `outbox`, a new subscriber (not a

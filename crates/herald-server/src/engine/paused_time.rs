@@ -174,11 +174,11 @@ async fn a_stream_left_idle_is_aborted_and_its_subscribers_are_told() {
     broker.stream_append(&chat, &stream, "thinking").unwrap();
     tokio::time::advance(Duration::from_secs(45)).await;
     sweep_all(&broker);
-    assert_eq!(broker.stream_snapshots(std::slice::from_ref(&chat)).len(), 1, "45 s since the last append");
+    assert_eq!(broker.stream_snapshots(std::slice::from_ref(&chat), None).len(), 1, "45 s since the last append");
 
     tokio::time::advance(Duration::from_secs(16)).await;
     sweep_all(&broker);
-    assert!(broker.stream_snapshots(std::slice::from_ref(&chat)).is_empty(), "61 s idle: aborted");
+    assert!(broker.stream_snapshots(std::slice::from_ref(&chat), None).is_empty(), "61 s idle: aborted");
     assert!(broker.stream_append(&chat, &stream, "late").is_err());
     let kinds: Vec<&str> = outbox
         .take()

@@ -30,10 +30,18 @@ pub struct StreamRequest {
     /// The `last` parameter: how many of the latest messages a channel with no position in
     /// `cursor` starts with (0: none, it starts live).
     pub last: usize,
+    /// The `streams` parameter of a long poll (`<stream>.<seq>`, comma-separated): the open
+    /// streams the client holds and how far. With it, a poll answers at once while a stream is
+    /// ahead of the client, and carries only what it lacks; without it (`None`), each answer
+    /// carries every open stream's text so far.
+    pub held: Option<Box<[Held]>>,
     /// The `token` parameter. An `Authorization` header wins over it
     /// ([`crate::auth::bearer_token`]).
     pub token: Option<String>,
 }
+
+/// An open stream a long-polling client holds, and the `seq` it holds it to.
+pub type Held = (Box<str>, u64);
 
 /// A connection's subscriptions; dropping it unsubscribes from all of them.
 pub struct Subscriptions {
@@ -76,6 +84,7 @@ impl StreamRequest {
         let mut cursor_text = None;
         let mut timeout_secs = None;
         let mut last = 0;
+        let mut held = None;
         let mut token = None;
         for (key, value) in herald_http1::query::pairs(query.unwrap_or("")) {
             match &*key {
@@ -92,6 +101,7 @@ impl StreamRequest {
                         .parse::<usize>()
                         .map_err(|_| ApiError::new(ErrorCode::BadRequest, "last must be a whole number of messages"))?;
                 }
+                "streams" => held = Some(parse_held(&value)?),
                 _ => {}
             }
         }
@@ -112,8 +122,20 @@ impl StreamRequest {
             }
             unusable
         });
-        Ok(Self { channels, cursor, timeout_secs, last, token })
+        Ok(Self { channels, cursor, timeout_secs, last, held, token })
     }
+}
+
+/// Reads `<stream>.<seq>,…` (see [`StreamRequest::held`]).
+fn parse_held(value: &str) -> Result<Box<[Held]>, ApiError> {
+    let bad = || ApiError::new(ErrorCode::BadRequest, "streams must list <stream>.<seq>, comma-separated");
+    comma_items(value)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let (id, seq) = item.rsplit_once('.').ok_or_else(bad)?;
+            Ok((Box::from(id), seq.parse::<u64>().map_err(|_| bad())?))
+        })
+        .collect()
 }
 
 /// The identity a stream request's `token` gives (`None`: anonymous), once every channel of
@@ -189,10 +211,10 @@ impl Subscriptions {
         }
     }
 
-    /// The snapshots of the subscribed channels' open streams (see
-    /// [`Broker::stream_snapshots`]).
-    pub fn stream_snapshots(&self) -> Vec<bytes::Bytes> {
-        self.broker.stream_snapshots(&self.channels)
+    /// What a long poll's answer carries of the subscribed channels' open streams, for a
+    /// client that holds `held` (see [`Broker::stream_snapshots`]).
+    pub fn stream_snapshots(&self, held: Option<&[Held]>) -> Vec<bytes::Bytes> {
+        self.broker.stream_snapshots(&self.channels, held)
     }
 
     /// Whether `channel` is subscribed.

@@ -193,6 +193,10 @@ pub struct Waiting {
     _permit: StreamPermit,
     cursor: Cursor,
     timeout: Duration,
+    /// The open streams the client holds (see [`StreamRequest::held`]).
+    held: Option<Box<[super::Held]>>,
+    /// A stream is ahead of what the client holds: answer at once.
+    ahead: bool,
 }
 
 /// Reads and checks `GET /poll?<query>` with the request's `bearer` token (else the query's).
@@ -214,7 +218,10 @@ pub fn start(state: &AppState, request: &StreamRequest, ip: IpAddr) -> Result<Wa
     let registration = state.registry.register(Transport::Poll);
     let mut subscriptions = Subscriptions::new(state.broker.clone(), registration.outbox().clone());
     let cursor = subscriptions.add_stream(request, POLL_BATCH);
-    Ok(Waiting { subscriptions, registration, _permit: permit, cursor, timeout: Duration::from_secs(timeout) })
+    let held = request.held.clone();
+    let ahead = held.as_deref().is_some_and(|held| state.broker.streams_ahead(&request.channels, held));
+    let timeout = Duration::from_secs(timeout);
+    Ok(Waiting { subscriptions, registration, _permit: permit, cursor, timeout, held, ahead })
 }
 
 // === impl Waiting ===
@@ -227,6 +234,9 @@ impl Waiting {
 
     /// Waits until anything is queued (messages, a reset, a close), without a timeout.
     pub async fn ready(&self) {
+        if self.ahead {
+            return;
+        }
         let outbox = self.registration.outbox();
         if !outbox.is_ready() {
             outbox.ready().await;
@@ -242,9 +252,10 @@ impl Waiting {
 
     /// Unsubscribes and returns the answer's body: what is queued now (possibly nothing).
     pub fn answer(self) -> Vec<u8> {
-        let Waiting { subscriptions, registration, _permit, mut cursor, timeout: _ } = self;
-        // Full texts: an append that comes after this look is in the next poll's.
-        let snapshots = subscriptions.stream_snapshots();
+        let Waiting { subscriptions, registration, _permit, mut cursor, timeout: _, held, ahead: _ } = self;
+        // What the client lacks of each stream: an append that comes after this look is in
+        // the next poll's.
+        let snapshots = subscriptions.stream_snapshots(held.as_deref());
         drop(subscriptions);
         let (frames, _) = registration.outbox().take();
         drop(registration);

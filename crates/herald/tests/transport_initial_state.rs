@@ -132,3 +132,35 @@ async fn history_pages_backwards_newest_first() {
     let body: Value = bad.json().await.unwrap();
     assert_eq!(body["error"]["code"], "bad_request");
 }
+
+#[tokio::test]
+async fn each_channel_of_one_stream_can_start_with_its_own_latest_n() {
+    let server = TestServer::start(&[]);
+    publish_n(&server, "room:1", 1, 4).await;
+    publish_n(&server, "news", 1, 4).await;
+    // `last=<channel>:N` for one channel (the last `:` separates the count), `last=N` for the rest.
+    let (status, body) = server.poll("channel=room:1&channel=news&last=room:1:3&last=1&timeout=5").await;
+    assert_eq!(status, 200, "{body}");
+    let mut got: Vec<(String, u64)> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["channel"].as_str().unwrap().to_string(), m["offset"].as_u64().unwrap()))
+        .collect();
+    got.sort();
+    let want = [("news", 4), ("room:1", 2), ("room:1", 3), ("room:1", 4)].map(|(c, o)| (c.to_string(), o));
+    assert_eq!(got, want);
+
+    let mut sse = server.sse("channel=room:1&channel=news&last=news:2", None).await;
+    let (first, second) = (sse.next().await.unwrap(), sse.next().await.unwrap());
+    assert_eq!(offsets(&[first.data.clone(), second.data.clone()]), [3, 4]);
+    assert!(
+        [first.data["channel"].clone(), second.data["channel"].clone()].iter().all(|c| c == "news"),
+        "room:1 starts live"
+    );
+
+    for bad in ["last=room:1:many", "last=no%20such:2", "last=:3"] {
+        let (status, body) = server.poll(&format!("channel=room:1&{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+}

@@ -28,8 +28,11 @@ pub struct StreamRequest {
     /// The `timeout` parameter (long polling), in seconds.
     pub timeout_secs: Option<u64>,
     /// The `last` parameter: how many of the latest messages a channel with no position in
-    /// `cursor` starts with (0: none, it starts live).
+    /// `cursor` starts with (0: none, it starts live). `last=N` sets it for every channel,
+    /// `last=<channel>:N` for one (see [`StreamRequest::last_for`]).
     pub last: usize,
+    /// The channels given their own `last=<channel>:N`.
+    pub last_by_channel: Vec<(ChannelName, usize)>,
     /// The `streams` parameter of a long poll (`<stream>.<seq>`, comma-separated): the open
     /// streams the client holds and how far. With it, a poll answers at once while a stream is
     /// ahead of the client, and carries only what it lacks; without it (`None`), each answer
@@ -84,6 +87,7 @@ impl StreamRequest {
         let mut cursor_text = None;
         let mut timeout_secs = None;
         let mut last = 0;
+        let mut last_by_channel = Vec::new();
         let mut held = None;
         let mut token = None;
         for (key, value) in herald_http1::query::pairs(query.unwrap_or("")) {
@@ -97,9 +101,15 @@ impl StreamRequest {
                     })?);
                 }
                 "last" => {
-                    last = value
-                        .parse::<usize>()
-                        .map_err(|_| ApiError::new(ErrorCode::BadRequest, "last must be a whole number of messages"))?;
+                    let bad = || ApiError::new(ErrorCode::BadRequest, "last must be N or <channel>:N (messages)");
+                    match value.parse::<usize>() {
+                        Ok(n) => last = n,
+                        Err(_) => {
+                            let (name, n) = value.rsplit_once(':').ok_or_else(bad)?;
+                            let n = n.parse::<usize>().map_err(|_| bad())?;
+                            last_by_channel.push((ChannelName::new(name)?, n));
+                        }
+                    }
                 }
                 "streams" => held = Some(parse_held(&value)?),
                 _ => {}
@@ -122,7 +132,17 @@ impl StreamRequest {
             }
             unusable
         });
-        Ok(Self { channels, cursor, timeout_secs, last, held, token })
+        Ok(Self { channels, cursor, timeout_secs, last, last_by_channel, held, token })
+    }
+}
+
+// === impl StreamRequest: last ===
+
+impl StreamRequest {
+    /// How many of its latest messages `channel` starts with when it has no position: its own
+    /// `last=<channel>:N`, else `last=N`.
+    pub fn last_for(&self, channel: &ChannelName) -> usize {
+        self.last_by_channel.iter().find(|(c, _)| c == channel).map_or(self.last, |(_, n)| *n)
     }
 }
 
@@ -233,14 +253,14 @@ impl Subscriptions {
     }
 
     /// Subscribes to every channel of `request` — from the cursor's position where it has one,
-    /// else from the latest `request.last` messages — queuing at most `limit` messages per
+    /// else from its latest messages ([`StreamRequest::last_for`]) — queuing at most `limit` messages per
     /// channel, and returns the cursor the stream starts at (see [`Subscribed::start`]; a
     /// reset frame, already queued, says when it is not the client's position).
     pub fn add_stream(&mut self, request: &StreamRequest, limit: usize) -> Cursor {
         let mut cursor = Cursor::with_capacity(request.channels.len());
         self.channels.reserve(request.channels.len());
         for channel in &request.channels {
-            let start = Start::new(request.cursor.get(channel), request.last);
+            let start = Start::new(request.cursor.get(channel), request.last_for(channel));
             cursor.set(channel, self.add(channel, start, limit, |_| None).start);
         }
         cursor

@@ -47,6 +47,19 @@ pub enum StreamError {
     TooMany(usize),
 }
 
+/// The wire error of a refused stream operation: an unknown stream is `not_found`, a text too
+/// long `message_too_large`, a channel with too many open streams `rate_limited`.
+impl From<StreamError> for crate::ProtocolError {
+    fn from(e: StreamError) -> Self {
+        let code = match e {
+            StreamError::Unknown(_) => crate::ErrorCode::NotFound,
+            StreamError::TooLong(_) => crate::ErrorCode::MessageTooLarge,
+            StreamError::TooMany(_) => crate::ErrorCode::RateLimited,
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
 /// The open streams of one channel. The zero value (`OpenStreams::default()`) holds none and
 /// allocates nothing.
 #[derive(Debug, Default)]

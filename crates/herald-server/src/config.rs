@@ -393,7 +393,7 @@ impl Config {
 
     /// The history limits of `channel`'s namespace.
     pub fn history_limits(&self, channel: &ChannelName) -> HistoryLimits {
-        let ns = self.namespaces.get(channel.namespace());
+        let ns = self.namespace(channel);
         HistoryLimits {
             size: ns.and_then(|n| n.history_size).unwrap_or(self.history_size),
             ttl_ms: ns.and_then(|n| n.history_ttl_secs).unwrap_or(self.history_ttl_secs) * 1000,
@@ -402,19 +402,12 @@ impl Config {
 
     /// Whether `channel`'s namespace is latest-only ([`Config::conflate`]).
     pub fn conflates(&self, channel: &ChannelName) -> bool {
-        match self.namespaces.is_empty() {
-            true => self.conflate,
-            false => self.namespaces.get(channel.namespace()).and_then(|n| n.conflate).unwrap_or(self.conflate),
-        }
+        self.namespace(channel).and_then(|n| n.conflate).unwrap_or(self.conflate)
     }
 
     /// The permission rules of `channel`'s namespace.
     pub fn rules(&self, channel: &ChannelName) -> NamespaceRules {
-        // Most servers configure no namespace: then no lookup (this runs for every subscribe).
-        let ns = match self.namespaces.is_empty() {
-            true => None,
-            false => self.namespaces.get(channel.namespace()),
-        };
+        let ns = self.namespace(channel);
         let pick = |f: fn(&NamespaceConfig) -> Option<bool>, default: bool| ns.and_then(f).unwrap_or(default);
         NamespaceRules {
             anonymous_subscribe: pick(|n| n.anonymous_subscribe, self.anonymous_subscribe),
@@ -422,6 +415,15 @@ impl Config {
             client_publish: pick(|n| n.client_publish, self.client_publish),
             presence: pick(|n| n.presence, self.presence),
             join_leave: pick(|n| n.join_leave, self.join_leave),
+        }
+    }
+
+    /// The options of `channel`'s namespace, if it has any. Most servers configure no
+    /// namespace: then there is no lookup (this runs for every subscribe and fan-out round).
+    fn namespace(&self, channel: &ChannelName) -> Option<&NamespaceConfig> {
+        match self.namespaces.is_empty() {
+            true => None,
+            false => self.namespaces.get(channel.namespace()),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use herald_core::{ChannelName, ErrorCode, HistoryQuery, ProtocolError, StreamPosition};
+use herald_core::{ChannelName, ErrorCode, HistoryQuery, ProtocolError, StreamPosition, streams::OpenStream};
 use serde_json::{json, value::RawValue};
 
 use super::{Answer, Engine, Placed};
@@ -54,6 +54,22 @@ impl Engine for Memory {
         Answer::Ready(Ok(crate::presence::presence_body(channel, &self.broker.presence(channel))))
     }
 
+    fn stream_start(&self, channel: &ChannelName, event: Option<&str>) -> Result<Arc<str>, ProtocolError> {
+        Ok(self.broker.stream_start(channel, event)?)
+    }
+
+    fn stream_append(&self, channel: &ChannelName, id: &str, text: &str) -> Result<u64, ProtocolError> {
+        Ok(self.broker.stream_append(channel, id, text)?)
+    }
+
+    fn stream_finish(&self, channel: &ChannelName, id: &str) -> Result<OpenStream, ProtocolError> {
+        Ok(self.broker.stream_finish(channel, id)?)
+    }
+
+    fn stream_abort(&self, channel: &ChannelName, id: &str) -> Result<(), ProtocolError> {
+        Ok(self.broker.stream_abort(channel, id)?)
+    }
+
     fn describe(&self) -> serde_json::Value {
         json!({ "engine": self.name(), "store": null, "redis": null })
     }
@@ -99,6 +115,22 @@ impl Engine for Durable {
 
     fn presence(&self, channel: &ChannelName) -> Answer<serde_json::Value> {
         self.memory.presence(channel)
+    }
+
+    fn stream_start(&self, channel: &ChannelName, event: Option<&str>) -> Result<Arc<str>, ProtocolError> {
+        self.memory.stream_start(channel, event)
+    }
+
+    fn stream_append(&self, channel: &ChannelName, id: &str, text: &str) -> Result<u64, ProtocolError> {
+        self.memory.stream_append(channel, id, text)
+    }
+
+    fn stream_finish(&self, channel: &ChannelName, id: &str) -> Result<OpenStream, ProtocolError> {
+        self.memory.stream_finish(channel, id)
+    }
+
+    fn stream_abort(&self, channel: &ChannelName, id: &str) -> Result<(), ProtocolError> {
+        self.memory.stream_abort(channel, id)
     }
 
     fn readiness(&self) -> Result<(), ProtocolError> {

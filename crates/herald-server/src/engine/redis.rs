@@ -78,10 +78,6 @@ impl Engine for Redis {
         false
     }
 
-    fn holds_streams(&self) -> bool {
-        false
-    }
-
     fn readiness(&self) -> Result<(), ProtocolError> {
         if self.cluster.is_ready() {
             return Ok(());

@@ -16,7 +16,7 @@ use axum::{
     response::Response,
 };
 use bytes::{Bytes, BytesMut};
-use herald_core::{ChannelName, ErrorCode, protocol::validate_event, streams::StreamError};
+use herald_core::{ChannelName, ErrorCode, protocol::validate_event};
 use herald_http1::{BodyFraming, Head};
 use serde::Deserialize;
 use serde_json::{json, value::RawValue};
@@ -64,11 +64,11 @@ pub async fn start(
     Path(channel): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let channel = channel_of(&state, &channel)?;
+    let channel = ChannelName::new(&channel)?;
     let bytes = body_bytes(body)?;
     let body: StartBody = if bytes.is_empty() { StartBody::default() } else { parse_json(&bytes)? };
     let event = validate_event(body.event)?;
-    let id = state.broker.stream_start(&channel, event.as_deref())?;
+    let id = state.engine.stream_start(&channel, event.as_deref())?;
     Ok(json_response(&json!({ "channel": channel.as_str(), "stream": &*id })))
 }
 
@@ -79,16 +79,16 @@ pub async fn operate(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let channel = channel_of(&state, &channel)?;
+    let channel = ChannelName::new(&channel)?;
     let bytes = body_bytes(body)?;
     let (stream, channel_name) = (id.as_str(), channel.as_str());
     match operation(&headers, &bytes)? {
         Operation::Append(text) => {
-            let seq = state.broker.stream_append(&channel, stream, &text)?;
+            let seq = state.engine.stream_append(&channel, stream, &text)?;
             Ok(json_response(&json!({ "channel": channel_name, "stream": stream, "seq": seq })))
         }
         Operation::Abort => {
-            state.broker.stream_abort(&channel, stream)?;
+            state.engine.stream_abort(&channel, stream)?;
             Ok(json_response(&json!({ "channel": channel_name, "stream": stream, "aborted": true })))
         }
         Operation::Finish => Ok(json_ok(finish(&state, &channel, stream).await?)),
@@ -98,14 +98,16 @@ pub async fn operate(
 /// Finishes stream `id` of `channel`: publishes its whole text as one message and answers as
 /// a publish does, with the stream's id.
 async fn finish(state: &AppState, channel: &ChannelName, id: &str) -> Result<Vec<u8>, ApiError> {
-    let open = state.broker.stream_finish(channel, id)?;
-    let data = serde_json::to_string(&json!({ "stream": id, "text": open.text })).unwrap_or_default();
+    let open = state.engine.stream_finish(channel, id)?;
+    let data = serde_json::to_string(&json!({ "stream": &*open.id, "text": open.text })).unwrap_or_default();
     let data = RawValue::from_string(data).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     let accepted = publish_one(state, channel, &data, open.event.as_deref(), None)?;
-    let reply = durable_reply(state, accepted).await?;
-    let mut reply: serde_json::Value = serde_json::from_slice(&reply).unwrap_or_default();
-    reply["stream"] = json!(id);
-    Ok(herald_core::protocol::encode(&reply))
+    let mut reply = durable_reply(state, accepted).await?;
+    // The publish answer is a JSON object; the stream's id (Herald's, alphanumerics) goes in
+    // before its closing brace.
+    reply.pop();
+    reply.extend_from_slice(format!(",\"stream\":\"{}\"}}", open.id).as_bytes());
+    Ok(reply)
 }
 
 /// `PUT /api/channels/{channel}/streams?event=e`: opens a stream, appends each piece of the
@@ -124,10 +126,10 @@ pub(super) async fn pipe(
     let framing = BodyFraming::of(head, cap).map_err(Refused::Answer)?;
     let opened = super::api::check_api_key(&state.config, head).and_then(|()| {
         let path = head.path().strip_prefix("/api/channels/").and_then(|p| p.strip_suffix("/streams")).unwrap_or("");
-        let channel = channel_of(state, &percent_encoding::percent_decode_str(path).decode_utf8_lossy())?;
+        let channel = ChannelName::new(&percent_encoding::percent_decode_str(path).decode_utf8_lossy())?;
         let event = head.query().and_then(|q| herald_http1::query::find(q, "event")).map(|e| e.into_owned());
         let event = validate_event(event)?;
-        let id = state.broker.stream_start(&channel, event.as_deref())?;
+        let id = state.engine.stream_start(&channel, event.as_deref())?;
         Ok((channel, id))
     });
     let (channel, id) = match opened {
@@ -145,7 +147,7 @@ pub(super) async fn pipe(
             Ok(None) if split_char.is_empty() => break Ok(()),
             Ok(None) => break Err(ApiError::new(ErrorCode::BadRequest, "the body ends inside a UTF-8 character")),
             Err(refused) => {
-                let _ = state.broker.stream_abort(&channel, &id);
+                let _ = state.engine.stream_abort(&channel, &id);
                 return Err(refused);
             }
         };
@@ -157,7 +159,7 @@ pub(super) async fn pipe(
         };
         let text = std::str::from_utf8(&split_char[..valid]).unwrap_or_default();
         if !text.is_empty()
-            && let Err(e) = state.broker.stream_append(&channel, &id, text)
+            && let Err(e) = state.engine.stream_append(&channel, &id, text)
         {
             break Err(e.into());
         }
@@ -166,21 +168,10 @@ pub(super) async fn pipe(
     Ok(match appended {
         Ok(()) => finish(state, &channel, &id).await,
         Err(e) => {
-            let _ = state.broker.stream_abort(&channel, &id);
+            let _ = state.engine.stream_abort(&channel, &id);
             Err(e)
         }
     })
-}
-
-/// The channel of a stream request, once the engine can hold streams.
-fn channel_of(state: &AppState, name: &str) -> Result<ChannelName, ApiError> {
-    if !state.engine.holds_streams() {
-        return Err(ApiError::new(
-            ErrorCode::NotAvailable,
-            "streams need the memory or disk engine; the Redis engine does not hold them yet",
-        ));
-    }
-    Ok(ChannelName::new(name)?)
 }
 
 /// Reads what a request does: a JSON body names one operation; any other body is text to
@@ -200,17 +191,5 @@ fn operation(headers: &HeaderMap, bytes: &[u8]) -> Result<Operation, ApiError> {
             ErrorCode::BadRequest,
             "name one operation: {\"append\":\"text\"}, {\"finish\":true} or {\"abort\":true}",
         )),
-    }
-}
-
-/// The answer to a refused stream operation.
-impl From<StreamError> for ApiError {
-    fn from(e: StreamError) -> Self {
-        let code = match e {
-            StreamError::Unknown(_) => ErrorCode::NotFound,
-            StreamError::TooLong(_) => ErrorCode::MessageTooLarge,
-            StreamError::TooMany(_) => ErrorCode::RateLimited,
-        };
-        ApiError::new(code, e.to_string())
     }
 }

@@ -1,26 +1,17 @@
 // Initial state through the TypeScript client in real headless Chromium, on each transport:
 // `subscribe(channel, { last: N })` hands over the latest N messages first, then live ones,
 // nothing lost or repeated between them; a stored position wins over `last`.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { launchChromium, openBrowserPage, startHerald, waitFor } from "./herald.js";
+import { heraldAndChromium, openBrowserPage, waitFor } from "./herald.js";
 
-let herald;
-let browser;
-before(async () => {
-  herald = await startHerald([]);
-  browser = await launchChromium();
-});
-after(async () => {
-  await browser?.close();
-  await herald?.stop();
-});
+const running = heraldAndChromium([]);
 
 for (const transport of ["websocket", "sse", "polling"]) {
   test(`over ${transport}, last: 3 gives the latest three messages, then live ones`, async () => {
     const channel = `board-${transport}`;
-    for (let i = 1; i <= 5; i++) await herald.publish(channel, { i });
-    const { page, errors } = await openBrowserPage(browser, `${herald.base}/herald.js`);
+    for (let i = 1; i <= 5; i++) await running.herald.publish(channel, { i });
+    const { page, errors } = await openBrowserPage(running.browser, `${running.herald.base}/herald.js`);
     await page.evaluate(
       async ([transport, channel]) => {
         const { Herald } = await import("/herald.js");
@@ -31,7 +22,7 @@ for (const transport of ["websocket", "sse", "polling"]) {
       [transport, channel],
     );
     await waitFor(() => page.evaluate(() => window.got.length === 3), 10_000, "the latest three");
-    await herald.publish(channel, { i: 6 });
+    await running.herald.publish(channel, { i: 6 });
     await waitFor(() => page.evaluate(() => window.got.length === 4), 10_000, "the live one");
     assert.deepEqual(await page.evaluate(() => window.got), [3, 4, 5, 6]);
     assert.deepEqual(errors, []);
@@ -41,8 +32,8 @@ for (const transport of ["websocket", "sse", "polling"]) {
 
 test("a stored position wins over last: a reload resumes, it does not start over", async () => {
   const channel = "board-reload";
-  for (let i = 1; i <= 4; i++) await herald.publish(channel, { i });
-  const { page, errors } = await openBrowserPage(browser, `${herald.base}/herald.js`);
+  for (let i = 1; i <= 4; i++) await running.herald.publish(channel, { i });
+  const { page, errors } = await openBrowserPage(running.browser, `${running.herald.base}/herald.js`);
   const start = () =>
     page.evaluate(async (channel) => {
       const { Herald } = await import("/herald.js");
@@ -54,7 +45,7 @@ test("a stored position wins over last: a reload resumes, it does not start over
   await waitFor(() => page.evaluate(() => window.got.length === 2), 10_000, "the latest two");
   assert.deepEqual(await page.evaluate(() => window.got), [3, 4]);
   await page.evaluate(() => window.client.close());
-  await herald.publish(channel, { i: 5 });
+  await running.herald.publish(channel, { i: 5 });
   await page.reload();
   await start();
   await waitFor(() => page.evaluate(() => window.got.length === 1), 10_000, "what came while away");

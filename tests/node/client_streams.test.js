@@ -2,25 +2,16 @@
 // backend pipes an answer into Herald piece by piece; `onStream` shows the text growing, each
 // piece once and in order, a page opened mid-answer starts from the text so far, and the end
 // is one `finished` update with the whole text plus one message.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { API_KEY, launchChromium, openBrowserPage, startHerald, waitFor } from "./herald.js";
+import { API_KEY, heraldAndChromium, openBrowserPage, waitFor } from "./herald.js";
 
-let herald;
-let browser;
-before(async () => {
-  herald = await startHerald([]);
-  browser = await launchChromium();
-});
-after(async () => {
-  await browser?.close();
-  await herald?.stop();
-});
+const running = heraldAndChromium([]);
 
 /** The stream API: `POST /api/channels/{channel}/streams[/{id}]`. */
 async function streamApi(channel, id, body) {
   const path = id ? `/api/channels/${channel}/streams/${id}` : `/api/channels/${channel}/streams`;
-  const r = await fetch(`${herald.base}${path}`, {
+  const r = await fetch(`${running.herald.base}${path}`, {
     method: "POST",
     headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
     body: JSON.stringify(body),
@@ -31,7 +22,7 @@ async function streamApi(channel, id, body) {
 
 /** A page whose client follows `channel` over `transport`, logging each stream update. */
 async function follow(transport, channel) {
-  const { page, errors } = await openBrowserPage(browser, `${herald.base}/herald.js`);
+  const { page, errors } = await openBrowserPage(running.browser, `${running.herald.base}/herald.js`);
   await page.evaluate(
     async ([transport, channel]) => {
       const { Herald } = await import("/herald.js");

@@ -3,6 +3,7 @@ import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
+import { after, before } from "node:test";
 import { chromium } from "playwright-core";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -38,6 +39,23 @@ export async function startHerald(settings = []) {
       await exited;
     },
   };
+}
+
+/**
+ * Starts a Herald (with `settings`) and Chromium before a test file's tests and stops both
+ * after them; the returned object's `herald` and `browser` are set once they run.
+ */
+export function heraldAndChromium(settings = []) {
+  const running = {};
+  before(async () => {
+    running.herald = await startHerald(settings);
+    running.browser = await launchChromium();
+  });
+  after(async () => {
+    await running.browser?.close();
+    await running.herald?.stop();
+  });
+  return running;
 }
 
 /** Resolves with the first value `check()` returns truthy, polling every 20 ms, or rejects after `ms`. */

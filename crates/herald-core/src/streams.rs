@@ -60,6 +60,49 @@ impl From<StreamError> for crate::ProtocolError {
     }
 }
 
+/// What [`OpenStreams::fold`] did with an operation made elsewhere (a node's copy of streams
+/// that live in a shared engine: every operation arrives numbered, and may arrive twice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fold {
+    /// It was the next operation of its stream and is applied.
+    Applied,
+    /// The copy already has it (a start of a stream it holds, an append it holds, the close of
+    /// a stream it does not hold).
+    Known,
+    /// It does not follow what the copy holds (an append to a stream it does not hold, or past
+    /// a missing one): the copy needs a snapshot ([`OpenStreams::replace`]).
+    OutOfLine,
+}
+
+/// What [`OpenStreams::replace`] changed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Replaced {
+    /// Streams the copy now holds further than before (or newly): their subscribers need the
+    /// text so far.
+    pub ahead: Vec<Arc<str>>,
+    /// Streams the copy held that are gone: finished or aborted meanwhile.
+    pub gone: Vec<OpenStream>,
+}
+
+/// An operation on a stream made elsewhere, as [`OpenStreams::fold`] takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation<'a> {
+    /// The stream was opened (for a message of `event`).
+    Start {
+        /// The event of the message it becomes.
+        event: Option<&'a str>,
+    },
+    /// Append number `seq` added `delta`.
+    Append {
+        /// The append's number.
+        seq: u64,
+        /// The text it added.
+        delta: &'a str,
+    },
+    /// The stream was closed (finished or aborted).
+    Close,
+}
+
 /// The open streams of one channel. The zero value (`OpenStreams::default()`) holds none and
 /// allocates nothing.
 #[derive(Debug, Default)]
@@ -70,6 +113,28 @@ pub struct OpenStreams {
 // === impl OpenStream ===
 
 impl OpenStream {
+    /// A stream read back as it stands elsewhere: its text and where each of its appends ends
+    /// in it, in bytes (so its `seq` is `ends.len()`). `None` when the ends do not fit the text
+    /// (not increasing, or not ending where it does, or not on character boundaries).
+    pub fn resumed(id: Arc<str>, event: Option<&str>, text: String, ends: Vec<u32>, now_ms: u64) -> Option<Self> {
+        let fits = ends.windows(2).all(|w| w[0] <= w[1])
+            && ends.last().map_or(text.is_empty(), |&last| last as usize == text.len())
+            && ends.iter().all(|&end| text.is_char_boundary(end as usize));
+        fits.then(|| Self { id, event: event.map(Box::from), seq: ends.len() as u64, text, touched_ms: now_ms, ends })
+    }
+
+    /// The data of the message a finished stream becomes: `{"stream":<id>,"text":<text>}`.
+    pub fn message_data(&self) -> Box<serde_json::value::RawValue> {
+        #[derive(serde::Serialize)]
+        struct Finished<'a> {
+            stream: &'a str,
+            text: &'a str,
+        }
+        // Two strings: serializing cannot fail.
+        serde_json::value::to_raw_value(&Finished { stream: &self.id, text: &self.text })
+            .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned())
+    }
+
     /// The text added after append `seq` (all of it after 0); `None` when `seq` is past the
     /// stream's (a client that holds more than the stream has is not this stream's).
     pub fn text_after(&self, seq: u64) -> Option<&str> {
@@ -135,6 +200,56 @@ impl OpenStreams {
         expired
     }
 
+    /// Folds `operation` on stream `id`, made elsewhere, into this copy (no limits: the place
+    /// that made it applied them).
+    pub fn fold(&mut self, id: &str, operation: Operation<'_>, now_ms: u64) -> Fold {
+        let held = self.open.iter().position(|s| &*s.id == id);
+        match (operation, held) {
+            (Operation::Start { .. }, Some(_)) | (Operation::Close, None) => Fold::Known,
+            (Operation::Start { event }, None) => {
+                let _ = self.start(Arc::from(id), event, now_ms, usize::MAX);
+                Fold::Applied
+            }
+            (Operation::Close, Some(at)) => {
+                self.open.swap_remove(at);
+                Fold::Applied
+            }
+            (Operation::Append { .. }, None) => Fold::OutOfLine,
+            (Operation::Append { seq, delta }, Some(at)) => match seq.cmp(&(self.open[at].seq + 1)) {
+                std::cmp::Ordering::Less => Fold::Known,
+                std::cmp::Ordering::Greater => Fold::OutOfLine,
+                std::cmp::Ordering::Equal => {
+                    let _ = self.append(id, delta, now_ms, usize::MAX);
+                    Fold::Applied
+                }
+            },
+        }
+    }
+
+    /// Makes this copy hold exactly `streams`, as read elsewhere at one instant. Returns what
+    /// changed for subscribers: the streams now ahead of what the copy held (new ones, or
+    /// with more appends: they get the text so far), and the streams the copy held that are
+    /// gone (finished or aborted meanwhile).
+    pub fn replace(&mut self, streams: Vec<OpenStream>) -> Replaced {
+        let mut held = std::mem::take(&mut self.open);
+        let mut ahead = Vec::new();
+        for stream in streams {
+            match held.iter().position(|h| h.id == stream.id) {
+                // One held further (an append folded in after the snapshot was read) keeps
+                // what it holds.
+                Some(at) if held[at].seq >= stream.seq => self.open.push(held.swap_remove(at)),
+                at => {
+                    if let Some(at) = at {
+                        held.swap_remove(at);
+                    }
+                    ahead.push(Arc::clone(&stream.id));
+                    self.open.push(stream);
+                }
+            }
+        }
+        Replaced { ahead, gone: held }
+    }
+
     /// The open streams, oldest first unless some were closed in between.
     pub fn iter(&self) -> impl Iterator<Item = &OpenStream> {
         self.open.iter()
@@ -196,6 +311,58 @@ mod tests {
         assert_eq!(streams.append("a", "6789", 0, 8).unwrap_err(), StreamError::TooLong(8));
         let a = streams.iter().find(|s| &*s.id == "a").unwrap();
         assert_eq!((a.text.as_str(), a.seq), ("12345", 1), "a refused append changes nothing");
+    }
+
+    #[test]
+    fn a_copy_folds_each_operation_once_and_reports_what_does_not_follow() {
+        let mut copy = OpenStreams::default();
+        assert_eq!(copy.fold("a", Operation::Append { seq: 1, delta: "x" }, 0), Fold::OutOfLine, "unknown stream");
+        assert_eq!(copy.fold("a", Operation::Start { event: Some("answer") }, 0), Fold::Applied);
+        assert_eq!(copy.fold("a", Operation::Start { event: None }, 0), Fold::Known);
+        assert_eq!(copy.fold("a", Operation::Append { seq: 1, delta: "Hel" }, 0), Fold::Applied);
+        assert_eq!(copy.fold("a", Operation::Append { seq: 1, delta: "Hel" }, 0), Fold::Known, "twice");
+        assert_eq!(copy.fold("a", Operation::Append { seq: 3, delta: "!" }, 0), Fold::OutOfLine, "2 is missing");
+        assert_eq!(copy.fold("a", Operation::Append { seq: 2, delta: "lo" }, 0), Fold::Applied);
+        let a = copy.iter().next().unwrap();
+        assert_eq!(
+            (a.text.as_str(), a.seq, a.event.as_deref(), a.text_after(1)),
+            ("Hello", 2, Some("answer"), Some("lo"))
+        );
+        assert_eq!(copy.fold("a", Operation::Close, 0), Fold::Applied);
+        assert_eq!(copy.fold("a", Operation::Close, 0), Fold::Known);
+        assert!(copy.is_empty());
+    }
+
+    #[test]
+    fn a_snapshot_replaces_the_copy_and_says_what_moved_and_what_went() {
+        let mut copy = OpenStreams::default();
+        for name in ["kept", "behind", "gone"] {
+            copy.fold(name, Operation::Start { event: None }, 0);
+        }
+        copy.fold("kept", Operation::Append { seq: 1, delta: "ab" }, 0);
+        let read = |id: &str, text: &str, ends: Vec<u32>| OpenStream::resumed(self::id(id), None, text.into(), ends, 0);
+        let snapshot = vec![
+            read("kept", "ab", vec![2]).unwrap(),
+            read("behind", "xyz", vec![1, 3]).unwrap(),
+            read("new", "", vec![]).unwrap(),
+        ];
+        let replaced = copy.replace(snapshot);
+        assert_eq!(replaced.ahead, [id("behind"), id("new")]);
+        assert_eq!(replaced.gone.iter().map(|s| &*s.id).collect::<Vec<_>>(), ["gone"]);
+        let behind = copy.iter().find(|s| &*s.id == "behind").unwrap();
+        assert_eq!((behind.seq, behind.text_after(1)), (2, Some("yz")), "its ends come with it");
+        assert_eq!(copy.fold("behind", Operation::Append { seq: 3, delta: "!" }, 0), Fold::Applied);
+    }
+
+    #[test]
+    fn a_stream_read_back_must_fit_its_ends() {
+        let read = |text: &str, ends: Vec<u32>| OpenStream::resumed(id("a"), None, text.into(), ends, 0);
+        assert!(read("", vec![]).is_some());
+        assert!(read("ab", vec![1, 2]).is_some());
+        assert!(read("ab", vec![]).is_none(), "text without appends");
+        assert!(read("ab", vec![2, 1]).is_none(), "not increasing");
+        assert!(read("ab", vec![1]).is_none(), "not ending with the text");
+        assert!(read("é", vec![1, 2]).is_none(), "inside a character");
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub(crate) fn check_size(state: &AppState, data: &RawValue) -> Result<(), ApiErr
 }
 
 /// Refuses a publish once the shutdown started.
-fn refuse_while_shutting_down(state: &AppState) -> Result<(), ApiError> {
+pub(crate) fn refuse_while_shutting_down(state: &AppState) -> Result<(), ApiError> {
     if state.registry.is_shutting_down() {
         return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down"));
     }
@@ -78,7 +78,13 @@ pub fn publish_one(
 ) -> Result<Accepted, ApiError> {
     refuse_while_shutting_down(state)?;
     check_size(state, data)?;
-    match state.engine.publish(channel, data, event, key) {
+    accepted(channel, state.engine.publish(channel, data, event, key))
+}
+
+/// A publish to `channel` the engine answered with `placed`, as the publisher's answer waits
+/// for it ([`durable_reply`]).
+pub fn accepted(channel: &ChannelName, placed: Answer<Placed>) -> Result<Accepted, ApiError> {
+    match placed {
         Answer::Ready(placed) => {
             let placed = placed?;
             Ok(Accepted::Local { body: publish_body(channel, placed.offset, &placed.epoch), seq: placed.seq })

@@ -8,115 +8,15 @@
 
 mod common;
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::Duration,
+use std::{process::Command, time::Duration};
+
+use common::{
+    API_KEY, SseClient, TestServer, WAIT, WsClient,
+    redis::{Redis, node, ready, wait_ready},
+    streams::{operate, piece, start},
+    token,
 };
-
-use common::{API_KEY, SseClient, TestServer, WAIT, WsClient, token};
 use serde_json::{Value, json};
-
-/// A `redis-server` on 127.0.0.1; killed on drop.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-    args: Vec<String>,
-}
-
-impl Redis {
-    /// Starts a Redis that keeps nothing on disk: a restart loses every channel.
-    fn start() -> Self {
-        Self::with_args(&["--save", "", "--appendonly", "no"])
-    }
-
-    fn with_args(args: &[&str]) -> Self {
-        let cluster = args.contains(&"--cluster-enabled");
-        let port = loop {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            // A cluster node also listens on its port + 10000 (the cluster bus).
-            let bus_free = || port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok();
-            if !cluster || bus_free() {
-                break port;
-            }
-        };
-        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("redis-{port}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        all.extend(["--dir".into(), dir.display().to_string()]);
-        let mut redis = Self { child: None, port, args: all };
-        redis.spawn();
-        redis
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (apt install redis-server)");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Runs one command with `redis-cli`.
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn node(redis: &Redis) -> TestServer {
-    let engine = format!("engine=\"{}\"", redis.url());
-    // Anonymous publishing on: one test publishes over a WebSocket. `room:` keeps presence.
-    TestServer::with_tokens(&[
-        engine.as_str(),
-        "anonymous_publish=true",
-        "namespaces={room={presence=true,join_leave=true}}",
-    ])
-}
-
-async fn ready(node: &TestServer) -> bool {
-    let r = node.http.get(format!("{}/readyz", node.base)).send().await.unwrap();
-    r.status() == 200
-}
-
-/// Waits until every node reports `want` on `/readyz`.
-async fn wait_ready(nodes: &[&TestServer], want: bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    for node in nodes {
-        while ready(node).await != want {
-            assert!(tokio::time::Instant::now() < deadline, "{} never became ready={want}", node.base);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
 
 /// `POST /api/publish` of `data` to `channel` on `node`, whatever the answer: its status and
 /// body.
@@ -282,11 +182,6 @@ async fn a_node_that_never_saw_a_channel_serves_its_latest_messages_and_pages_it
     assert_no_silent_gap(&live, (&epoch, 5));
     let page = b.api_get("/api/channels/ticker/history?before=5&limit=2").await;
     assert_eq!(message_offsets(page["messages"].as_array().unwrap()), [4, 3], "newest first");
-    // Token streams live in one node's broker: refused with the Redis engine, not half served.
-    let refused =
-        b.http.post(format!("{}/api/channels/ticker/streams", b.base)).bearer_auth(API_KEY).send().await.unwrap();
-    assert_eq!(refused.status(), 501);
-    assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "not_available");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -549,6 +444,18 @@ async fn on_a_redis_cluster_feeds_are_sharded_and_a_lost_shard_ends_in_a_reset_f
         assert!(sharded.contains(&format!("herald:{{{channel}}}:p")), "{channel} not sharded: {sharded:?}");
     }
     assert!(shards.iter().all(|r| r.cli(&["PUBSUB", "CHANNELS"]).is_empty()));
+
+    // A token stream on its channel's shard: B mirrors the channel only once asked, mid-stream,
+    // and reads the stream's keys from that shard (they share the channel's hash tag).
+    let stream = start(&a, "shard-ai").await;
+    operate(&a, "shard-ai", &stream, json!({ "append": "on a " })).await;
+    operate(&a, "shard-ai", &stream, json!({ "append": "shard" })).await;
+    let mut late = b.ws().await;
+    late.subscribe("shard-ai", None).await;
+    assert_eq!(piece(&late.next().await.unwrap()), ("stream", "on a shard", 2));
+    let finished = operate(&b, "shard-ai", &stream, json!({ "finish": true })).await;
+    assert_eq!(finished["offset"], 1, "{finished}");
+    assert_eq!(late.next().await.unwrap()["data"]["text"], "on a shard");
 
     // The last shard dies and comes back empty: its channels reset, the others lose nothing.
     let owned = shards[2].cli(&["KEYS", "herald:*:m"]);

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use herald_core::{
     ChannelName, ChannelStream, StreamPosition,
     mirror::{self, CatchUp, Merge, Snapshot},
+    streams::OpenStream,
 };
 
 use super::{Broker, Channel};
@@ -47,11 +48,17 @@ impl Broker {
         Some(merge)
     }
 
-    /// Brings the mirror of `channel` (created when missing) in line with `snapshot`: missing
-    /// messages are fanned out; where the mirror cannot continue, every subscriber gets a
-    /// `reset` and continues from the new position. [`Busy`] while a fan-out round runs and a
-    /// reset may be needed: try again shortly.
-    pub fn mirror_catch_up(self: &Arc<Self>, channel: &ChannelName, snapshot: Snapshot<Message>) -> Result<(), Busy> {
+    /// Brings the mirror of `channel` (created when missing) in line with `snapshot` and the
+    /// open `streams` read with it: missing messages are fanned out; where the mirror cannot
+    /// continue, every subscriber gets a `reset` and continues from the new position; streams
+    /// as [`Broker::mirror_streams`] says. [`Busy`] while a fan-out round runs and a reset may
+    /// be needed: try again shortly.
+    pub fn mirror_catch_up(
+        self: &Arc<Self>,
+        channel: &ChannelName,
+        snapshot: Snapshot<Message>,
+        streams: Vec<OpenStream>,
+    ) -> Result<(), Busy> {
         let start_round = {
             let mut shard = self.shard(channel).lock();
             let ch = shard.channels.entry(channel.clone()).or_insert_with(|| {
@@ -60,6 +67,7 @@ impl Broker {
             if ch.fanning_out {
                 return Err(Busy);
             }
+            self.mirror_streams(ch, channel, streams, &snapshot.entries);
             match mirror::catch_up(&mut ch.stream, snapshot) {
                 CatchUp::Appended(messages) => ch.schedule(messages),
                 CatchUp::Reset { position, reason, appended } => {

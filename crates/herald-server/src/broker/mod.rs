@@ -31,6 +31,8 @@ use serde_json::value::RawValue;
 mod mirror;
 mod streams;
 
+pub use self::streams::new_stream_id;
+
 use crate::{
     config::Config,
     frame::{Frame, Transport},

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use herald_core::{
     ChannelName,
     protocol::{StreamPushKind, encode_stream_push},
-    streams::{OpenStream, StreamError},
+    streams::{Fold, OpenStream, Operation, StreamError},
 };
 use rand::{Rng as _, distr::Alphanumeric};
 
@@ -24,6 +24,7 @@ use crate::{
     frame::{Frame, Piece},
     now_ms,
     outbox::Outbox,
+    publication::Message,
     transport::Held,
 };
 
@@ -33,8 +34,7 @@ impl Broker {
     /// Opens a stream in `channel` for a message of `event`, and pushes it (empty) to the
     /// channel's subscribers. Returns its id.
     pub fn stream_start(&self, channel: &ChannelName, event: Option<&str>) -> Result<Arc<str>, StreamError> {
-        let id: String = rand::rng().sample_iter(Alphanumeric).take(12).map(char::from).collect();
-        let id = Arc::from(id);
+        let id = new_stream_id();
         self.with_channel(channel, |ch| {
             let max_open = self.config.max_streams_per_channel;
             let stream = ch.streams.start(Arc::clone(&id), event, now_ms(), max_open)?;
@@ -51,21 +51,8 @@ impl Broker {
     pub fn stream_append(&self, channel: &ChannelName, id: &str, delta: &str) -> Result<u64, StreamError> {
         self.with_existing(channel, id, |ch| {
             let max_bytes = self.config.max_message_bytes;
-            let stream = ch.streams.append(id, delta, now_ms(), max_bytes)?;
-            let seq = stream.seq;
-            let piece = Arc::new(Piece {
-                channel: channel.clone(),
-                stream: Arc::clone(&stream.id),
-                event: stream.event.clone(),
-                text: delta.to_string(),
-                seq,
-                pieces: 1,
-            });
-            // Encoded once here, shared by every subscriber that keeps up.
-            let push = piece.frame();
-            for subscriber in ch.subscribers.values() {
-                subscriber.outbox.push_append(push.clone());
-            }
+            let seq = ch.streams.append(id, delta, now_ms(), max_bytes)?.seq;
+            tell_piece(ch, channel, id, delta);
             Ok(seq)
         })
     }
@@ -82,11 +69,87 @@ impl Broker {
     pub fn stream_abort(&self, channel: &ChannelName, id: &str) -> Result<(), StreamError> {
         self.with_existing(channel, id, |ch| {
             let stream = ch.streams.close(id)?;
-            tell(ch, &abort(channel, &stream));
+            tell(ch, &abort(channel, &stream.id, stream.event.as_deref(), stream.seq));
             Ok(())
         })?;
         self.open_streams.fetch_sub(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Folds a stream operation made through the shared engine (Redis) into the mirror of
+    /// `channel` and tells its subscribers: a start or an append as it would be told here, an
+    /// abort with `abort` (a finish closes the stream silently: its message follows). `None`
+    /// when the node does not mirror the channel; [`Fold::OutOfLine`] when the mirror needs a
+    /// snapshot.
+    pub fn mirror_stream(
+        &self,
+        channel: &ChannelName,
+        id: &str,
+        operation: Operation<'_>,
+        abort: bool,
+    ) -> Option<Fold> {
+        let mut shard = self.shard(channel).lock();
+        let ch = shard.channels.get_mut(channel)?;
+        let closed = match operation {
+            Operation::Close => ch.streams.iter().find(|s| &*s.id == id).map(|s| (s.event.clone(), s.seq)),
+            _ => None,
+        };
+        let fold = ch.streams.fold(id, operation, now_ms());
+        if fold != Fold::Applied {
+            return Some(fold);
+        }
+        match operation {
+            Operation::Start { .. } => {
+                self.open_streams.fetch_add(1, Ordering::Relaxed);
+                if let Some(stream) = ch.streams.iter().find(|s| &*s.id == id) {
+                    tell(ch, &snapshot(channel, stream));
+                }
+            }
+            Operation::Append { delta, .. } => tell_piece(ch, channel, id, delta),
+            Operation::Close => {
+                self.open_streams.fetch_sub(1, Ordering::Relaxed);
+                if let Some((event, seq)) = closed.filter(|_| abort) {
+                    tell(ch, &self::abort(channel, id, event.as_deref(), seq));
+                }
+            }
+        }
+        Some(fold)
+    }
+
+    /// Makes the mirror `ch` of `channel` hold exactly `streams`, as the shared engine holds
+    /// them (read with `entries`, its latest messages): subscribers get the text so far of
+    /// every stream that moved on, and an abort for every stream gone — unless `entries` hold
+    /// the message it finished as, which they get next.
+    pub(super) fn mirror_streams(
+        &self,
+        ch: &mut Channel,
+        channel: &ChannelName,
+        streams: Vec<OpenStream>,
+        entries: &[(u64, u64, Message)],
+    ) {
+        if streams.is_empty() && ch.streams.is_empty() {
+            return;
+        }
+        let held = ch.streams.iter().count();
+        let replaced = ch.streams.replace(streams);
+        let now_open = ch.streams.iter().count();
+        if now_open >= held {
+            self.open_streams.fetch_add(now_open - held, Ordering::Relaxed);
+        } else {
+            self.open_streams.fetch_sub(held - now_open, Ordering::Relaxed);
+        }
+        for id in &replaced.ahead {
+            if let Some(stream) = ch.streams.iter().find(|s| s.id == *id) {
+                tell(ch, &snapshot(channel, stream));
+            }
+        }
+        for gone in &replaced.gone {
+            let finished = format!("{{\"stream\":\"{}\",\"text\":", gone.id);
+            let finished = finished.as_bytes();
+            if !entries.iter().any(|(_, _, m)| m.envelope().windows(finished.len()).any(|w| w == finished)) {
+                tell(ch, &abort(channel, &gone.id, gone.event.as_deref(), gone.seq));
+            }
+        }
     }
 
     /// How many streams are open in every channel.
@@ -156,7 +219,7 @@ impl Broker {
         let idle_ms = self.config.stream_idle_timeout_secs.saturating_mul(1000);
         for stream in ch.streams.expire(now_ms, idle_ms) {
             tracing::debug!(%channel, stream = %stream.id, "aborted an idle stream");
-            tell(ch, &abort(channel, &stream));
+            tell(ch, &abort(channel, &stream.id, stream.event.as_deref(), stream.seq));
             self.open_streams.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -175,6 +238,12 @@ impl Broker {
     }
 }
 
+/// A new stream's id: 12 random alphanumerics.
+pub fn new_stream_id() -> Arc<str> {
+    let id: String = rand::rng().sample_iter(Alphanumeric).take(12).map(char::from).collect();
+    Arc::from(id)
+}
+
 /// The push that shows `stream` as it stands.
 fn snapshot(channel: &ChannelName, stream: &OpenStream) -> Frame {
     Frame::Stream { kind: StreamPushKind::Snapshot, json: snapshot_json(channel, stream), piece: None }
@@ -186,11 +255,29 @@ fn snapshot_json(channel: &ChannelName, stream: &OpenStream) -> Bytes {
     Bytes::from(encode_stream_push(kind, channel, &stream.id, stream.event.as_deref(), &stream.text, stream.seq, 1))
 }
 
-/// The push that ends `stream` without a message.
-fn abort(channel: &ChannelName, stream: &OpenStream) -> Frame {
-    let json =
-        encode_stream_push(StreamPushKind::Abort, channel, &stream.id, stream.event.as_deref(), "", stream.seq, 1);
+/// The push that ends stream `id` (of `event`, at `seq`) without a message.
+fn abort(channel: &ChannelName, id: &str, event: Option<&str>, seq: u64) -> Frame {
+    let json = encode_stream_push(StreamPushKind::Abort, channel, id, event, "", seq, 1);
     Frame::Stream { kind: StreamPushKind::Abort, json: Bytes::from(json), piece: None }
+}
+
+/// Queues the append that added `delta` to stream `id` of `ch` (just applied) to every
+/// subscriber, encoded once and shared by every subscriber that keeps up (one that falls
+/// behind gets it merged with the next).
+fn tell_piece(ch: &Channel, channel: &ChannelName, id: &str, delta: &str) {
+    let Some(stream) = ch.streams.iter().find(|s| &*s.id == id) else { return };
+    let piece = Arc::new(Piece {
+        channel: channel.clone(),
+        stream: Arc::clone(&stream.id),
+        event: stream.event.clone(),
+        text: delta.to_string(),
+        seq: stream.seq,
+        pieces: 1,
+    });
+    let push = piece.frame();
+    for subscriber in ch.subscribers.values() {
+        subscriber.outbox.push_append(push.clone());
+    }
 }
 
 /// Queues `push` to every subscriber of `ch`, under its lock, so pushes keep their order (a

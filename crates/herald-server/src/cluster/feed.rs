@@ -12,7 +12,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use herald_core::{ChannelName, ProtocolError, StreamPosition, mirror::Merge};
+use herald_core::{
+    ChannelName, ProtocolError, StreamPosition,
+    mirror::Merge,
+    streams::{Fold, Operation},
+};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
@@ -166,6 +170,19 @@ async fn on_message(c: &Cluster, feed: &str, payload: &[u8]) {
         }
         return;
     }
+    if let Some(op) = scripts::decode_stream_payload(payload) {
+        let operation = match op.kind {
+            b's' => Operation::Start { event: op.event },
+            b'a' => Operation::Append { seq: op.seq, delta: op.text },
+            _ => Operation::Close,
+        };
+        if c.broker.mirror_stream(&channel, op.id, operation, op.kind == b'x') == Some(Fold::OutOfLine)
+            && let Err(e) = catch_up(c, &channel).await
+        {
+            tracing::warn!(%channel, error = %e.message, "catching up after a stream's gap failed; the next operation retries");
+        }
+        return;
+    }
     let Some(decoded) = scripts::decode_payload(&channel, payload) else {
         tracing::warn!(%channel, "an unreadable message on the Redis feed was skipped; catching up");
         let _ = catch_up(c, &channel).await;
@@ -230,9 +247,9 @@ async fn catch_up_all(c: &Cluster, channels: &[ChannelName]) -> Vec<(ChannelName
 /// Reads `channel`'s snapshot and brings its mirror in line with it.
 async fn catch_up(c: &Cluster, channel: &ChannelName) -> Result<(), ProtocolError> {
     let seen = c.broker.mirrored(channel);
-    let snapshot = c.read_snapshot(channel, seen.as_ref()).await?;
+    let read = c.read_snapshot(channel, seen.as_ref()).await?;
     // A reset waits for the round in flight, so that it never overtakes earlier messages.
-    while c.broker.mirror_catch_up(channel, snapshot.clone()).is_err() {
+    while c.broker.mirror_catch_up(channel, read.snapshot.clone(), read.streams.clone()).is_err() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     Ok(())

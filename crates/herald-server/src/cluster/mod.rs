@@ -28,6 +28,7 @@ mod link;
 mod mirrors;
 mod presence;
 mod scripts;
+mod streams;
 
 use std::{
     sync::{
@@ -75,6 +76,8 @@ pub struct Cluster {
     commands: link::Commands,
     publish: redis::Script,
     snapshot: redis::Script,
+    stream: redis::Script,
+    finish: redis::Script,
     feed: mpsc::UnboundedSender<feed::Request>,
     shared: Arc<Shared>,
     /// This node's id in presence pushes on the feed.
@@ -115,6 +118,8 @@ impl Cluster {
             commands,
             publish: redis::Script::new(&scripts::with_publish_command(scripts::PUBLISH, publish_command)),
             snapshot: redis::Script::new(scripts::SNAPSHOT),
+            stream: redis::Script::new(&scripts::with_publish_command(scripts::STREAM, publish_command)),
+            finish: redis::Script::new(&scripts::with_publish_command(scripts::FINISH, publish_command)),
             feed,
             shared,
             node: crate::broker::new_epoch(),
@@ -160,10 +165,7 @@ impl Cluster {
             .arg(self.keys.feed(channel))
             .arg(self.config.idempotency_window_secs.saturating_mul(1000).max(1))
             .arg(self.history_cutoff(channel))
-            .arg(match limits.ttl_ms {
-                0 => self.channel_ttl_ms(),
-                ttl => ttl.min(self.channel_ttl_ms()),
-            });
+            .arg(self.history_ttl_ms(channel));
         pass_seen(&mut invocation, self.broker.mirrored(channel).as_ref());
         let reply: Vec<String> = self.timed(self.commands.invoke(&invocation)).await?;
         let [epoch, offset, duplicate] = reply.as_slice() else {
@@ -182,7 +184,7 @@ impl Cluster {
         channel: &ChannelName,
         query: &HistoryQuery,
     ) -> Result<(StreamPosition, Vec<Message>), ProtocolError> {
-        let snapshot = self.read_snapshot(channel, None).await?;
+        let snapshot = self.read_snapshot(channel, None).await?.snapshot;
         let oldest_kept = self.history_cutoff(channel);
         let kept = snapshot.entries.into_iter().filter(|(_, time_ms, _)| *time_ms >= oldest_kept);
         let messages = query.pick(kept.map(|(offset, _, m)| (offset, m)));
@@ -226,22 +228,26 @@ impl Cluster {
         })
     }
 
-    /// Reads `channel`'s snapshot from Redis. `seen`: the position this node last saw of it
-    /// (its mirror's), against which Redis is checked for lost writes (see
-    /// [`scripts::SNAPSHOT`]).
+    /// Reads `channel`'s snapshot from Redis: position, history and open streams. `seen`: the
+    /// position this node last saw of it (its mirror's), against which Redis is checked for
+    /// lost writes (see [`scripts::SNAPSHOT`]).
     async fn read_snapshot(
         &self,
         channel: &ChannelName,
         seen: Option<&StreamPosition>,
-    ) -> Result<herald_core::mirror::Snapshot<Message>, ProtocolError> {
+    ) -> Result<scripts::Read, ProtocolError> {
         let limits = self.config.history_limits(channel);
         let mut invocation = self.snapshot.prepare_invoke();
         invocation
             .key(self.keys.meta(channel))
             .key(self.keys.history(channel))
+            .key(self.keys.stream_index(channel))
             .arg(crate::broker::new_epoch().as_ref())
             .arg(limits.size)
-            .arg(self.channel_ttl_ms());
+            .arg(self.channel_ttl_ms())
+            .arg(self.keys.stream_prefix(channel))
+            .arg(crate::now_ms())
+            .arg(self.stream_idle_ms());
         pass_seen(&mut invocation, seen);
         let reply: Vec<String> = self.read(&invocation).await?;
         scripts::decode_snapshot(channel, &reply).ok_or_else(|| unexpected("snapshot"))
@@ -273,8 +279,22 @@ impl Cluster {
         false
     }
 
+    /// How long a stream stays open without an append.
+    fn stream_idle_ms(&self) -> u64 {
+        self.config.stream_idle_timeout_secs.saturating_mul(1000).max(1)
+    }
+
     fn channel_ttl_ms(&self) -> u64 {
         self.config.redis_channel_ttl_secs.saturating_mul(1000)
+    }
+
+    /// How long `channel`'s history is kept after its newest entry: its age limit, at most the
+    /// channel's TTL.
+    fn history_ttl_ms(&self, channel: &ChannelName) -> u64 {
+        match self.config.history_limits(channel).ttl_ms {
+            0 => self.channel_ttl_ms(),
+            ttl => ttl.min(self.channel_ttl_ms()),
+        }
     }
 
     /// The oldest publish time still within `channel`'s history age limit.

@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use herald_core::{ChannelName, StreamPosition, mirror::Snapshot};
+use herald_core::{ChannelName, StreamPosition, mirror::Snapshot, streams::OpenStream};
 use serde_json::value::RawValue;
 
 use crate::publication::{Message, Publication};
@@ -28,17 +28,78 @@ use crate::publication::{Message, Publication};
 /// acknowledged. The move keeps the lineage in the position hash: `prev`, the epoch it took
 /// over from, and `cut`, the last offset of it Redis still has. Positions of `prev` up to `cut`
 /// name the same messages in the new epoch, so they still resume; later ones get a reset.
-/// Expects `epoch` (the current one) and sets it to the new one.
+/// Expects the locals `meta` (the position hash), `new_epoch`, `seen_epoch`, `seen_offset`
+/// and `epoch` (the current one), and sets `epoch` to the new one.
 macro_rules! move_if_behind {
     () => {
         r"
   if seen_epoch and epoch == seen_epoch then
-    local have = redis.call('HGET', KEYS[1], 'offset')
+    local have = redis.call('HGET', meta, 'offset')
     if tonumber(have) < tonumber(seen_offset) then
-      redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'prev', epoch, 'cut', have)
-      epoch = ARGV[1]
+      redis.call('HSET', meta, 'epoch', new_epoch, 'prev', epoch, 'cut', have)
+      epoch = new_epoch
     end
   end"
+    };
+}
+
+/// The Lua that places a message and tells the nodes, shared by [`PUBLISH`] and [`FINISH`]:
+/// assigns the channel's next offset (starting the epoch `new_epoch` for a channel Redis does
+/// not know, or moving to it, see [`move_if_behind`]), appends to history (capped by `size`
+/// entries, entries published before `oldest_kept` leave, and the whole history expires
+/// `history_ttl` ms after its newest entry), renews the position's `channel_ttl` and
+/// publishes the payload on `feed`. Expects those locals and `meta`, `history`, `time`,
+/// `event` and `data`; defines `epoch` and `offset`.
+macro_rules! place_and_publish {
+    () => {
+        concat!(
+            r"
+local epoch = redis.call('HGET', meta, 'epoch')
+if not epoch then
+  epoch = new_epoch
+  redis.call('DEL', history)
+  redis.call('HSET', meta, 'epoch', epoch, 'offset', 0)
+else",
+            move_if_behind!(),
+            r"
+end
+local offset = redis.call('HINCRBY', meta, 'offset', 1)
+if tonumber(size) > 0 then
+  redis.call('XADD', history, 'MAXLEN', size, '0-' .. offset, 't', time, 'e', event, 'd', data)
+  if tonumber(oldest_kept) > 0 then
+    -- Entries past the age limit leave from the front (a bounded number per publish).
+    for _ = 1, 64 do
+      local first = redis.call('XRANGE', history, '-', '+', 'COUNT', 1)[1]
+      if not first or tonumber(first[2][2]) >= tonumber(oldest_kept) then break end
+      redis.call('XDEL', history, first[1])
+    end
+  end
+  redis.call('PEXPIRE', history, history_ttl)
+end
+redis.call('PEXPIRE', meta, channel_ttl)
+redis.call('PUBLISH', feed, epoch .. '\n' .. offset .. '\n' .. time .. '\n' .. event .. '\n' .. data)
+"
+        )
+    };
+}
+
+/// The Lua function `open_stream(index, id, entry)`: the event of stream `id` (empty for
+/// none) when its entry in the index hash (`<touched ms>\n<event>`) is there and was touched
+/// less than `idle` ms before `now` (locals it expects); `nil` otherwise, removing an idle
+/// entry.
+macro_rules! open_stream {
+    () => {
+        r"
+local function open_stream(index, id, entry)
+  if not entry then return nil end
+  local sep = string.find(entry, '\n', 1, true)
+  if now - tonumber(string.sub(entry, 1, sep - 1)) >= idle then
+    redis.call('HDEL', index, id)
+    return nil
+  end
+  return string.sub(entry, sep + 1)
+end
+"
     };
 }
 
@@ -61,33 +122,13 @@ if KEYS[3] then
     return {string.sub(prev, 1, sep - 1), string.sub(prev, sep + 1), '1'}
   end
 end
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
-else
-  local seen_epoch, seen_offset = ARGV[11], ARGV[12]
+local meta, history, new_epoch = KEYS[1], KEYS[2], ARGV[1]
+local time, event, data, size = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local channel_ttl, feed, oldest_kept, history_ttl = ARGV[6], ARGV[7], ARGV[9], ARGV[10]
+local seen_epoch, seen_offset = ARGV[11], ARGV[12]
 ",
-    move_if_behind!(),
+    place_and_publish!(),
     r"
-end
-local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-if tonumber(ARGV[5]) > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], '0-' .. offset, 't', ARGV[2], 'e', ARGV[3], 'd', ARGV[4])
-  local oldest_kept = tonumber(ARGV[9])
-  if oldest_kept > 0 then
-    -- Entries past the age limit leave from the front (a bounded number per publish).
-    for _ = 1, 64 do
-      local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1]
-      if not first or tonumber(first[2][2]) >= oldest_kept then break end
-      redis.call('XDEL', KEYS[2], first[1])
-    end
-  end
-  redis.call('PEXPIRE', KEYS[2], ARGV[10])
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('PUBLISH', ARGV[7], epoch .. '\n' .. offset .. '\n' .. ARGV[2] .. '\n' .. ARGV[3] .. '\n' .. ARGV[4])
 if KEYS[3] then
   redis.call('SET', KEYS[3], epoch .. ':' .. offset, 'PX', ARGV[8])
 end
@@ -95,12 +136,95 @@ return {epoch, tostring(offset), '0'}
 "
 );
 
-/// Reads a channel's position, its lineage and up to `ARGV[2]` latest history entries, oldest
-/// first: `{epoch, offset, prev, cut, (offset, time, event, data)…}` as strings (`prev` empty
-/// when the epoch took over from none). A channel unknown to Redis is
-/// created at offset 0 in the epoch `ARGV[1]`, so that subscribers and publishers agree on it.
+/// Starts (`ARGV[1]` = `s`), appends to (`a`) or aborts (`x`) stream `ARGV[2]` of a channel,
+/// and tells the nodes on the feed `ARGV[5]` (see [`decode_stream_payload`]). `KEYS`: the
+/// channel's stream index, the stream's text and its ends (see [`Keys::stream`]). `ARGV[3]` is
+/// the time (ms) and `ARGV[4]` the idle limit: a stream not touched for that long is gone.
+/// `ARGV[6]` is the limit — open streams per channel to start one, bytes of text to append —
+/// and `ARGV[7]` the event (start) or the text (append). Returns `{"ok", seq}` or `{reason}`:
+/// `unknown`, `too_many`, `too_long`.
+pub(super) const STREAM: &str = concat!(
+    r"
+local op, id, now, idle = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local index, feed = KEYS[1], ARGV[5]
+",
+    open_stream!(),
+    r"
+if op == 's' then
+  local entries = redis.call('HGETALL', index)
+  local open = 0
+  for i = 1, #entries, 2 do
+    if open_stream(index, entries[i], entries[i + 1]) then open = open + 1 end
+  end
+  if open >= tonumber(ARGV[6]) then return {'too_many'} end
+  redis.call('HSET', index, id, now .. '\n' .. ARGV[7])
+  redis.call('PEXPIRE', index, idle)
+  redis.call('PUBLISH', feed, '~s\n' .. id .. '\n0\n' .. ARGV[7] .. '\n')
+  return {'ok', '0'}
+end
+local event = open_stream(index, id, redis.call('HGET', index, id))
+if not event then return {'unknown'} end
+if op == 'a' then
+  local delta = ARGV[7]
+  if redis.call('STRLEN', KEYS[2]) + #delta > tonumber(ARGV[6]) then return {'too_long'} end
+  local seq = redis.call('RPUSH', KEYS[3], redis.call('APPEND', KEYS[2], delta))
+  redis.call('HSET', index, id, now .. '\n' .. event)
+  redis.call('PEXPIRE', index, idle)
+  -- The index decides whether the stream is open; its keys outlive it, against clock skew.
+  redis.call('PEXPIRE', KEYS[2], 2 * idle)
+  redis.call('PEXPIRE', KEYS[3], 2 * idle)
+  redis.call('PUBLISH', feed, '~a\n' .. id .. '\n' .. seq .. '\n' .. event .. '\n' .. delta)
+  return {'ok', tostring(seq)}
+end
+local seq = redis.call('LLEN', KEYS[3])
+redis.call('HDEL', index, id)
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('PUBLISH', feed, '~x\n' .. id .. '\n' .. seq .. '\n' .. event .. '\n')
+return {'ok', tostring(seq)}
+"
+);
+
+/// Finishes stream `ARGV[8]`: closes it (telling the nodes with `~f`, no push of its own) and
+/// publishes its text as one message, `{"stream":<id>,"text":<text>}` — atomically, so a
+/// stream is never closed without its message. `KEYS`: the position hash, the history, the
+/// stream index, the stream's text and ends. `ARGV`: the new epoch, the time, the history size,
+/// the channel TTL, the feed, the oldest publish time kept, the history TTL, the stream id, the
+/// idle limit, and optionally the position the node saw (as for [`PUBLISH`]). Returns
+/// `{"ok", epoch, offset}` or `{"unknown"}`.
+pub(super) const FINISH: &str = concat!(
+    r"
+local id, now, idle = ARGV[8], tonumber(ARGV[2]), tonumber(ARGV[9])
+",
+    open_stream!(),
+    r#"
+local event = open_stream(KEYS[3], id, redis.call('HGET', KEYS[3], id))
+if not event then return {'unknown'} end
+local text = redis.call('GET', KEYS[4]) or ''
+local seq = redis.call('LLEN', KEYS[5])
+redis.call('HDEL', KEYS[3], id)
+redis.call('DEL', KEYS[4], KEYS[5])
+local meta, history, new_epoch = KEYS[1], KEYS[2], ARGV[1]
+local time, size, data = ARGV[2], ARGV[3], '{"stream":"' .. id .. '","text":' .. cjson.encode(text) .. '}'
+local channel_ttl, feed, oldest_kept, history_ttl = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local seen_epoch, seen_offset = ARGV[10], ARGV[11]
+redis.call('PUBLISH', feed, '~f\n' .. id .. '\n' .. seq .. '\n' .. event .. '\n')
+"#,
+    place_and_publish!(),
+    r"
+return {'ok', epoch, tostring(offset)}
+"
+);
+
+/// Reads a channel's position, its lineage, its open streams and up to `ARGV[2]` latest
+/// history entries, oldest first: `{epoch, offset, prev, cut, streams, (id, event, text,
+/// ends)…, (offset, time, event, data)…}` as strings (`prev` empty when the epoch took over
+/// from none; `streams` the number of open streams; `ends` where each append ends in the text,
+/// comma-separated). A channel unknown to Redis is created at offset 0 in the epoch `ARGV[1]`,
+/// so that subscribers and publishers agree on it. `KEYS`: the position hash, the history and
+/// the stream index; `ARGV[4]` is the prefix of the streams' keys, `ARGV[5]` the time (ms) and
+/// `ARGV[6]` the streams' idle limit.
 ///
-/// `ARGV[4]` and `ARGV[5]`, when given, are the position the asking node last saw. A Redis in
+/// `ARGV[7]` and `ARGV[8]`, when given, are the position the asking node last saw. A Redis in
 /// that epoch but behind that offset lost writes it had acknowledged (a restart from an AOF
 /// missing its last second, a failover to a replica that lagged) and would issue those offsets
 /// again for other messages: the channel moves to the epoch `ARGV[1]` at the offset Redis has,
@@ -108,25 +232,42 @@ return {epoch, tostring(offset), '0'}
 /// someone else's messages under its old offsets (see [`move_if_behind`]).
 pub(super) const SNAPSHOT: &str = concat!(
     r"
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local meta, new_epoch, now, idle = KEYS[1], ARGV[1], tonumber(ARGV[5]), tonumber(ARGV[6])
+local epoch = redis.call('HGET', meta, 'epoch')
 if not epoch then
-  epoch = ARGV[1]
+  epoch = new_epoch
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('HSET', meta, 'epoch', epoch, 'offset', 0)
+  redis.call('PEXPIRE', meta, ARGV[3])
 else
-  local seen_epoch, seen_offset = ARGV[4], ARGV[5]
+  local seen_epoch, seen_offset = ARGV[7], ARGV[8]
 ",
     move_if_behind!(),
     r"
 end
-local lineage = redis.call('HMGET', KEYS[1], 'offset', 'prev', 'cut')
-local out = {epoch, lineage[1], lineage[2] or '', lineage[3] or '0'}
+local lineage = redis.call('HMGET', meta, 'offset', 'prev', 'cut')
+local out = {epoch, lineage[1], lineage[2] or '', lineage[3] or '0', '0'}
+",
+    open_stream!(),
+    r"
+local entries = redis.call('HGETALL', KEYS[3])
+for i = 1, #entries, 2 do
+  local id = entries[i]
+  local event = open_stream(KEYS[3], id, entries[i + 1])
+  if event then
+    local key = ARGV[4] .. id
+    table.insert(out, id)
+    table.insert(out, event)
+    table.insert(out, redis.call('GET', key .. ':t') or '')
+    table.insert(out, table.concat(redis.call('LRANGE', key .. ':n', 0, -1), ','))
+    out[5] = tostring(tonumber(out[5]) + 1)
+  end
+end
 if tonumber(ARGV[2]) > 0 then
-  local entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[2])
-  for i = #entries, 1, -1 do
-    local f = entries[i][2]
-    table.insert(out, string.sub(entries[i][1], 3))
+  local history = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[2])
+  for i = #history, 1, -1 do
+    local f = history[i][2]
+    table.insert(out, string.sub(history[i][1], 3))
     table.insert(out, f[2])
     table.insert(out, f[4])
     table.insert(out, f[6])
@@ -179,6 +320,22 @@ impl Keys {
         format!("{}{{{channel}}}:pe", self.prefix)
     }
 
+    /// The stream index: open stream id → `<touched ms>\n<event>`.
+    pub(super) fn stream_index(&self, channel: &ChannelName) -> String {
+        format!("{}{{{channel}}}:s", self.prefix)
+    }
+
+    /// What the names of a channel's stream keys start with (the stream's id follows).
+    pub(super) fn stream_prefix(&self, channel: &ChannelName) -> String {
+        format!("{}{{{channel}}}:s:", self.prefix)
+    }
+
+    /// A stream's text (a string) and its ends (a list: where each append ends in the text).
+    pub(super) fn stream(&self, channel: &ChannelName, id: &str) -> [String; 2] {
+        let prefix = self.stream_prefix(channel);
+        [format!("{prefix}{id}:t"), format!("{prefix}{id}:n")]
+    }
+
     /// The pub/sub channel.
     pub(super) fn feed(&self, channel: &ChannelName) -> String {
         format!("{}{{{channel}}}:p", self.prefix)
@@ -204,16 +361,33 @@ pub(super) fn decode_payload(channel: &ChannelName, payload: &[u8]) -> Option<Me
     message(channel, epoch, offset, time_ms, event, data)
 }
 
+/// A [`SNAPSHOT`] reply: the channel's position and history, and its open streams.
+pub(super) struct Read {
+    /// The position and history.
+    pub(super) snapshot: Snapshot<Message>,
+    /// The open streams.
+    pub(super) streams: Vec<OpenStream>,
+}
+
 /// Decodes a [`SNAPSHOT`] reply.
 ///
 /// Entries up to the lineage's cut were published in the predecessor epoch and carry it.
-pub(super) fn decode_snapshot(channel: &ChannelName, reply: &[String]) -> Option<Snapshot<Message>> {
-    let [epoch, offset, prev, cut, rest @ ..] = reply else { return None };
+pub(super) fn decode_snapshot(channel: &ChannelName, reply: &[String]) -> Option<Read> {
+    let [epoch, offset, prev, cut, streams, rest @ ..] = reply else { return None };
     let position = StreamPosition { epoch: Arc::from(epoch.as_str()), offset: offset.parse().ok()? };
     let predecessor = match prev.as_str() {
         "" => None,
         prev => Some((Arc::<str>::from(prev), cut.parse().ok()?)),
     };
+    let (open, rest) = rest.split_at_checked(streams.parse::<usize>().ok()?.checked_mul(4)?)?;
+    let now = crate::now_ms();
+    let mut streams = Vec::with_capacity(open.len() / 4);
+    for stream in open.chunks_exact(4) {
+        let [id, event, text, ends] = stream else { return None };
+        let ends = ends.split(',').filter(|e| !e.is_empty()).map(str::parse).collect::<Result<_, _>>().ok()?;
+        let event = Some(event.as_str()).filter(|e| !e.is_empty());
+        streams.push(OpenStream::resumed(Arc::from(id.as_str()), event, text.clone(), ends, now)?);
+    }
     let mut entries = Vec::with_capacity(rest.len() / 4);
     for entry in rest.chunks_exact(4) {
         let [offset, time, event, data] = entry else { return None };
@@ -224,7 +398,33 @@ pub(super) fn decode_snapshot(channel: &ChannelName, reply: &[String]) -> Option
         };
         entries.push((offset, time_ms, message(channel, published_in, offset, time_ms, event, data)?));
     }
-    Some(Snapshot { position, entries, predecessor })
+    Some(Read { snapshot: Snapshot { position, entries, predecessor }, streams })
+}
+
+/// An operation on a stream, as [`STREAM`] and [`FINISH`] tell the nodes:
+/// `~<kind>\n<id>\n<seq>\n<event>\n<text>`, kind `s` (start), `a` (append), `x` (abort) or `f`
+/// (finished: its message follows).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct StreamPayload<'a> {
+    pub(super) kind: u8,
+    pub(super) id: &'a str,
+    pub(super) seq: u64,
+    pub(super) event: Option<&'a str>,
+    pub(super) text: &'a str,
+}
+
+/// Decodes a stream operation from the feed; `None` when `payload` is not one.
+pub(super) fn decode_stream_payload(payload: &[u8]) -> Option<StreamPayload<'_>> {
+    let text = std::str::from_utf8(payload.strip_prefix(b"~")?).ok()?;
+    let mut parts = text.splitn(5, '\n');
+    let kind = match parts.next()?.as_bytes() {
+        [kind @ (b's' | b'a' | b'x' | b'f')] => *kind,
+        _ => return None,
+    };
+    let id = parts.next()?;
+    let seq = parts.next()?.parse().ok()?;
+    let event = Some(parts.next()?).filter(|e| !e.is_empty());
+    Some(StreamPayload { kind, id, seq, event, text: parts.next()? })
 }
 
 fn message(channel: &ChannelName, epoch: &str, offset: u64, time_ms: u64, event: &str, data: &str) -> Option<Message> {
@@ -257,5 +457,19 @@ mod tests {
         assert_eq!(plain.event, None);
         assert!(decode_payload(&channel, b"ep\nseven\n1000\n\n1").is_none());
         assert!(decode_payload(&channel, b"ep\n7\n1000\n\nnot json").is_none());
+    }
+
+    #[test]
+    fn stream_payloads_decode_and_others_are_not_stream_payloads() {
+        let append = decode_stream_payload(b"~a\nabc\n3\nanswer\nline one\nline two").unwrap();
+        assert_eq!(
+            append,
+            StreamPayload { kind: b'a', id: "abc", seq: 3, event: Some("answer"), text: "line one\nline two" }
+        );
+        let start = decode_stream_payload(b"~s\nabc\n0\n\n").unwrap();
+        assert_eq!((start.kind, start.event, start.text), (b's', None, ""));
+        assert!(decode_stream_payload(b"ep\n7\n1000\n\n1").is_none(), "a message");
+        assert!(decode_stream_payload(b"~q\nabc\n3\n\n").is_none(), "an unknown kind");
+        assert!(decode_stream_payload(b"~a\nabc\nthree\n\n").is_none());
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use herald_core::{ChannelName, ErrorCode, HistoryQuery, ProtocolError, StreamPosition, streams::OpenStream};
+use herald_core::{ChannelName, ErrorCode, HistoryQuery, ProtocolError, StreamPosition};
 use serde_json::{json, value::RawValue};
 
 use super::{Answer, Engine, Placed};
@@ -54,20 +54,26 @@ impl Engine for Memory {
         Answer::Ready(Ok(crate::presence::presence_body(channel, &self.broker.presence(channel))))
     }
 
-    fn stream_start(&self, channel: &ChannelName, event: Option<&str>) -> Result<Arc<str>, ProtocolError> {
-        Ok(self.broker.stream_start(channel, event)?)
+    fn stream_start(&self, channel: &ChannelName, event: Option<&str>) -> Answer<Arc<str>> {
+        Answer::Ready(self.broker.stream_start(channel, event).map_err(Into::into))
     }
 
-    fn stream_append(&self, channel: &ChannelName, id: &str, text: &str) -> Result<u64, ProtocolError> {
-        Ok(self.broker.stream_append(channel, id, text)?)
+    fn stream_append(&self, channel: &ChannelName, id: &str, text: &str) -> Answer<u64> {
+        Answer::Ready(self.broker.stream_append(channel, id, text).map_err(Into::into))
     }
 
-    fn stream_finish(&self, channel: &ChannelName, id: &str) -> Result<OpenStream, ProtocolError> {
-        Ok(self.broker.stream_finish(channel, id)?)
+    fn stream_finish(&self, channel: &ChannelName, id: &str) -> Answer<Placed> {
+        // Under the broker, the close and the publish follow each other on this node: no
+        // append can come between them (the stream is closed), and the publish cannot fail.
+        let stream = match self.broker.stream_finish(channel, id) {
+            Ok(stream) => stream,
+            Err(e) => return Answer::Ready(Err(e.into())),
+        };
+        self.publish(channel, &stream.message_data(), stream.event.as_deref(), None)
     }
 
-    fn stream_abort(&self, channel: &ChannelName, id: &str) -> Result<(), ProtocolError> {
-        Ok(self.broker.stream_abort(channel, id)?)
+    fn stream_abort(&self, channel: &ChannelName, id: &str) -> Answer<()> {
+        Answer::Ready(self.broker.stream_abort(channel, id).map_err(Into::into))
     }
 
     fn describe(&self) -> serde_json::Value {
@@ -117,19 +123,19 @@ impl Engine for Durable {
         self.memory.presence(channel)
     }
 
-    fn stream_start(&self, channel: &ChannelName, event: Option<&str>) -> Result<Arc<str>, ProtocolError> {
+    fn stream_start(&self, channel: &ChannelName, event: Option<&str>) -> Answer<Arc<str>> {
         self.memory.stream_start(channel, event)
     }
 
-    fn stream_append(&self, channel: &ChannelName, id: &str, text: &str) -> Result<u64, ProtocolError> {
+    fn stream_append(&self, channel: &ChannelName, id: &str, text: &str) -> Answer<u64> {
         self.memory.stream_append(channel, id, text)
     }
 
-    fn stream_finish(&self, channel: &ChannelName, id: &str) -> Result<OpenStream, ProtocolError> {
+    fn stream_finish(&self, channel: &ChannelName, id: &str) -> Answer<Placed> {
         self.memory.stream_finish(channel, id)
     }
 
-    fn stream_abort(&self, channel: &ChannelName, id: &str) -> Result<(), ProtocolError> {
+    fn stream_abort(&self, channel: &ChannelName, id: &str) -> Answer<()> {
         self.memory.stream_abort(channel, id)
     }
 

@@ -19,7 +19,9 @@ mod redis;
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
-use herald_core::{ChannelName, HistoryQuery, ProtocolError, StreamPosition, streams::OpenStream};
+#[cfg(doc)]
+use herald_core::streams::OpenStream;
+use herald_core::{ChannelName, HistoryQuery, ProtocolError, StreamPosition};
 use serde_json::value::RawValue;
 
 pub use self::{
@@ -121,29 +123,21 @@ pub trait Engine: Send + Sync {
 
     /// Opens a stream in `channel` for a message of `event` (token streams, docs/protocol.md
     /// §1): its pieces reach the channel's subscribers as they are appended, and a subscriber
-    /// that joins while it is open gets the text so far. Returns its id. Default:
-    /// `not_available` (an engine that does not hold streams; Redis does not yet).
-    fn stream_start(&self, _channel: &ChannelName, _event: Option<&str>) -> Result<Arc<str>, ProtocolError> {
-        Err(streams_not_available())
-    }
+    /// that joins while it is open gets the text so far. Returns its id.
+    fn stream_start(&self, channel: &ChannelName, event: Option<&str>) -> Answer<Arc<str>>;
 
-    /// Appends `text` to stream `id` of `channel`; returns the append's `seq`. Default:
-    /// `not_available`.
-    fn stream_append(&self, _channel: &ChannelName, _id: &str, _text: &str) -> Result<u64, ProtocolError> {
-        Err(streams_not_available())
-    }
+    /// Appends `text` to stream `id` of `channel`; returns the append's `seq`. Appends are
+    /// numbered in the order the engine applied them, without gaps.
+    fn stream_append(&self, channel: &ChannelName, id: &str, text: &str) -> Answer<u64>;
 
-    /// Closes stream `id` of `channel` to finish it and hands it back: the caller publishes
-    /// its text, so the message follows every piece. Default: `not_available`.
-    fn stream_finish(&self, _channel: &ChannelName, _id: &str) -> Result<OpenStream, ProtocolError> {
-        Err(streams_not_available())
-    }
+    /// Finishes stream `id` of `channel`: closes it and publishes its text as one message
+    /// ([`OpenStream::message_data`]) — atomically, so that subscribers see every piece, then
+    /// the message, and a stream is never closed without its message. Returns the message's
+    /// place, as [`Engine::publish`] does.
+    fn stream_finish(&self, channel: &ChannelName, id: &str) -> Answer<Placed>;
 
-    /// Closes stream `id` of `channel` without a message, telling its subscribers. Default:
-    /// `not_available`.
-    fn stream_abort(&self, _channel: &ChannelName, _id: &str) -> Result<(), ProtocolError> {
-        Err(streams_not_available())
-    }
+    /// Closes stream `id` of `channel` without a message, telling its subscribers.
+    fn stream_abort(&self, channel: &ChannelName, id: &str) -> Answer<()>;
 
     /// `/readyz`: whether the engine can serve (`shutting_down` once the data directory can no
     /// longer be written; `engine_unavailable` while Redis is not in line). Default: it can.
@@ -153,14 +147,6 @@ pub trait Engine: Send + Sync {
 
     /// The engine's part of `/api/info`: `{"engine","store","redis"}`.
     fn describe(&self) -> serde_json::Value;
-}
-
-/// What the stream methods of an engine without streams answer.
-fn streams_not_available() -> ProtocolError {
-    ProtocolError::new(
-        herald_core::ErrorCode::NotAvailable,
-        "streams need the memory or disk engine; the Redis engine does not hold them yet",
-    )
 }
 
 // === impl Answer ===

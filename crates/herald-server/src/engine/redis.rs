@@ -61,6 +61,29 @@ impl Engine for Redis {
         }))
     }
 
+    fn stream_start(&self, channel: &ChannelName, event: Option<&str>) -> Answer<Arc<str>> {
+        let (cluster, channel, event) = (self.cluster.clone(), channel.clone(), event.map(str::to_string));
+        Answer::Later(Box::pin(async move { cluster.stream_start(&channel, event.as_deref()).await }))
+    }
+
+    fn stream_append(&self, channel: &ChannelName, id: &str, text: &str) -> Answer<u64> {
+        let (cluster, channel, id, text) = (self.cluster.clone(), channel.clone(), id.to_string(), text.to_string());
+        Answer::Later(Box::pin(async move { cluster.stream_append(&channel, &id, &text).await }))
+    }
+
+    fn stream_finish(&self, channel: &ChannelName, id: &str) -> Answer<Placed> {
+        let (cluster, channel, id) = (self.cluster.clone(), channel.clone(), id.to_string());
+        Answer::Later(Box::pin(async move {
+            let assigned = cluster.stream_finish(&channel, &id).await?;
+            Ok(Placed { epoch: assigned.epoch, offset: assigned.offset, seq: 0 })
+        }))
+    }
+
+    fn stream_abort(&self, channel: &ChannelName, id: &str) -> Answer<()> {
+        let (cluster, channel, id) = (self.cluster.clone(), channel.clone(), id.to_string());
+        Answer::Later(Box::pin(async move { cluster.stream_abort(&channel, &id).await }))
+    }
+
     fn in_line(&self, channel: &ChannelName, since: Option<&StreamPosition>) -> bool {
         self.cluster.in_line(channel, since)
     }

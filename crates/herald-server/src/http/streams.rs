@@ -16,10 +16,11 @@ use axum::{
     response::Response,
 };
 use bytes::{Bytes, BytesMut};
-use herald_core::{ChannelName, ErrorCode, protocol::validate_event};
+use herald_core::{ChannelName, ErrorCode, ProtocolError, protocol::validate_event, streams::StreamError};
 use herald_http1::{BodyFraming, Head};
 use serde::Deserialize;
-use serde_json::{json, value::RawValue};
+use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -28,7 +29,7 @@ use super::{
     body::{Pieces, Refused},
 };
 use crate::{
-    publish::{durable_reply, publish_one},
+    publish::{accepted, durable_reply, refuse_while_shutting_down},
     reply::{ApiError, json_ok, json_response, parse_json},
     state::AppState,
 };
@@ -68,7 +69,7 @@ pub async fn start(
     let bytes = body_bytes(body)?;
     let body: StartBody = if bytes.is_empty() { StartBody::default() } else { parse_json(&bytes)? };
     let event = validate_event(body.event)?;
-    let id = state.engine.stream_start(&channel, event.as_deref())?;
+    let id = state.engine.stream_start(&channel, event.as_deref()).get().await?;
     Ok(json_response(&json!({ "channel": channel.as_str(), "stream": &*id })))
 }
 
@@ -82,13 +83,18 @@ pub async fn operate(
     let channel = ChannelName::new(&channel)?;
     let bytes = body_bytes(body)?;
     let (stream, channel_name) = (id.as_str(), channel.as_str());
+    // Herald's stream ids are alphanumerics: anything else names no stream (and never reaches
+    // an engine's key names).
+    if stream.is_empty() || stream.len() > 64 || !stream.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(ProtocolError::from(StreamError::Unknown(Arc::from(stream))).into());
+    }
     match operation(&headers, &bytes)? {
         Operation::Append(text) => {
-            let seq = state.engine.stream_append(&channel, stream, &text)?;
+            let seq = state.engine.stream_append(&channel, stream, &text).get().await?;
             Ok(json_response(&json!({ "channel": channel_name, "stream": stream, "seq": seq })))
         }
         Operation::Abort => {
-            state.engine.stream_abort(&channel, stream)?;
+            state.engine.stream_abort(&channel, stream).get().await?;
             Ok(json_response(&json!({ "channel": channel_name, "stream": stream, "aborted": true })))
         }
         Operation::Finish => Ok(json_ok(finish(&state, &channel, stream).await?)),
@@ -98,15 +104,13 @@ pub async fn operate(
 /// Finishes stream `id` of `channel`: publishes its whole text as one message and answers as
 /// a publish does, with the stream's id.
 async fn finish(state: &AppState, channel: &ChannelName, id: &str) -> Result<Vec<u8>, ApiError> {
-    let open = state.engine.stream_finish(channel, id)?;
-    let data = serde_json::to_string(&json!({ "stream": &*open.id, "text": open.text })).unwrap_or_default();
-    let data = RawValue::from_string(data).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-    let accepted = publish_one(state, channel, &data, open.event.as_deref(), None)?;
+    refuse_while_shutting_down(state)?;
+    let accepted = accepted(channel, state.engine.stream_finish(channel, id))?;
     let mut reply = durable_reply(state, accepted).await?;
-    // The publish answer is a JSON object; the stream's id (Herald's, alphanumerics) goes in
+    // The publish answer is a JSON object; the stream's id (checked: alphanumerics) goes in
     // before its closing brace.
     reply.pop();
-    reply.extend_from_slice(format!(",\"stream\":\"{}\"}}", open.id).as_bytes());
+    reply.extend_from_slice(format!(",\"stream\":\"{id}\"}}").as_bytes());
     Ok(reply)
 }
 
@@ -128,13 +132,15 @@ pub(super) async fn pipe(
         let path = head.path().strip_prefix("/api/channels/").and_then(|p| p.strip_suffix("/streams")).unwrap_or("");
         let channel = ChannelName::new(&percent_encoding::percent_decode_str(path).decode_utf8_lossy())?;
         let event = head.query().and_then(|q| herald_http1::query::find(q, "event")).map(|e| e.into_owned());
-        let event = validate_event(event)?;
-        let id = state.engine.stream_start(&channel, event.as_deref())?;
-        Ok((channel, id))
+        Ok((channel, validate_event(event)?))
     });
-    let (channel, id) = match opened {
+    let (channel, event) = match opened {
         Ok(opened) => opened,
         Err(e) => return Ok(Err(e)),
+    };
+    let id = match state.engine.stream_start(&channel, event.as_deref()).get().await {
+        Ok(id) => id,
+        Err(e) => return Ok(Err(e.into())),
     };
     super::body::send_continue(stream, buf, head, framing).await?;
     let progress = Duration::from_secs(state.config.http_body_timeout_secs);
@@ -147,7 +153,7 @@ pub(super) async fn pipe(
             Ok(None) if split_char.is_empty() => break Ok(()),
             Ok(None) => break Err(ApiError::new(ErrorCode::BadRequest, "the body ends inside a UTF-8 character")),
             Err(refused) => {
-                let _ = state.engine.stream_abort(&channel, &id);
+                let _ = state.engine.stream_abort(&channel, &id).get().await;
                 return Err(refused);
             }
         };
@@ -159,7 +165,7 @@ pub(super) async fn pipe(
         };
         let text = std::str::from_utf8(&split_char[..valid]).unwrap_or_default();
         if !text.is_empty()
-            && let Err(e) = state.engine.stream_append(&channel, &id, text)
+            && let Err(e) = state.engine.stream_append(&channel, &id, text).get().await
         {
             break Err(e.into());
         }
@@ -168,7 +174,7 @@ pub(super) async fn pipe(
     Ok(match appended {
         Ok(()) => finish(state, &channel, &id).await,
         Err(e) => {
-            let _ = state.engine.stream_abort(&channel, &id);
+            let _ = state.engine.stream_abort(&channel, &id).get().await;
             Err(e)
         }
     })

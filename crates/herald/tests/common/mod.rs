@@ -13,6 +13,9 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+pub mod redis;
+pub mod streams;
+
 pub const API_KEY: &str = "test-key";
 /// The HS256 secret of servers started with [`TestServer::with_tokens`].
 pub const TOKEN_SECRET: &str = "a-test-secret-of-enough-length";

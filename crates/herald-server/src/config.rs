@@ -118,6 +118,12 @@ pub struct Config {
     /// A stream with no append for this long is aborted, so that a backend that died
     /// mid-answer leaves nothing open, in seconds. Default 60.
     pub stream_idle_timeout_secs: u64,
+    /// How long a stream's appends wait to be pushed together, in milliseconds: each channel
+    /// then pushes, per flush, one append per stream holding every piece since the last
+    /// (`"pieces":N`), encoded once for all its subscribers — fewer, larger frames for fast
+    /// token rates, at up to this much added latency. 0 pushes every append at once (a
+    /// connection behind its socket still gets them merged). Default 0; at most 1000.
+    pub stream_flush_ms: u64,
     /// Adds the `demo` namespace the demo page at `/` uses: anonymous publish, presence and
     /// join/leave (unless `namespaces.demo` is configured). Default false (`herald serve
     /// --demo` turns it on).
@@ -259,6 +265,7 @@ impl Default for Config {
             conflate: false,
             max_streams_per_channel: 64,
             stream_idle_timeout_secs: 60,
+            stream_flush_ms: 0,
             demo: false,
             allowed_origins: Vec::new(),
             max_connections: 50_000,
@@ -381,6 +388,9 @@ impl Config {
         }
         if self.redis_channel_ttl_secs == 0 {
             return bad("redis_channel_ttl_secs must be at least 1");
+        }
+        if self.stream_flush_ms > 1000 {
+            return bad("stream_flush_ms must be at most 1000");
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert and tls_key go together");

@@ -98,9 +98,12 @@ impl Piece {
         Frame::Stream { kind: StreamPushKind::Append, json: Bytes::from(json), piece: Some(self) }
     }
 
-    /// Whether `next` is the append that follows this one in the same stream.
+    /// Whether `next` is the append that follows this one in the same stream (its first piece
+    /// is the one after this one's last).
     pub fn is_followed_by(&self, next: &Piece) -> bool {
-        next.seq == self.seq + 1 && next.stream == self.stream && next.channel == self.channel
+        next.seq.checked_sub(next.pieces) == Some(self.seq)
+            && next.stream == self.stream
+            && next.channel == self.channel
     }
 
     /// This piece and `next` as one append holding both (a client applies it in one step).

@@ -13,6 +13,9 @@
 //! (ticks that fall behind are delayed, not skipped); the walks that cost little and touch no
 //! connection (pruning per-IP limits, starting a compaction) run once per interval, on the
 //! first slice.
+//!
+//! With `stream_flush_ms`, a second task flushes the token streams' waiting appends at that
+//! interval ([`Broker::flush_streams`]).
 
 use std::{sync::Arc, time::Duration};
 
@@ -31,6 +34,9 @@ pub fn spawn(state: &AppState) {
     let keys_window_ms = state.config.idempotency_window_secs * 1000;
     let tick_every = state.config.heartbeat() / SLICES as u32;
     let ws_idle_ms = state.config.ws_idle_timeout_secs * 1000;
+    if state.config.stream_flush_ms > 0 {
+        spawn_stream_flush(state, Duration::from_millis(state.config.stream_flush_ms));
+    }
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(tick_every.max(Duration::from_millis(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -50,6 +56,22 @@ pub fn spawn(state: &AppState) {
             if index == 0 {
                 guard.prune();
                 compact(&broker, keys_window_ms);
+            }
+        }
+    });
+}
+
+/// Starts the task that flushes the streams' waiting appends `every` interval; it ends when
+/// the shutdown starts.
+fn spawn_stream_flush(state: &AppState, every: Duration) {
+    let (registry, broker) = (state.registry.clone(), state.broker.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => broker.flush_streams(),
+                () = registry.shutdown_started() => return,
             }
         }
     });

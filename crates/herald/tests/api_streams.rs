@@ -316,3 +316,47 @@ async fn a_long_poll_that_says_what_it_holds_gets_only_what_it_lacks_and_at_once
     let (status, bad) = server.poll("channel=chat:8&streams=nonsense").await;
     assert_eq!((status, bad["error"]["code"].as_str()), (400, Some("bad_request")));
 }
+
+#[tokio::test]
+async fn with_a_flush_interval_the_appends_of_one_interval_arrive_as_one_push() {
+    let server = TestServer::start(&["stream_flush_ms=400"]);
+    let mut ws = server.ws().await;
+    ws.subscribe("chat:9", None).await;
+    let mut sse = server.sse("channel=chat:9", None).await;
+    server.wait_for_connections("sse", 1).await;
+    let stream = start(&server, "chat:9").await;
+    let pieces = ["The ", "answer ", "is ", "forty-", "two"];
+    for delta in pieces {
+        operate(&server, "chat:9", &stream, json!({ "append": delta })).await;
+    }
+    operate(&server, "chat:9", &stream, json!({ "finish": true })).await;
+
+    // Five appends made within a few ms of each other: one push, or two when a flush fell
+    // between them — never one per append.
+    let ws_pushes = {
+        let mut got = vec![ws.next().await.unwrap()];
+        while got.last().unwrap()["type"] != "message" {
+            got.push(ws.next().await.unwrap());
+        }
+        got
+    };
+    let mut sse_pushes = vec![sse.next().await.unwrap().data];
+    while sse_pushes.last().unwrap()["type"] != "message" {
+        sse_pushes.push(sse.next().await.unwrap().data);
+        if sse_pushes.last().unwrap().get("offset").is_some() {
+            break; // the finished message's envelope
+        }
+    }
+    for pushes in [&ws_pushes, &sse_pushes] {
+        assert_eq!(piece(&pushes[0]), ("stream", "", 0));
+        let appends: Vec<&Value> = pushes.iter().filter(|p| p["type"] == "append").collect();
+        assert!((1..=2).contains(&appends.len()), "{pushes:?}");
+        assert!(appends.iter().any(|a| a["pieces"].as_u64() >= Some(2)), "merged: {appends:?}");
+        let text: String = appends.iter().map(|a| a["text"].as_str().unwrap()).collect();
+        assert_eq!(text, pieces.concat());
+        assert_eq!(appends.last().unwrap()["seq"], 5);
+        let pieces_told: u64 = appends.iter().map(|a| a["pieces"].as_u64().unwrap_or(1)).sum();
+        assert_eq!(pieces_told, 5, "each piece counted once");
+    }
+    assert_eq!(ws_pushes.last().unwrap()["data"]["text"], pieces.concat());
+}

@@ -93,6 +93,9 @@ struct Channel {
     fanning_out: bool,
     /// Messages being written a piece at a time (see [`streams`]).
     streams: OpenStreams,
+    /// Streams with appends waiting for the next flush (`stream_flush_ms`), each with the
+    /// `seq` its subscribers were told up to.
+    unflushed: Vec<(Arc<str>, u64)>,
 }
 
 // === impl Channel ===
@@ -105,6 +108,7 @@ impl Channel {
             pending: Vec::new(),
             fanning_out: false,
             streams: OpenStreams::default(),
+            unflushed: Vec::new(),
         }
     }
 
@@ -185,6 +189,8 @@ pub struct Broker {
     presence_changes: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::presence::Change>>,
     /// Open streams in every channel: a long poll looks for its channels' only when some are.
     open_streams: std::sync::atomic::AtomicUsize,
+    /// Channels with appends waiting for the next flush (`stream_flush_ms`).
+    to_flush: Mutex<Vec<ChannelName>>,
 }
 
 // === impl Broker ===
@@ -200,6 +206,7 @@ impl Broker {
             shard_hasher: foldhash::fast::RandomState::default(),
             presence_changes: std::sync::OnceLock::new(),
             open_streams: std::sync::atomic::AtomicUsize::new(0),
+            to_flush: Mutex::new(Vec::new()),
         }
     }
 

@@ -52,7 +52,7 @@ impl Broker {
         self.with_existing(channel, id, |ch| {
             let max_bytes = self.config.max_message_bytes;
             let seq = ch.streams.append(id, delta, now_ms(), max_bytes)?.seq;
-            tell_piece(ch, channel, id, delta);
+            self.tell_piece(ch, channel, id, delta);
             Ok(seq)
         })
     }
@@ -60,7 +60,10 @@ impl Broker {
     /// Closes stream `id` of `channel` to finish it: the caller publishes its text. Nothing is
     /// pushed; the message will be.
     pub fn stream_finish(&self, channel: &ChannelName, id: &str) -> Result<OpenStream, StreamError> {
-        let stream = self.with_existing(channel, id, |ch| ch.streams.close(id))?;
+        let stream = self.with_existing(channel, id, |ch| {
+            flush_one(ch, channel, id);
+            ch.streams.close(id)
+        })?;
         self.open_streams.fetch_sub(1, Ordering::Relaxed);
         Ok(stream)
     }
@@ -68,6 +71,7 @@ impl Broker {
     /// Closes stream `id` of `channel` without a message, and pushes the abort.
     pub fn stream_abort(&self, channel: &ChannelName, id: &str) -> Result<(), StreamError> {
         self.with_existing(channel, id, |ch| {
+            flush_one(ch, channel, id);
             let stream = ch.streams.close(id)?;
             tell(ch, &abort(channel, &stream.id, stream.event.as_deref(), stream.seq));
             Ok(())
@@ -94,6 +98,9 @@ impl Broker {
             Operation::Close => ch.streams.iter().find(|s| &*s.id == id).map(|s| (s.event.clone(), s.seq)),
             _ => None,
         };
+        if operation == Operation::Close {
+            flush_one(ch, channel, id);
+        }
         let fold = ch.streams.fold(id, operation, now_ms());
         if fold != Fold::Applied {
             return Some(fold);
@@ -105,7 +112,7 @@ impl Broker {
                     tell(ch, &snapshot(channel, stream));
                 }
             }
-            Operation::Append { delta, .. } => tell_piece(ch, channel, id, delta),
+            Operation::Append { delta, .. } => self.tell_piece(ch, channel, id, delta),
             Operation::Close => {
                 self.open_streams.fetch_sub(1, Ordering::Relaxed);
                 if let Some((event, seq)) = closed.filter(|_| abort) {
@@ -148,6 +155,38 @@ impl Broker {
             let finished = finished.as_bytes();
             if !entries.iter().any(|(_, _, m)| m.envelope().windows(finished.len()).any(|w| w == finished)) {
                 tell(ch, &abort(channel, &gone.id, gone.event.as_deref(), gone.seq));
+            }
+        }
+    }
+
+    /// Tells the subscribers of `ch` about the append that added `delta` to its stream `id`
+    /// (just applied): at once, encoded once and shared by every subscriber that keeps up (one
+    /// that falls behind gets it merged with the next); or, with `stream_flush_ms`, at the
+    /// next flush ([`Broker::flush_streams`]).
+    fn tell_piece(&self, ch: &mut Channel, channel: &ChannelName, id: &str, delta: &str) {
+        let Some(stream) = ch.streams.iter().find(|s| &*s.id == id) else { return };
+        if self.config.stream_flush_ms > 0 {
+            if ch.unflushed.is_empty() {
+                self.to_flush.lock().push(channel.clone());
+            }
+            if !ch.unflushed.iter().any(|(waiting, _)| **waiting == *id) {
+                ch.unflushed.push((Arc::clone(&stream.id), stream.seq - 1));
+            }
+            return;
+        }
+        tell_append(ch, channel, stream, delta, 1);
+    }
+
+    /// Pushes, for every channel with appends waiting (`stream_flush_ms`), one append per
+    /// stream holding every piece since its subscribers were last told. Called every
+    /// `stream_flush_ms` by [`crate::housekeeping`].
+    pub fn flush_streams(&self) {
+        let channels = std::mem::take(&mut *self.to_flush.lock());
+        for channel in channels {
+            let mut shard = self.shard(&channel).lock();
+            let Some(ch) = shard.channels.get_mut(&channel) else { continue };
+            for (id, told) in std::mem::take(&mut ch.unflushed) {
+                tell_since(ch, &channel, &id, told);
             }
         }
     }
@@ -261,18 +300,33 @@ fn abort(channel: &ChannelName, id: &str, event: Option<&str>, seq: u64) -> Fram
     Frame::Stream { kind: StreamPushKind::Abort, json: Bytes::from(json), piece: None }
 }
 
-/// Queues the append that added `delta` to stream `id` of `ch` (just applied) to every
-/// subscriber, encoded once and shared by every subscriber that keeps up (one that falls
-/// behind gets it merged with the next).
-fn tell_piece(ch: &Channel, channel: &ChannelName, id: &str, delta: &str) {
+/// Tells the subscribers of `ch` the appends to stream `id` after `told`, as one append.
+fn tell_since(ch: &Channel, channel: &ChannelName, id: &str, told: u64) {
     let Some(stream) = ch.streams.iter().find(|s| &*s.id == id) else { return };
+    if let Some(lacks) = stream.text_after(told).filter(|_| stream.seq > told) {
+        tell_append(ch, channel, stream, lacks, stream.seq - told);
+    }
+}
+
+/// Before stream `id` of `ch` closes: tells its subscribers the appends waiting for a flush,
+/// so that every piece comes before the message or the abort.
+fn flush_one(ch: &mut Channel, channel: &ChannelName, id: &str) {
+    if let Some(at) = ch.unflushed.iter().position(|(waiting, _)| &**waiting == id) {
+        let (_, told) = ch.unflushed.swap_remove(at);
+        tell_since(ch, channel, id, told);
+    }
+}
+
+/// Queues to every subscriber of `ch` the append of `text` to `stream`, made of its last
+/// `pieces` appends, encoded once.
+fn tell_append(ch: &Channel, channel: &ChannelName, stream: &OpenStream, text: &str, pieces: u64) {
     let piece = Arc::new(Piece {
         channel: channel.clone(),
         stream: Arc::clone(&stream.id),
         event: stream.event.clone(),
-        text: delta.to_string(),
+        text: text.to_string(),
         seq: stream.seq,
-        pieces: 1,
+        pieces,
     });
     let push = piece.frame();
     for subscriber in ch.subscribers.values() {

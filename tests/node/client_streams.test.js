@@ -32,7 +32,14 @@ async function follow(transport, channel) {
       const client = new Herald(location.origin, { transports: [transport], shareConnection: false, pollTimeout: 2 });
       client.subscribe(channel, {
         onSubscribed: () => (window.subscribed = true),
-        onStream: (s) => window.updates.push({ state: s.state, text: s.text, delta: s.delta, event: s.event }),
+        onStream: (s) =>
+          window.updates.push({
+            state: s.state,
+            text: s.text,
+            delta: s.delta,
+            event: s.event,
+            ...(s.items ? { items: s.items, newItems: s.newItems } : {}),
+          }),
         onMessage: (data) => window.messages.push(data),
       });
     },
@@ -90,3 +97,28 @@ test("an aborted stream ends with an aborted update and no message", async () =>
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+for (const transport of ["websocket", "polling"]) {
+  test(`over ${transport}, a JSON stream's items reach onStream once each, and a late page gets the items so far`, async () => {
+    const channel = `tools-${transport}`;
+    const early = await follow(transport, channel);
+    const { stream } = await streamApi(channel, null, { event: "call", json: true });
+    const items = [{ tool: "search", args: { q: "rust" } }, "thinking…", [1, 2]];
+    await streamApi(channel, stream, { append: items[0] });
+    await waitFor(async () => (await updates(early.page)).at(-1)?.items?.length === 1, 10_000, "the first item");
+    const late = await follow(transport, channel);
+    await waitFor(async () => (await updates(late.page)).at(-1)?.items?.length === 1, 10_000, "the items so far");
+    for (const item of items.slice(1)) await streamApi(channel, stream, { append: item });
+    await streamApi(channel, stream, { finish: true });
+    for (const { page, errors } of [early, late]) {
+      await waitFor(async () => (await updates(page)).at(-1)?.state === "finished", 10_000, `finished over ${transport}`);
+      const seen = await updates(page);
+      // Every item once, as it came or with the finish (a poll may end before the last append).
+      assert.deepEqual(seen.flatMap((u) => u.newItems), items, JSON.stringify(seen));
+      assert.deepEqual(seen.at(-1).items, items);
+      assert.deepEqual(await page.evaluate(() => window.messages), [{ stream, items }]);
+      assert.deepEqual(errors, []);
+      await page.close();
+    }
+  });
+}

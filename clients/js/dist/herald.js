@@ -1132,6 +1132,9 @@ function createTransport(name, context, events) {
 }
 
 // src/streams.ts
+function added(before, now) {
+  return before && before.length <= now.length ? now.slice(before.length) : [...now];
+}
 var OpenStreams = class {
   constructor() {
     /** By channel, then by stream id. */
@@ -1141,11 +1144,19 @@ var OpenStreams = class {
   push(push, listener) {
     let streams = this.byChannel.get(push.channel);
     const known = streams?.get(push.stream);
-    const tell = (text2, delta, state) => listener?.({ channel: push.channel, id: push.stream, event: push.event, text: text2, delta, state });
+    const tell = (now2, delta, newItems, state) => listener?.({
+      channel: push.channel,
+      id: push.stream,
+      event: push.event,
+      text: now2.text,
+      delta,
+      ...now2.items ? { items: now2.items, newItems: newItems ?? [] } : {},
+      state
+    });
     if (push.type === "abort") {
       if (!known) return;
       streams?.delete(push.stream);
-      tell(known.text, "", "aborted");
+      tell(known, "", [], "aborted");
       return;
     }
     const text = push.text ?? "";
@@ -1156,26 +1167,40 @@ var OpenStreams = class {
     if (push.type === "stream") {
       if (known && push.seq <= known.seq) return;
       const delta = known && text.startsWith(known.text) ? text.slice(known.text.length) : text;
-      streams.set(push.stream, { event: push.event, text, seq: push.seq });
-      if (!known || delta !== "" || push.seq === 0) tell(text, delta, "open");
+      const now2 = { event: push.event, text, seq: push.seq, ...push.items ? { items: push.items } : {} };
+      streams.set(push.stream, now2);
+      const newItems = push.items ? added(known?.items, push.items) : void 0;
+      if (!known || delta !== "" || (newItems?.length ?? 0) > 0 || push.seq === 0) tell(now2, delta, newItems, "open");
       return;
     }
     const first = push.seq - (push.pieces ?? 1) + 1;
     if (first !== (known?.seq ?? 0) + 1) return;
-    const whole = (known?.text ?? "") + text;
-    streams.set(push.stream, { event: push.event, text: whole, seq: push.seq });
-    tell(whole, text, "open");
+    const now = { event: push.event, text: (known?.text ?? "") + text, seq: push.seq };
+    if (push.items) now.items = [...known?.items ?? [], ...push.items];
+    streams.set(push.stream, now);
+    tell(now, text, push.items, "open");
   }
   /** A message arrived: when it finishes a followed stream, tells `listener` its whole text. */
   finished(envelope, listener) {
     const data = envelope.data;
-    if (typeof data?.stream !== "string" || typeof data.text !== "string") return;
+    if (typeof data?.stream !== "string") return;
+    const items = Array.isArray(data.items) ? data.items : void 0;
+    if (typeof data.text !== "string" && !items) return;
     const streams = this.byChannel.get(envelope.channel);
     const known = streams?.get(data.stream);
     if (!streams || !known) return;
     streams.delete(data.stream);
-    const delta = data.text.startsWith(known.text) ? data.text.slice(known.text.length) : data.text;
-    listener?.({ channel: envelope.channel, id: data.stream, event: envelope.event, text: data.text, delta, state: "finished" });
+    const text = typeof data.text === "string" ? data.text : "";
+    const delta = text.startsWith(known.text) ? text.slice(known.text.length) : text;
+    listener?.({
+      channel: envelope.channel,
+      id: data.stream,
+      event: envelope.event,
+      text,
+      delta,
+      ...items ? { items, newItems: added(known.items, items) } : {},
+      state: "finished"
+    });
   }
   /** Stops following `channel`'s streams. */
   forget(channel) {

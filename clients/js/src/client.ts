@@ -33,6 +33,10 @@ export interface StreamUpdate {
   text: string;
   /** What this update added to the text shown before (all of it when the text was replaced). */
   delta: string;
+  /** A JSON stream's items so far (the whole list once finished); absent for a text stream. */
+  items?: unknown[];
+  /** The items this update added (all of them when the list was replaced); absent for a text stream. */
+  newItems?: unknown[];
   /** `open` while pieces come; `finished` once its message arrived; `aborted` when it ended without one. */
   state: "open" | "finished" | "aborted";
 }

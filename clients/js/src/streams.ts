@@ -11,7 +11,14 @@ import type { Envelope, StreamPush } from "./types.js";
 interface Known {
   event?: string;
   text: string;
+  /** A JSON stream's items. */
+  items?: unknown[];
   seq: number;
+}
+
+/** What `now` adds to `before`: the tail when it extends it, else all of it. */
+function added<T>(before: readonly T[] | undefined, now: readonly T[]): T[] {
+  return before && before.length <= now.length ? now.slice(before.length) : [...now];
 }
 
 type Listener = ((stream: StreamUpdate) => void) | undefined;
@@ -24,12 +31,20 @@ export class OpenStreams {
   push(push: StreamPush, listener: Listener): void {
     let streams = this.byChannel.get(push.channel);
     const known = streams?.get(push.stream);
-    const tell = (text: string, delta: string, state: StreamUpdate["state"]) =>
-      listener?.({ channel: push.channel, id: push.stream, event: push.event, text, delta, state });
+    const tell = (now: Known, delta: string, newItems: unknown[] | undefined, state: StreamUpdate["state"]) =>
+      listener?.({
+        channel: push.channel,
+        id: push.stream,
+        event: push.event,
+        text: now.text,
+        delta,
+        ...(now.items ? { items: now.items, newItems: newItems ?? [] } : {}),
+        state,
+      });
     if (push.type === "abort") {
       if (!known) return;
       streams?.delete(push.stream);
-      tell(known.text, "", "aborted");
+      tell(known, "", [], "aborted");
       return;
     }
     const text = push.text ?? "";
@@ -41,8 +56,10 @@ export class OpenStreams {
       // The text so far: news only when it holds more than what is shown.
       if (known && push.seq <= known.seq) return;
       const delta = known && text.startsWith(known.text) ? text.slice(known.text.length) : text;
-      streams.set(push.stream, { event: push.event, text, seq: push.seq });
-      if (!known || delta !== "" || push.seq === 0) tell(text, delta, "open");
+      const now: Known = { event: push.event, text, seq: push.seq, ...(push.items ? { items: push.items } : {}) };
+      streams.set(push.stream, now);
+      const newItems = push.items ? added(known?.items, push.items) : undefined;
+      if (!known || delta !== "" || (newItems?.length ?? 0) > 0 || push.seq === 0) tell(now, delta, newItems, "open");
       return;
     }
     // An append (of one piece, or several merged for a connection that fell behind): the
@@ -50,21 +67,33 @@ export class OpenStreams {
     // which holds both.
     const first = push.seq - (push.pieces ?? 1) + 1;
     if (first !== (known?.seq ?? 0) + 1) return;
-    const whole = (known?.text ?? "") + text;
-    streams.set(push.stream, { event: push.event, text: whole, seq: push.seq });
-    tell(whole, text, "open");
+    const now: Known = { event: push.event, text: (known?.text ?? "") + text, seq: push.seq };
+    if (push.items) now.items = [...(known?.items ?? []), ...push.items];
+    streams.set(push.stream, now);
+    tell(now, text, push.items, "open");
   }
 
   /** A message arrived: when it finishes a followed stream, tells `listener` its whole text. */
   finished(envelope: Envelope, listener: Listener): void {
-    const data = envelope.data as { stream?: unknown; text?: unknown } | null;
-    if (typeof data?.stream !== "string" || typeof data.text !== "string") return;
+    const data = envelope.data as { stream?: unknown; text?: unknown; items?: unknown } | null;
+    if (typeof data?.stream !== "string") return;
+    const items = Array.isArray(data.items) ? (data.items as unknown[]) : undefined;
+    if (typeof data.text !== "string" && !items) return;
     const streams = this.byChannel.get(envelope.channel);
     const known = streams?.get(data.stream);
     if (!streams || !known) return;
     streams.delete(data.stream);
-    const delta = data.text.startsWith(known.text) ? data.text.slice(known.text.length) : data.text;
-    listener?.({ channel: envelope.channel, id: data.stream, event: envelope.event, text: data.text, delta, state: "finished" });
+    const text = typeof data.text === "string" ? data.text : "";
+    const delta = text.startsWith(known.text) ? text.slice(known.text.length) : text;
+    listener?.({
+      channel: envelope.channel,
+      id: data.stream,
+      event: envelope.event,
+      text,
+      delta,
+      ...(items ? { items, newItems: added(known.items, items) } : {}),
+      state: "finished",
+    });
   }
 
   /** Stops following `channel`'s streams. */

@@ -36,8 +36,10 @@ export interface StreamPush {
   channel: string;
   stream: string;
   event?: string;
-  /** The text so far (`stream`) or the piece added (`append`); absent on `abort`. */
+  /** The text so far (`stream`) or the piece added (`append`); absent on `abort` and for a JSON stream. */
   text?: string;
+  /** A JSON stream's items so far (`stream`) or the items added (`append`), instead of `text`. */
+  items?: unknown[];
   /** The number of the (last) append it holds. */
   seq: number;
   /** How many appends an `append` holds (absent: one); more for a connection that fell behind. */

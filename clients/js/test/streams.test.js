@@ -67,3 +67,23 @@ test("an append that holds several pieces applies in one step", () => {
     ["open", "abcd", "bcd"],
   ]);
 });
+
+test("a JSON stream's items build once each, merged or replaced, and its message finishes them", () => {
+  const streams = new OpenStreams();
+  const seen = [];
+  const listener = (u) => seen.push([u.state, u.items, u.newItems]);
+  const item = (type, seq, items, pieces) => ({ type, channel: "c", stream: "j", seq, items, ...(pieces ? { pieces } : {}) });
+  streams.push(item("stream", 0, []), listener);
+  streams.push(item("append", 1, [{ tool: "a" }]), listener);
+  streams.push(item("append", 1, [{ tool: "a" }]), listener); // twice
+  streams.push(item("append", 3, ["b", null], 2), listener); // two merged
+  streams.push(item("stream", 4, [{ tool: "a" }, "b", null, 4]), listener); // a poll's items so far
+  streams.finished({ channel: "c", data: { stream: "j", items: [{ tool: "a" }, "b", null, 4, 5] } }, listener);
+  assert.deepEqual(seen, [
+    ["open", [], []],
+    ["open", [{ tool: "a" }], [{ tool: "a" }]],
+    ["open", [{ tool: "a" }, "b", null], ["b", null]],
+    ["open", [{ tool: "a" }, "b", null, 4], [4]],
+    ["finished", [{ tool: "a" }, "b", null, 4, 5], [5]],
+  ]);
+});

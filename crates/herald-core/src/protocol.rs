@@ -465,7 +465,8 @@ impl StreamPushKind {
 
 /// A push about stream `stream` of `channel`:
 /// `{"type":"stream"|"append"|"abort","channel","stream","event"?,"text"?,"seq","pieces"?}` —
-/// `text` is the text so far (`stream`) or what was added (`append`), `seq` the number of
+/// `text` is the text so far (`stream`) or what was added (`append`) — for a JSON stream
+/// `items`, the items so far or added, instead — `seq` the number of
 /// appends it covers; an append that holds several (`pieces` > 1, for a connection that fell
 /// behind) holds appends `seq - pieces + 1` to `seq`; an abort carries no text.
 pub fn encode_stream_push(
@@ -473,7 +474,7 @@ pub fn encode_stream_push(
     channel: &ChannelName,
     stream: &str,
     event: Option<&str>,
-    text: &str,
+    content: crate::streams::Content<'_>,
     seq: u64,
     pieces: u64,
 ) -> Vec<u8> {
@@ -487,13 +488,21 @@ pub fn encode_stream_push(
         event: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         text: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        items: Option<Box<serde_json::value::RawValue>>,
         seq: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         pieces: Option<u64>,
     }
-    let text = (kind != StreamPushKind::Abort).then_some(text);
+    use crate::streams::Content;
+    let (mut text, mut items) = (None, None);
+    match content {
+        _ if kind == StreamPushKind::Abort => {}
+        Content::Text(t) => text = Some(t),
+        Content::Items(lines) => items = serde_json::value::RawValue::from_string(crate::streams::items(lines)).ok(),
+    }
     let pieces = (pieces > 1).then_some(pieces);
-    encode(&Push { kind: kind.name(), channel: channel.as_str(), stream, event, text, seq, pieces })
+    encode(&Push { kind: kind.name(), channel: channel.as_str(), stream, event, text, items, seq, pieces })
 }
 
 /// Serializes a value that cannot fail to serialize (no maps with non-string keys).

@@ -1,6 +1,11 @@
 //! A channel's open streams: messages written a piece at a time — an AI answer token by token —
 //! before they become one message of the channel.
 //!
+//! A stream holds text (an answer token by token), or JSON items (a JSON stream: tool calls,
+//! structured output, one JSON value per append). A JSON stream keeps its items as lines of
+//! compact JSON, so both kinds share the offsets below; pushes and the finished message carry
+//! them as an array (`items`).
+//!
 //! A stream is started, appended to, and finished or aborted. While it is open it has no offset:
 //! its appends are numbered (`seq` 1, 2, 3 …) within the stream, and a subscriber that joins or
 //! comes back mid-stream is given the text so far with the `seq` it covers, then the appends
@@ -13,7 +18,9 @@
 //! - a stream left without an append for longer than the idle limit is aborted by
 //!   [`OpenStreams::expire`], so a backend that died mid-answer leaves nothing open.
 
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
+
+use serde_json::value::RawValue;
 
 /// An open stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,7 +29,9 @@ pub struct OpenStream {
     pub id: Arc<str>,
     /// The event name of the message it becomes (`None`: a plain `message`).
     pub event: Option<Box<str>>,
-    /// The text so far.
+    /// Whether it holds JSON items (one compact JSON line each) rather than text.
+    pub json: bool,
+    /// The text so far (a JSON stream: its items, each a line of compact JSON).
     pub text: String,
     /// How many appends the text holds.
     pub seq: u64,
@@ -45,16 +54,30 @@ pub enum StreamError {
     /// The channel has as many open streams as it may.
     #[error("the channel has {0} open streams already")]
     TooMany(usize),
+    /// The append is not of the stream's kind: JSON (`true`) or text.
+    #[error("{}", if *.0 { "this is a JSON stream: append any JSON value, as {\"append\":<value>}" } else { "this is a text stream: append text (a JSON string, or a text body)" })]
+    Kind(bool),
+}
+
+/// A piece to append, as a caller has it.
+#[derive(Clone, Copy, Debug)]
+pub enum Delta<'a> {
+    /// Text (a text body).
+    Text(&'a str),
+    /// A JSON value: an item of a JSON stream, or, when it is a string, text.
+    Json(&'a RawValue),
 }
 
 /// The wire error of a refused stream operation: an unknown stream is `not_found`, a text too
-/// long `message_too_large`, a channel with too many open streams `rate_limited`.
+/// long `message_too_large`, a channel with too many open streams `rate_limited`, an append
+/// of the wrong kind `bad_request`.
 impl From<StreamError> for crate::ProtocolError {
     fn from(e: StreamError) -> Self {
         let code = match e {
             StreamError::Unknown(_) => crate::ErrorCode::NotFound,
             StreamError::TooLong(_) => crate::ErrorCode::MessageTooLarge,
             StreamError::TooMany(_) => crate::ErrorCode::RateLimited,
+            StreamError::Kind(_) => crate::ErrorCode::BadRequest,
         };
         Self::new(code, e.to_string())
     }
@@ -74,6 +97,65 @@ pub enum Fold {
     OutOfLine,
 }
 
+/// A stream's content in a push: text, or JSON items (lines of compact JSON, each ending with a
+/// newline) carried as an array.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Content<'a> {
+    /// Text.
+    Text(&'a str),
+    /// JSON items, one line each.
+    Items(&'a str),
+}
+
+/// JSON items (lines of compact JSON, each ending with a newline) as a JSON array.
+pub fn items(lines: &str) -> String {
+    let mut array = String::with_capacity(lines.len() + 2);
+    array.push('[');
+    for (i, line) in lines.lines().enumerate() {
+        if i > 0 {
+            array.push(',');
+        }
+        array.push_str(line);
+    }
+    array.push(']');
+    array
+}
+
+/// `json` (valid JSON) without the whitespace outside its strings: one line.
+fn compact(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for c in json.chars() {
+        if in_string {
+            (escaped, in_string) = (!escaped && c == '\\', escaped || c != '"');
+        } else if c.is_ascii_whitespace() {
+            continue;
+        } else {
+            in_string = c == '"';
+        }
+        out.push(c);
+    }
+    out
+}
+
+// === impl Delta ===
+
+impl<'a> Delta<'a> {
+    /// The piece as a stream holds it: for a text stream (`json` false) the text, or a JSON
+    /// string's value; for a JSON stream the value as a line of compact JSON. `Kind` when it
+    /// cannot be: text for a JSON stream, JSON other than a string for a text stream.
+    pub fn for_stream(self, json: bool) -> Result<Cow<'a, str>, StreamError> {
+        match (self, json) {
+            (Self::Text(text), false) => Ok(Cow::Borrowed(text)),
+            (Self::Json(value), false) => {
+                serde_json::from_str::<String>(value.get()).map(Cow::Owned).map_err(|_| StreamError::Kind(false))
+            }
+            (Self::Json(value), true) => Ok(Cow::Owned(compact(value.get()) + "\n")),
+            (Self::Text(_), true) => Err(StreamError::Kind(true)),
+        }
+    }
+}
+
 /// What [`OpenStreams::replace`] changed.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Replaced {
@@ -91,12 +173,14 @@ pub enum Operation<'a> {
     Start {
         /// The event of the message it becomes.
         event: Option<&'a str>,
+        /// Whether it holds JSON items.
+        json: bool,
     },
     /// Append number `seq` added `delta`.
     Append {
         /// The append's number.
         seq: u64,
-        /// The text it added.
+        /// What it added, as the stream holds it (a JSON stream: a line of compact JSON).
         delta: &'a str,
     },
     /// The stream was closed (finished or aborted).
@@ -116,23 +200,38 @@ impl OpenStream {
     /// A stream read back as it stands elsewhere: its text and where each of its appends ends
     /// in it, in bytes (so its `seq` is `ends.len()`). `None` when the ends do not fit the text
     /// (not increasing, or not ending where it does, or not on character boundaries).
-    pub fn resumed(id: Arc<str>, event: Option<&str>, text: String, ends: Vec<u32>, now_ms: u64) -> Option<Self> {
+    pub fn resumed(
+        id: Arc<str>,
+        event: Option<&str>,
+        json: bool,
+        text: String,
+        ends: Vec<u32>,
+        now_ms: u64,
+    ) -> Option<Self> {
         let fits = ends.windows(2).all(|w| w[0] <= w[1])
             && ends.last().map_or(text.is_empty(), |&last| last as usize == text.len())
             && ends.iter().all(|&end| text.is_char_boundary(end as usize));
-        fits.then(|| Self { id, event: event.map(Box::from), seq: ends.len() as u64, text, touched_ms: now_ms, ends })
+        let event = event.map(Box::from);
+        fits.then_some(Self { id, event, json, seq: ends.len() as u64, text, touched_ms: now_ms, ends })
     }
 
-    /// The data of the message a finished stream becomes: `{"stream":<id>,"text":<text>}`.
-    pub fn message_data(&self) -> Box<serde_json::value::RawValue> {
-        #[derive(serde::Serialize)]
-        struct Finished<'a> {
-            stream: &'a str,
-            text: &'a str,
-        }
-        // Two strings: serializing cannot fail.
-        serde_json::value::to_raw_value(&Finished { stream: &self.id, text: &self.text })
-            .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned())
+    /// The data of the message a finished stream becomes: `{"stream":<id>,"text":<text>}`, or
+    /// for a JSON stream `{"stream":<id>,"items":[<item>,…]}`.
+    pub fn message_data(&self) -> Box<RawValue> {
+        let id = serde_json::to_string(&*self.id).unwrap_or_default();
+        let json = if self.json {
+            format!("{{\"stream\":{id},\"items\":{}}}", items(&self.text))
+        } else {
+            format!("{{\"stream\":{id},\"text\":{}}}", serde_json::to_string(&self.text).unwrap_or_default())
+        };
+        RawValue::from_string(json).unwrap_or_else(|_| RawValue::NULL.to_owned())
+    }
+
+    /// What push bodies and messages carry of `content` (the whole text, or a part of it that
+    /// ends with an append): for a text stream the text, for a JSON stream the array of its
+    /// items.
+    pub fn carried<'a>(&self, content: &'a str) -> Content<'a> {
+        if self.json { Content::Items(content) } else { Content::Text(content) }
     }
 
     /// The text added after append `seq` (all of it after 0); `None` when `seq` is past the
@@ -154,6 +253,7 @@ impl OpenStreams {
         &mut self,
         id: Arc<str>,
         event: Option<&str>,
+        json: bool,
         now_ms: u64,
         max_open: usize,
     ) -> Result<&OpenStream, StreamError> {
@@ -161,14 +261,32 @@ impl OpenStreams {
             return Err(StreamError::TooMany(max_open));
         }
         let event = event.map(Box::from);
-        self.open.push(OpenStream { id, event, text: String::new(), seq: 0, touched_ms: now_ms, ends: Vec::new() });
+        let text = String::new();
+        self.open.push(OpenStream { id, event, json, text, seq: 0, touched_ms: now_ms, ends: Vec::new() });
         Ok(&self.open[self.open.len() - 1])
     }
 
     /// Appends `delta` to stream `id`, unless its text would pass `max_bytes`; the stream after
     /// it (its `seq` numbers this append).
-    pub fn append(&mut self, id: &str, delta: &str, now_ms: u64, max_bytes: usize) -> Result<&OpenStream, StreamError> {
+    pub fn append(
+        &mut self,
+        id: &str,
+        delta: Delta<'_>,
+        now_ms: u64,
+        max_bytes: usize,
+    ) -> Result<&OpenStream, StreamError> {
         let stream = self.find(id)?;
+        let delta = delta.for_stream(stream.json)?;
+        Self::add(stream, &delta, now_ms, max_bytes)
+    }
+
+    /// Adds `delta`, as the stream holds it, unless its text would pass `max_bytes`.
+    fn add<'s>(
+        stream: &'s mut OpenStream,
+        delta: &str,
+        now_ms: u64,
+        max_bytes: usize,
+    ) -> Result<&'s OpenStream, StreamError> {
         if stream.text.len() + delta.len() > max_bytes {
             return Err(StreamError::TooLong(max_bytes));
         }
@@ -206,8 +324,8 @@ impl OpenStreams {
         let held = self.open.iter().position(|s| &*s.id == id);
         match (operation, held) {
             (Operation::Start { .. }, Some(_)) | (Operation::Close, None) => Fold::Known,
-            (Operation::Start { event }, None) => {
-                let _ = self.start(Arc::from(id), event, now_ms, usize::MAX);
+            (Operation::Start { event, json }, None) => {
+                let _ = self.start(Arc::from(id), event, json, now_ms, usize::MAX);
                 Fold::Applied
             }
             (Operation::Close, Some(at)) => {
@@ -219,7 +337,7 @@ impl OpenStreams {
                 std::cmp::Ordering::Less => Fold::Known,
                 std::cmp::Ordering::Greater => Fold::OutOfLine,
                 std::cmp::Ordering::Equal => {
-                    let _ = self.append(id, delta, now_ms, usize::MAX);
+                    let _ = Self::add(&mut self.open[at], delta, now_ms, usize::MAX);
                     Fold::Applied
                 }
             },
@@ -276,23 +394,27 @@ mod tests {
     #[test]
     fn appends_build_the_text_and_number_themselves() {
         let mut streams = OpenStreams::default();
-        assert_eq!(streams.start(id("a"), Some("answer"), 0, 4).unwrap().seq, 0);
+        assert_eq!(streams.start(id("a"), Some("answer"), false, 0, 4).unwrap().seq, 0);
         let seqs: Vec<u64> =
-            ["Hel", "lo", ", world"].iter().map(|d| streams.append("a", d, 1, 100).unwrap().seq).collect();
+            ["Hel", "lo", ", world"].iter().map(|d| streams.append("a", Delta::Text(d), 1, 100).unwrap().seq).collect();
         assert_eq!(seqs, [1, 2, 3]);
         let closed = streams.close("a").unwrap();
         assert_eq!((closed.text.as_str(), closed.event.as_deref(), closed.seq), ("Hello, world", Some("answer"), 3));
         assert!(streams.is_empty());
-        assert_eq!(streams.append("a", "x", 2, 100), Err(StreamError::Unknown(id("a"))), "closed: no more appends");
+        assert_eq!(
+            streams.append("a", Delta::Text("x"), 2, 100),
+            Err(StreamError::Unknown(id("a"))),
+            "closed: no more appends"
+        );
         assert_eq!(streams.close("a"), Err(StreamError::Unknown(id("a"))), "closed once");
     }
 
     #[test]
     fn the_text_after_an_append_is_what_later_appends_added() {
         let mut streams = OpenStreams::default();
-        streams.start(id("a"), None, 0, 4).unwrap();
+        streams.start(id("a"), None, false, 0, 4).unwrap();
         for piece in ["The ", "answer ", "is ", "42"] {
-            streams.append("a", piece, 0, 100).unwrap();
+            streams.append("a", Delta::Text(piece), 0, 100).unwrap();
         }
         let a = streams.iter().next().unwrap();
         assert_eq!(a.text_after(0), Some("The answer is 42"));
@@ -304,11 +426,11 @@ mod tests {
     #[test]
     fn the_limits_refuse_and_leave_the_stream_as_it_was() {
         let mut streams = OpenStreams::default();
-        streams.start(id("a"), None, 0, 2).unwrap();
-        streams.start(id("b"), None, 0, 2).unwrap();
-        assert_eq!(streams.start(id("c"), None, 0, 2).unwrap_err(), StreamError::TooMany(2));
-        streams.append("a", "12345", 0, 8).unwrap();
-        assert_eq!(streams.append("a", "6789", 0, 8).unwrap_err(), StreamError::TooLong(8));
+        streams.start(id("a"), None, false, 0, 2).unwrap();
+        streams.start(id("b"), None, false, 0, 2).unwrap();
+        assert_eq!(streams.start(id("c"), None, false, 0, 2).unwrap_err(), StreamError::TooMany(2));
+        streams.append("a", Delta::Text("12345"), 0, 8).unwrap();
+        assert_eq!(streams.append("a", Delta::Text("6789"), 0, 8).unwrap_err(), StreamError::TooLong(8));
         let a = streams.iter().find(|s| &*s.id == "a").unwrap();
         assert_eq!((a.text.as_str(), a.seq), ("12345", 1), "a refused append changes nothing");
     }
@@ -317,8 +439,8 @@ mod tests {
     fn a_copy_folds_each_operation_once_and_reports_what_does_not_follow() {
         let mut copy = OpenStreams::default();
         assert_eq!(copy.fold("a", Operation::Append { seq: 1, delta: "x" }, 0), Fold::OutOfLine, "unknown stream");
-        assert_eq!(copy.fold("a", Operation::Start { event: Some("answer") }, 0), Fold::Applied);
-        assert_eq!(copy.fold("a", Operation::Start { event: None }, 0), Fold::Known);
+        assert_eq!(copy.fold("a", Operation::Start { event: Some("answer"), json: false }, 0), Fold::Applied);
+        assert_eq!(copy.fold("a", Operation::Start { event: None, json: false }, 0), Fold::Known);
         assert_eq!(copy.fold("a", Operation::Append { seq: 1, delta: "Hel" }, 0), Fold::Applied);
         assert_eq!(copy.fold("a", Operation::Append { seq: 1, delta: "Hel" }, 0), Fold::Known, "twice");
         assert_eq!(copy.fold("a", Operation::Append { seq: 3, delta: "!" }, 0), Fold::OutOfLine, "2 is missing");
@@ -337,10 +459,11 @@ mod tests {
     fn a_snapshot_replaces_the_copy_and_says_what_moved_and_what_went() {
         let mut copy = OpenStreams::default();
         for name in ["kept", "behind", "gone"] {
-            copy.fold(name, Operation::Start { event: None }, 0);
+            copy.fold(name, Operation::Start { event: None, json: false }, 0);
         }
         copy.fold("kept", Operation::Append { seq: 1, delta: "ab" }, 0);
-        let read = |id: &str, text: &str, ends: Vec<u32>| OpenStream::resumed(self::id(id), None, text.into(), ends, 0);
+        let read =
+            |id: &str, text: &str, ends: Vec<u32>| OpenStream::resumed(self::id(id), None, false, text.into(), ends, 0);
         let snapshot = vec![
             read("kept", "ab", vec![2]).unwrap(),
             read("behind", "xyz", vec![1, 3]).unwrap(),
@@ -356,7 +479,7 @@ mod tests {
 
     #[test]
     fn a_stream_read_back_must_fit_its_ends() {
-        let read = |text: &str, ends: Vec<u32>| OpenStream::resumed(id("a"), None, text.into(), ends, 0);
+        let read = |text: &str, ends: Vec<u32>| OpenStream::resumed(id("a"), None, false, text.into(), ends, 0);
         assert!(read("", vec![]).is_some());
         assert!(read("ab", vec![1, 2]).is_some());
         assert!(read("ab", vec![]).is_none(), "text without appends");
@@ -366,12 +489,46 @@ mod tests {
     }
 
     #[test]
+    fn a_json_stream_holds_compact_items_and_finishes_as_an_array() {
+        let mut streams = OpenStreams::default();
+        streams.start(id("j"), None, true, 0, 4).unwrap();
+        let raw = |json: &str| RawValue::from_string(json.to_string()).unwrap();
+        let (call, text) = (raw("{ \"tool\": \"search\",\n  \"q\": \"a \\\" b\" }"), raw("\"a string item\""));
+        streams.append("j", Delta::Json(&call), 0, 100).unwrap();
+        streams.append("j", Delta::Json(&text), 0, 100).unwrap();
+        assert_eq!(streams.append("j", Delta::Text("plain"), 0, 100).unwrap_err(), StreamError::Kind(true));
+        let j = streams.iter().next().unwrap();
+        assert_eq!(j.text, "{\"tool\":\"search\",\"q\":\"a \\\" b\"}\n\"a string item\"\n", "one compact line each");
+        assert_eq!(j.carried(j.text_after(1).unwrap()), Content::Items("\"a string item\"\n"));
+        let data: serde_json::Value = serde_json::from_str(j.message_data().get()).unwrap();
+        assert_eq!(
+            data,
+            serde_json::json!({ "stream": "j", "items": [{ "tool": "search", "q": "a \" b" }, "a string item"] })
+        );
+        assert_eq!(items(""), "[]");
+    }
+
+    #[test]
+    fn a_text_stream_takes_text_or_a_json_string() {
+        let mut streams = OpenStreams::default();
+        streams.start(id("t"), None, false, 0, 4).unwrap();
+        let raw = |json: &str| RawValue::from_string(json.to_string()).unwrap();
+        streams.append("t", Delta::Json(&raw("\"caf\\u00e9 \"")), 0, 100).unwrap();
+        streams.append("t", Delta::Text("ok"), 0, 100).unwrap();
+        assert_eq!(streams.append("t", Delta::Json(&raw("{\"a\":1}")), 0, 100).unwrap_err(), StreamError::Kind(false));
+        let t = streams.iter().next().unwrap();
+        assert_eq!((t.text.as_str(), t.seq), ("café ok", 2));
+        let data: serde_json::Value = serde_json::from_str(t.message_data().get()).unwrap();
+        assert_eq!(data, serde_json::json!({ "stream": "t", "text": "café ok" }));
+    }
+
+    #[test]
     fn idle_streams_expire_and_busy_ones_stay() {
         let mut streams = OpenStreams::default();
         for name in ["idle", "busy", "also-idle"] {
-            streams.start(id(name), None, 0, 8).unwrap();
+            streams.start(id(name), None, false, 0, 8).unwrap();
         }
-        streams.append("busy", "x", 9_000, 100).unwrap();
+        streams.append("busy", Delta::Text("x"), 9_000, 100).unwrap();
         let mut expired: Vec<String> = streams.expire(10_000, 5_000).into_iter().map(|s| s.id.to_string()).collect();
         expired.sort();
         assert_eq!(expired, ["also-idle", "idle"]);

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use herald_core::{
     ChannelName, ResetReason, StreamPosition,
     protocol::{StreamPushKind, encode_stream_push},
+    streams::Content,
 };
 
 use crate::publication::Message;
@@ -73,8 +74,10 @@ pub struct Piece {
     pub stream: Arc<str>,
     /// The event of the message the stream becomes.
     pub event: Option<Box<str>>,
-    /// The text added.
+    /// The text added (a JSON stream: its items, a line each).
     pub text: String,
+    /// Whether the stream holds JSON items.
+    pub json: bool,
     /// The number of the (last) append it holds.
     pub seq: u64,
     /// How many appends it holds (1, or more once merged).
@@ -91,7 +94,7 @@ impl Piece {
             &self.channel,
             &self.stream,
             self.event.as_deref(),
-            &self.text,
+            if self.json { Content::Items(&self.text) } else { Content::Text(&self.text) },
             self.seq,
             self.pieces,
         );
@@ -113,6 +116,7 @@ impl Piece {
             stream: Arc::clone(&self.stream),
             event: self.event.clone(),
             text: format!("{}{}", self.text, next.text),
+            json: self.json,
             seq: next.seq,
             pieces: self.pieces + next.pieces,
         }

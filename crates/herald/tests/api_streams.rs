@@ -360,3 +360,58 @@ async fn with_a_flush_interval_the_appends_of_one_interval_arrive_as_one_push() 
     }
     assert_eq!(ws_pushes.last().unwrap()["data"]["text"], pieces.concat());
 }
+
+#[tokio::test]
+async fn a_json_stream_carries_items_on_every_transport_and_finishes_as_one_array() {
+    let server = TestServer::start(&[]);
+    let mut ws = server.ws().await;
+    ws.subscribe("tools", None).await;
+    let mut sse = server.sse("channel=tools", None).await;
+    server.wait_for_connections("sse", 1).await;
+    let (status, opened) = post(&server, "/api/channels/tools/streams", json!({ "event": "call", "json": true })).await;
+    assert_eq!(status, 200, "{opened}");
+    let stream = opened["stream"].as_str().unwrap().to_string();
+    let items = [json!({ "tool": "search", "args": { "q": "rust jobs" } }), json!("a string item"), json!([1, 2.5])];
+    for (i, item) in items.iter().enumerate() {
+        assert_eq!(operate(&server, "tools", &stream, json!({ "append": item })).await["seq"], i as u64 + 1);
+    }
+    // Kinds do not mix: a text body to a JSON stream, JSON to a text stream.
+    let path = format!("{}/api/channels/tools/streams/{stream}", server.base);
+    let text = server.http.post(&path).bearer_auth(API_KEY).body("plain").send().await.unwrap();
+    let (status, refused): (u16, Value) = (text.status().as_u16(), text.json().await.unwrap());
+    assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("bad_request")), "{refused}");
+    let text_stream = start(&server, "tools").await;
+    let (status, refused) =
+        post(&server, &format!("/api/channels/tools/streams/{text_stream}"), json!({ "append": { "a": 1 } })).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("bad_request")), "{refused}");
+    operate(&server, "tools", &text_stream, json!({ "abort": true })).await;
+
+    // Late joiners get the items so far; a poll holding the first item gets the rest.
+    let (_, poll) = server.poll("channel=tools&timeout=0").await;
+    assert_eq!(poll["streams"][0]["items"], json!(items), "{poll}");
+    let (_, poll) = server.poll(&format!("channel=tools&timeout=0&streams={stream}.1")).await;
+    assert_eq!((poll["streams"][0]["items"].clone(), poll["streams"][0]["seq"].as_u64()), (json!(items[1..]), Some(3)));
+    let finished = operate(&server, "tools", &stream, json!({ "finish": true })).await;
+    assert_eq!(finished["stream"], stream.as_str());
+
+    let mut over_ws = Vec::new();
+    while over_ws.last().is_none_or(|p: &Value| p["type"] != "message") {
+        over_ws.push(ws.next().await.unwrap());
+    }
+    let ours: Vec<&Value> = over_ws.iter().filter(|p| p["stream"] == stream.as_str()).collect();
+    assert_eq!(ours[0]["items"], json!([]), "the start holds no items: {ours:?}");
+    let appended: Vec<Value> = ours[1..].iter().map(|p| p["items"].clone()).collect();
+    assert_eq!(appended, items.iter().map(|i| json!([i])).collect::<Vec<_>>(), "one item per append");
+    assert!(ours.iter().all(|p| p.get("text").is_none()));
+    let message = over_ws.last().unwrap();
+    assert_eq!(message["data"], json!({ "stream": stream, "items": items }));
+    let mut over_sse = Vec::new();
+    while over_sse.last().is_none_or(|e: &common::SseEvent| e.event != "call") {
+        over_sse.push(sse.next().await.unwrap());
+    }
+    let appends: Vec<&Value> = over_sse.iter().filter(|e| e.event == "append").map(|e| &e.data).collect();
+    assert_eq!(appends.iter().filter(|a| a["stream"] == stream.as_str()).count(), 3);
+    assert_eq!(over_sse.last().unwrap().data["data"]["items"], json!(items));
+    let history = server.api_get("/api/channels/tools/history").await;
+    assert_eq!(history["messages"][0]["data"]["items"], json!(items));
+}

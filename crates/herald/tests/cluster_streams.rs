@@ -194,3 +194,48 @@ async fn the_stream_limits_hold_across_nodes() {
     operate(&b, "c", &first, json!({ "finish": true })).await;
     start(&a, "c").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_stream_is_written_across_nodes_and_finishes_as_one_array() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis), node(&redis));
+    wait_ready(&[&a, &b], true).await;
+    let (_, opened) = post(&a, "/api/channels/tools/streams", json!({ "json": true })).await;
+    let stream = opened["stream"].as_str().unwrap().to_string();
+    let items = [json!({ "tool": "search", "q": "a \"quoted\"\nline" }), json!("é"), json!(null)];
+    operate(&a, "tools", &stream, json!({ "append": items[0] })).await;
+
+    // B mirrors `tools` mid-stream: the items so far come from Redis.
+    let mut ws_b = b.ws().await;
+    ws_b.subscribe("tools", None).await;
+    let snapshot = ws_b.next().await.unwrap();
+    assert_eq!((snapshot["type"].as_str(), &snapshot["items"]), (Some("stream"), &json!([items[0]])), "{snapshot}");
+    for item in &items[1..] {
+        operate(&b, "tools", &stream, json!({ "append": item })).await;
+    }
+    // Redis checks the kind: text to a JSON stream, an object to a text stream.
+    let text = b.http.post(format!("{}/api/channels/tools/streams/{stream}", b.base));
+    let text = text.bearer_auth(common::API_KEY).body("plain").send().await.unwrap();
+    assert_eq!(text.status(), 400);
+    let text_stream = start(&b, "tools").await;
+    let (status, refused) =
+        post(&a, &format!("/api/channels/tools/streams/{text_stream}"), json!({ "append": [1] })).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("bad_request")), "{refused}");
+    operate(&a, "tools", &text_stream, json!({ "append": "a JSON string is text" })).await;
+    operate(&a, "tools", &text_stream, json!({ "abort": true })).await;
+
+    operate(&b, "tools", &stream, json!({ "finish": true })).await;
+    let mut got = Vec::new();
+    while got.last().is_none_or(|p: &Value| p["type"] != "message") {
+        got.push(ws_b.next().await.unwrap());
+    }
+    let ours: Vec<Value> = got
+        .iter()
+        .filter(|p| p["stream"] == stream.as_str() && p["type"] == "append")
+        .map(|p| p["items"].clone())
+        .collect();
+    assert_eq!(ours, [json!([items[1]]), json!([items[2]])]);
+    assert_eq!(got.last().unwrap()["data"], json!({ "stream": stream, "items": items }));
+    let history = a.api_get("/api/channels/tools/history").await;
+    assert_eq!(history["messages"][0]["data"]["items"], json!(items), "{history}");
+}

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use herald_core::{
     ChannelName,
     protocol::{StreamPushKind, encode_stream_push},
-    streams::{Fold, OpenStream, Operation, StreamError},
+    streams::{Content, Delta, Fold, OpenStream, Operation, StreamError},
 };
 use rand::{Rng as _, distr::Alphanumeric};
 
@@ -33,11 +33,16 @@ use crate::{
 impl Broker {
     /// Opens a stream in `channel` for a message of `event`, and pushes it (empty) to the
     /// channel's subscribers. Returns its id.
-    pub fn stream_start(&self, channel: &ChannelName, event: Option<&str>) -> Result<Arc<str>, StreamError> {
+    pub fn stream_start(
+        &self,
+        channel: &ChannelName,
+        event: Option<&str>,
+        json: bool,
+    ) -> Result<Arc<str>, StreamError> {
         let id = new_stream_id();
         self.with_channel(channel, |ch| {
             let max_open = self.config.max_streams_per_channel;
-            let stream = ch.streams.start(Arc::clone(&id), event, now_ms(), max_open)?;
+            let stream = ch.streams.start(Arc::clone(&id), event, json, now_ms(), max_open)?;
             let push = snapshot(channel, stream);
             tell(ch, &push);
             Ok(())
@@ -48,11 +53,11 @@ impl Broker {
 
     /// Appends `delta` to stream `id` of `channel` and pushes the piece to the subscribers.
     /// Returns the append's `seq`.
-    pub fn stream_append(&self, channel: &ChannelName, id: &str, delta: &str) -> Result<u64, StreamError> {
+    pub fn stream_append(&self, channel: &ChannelName, id: &str, delta: Delta<'_>) -> Result<u64, StreamError> {
         self.with_existing(channel, id, |ch| {
             let max_bytes = self.config.max_message_bytes;
             let seq = ch.streams.append(id, delta, now_ms(), max_bytes)?.seq;
-            self.tell_piece(ch, channel, id, delta);
+            self.tell_piece(ch, channel, id);
             Ok(seq)
         })
     }
@@ -112,7 +117,7 @@ impl Broker {
                     tell(ch, &snapshot(channel, stream));
                 }
             }
-            Operation::Append { delta, .. } => self.tell_piece(ch, channel, id, delta),
+            Operation::Append { .. } => self.tell_piece(ch, channel, id),
             Operation::Close => {
                 self.open_streams.fetch_sub(1, Ordering::Relaxed);
                 if let Some((event, seq)) = closed.filter(|_| abort) {
@@ -159,11 +164,10 @@ impl Broker {
         }
     }
 
-    /// Tells the subscribers of `ch` about the append that added `delta` to its stream `id`
-    /// (just applied): at once, encoded once and shared by every subscriber that keeps up (one
+    /// Tells the subscribers of `ch` about the append just applied to its stream `id`: at once, encoded once and shared by every subscriber that keeps up (one
     /// that falls behind gets it merged with the next); or, with `stream_flush_ms`, at the
     /// next flush ([`Broker::flush_streams`]).
-    fn tell_piece(&self, ch: &mut Channel, channel: &ChannelName, id: &str, delta: &str) {
+    fn tell_piece(&self, ch: &mut Channel, channel: &ChannelName, id: &str) {
         let Some(stream) = ch.streams.iter().find(|s| &*s.id == id) else { return };
         if self.config.stream_flush_ms > 0 {
             if ch.unflushed.is_empty() {
@@ -174,7 +178,7 @@ impl Broker {
             }
             return;
         }
-        tell_append(ch, channel, stream, delta, 1);
+        tell_since(ch, channel, id, stream.seq - 1);
     }
 
     /// Pushes, for every channel with appends waiting (`stream_flush_ms`), one append per
@@ -215,7 +219,8 @@ impl Broker {
                     Some((seq, lacks)) => {
                         let (event, pieces) = (stream.event.as_deref(), stream.seq - seq);
                         let kind = StreamPushKind::Append;
-                        let json = encode_stream_push(kind, channel, &stream.id, event, lacks, stream.seq, pieces);
+                        let content = stream.carried(lacks);
+                        let json = encode_stream_push(kind, channel, &stream.id, event, content, stream.seq, pieces);
                         out.push(Bytes::from(json));
                     }
                     None => out.push(snapshot_json(channel, stream)),
@@ -291,12 +296,13 @@ fn snapshot(channel: &ChannelName, stream: &OpenStream) -> Frame {
 /// The JSON of [`snapshot`].
 fn snapshot_json(channel: &ChannelName, stream: &OpenStream) -> Bytes {
     let kind = StreamPushKind::Snapshot;
-    Bytes::from(encode_stream_push(kind, channel, &stream.id, stream.event.as_deref(), &stream.text, stream.seq, 1))
+    let (event, content) = (stream.event.as_deref(), stream.carried(&stream.text));
+    Bytes::from(encode_stream_push(kind, channel, &stream.id, event, content, stream.seq, 1))
 }
 
 /// The push that ends stream `id` (of `event`, at `seq`) without a message.
 fn abort(channel: &ChannelName, id: &str, event: Option<&str>, seq: u64) -> Frame {
-    let json = encode_stream_push(StreamPushKind::Abort, channel, id, event, "", seq, 1);
+    let json = encode_stream_push(StreamPushKind::Abort, channel, id, event, Content::Text(""), seq, 1);
     Frame::Stream { kind: StreamPushKind::Abort, json: Bytes::from(json), piece: None }
 }
 
@@ -325,6 +331,7 @@ fn tell_append(ch: &Channel, channel: &ChannelName, stream: &OpenStream, text: &
         stream: Arc::clone(&stream.id),
         event: stream.event.clone(),
         text: text.to_string(),
+        json: stream.json,
         seq: stream.seq,
         pieces,
     });

@@ -172,7 +172,7 @@ async fn on_message(c: &Cluster, feed: &str, payload: &[u8]) {
     }
     if let Some(op) = scripts::decode_stream_payload(payload) {
         let operation = match op.kind {
-            b's' => Operation::Start { event: op.event },
+            b's' => Operation::Start { event: op.event, json: op.text == "j" },
             b'a' => Operation::Append { seq: op.seq, delta: op.text },
             _ => Operation::Close,
         };

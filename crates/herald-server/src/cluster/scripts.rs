@@ -83,10 +83,10 @@ redis.call('PUBLISH', feed, epoch .. '\n' .. offset .. '\n' .. time .. '\n' .. e
     };
 }
 
-/// The Lua function `open_stream(index, id, entry)`: the event of stream `id` (empty for
-/// none) when its entry in the index hash (`<touched ms>\n<event>`) is there and was touched
-/// less than `idle` ms before `now` (locals it expects); `nil` otherwise, removing an idle
-/// entry.
+/// The Lua function `open_stream(index, id, entry)`: the kind (`t` text, `j` JSON) and event
+/// (empty for none) of stream `id`, as one string, when its entry in the index hash
+/// (`<touched ms>\n<kind><event>`) is there and was touched less than `idle` ms before `now`
+/// (locals it expects); `nil` otherwise, removing an idle entry.
 macro_rules! open_stream {
     () => {
         r"
@@ -140,9 +140,11 @@ return {epoch, tostring(offset), '0'}
 /// and tells the nodes on the feed `ARGV[5]` (see [`decode_stream_payload`]). `KEYS`: the
 /// channel's stream index, the stream's text and its ends (see [`Keys::stream`]). `ARGV[3]` is
 /// the time (ms) and `ARGV[4]` the idle limit: a stream not touched for that long is gone.
-/// `ARGV[6]` is the limit — open streams per channel to start one, bytes of text to append —
-/// and `ARGV[7]` the event (start) or the text (append). Returns `{"ok", seq}` or `{reason}`:
-/// `unknown`, `too_many`, `too_long`.
+/// `ARGV[6]` is the limit — open streams per channel to start one, bytes of text to append.
+/// To start: `ARGV[7]` the event, `ARGV[8]` the kind (`t` text, `j` JSON). To append: the
+/// piece as a text stream holds it (`ARGV[7]`) and as a JSON stream does (`ARGV[8]`), and
+/// which of them are valid (`ARGV[9]`: `t`, `j` or `tj`). Returns `{"ok", seq}` or `{reason}`:
+/// `unknown`, `too_many`, `too_long`, `kind_t` (a text stream), `kind_j` (a JSON stream).
 pub(super) const STREAM: &str = concat!(
     r"
 local op, id, now, idle = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -157,18 +159,21 @@ if op == 's' then
     if open_stream(index, entries[i], entries[i + 1]) then open = open + 1 end
   end
   if open >= tonumber(ARGV[6]) then return {'too_many'} end
-  redis.call('HSET', index, id, now .. '\n' .. ARGV[7])
+  redis.call('HSET', index, id, now .. '\n' .. ARGV[8] .. ARGV[7])
   redis.call('PEXPIRE', index, idle)
-  redis.call('PUBLISH', feed, '~s\n' .. id .. '\n0\n' .. ARGV[7] .. '\n')
+  redis.call('PUBLISH', feed, '~s\n' .. id .. '\n0\n' .. ARGV[7] .. '\n' .. ARGV[8])
   return {'ok', '0'}
 end
-local event = open_stream(index, id, redis.call('HGET', index, id))
-if not event then return {'unknown'} end
+local stream = open_stream(index, id, redis.call('HGET', index, id))
+if not stream then return {'unknown'} end
+local kind, event = string.sub(stream, 1, 1), string.sub(stream, 2)
 if op == 'a' then
+  if not string.find(ARGV[9], kind, 1, true) then return {'kind_' .. kind} end
   local delta = ARGV[7]
+  if kind == 'j' then delta = ARGV[8] end
   if redis.call('STRLEN', KEYS[2]) + #delta > tonumber(ARGV[6]) then return {'too_long'} end
   local seq = redis.call('RPUSH', KEYS[3], redis.call('APPEND', KEYS[2], delta))
-  redis.call('HSET', index, id, now .. '\n' .. event)
+  redis.call('HSET', index, id, now .. '\n' .. stream)
   redis.call('PEXPIRE', index, idle)
   -- The index decides whether the stream is open; its keys outlive it, against clock skew.
   redis.call('PEXPIRE', KEYS[2], 2 * idle)
@@ -185,7 +190,8 @@ return {'ok', tostring(seq)}
 );
 
 /// Finishes stream `ARGV[8]`: closes it (telling the nodes with `~f`, no push of its own) and
-/// publishes its text as one message, `{"stream":<id>,"text":<text>}` — atomically, so a
+/// publishes its text as one message, `{"stream":<id>,"text":<text>}` (a JSON stream:
+/// `{"stream":<id>,"items":[…]}`) — atomically, so a
 /// stream is never closed without its message. `KEYS`: the position hash, the history, the
 /// stream index, the stream's text and ends. `ARGV`: the new epoch, the time, the history size,
 /// the channel TTL, the feed, the oldest publish time kept, the history TTL, the stream id, the
@@ -197,14 +203,21 @@ local id, now, idle = ARGV[8], tonumber(ARGV[2]), tonumber(ARGV[9])
 ",
     open_stream!(),
     r#"
-local event = open_stream(KEYS[3], id, redis.call('HGET', KEYS[3], id))
-if not event then return {'unknown'} end
+local stream = open_stream(KEYS[3], id, redis.call('HGET', KEYS[3], id))
+if not stream then return {'unknown'} end
+local kind, event = string.sub(stream, 1, 1), string.sub(stream, 2)
 local text = redis.call('GET', KEYS[4]) or ''
 local seq = redis.call('LLEN', KEYS[5])
 redis.call('HDEL', KEYS[3], id)
 redis.call('DEL', KEYS[4], KEYS[5])
 local meta, history, new_epoch = KEYS[1], KEYS[2], ARGV[1]
-local time, size, data = ARGV[2], ARGV[3], '{"stream":"' .. id .. '","text":' .. cjson.encode(text) .. '}'
+local time, size, data = ARGV[2], ARGV[3], nil
+if kind == 'j' then
+  -- Items are lines of compact JSON: the array is the lines joined by commas.
+  data = '{"stream":"' .. id .. '","items":[' .. (string.gsub(string.sub(text, 1, -2), '\n', ',')) .. ']}'
+else
+  data = '{"stream":"' .. id .. '","text":' .. cjson.encode(text) .. '}'
+end
 local channel_ttl, feed, oldest_kept, history_ttl = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local seen_epoch, seen_offset = ARGV[10], ARGV[11]
 redis.call('PUBLISH', feed, '~f\n' .. id .. '\n' .. seq .. '\n' .. event .. '\n')
@@ -216,10 +229,10 @@ return {'ok', epoch, tostring(offset)}
 );
 
 /// Reads a channel's position, its lineage, its open streams and up to `ARGV[2]` latest
-/// history entries, oldest first: `{epoch, offset, prev, cut, streams, (id, event, text,
+/// history entries, oldest first: `{epoch, offset, prev, cut, streams, (id, kind_event, text,
 /// ends)…, (offset, time, event, data)…}` as strings (`prev` empty when the epoch took over
-/// from none; `streams` the number of open streams; `ends` where each append ends in the text,
-/// comma-separated). A channel unknown to Redis is created at offset 0 in the epoch `ARGV[1]`,
+/// from none; `streams` the number of open streams; `kind_event` the stream's kind, `t` or
+/// `j`, then its event; `ends` where each append ends in the text, comma-separated). A channel unknown to Redis is created at offset 0 in the epoch `ARGV[1]`,
 /// so that subscribers and publishers agree on it. `KEYS`: the position hash, the history and
 /// the stream index; `ARGV[4]` is the prefix of the streams' keys, `ARGV[5]` the time (ms) and
 /// `ARGV[6]` the streams' idle limit.
@@ -383,10 +396,11 @@ pub(super) fn decode_snapshot(channel: &ChannelName, reply: &[String]) -> Option
     let now = crate::now_ms();
     let mut streams = Vec::with_capacity(open.len() / 4);
     for stream in open.chunks_exact(4) {
-        let [id, event, text, ends] = stream else { return None };
+        let [id, kind_event, text, ends] = stream else { return None };
         let ends = ends.split(',').filter(|e| !e.is_empty()).map(str::parse).collect::<Result<_, _>>().ok()?;
-        let event = Some(event.as_str()).filter(|e| !e.is_empty());
-        streams.push(OpenStream::resumed(Arc::from(id.as_str()), event, text.clone(), ends, now)?);
+        let (json, event) = (kind_event.starts_with('j'), kind_event.get(1..)?);
+        let event = Some(event).filter(|e| !e.is_empty());
+        streams.push(OpenStream::resumed(Arc::from(id.as_str()), event, json, text.clone(), ends, now)?);
     }
     let mut entries = Vec::with_capacity(rest.len() / 4);
     for entry in rest.chunks_exact(4) {
@@ -402,8 +416,8 @@ pub(super) fn decode_snapshot(channel: &ChannelName, reply: &[String]) -> Option
 }
 
 /// An operation on a stream, as [`STREAM`] and [`FINISH`] tell the nodes:
-/// `~<kind>\n<id>\n<seq>\n<event>\n<text>`, kind `s` (start), `a` (append), `x` (abort) or `f`
-/// (finished: its message follows).
+/// `~<kind>\n<id>\n<seq>\n<event>\n<text>`, kind `s` (start; the text is the stream's kind,
+/// `t` or `j`), `a` (append), `x` (abort) or `f` (finished: its message follows).
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct StreamPayload<'a> {
     pub(super) kind: u8,

@@ -19,22 +19,42 @@ use super::{Assigned, Cluster, pass_seen, unexpected};
 // === impl Cluster: streams ===
 
 impl Cluster {
-    /// Opens a stream in `channel` for a message of `event`; returns its id.
-    pub async fn stream_start(&self, channel: &ChannelName, event: Option<&str>) -> Result<Arc<str>, ProtocolError> {
+    /// Opens a stream in `channel` for a message of `event` (of JSON items with `json`);
+    /// returns its id.
+    pub async fn stream_start(
+        &self,
+        channel: &ChannelName,
+        event: Option<&str>,
+        json: bool,
+    ) -> Result<Arc<str>, ProtocolError> {
         let id = crate::broker::new_stream_id();
         let limit = self.config.max_streams_per_channel;
-        self.stream_op(channel, "s", &id, limit, event.unwrap_or("")).await?;
+        let kind = if json { "j" } else { "t" };
+        self.stream_op(channel, "s", &id, limit, [event.unwrap_or(""), kind, ""]).await?;
         Ok(id)
     }
 
-    /// Appends `text` to stream `id` of `channel`; returns the append's `seq`.
-    pub async fn stream_append(&self, channel: &ChannelName, id: &str, text: &str) -> Result<u64, ProtocolError> {
-        self.stream_op(channel, "a", id, self.config.max_message_bytes, text).await
+    /// Appends a piece to stream `id` of `channel`, given as a text stream holds it (`text`)
+    /// and as a JSON stream does (`json`), where it can be; returns the append's `seq`.
+    pub async fn stream_append(
+        &self,
+        channel: &ChannelName,
+        id: &str,
+        text: Option<&str>,
+        json: Option<&str>,
+    ) -> Result<u64, ProtocolError> {
+        let valid = match (text.is_some(), json.is_some()) {
+            (true, true) => "tj",
+            (true, false) => "t",
+            (false, _) => "j",
+        };
+        let forms = [text.unwrap_or(""), json.unwrap_or(""), valid];
+        self.stream_op(channel, "a", id, self.config.max_message_bytes, forms).await
     }
 
     /// Aborts stream `id` of `channel`.
     pub async fn stream_abort(&self, channel: &ChannelName, id: &str) -> Result<(), ProtocolError> {
-        self.stream_op(channel, "x", id, 0, "").await.map(drop)
+        self.stream_op(channel, "x", id, 0, ["", "", ""]).await.map(drop)
     }
 
     /// Finishes stream `id` of `channel`: closes it and publishes its text as one message.
@@ -70,15 +90,15 @@ impl Cluster {
         }
     }
 
-    /// Runs [`super::scripts::STREAM`]'s operation `op` on stream `id` of `channel`, with its `limit`
-    /// and `text`; returns the stream's `seq` after it.
+    /// Runs [`super::scripts::STREAM`]'s operation `op` on stream `id` of `channel`, with its
+    /// `limit` and arguments; returns the stream's `seq` after it.
     async fn stream_op(
         &self,
         channel: &ChannelName,
         op: &str,
         id: &str,
         limit: usize,
-        text: &str,
+        args: [&str; 3],
     ) -> Result<u64, ProtocolError> {
         let mut invocation = self.stream.prepare_invoke();
         let [text_key, ends] = self.keys.stream(channel, id);
@@ -92,7 +112,9 @@ impl Cluster {
             .arg(self.stream_idle_ms())
             .arg(self.keys.feed(channel))
             .arg(limit)
-            .arg(text);
+            .arg(args[0])
+            .arg(args[1])
+            .arg(args[2]);
         let reply: Vec<String> = self.timed(self.commands.invoke(&invocation)).await?;
         match reply.as_slice() {
             [ok, seq] if ok == "ok" => seq.parse().map_err(|_| unexpected("a stream operation")),
@@ -106,6 +128,8 @@ impl Cluster {
         match reason {
             "too_many" => StreamError::TooMany(self.config.max_streams_per_channel).into(),
             "too_long" => StreamError::TooLong(self.config.max_message_bytes).into(),
+            "kind_j" => StreamError::Kind(true).into(),
+            "kind_t" => StreamError::Kind(false).into(),
             _ => StreamError::Unknown(Arc::from(id)).into(),
         }
     }

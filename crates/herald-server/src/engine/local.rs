@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use herald_core::{ChannelName, ErrorCode, HistoryQuery, ProtocolError, StreamPosition};
+use herald_core::{ChannelName, ErrorCode, HistoryQuery, ProtocolError, StreamPosition, streams::Delta};
 use serde_json::{json, value::RawValue};
 
 use super::{Answer, Engine, Placed};
@@ -54,12 +54,12 @@ impl Engine for Memory {
         Answer::Ready(Ok(crate::presence::presence_body(channel, &self.broker.presence(channel))))
     }
 
-    fn stream_start(&self, channel: &ChannelName, event: Option<&str>) -> Answer<Arc<str>> {
-        Answer::Ready(self.broker.stream_start(channel, event).map_err(Into::into))
+    fn stream_start(&self, channel: &ChannelName, event: Option<&str>, json: bool) -> Answer<Arc<str>> {
+        Answer::Ready(self.broker.stream_start(channel, event, json).map_err(Into::into))
     }
 
-    fn stream_append(&self, channel: &ChannelName, id: &str, text: &str) -> Answer<u64> {
-        Answer::Ready(self.broker.stream_append(channel, id, text).map_err(Into::into))
+    fn stream_append(&self, channel: &ChannelName, id: &str, delta: Delta<'_>) -> Answer<u64> {
+        Answer::Ready(self.broker.stream_append(channel, id, delta).map_err(Into::into))
     }
 
     fn stream_finish(&self, channel: &ChannelName, id: &str) -> Answer<Placed> {
@@ -123,12 +123,12 @@ impl Engine for Durable {
         self.memory.presence(channel)
     }
 
-    fn stream_start(&self, channel: &ChannelName, event: Option<&str>) -> Answer<Arc<str>> {
-        self.memory.stream_start(channel, event)
+    fn stream_start(&self, channel: &ChannelName, event: Option<&str>, json: bool) -> Answer<Arc<str>> {
+        self.memory.stream_start(channel, event, json)
     }
 
-    fn stream_append(&self, channel: &ChannelName, id: &str, text: &str) -> Answer<u64> {
-        self.memory.stream_append(channel, id, text)
+    fn stream_append(&self, channel: &ChannelName, id: &str, delta: Delta<'_>) -> Answer<u64> {
+        self.memory.stream_append(channel, id, delta)
     }
 
     fn stream_finish(&self, channel: &ChannelName, id: &str) -> Answer<Placed> {

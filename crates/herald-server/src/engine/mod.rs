@@ -21,7 +21,7 @@ use std::{future::Future, pin::Pin, sync::Arc};
 
 #[cfg(doc)]
 use herald_core::streams::OpenStream;
-use herald_core::{ChannelName, HistoryQuery, ProtocolError, StreamPosition};
+use herald_core::{ChannelName, HistoryQuery, ProtocolError, StreamPosition, streams::Delta};
 use serde_json::value::RawValue;
 
 pub use self::{
@@ -123,12 +123,14 @@ pub trait Engine: Send + Sync {
 
     /// Opens a stream in `channel` for a message of `event` (token streams, docs/protocol.md
     /// §1): its pieces reach the channel's subscribers as they are appended, and a subscriber
-    /// that joins while it is open gets the text so far. Returns its id.
-    fn stream_start(&self, channel: &ChannelName, event: Option<&str>) -> Answer<Arc<str>>;
+    /// that joins while it is open gets the text so far. With `json` it holds JSON items, not
+    /// text. Returns its id.
+    fn stream_start(&self, channel: &ChannelName, event: Option<&str>, json: bool) -> Answer<Arc<str>>;
 
-    /// Appends `text` to stream `id` of `channel`; returns the append's `seq`. Appends are
-    /// numbered in the order the engine applied them, without gaps.
-    fn stream_append(&self, channel: &ChannelName, id: &str, text: &str) -> Answer<u64>;
+    /// Appends `delta` to stream `id` of `channel` (refused when not of the stream's kind);
+    /// returns the append's `seq`. Appends are numbered in the order the engine applied them,
+    /// without gaps.
+    fn stream_append(&self, channel: &ChannelName, id: &str, delta: Delta<'_>) -> Answer<u64>;
 
     /// Finishes stream `id` of `channel`: closes it and publishes its text as one message
     /// ([`OpenStream::message_data`]) — atomically, so that subscribers see every piece, then

@@ -166,12 +166,12 @@ async fn a_stream_left_idle_is_aborted_and_its_subscribers_are_told() {
     let outbox =
         Arc::new(Outbox::new(1, Transport::Ws, QueueLimits { frames: 100, bytes: 100_000 }, 0, Arc::default()));
     broker.subscribe(&chat, &outbox, Start::Live, usize::MAX, None, |_| None);
-    let stream = broker.stream_start(&chat, None).unwrap();
-    broker.stream_append(&chat, &stream, "still ").unwrap();
+    let stream = broker.stream_start(&chat, None, false).unwrap();
+    broker.stream_append(&chat, &stream, herald_core::streams::Delta::Text("still ")).unwrap();
 
     // Appends keep it open past the idle limit (60 s by default) in all.
     tokio::time::advance(Duration::from_secs(45)).await;
-    broker.stream_append(&chat, &stream, "thinking").unwrap();
+    broker.stream_append(&chat, &stream, herald_core::streams::Delta::Text("thinking")).unwrap();
     tokio::time::advance(Duration::from_secs(45)).await;
     sweep_all(&broker);
     assert_eq!(broker.stream_snapshots(std::slice::from_ref(&chat), None).len(), 1, "45 s since the last append");
@@ -179,7 +179,7 @@ async fn a_stream_left_idle_is_aborted_and_its_subscribers_are_told() {
     tokio::time::advance(Duration::from_secs(16)).await;
     sweep_all(&broker);
     assert!(broker.stream_snapshots(std::slice::from_ref(&chat), None).is_empty(), "61 s idle: aborted");
-    assert!(broker.stream_append(&chat, &stream, "late").is_err());
+    assert!(broker.stream_append(&chat, &stream, herald_core::streams::Delta::Text("late")).is_err());
     let kinds: Vec<&str> = outbox
         .take()
         .0

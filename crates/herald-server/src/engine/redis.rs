@@ -1,9 +1,9 @@
 //! The Redis engine behind the seam: every call that needs Redis's word goes to the
 //! [`Cluster`] and is answered later; what the node's mirror already knows is answered at once.
 
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
-use herald_core::{ChannelName, ErrorCode, HistoryQuery, ProtocolError, StreamPosition};
+use herald_core::{ChannelName, ErrorCode, HistoryQuery, ProtocolError, StreamPosition, streams::Delta};
 use serde_json::{json, value::RawValue};
 
 use super::{Answer, Engine, Placed, Wanted};
@@ -61,14 +61,19 @@ impl Engine for Redis {
         }))
     }
 
-    fn stream_start(&self, channel: &ChannelName, event: Option<&str>) -> Answer<Arc<str>> {
+    fn stream_start(&self, channel: &ChannelName, event: Option<&str>, json: bool) -> Answer<Arc<str>> {
         let (cluster, channel, event) = (self.cluster.clone(), channel.clone(), event.map(str::to_string));
-        Answer::Later(Box::pin(async move { cluster.stream_start(&channel, event.as_deref()).await }))
+        Answer::Later(Box::pin(async move { cluster.stream_start(&channel, event.as_deref(), json).await }))
     }
 
-    fn stream_append(&self, channel: &ChannelName, id: &str, text: &str) -> Answer<u64> {
-        let (cluster, channel, id, text) = (self.cluster.clone(), channel.clone(), id.to_string(), text.to_string());
-        Answer::Later(Box::pin(async move { cluster.stream_append(&channel, &id, &text).await }))
+    fn stream_append(&self, channel: &ChannelName, id: &str, delta: Delta<'_>) -> Answer<u64> {
+        // Redis knows the stream's kind: it gets the piece in each form it can take.
+        let text = delta.for_stream(false).ok().map(Cow::into_owned);
+        let json = delta.for_stream(true).ok().map(Cow::into_owned);
+        let (cluster, channel, id) = (self.cluster.clone(), channel.clone(), id.to_string());
+        Answer::Later(Box::pin(
+            async move { cluster.stream_append(&channel, &id, text.as_deref(), json.as_deref()).await },
+        ))
     }
 
     fn stream_finish(&self, channel: &ChannelName, id: &str) -> Answer<Placed> {

@@ -16,10 +16,14 @@ use axum::{
     response::Response,
 };
 use bytes::{Bytes, BytesMut};
-use herald_core::{ChannelName, ErrorCode, ProtocolError, protocol::validate_event, streams::StreamError};
+use herald_core::{
+    ChannelName, ErrorCode, ProtocolError,
+    protocol::validate_event,
+    streams::{Delta, StreamError},
+};
 use herald_http1::{BodyFraming, Head};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, value::RawValue};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -39,22 +43,48 @@ use crate::{
 struct StartBody {
     #[serde(default)]
     event: Option<String>,
+    /// A stream of JSON items rather than text.
+    #[serde(default)]
+    json: bool,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OperationBody {
-    #[serde(default)]
-    append: Option<String>,
+    /// Present whatever its value, `null` included (an item of a JSON stream).
+    #[serde(default, deserialize_with = "present")]
+    append: Option<Box<RawValue>>,
     #[serde(default)]
     finish: bool,
     #[serde(default)]
     abort: bool,
 }
 
+/// A field's value, `null` included, as present.
+fn present<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(value).map(Some)
+}
+
+/// What an append request carries.
+enum Appended {
+    /// A JSON value (`{"append":…}`).
+    Json(Box<RawValue>),
+    /// A text body.
+    Text(String),
+}
+
+impl Appended {
+    fn delta(&self) -> Delta<'_> {
+        match self {
+            Self::Json(value) => Delta::Json(value),
+            Self::Text(text) => Delta::Text(text),
+        }
+    }
+}
+
 /// What a request does to an open stream.
 enum Operation {
-    Append(String),
+    Append(Appended),
     Finish,
     Abort,
 }
@@ -69,7 +99,7 @@ pub async fn start(
     let bytes = body_bytes(body)?;
     let body: StartBody = if bytes.is_empty() { StartBody::default() } else { parse_json(&bytes)? };
     let event = validate_event(body.event)?;
-    let id = state.engine.stream_start(&channel, event.as_deref()).get().await?;
+    let id = state.engine.stream_start(&channel, event.as_deref(), body.json).get().await?;
     Ok(json_response(&json!({ "channel": channel.as_str(), "stream": &*id })))
 }
 
@@ -89,8 +119,8 @@ pub async fn operate(
         return Err(ProtocolError::from(StreamError::Unknown(Arc::from(stream))).into());
     }
     match operation(&headers, &bytes)? {
-        Operation::Append(text) => {
-            let seq = state.engine.stream_append(&channel, stream, &text).get().await?;
+        Operation::Append(appended) => {
+            let seq = state.engine.stream_append(&channel, stream, appended.delta()).get().await?;
             Ok(json_response(&json!({ "channel": channel_name, "stream": stream, "seq": seq })))
         }
         Operation::Abort => {
@@ -138,7 +168,7 @@ pub(super) async fn pipe(
         Ok(opened) => opened,
         Err(e) => return Ok(Err(e)),
     };
-    let id = match state.engine.stream_start(&channel, event.as_deref()).get().await {
+    let id = match state.engine.stream_start(&channel, event.as_deref(), false).get().await {
         Ok(id) => id,
         Err(e) => return Ok(Err(e.into())),
     };
@@ -165,7 +195,7 @@ pub(super) async fn pipe(
         };
         let text = std::str::from_utf8(&split_char[..valid]).unwrap_or_default();
         if !text.is_empty()
-            && let Err(e) = state.engine.stream_append(&channel, &id, text).get().await
+            && let Err(e) = state.engine.stream_append(&channel, &id, Delta::Text(text)).get().await
         {
             break Err(e.into());
         }
@@ -186,16 +216,16 @@ fn operation(headers: &HeaderMap, bytes: &[u8]) -> Result<Operation, ApiError> {
     if !is_json(headers) {
         let text = std::str::from_utf8(bytes)
             .map_err(|_| ApiError::new(ErrorCode::BadRequest, "a non-JSON body must be UTF-8 text"))?;
-        return Ok(Operation::Append(text.to_string()));
+        return Ok(Operation::Append(Appended::Text(text.to_string())));
     }
     let body: OperationBody = parse_json(bytes)?;
     match (body.append, body.finish, body.abort) {
-        (Some(text), false, false) => Ok(Operation::Append(text)),
+        (Some(value), false, false) => Ok(Operation::Append(Appended::Json(value))),
         (None, true, false) => Ok(Operation::Finish),
         (None, false, true) => Ok(Operation::Abort),
         _ => Err(ApiError::new(
             ErrorCode::BadRequest,
-            "name one operation: {\"append\":\"text\"}, {\"finish\":true} or {\"abort\":true}",
+            "name one operation: {\"append\":\"text\"} (any JSON value for a JSON stream), {\"finish\":true} or {\"abort\":true}",
         )),
     }
 }

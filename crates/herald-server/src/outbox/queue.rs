@@ -613,6 +613,7 @@ mod tests {
             stream: std::sync::Arc::from("s1"),
             event: None,
             text: text.to_string(),
+            json: false,
             seq,
             pieces: 1,
         };

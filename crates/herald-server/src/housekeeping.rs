@@ -25,6 +25,9 @@ use crate::{
     state::AppState,
 };
 
+/// How long after the idle limit a mirror aborts an idle stream (Redis drops it at the limit).
+const MIRROR_STREAM_GRACE_MS: u64 = 1000;
+
 /// Starts the housekeeping task; it ends when the shutdown starts.
 pub fn spawn(state: &AppState) {
     let registry = state.registry.clone();
@@ -49,7 +52,12 @@ pub fn spawn(state: &AppState) {
             let slice = Slice(index);
             registry.heartbeat(slice, ws_idle_ms);
             broker.trim(slice);
-            let removed = if sweeps { broker.sweep(slice) } else { 0 };
+            let removed = if sweeps {
+                broker.sweep(slice)
+            } else {
+                broker.expire_idle_streams(slice, MIRROR_STREAM_GRACE_MS);
+                0
+            };
             if removed > 0 {
                 tracing::debug!(removed, "forgot idle channels");
             }

@@ -239,3 +239,38 @@ async fn a_json_stream_is_written_across_nodes_and_finishes_as_one_array() {
     let history = a.api_get("/api/channels/tools/history").await;
     assert_eq!(history["messages"][0]["data"]["items"], json!(items), "{history}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_stream_is_aborted_to_every_nodes_subscribers() {
+    let redis = Redis::start();
+    let engine = format!("engine=\"{}\"", redis.url());
+    let quick = || {
+        TestServer::with_tokens(&[
+            engine.as_str(),
+            "stream_idle_timeout_secs=1",
+            "heartbeat_secs=1",
+            "ws_idle_timeout_secs=5",
+        ])
+    };
+    let (a, b) = (quick(), quick());
+    wait_ready(&[&a, &b], true).await;
+    let mut ws_b = b.ws().await;
+    ws_b.subscribe("idle", None).await;
+    let stream = start(&a, "idle").await;
+    operate(&a, "idle", &stream, json!({ "append": "and then the backend died" })).await;
+    assert_eq!(piece(&ws_b.next().await.unwrap()).0, "stream");
+    assert_eq!(piece(&ws_b.next().await.unwrap()).0, "append");
+    let aborted = tokio::time::timeout(WAIT, async {
+        loop {
+            let push = ws_b.next().await.unwrap();
+            if push["type"] == "abort" {
+                return push;
+            }
+        }
+    })
+    .await
+    .expect("an abort within the idle limit and a heartbeat");
+    assert_eq!((aborted["stream"].as_str(), aborted["seq"].as_u64()), (Some(stream.as_str()), Some(1)));
+    let (status, _) = post(&b, &format!("/api/channels/idle/streams/{stream}"), json!({ "append": "x" })).await;
+    assert_eq!(status, 404, "Redis dropped it too");
+}

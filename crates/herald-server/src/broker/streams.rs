@@ -254,6 +254,23 @@ impl Broker {
         }
     }
 
+    /// Aborts the idle streams of `slice`'s channels, `grace_ms` after the idle limit, telling
+    /// the subscribers: for a broker whose channels it does not sweep (the Redis engine's
+    /// mirrors: Redis drops an idle stream but tells no one, and each node tells its own
+    /// subscribers; the grace lets Redis drop it first). Nothing to do while no stream is open.
+    pub fn expire_idle_streams(&self, slice: crate::slice::Slice, grace_ms: u64) {
+        if self.open_streams.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let now = now_ms().saturating_sub(grace_ms);
+        for shard in slice.shards(super::SHARDS) {
+            let mut shard = self.shards[shard].lock();
+            for (name, ch) in &mut shard.channels {
+                self.expire_streams(ch, name, now);
+            }
+        }
+    }
+
     /// Aborts the streams of `ch` idle for `stream_idle_timeout_secs` at `now_ms`, telling the
     /// subscribers.
     pub(super) fn expire_streams(&self, ch: &mut Channel, channel: &ChannelName, now_ms: u64) {

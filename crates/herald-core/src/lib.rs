@@ -12,6 +12,8 @@
 //! - [`cursor`]: the opaque cursor that resumes every channel of an SSE or long-poll stream;
 //! - [`forgotten`]: the positions of channels an engine forgot while they were quiet, so that
 //!   a channel keeps its epoch and offsets when it comes back;
+//! - [`occupancy`]: who is here — the moments a user comes online, a channel becomes occupied
+//!   or a member joins, and when they leave after a grace delay (webhooks);
 //! - [`list`]: comma-separated lists, as cursors and queries carry them;
 //! - [`rate`]: token buckets for per-IP and per-connection rate limits;
 //! - [`protocol`]: the wire vocabulary shared by every transport — WebSocket commands, error
@@ -25,6 +27,7 @@ pub mod cursor;
 pub mod forgotten;
 pub mod list;
 pub mod mirror;
+pub mod occupancy;
 pub mod protocol;
 pub mod rate;
 pub mod stream;

@@ -187,6 +187,32 @@ pub struct Config {
     /// How long Redis keeps a channel's offset, epoch and history after its latest publish, in
     /// seconds; a channel idle for longer starts a new epoch. Default 86400 (a day).
     pub redis_channel_ttl_secs: u64,
+    /// Endpoints that receive webhook events (`[[webhooks]]`): who comes online, which
+    /// channels are occupied, who joins presence. None by default.
+    pub webhooks: Vec<WebhookConfig>,
+    /// How long after the last connection of a user (the last subscriber of a channel, the
+    /// last presence entry of a user) leaves before `user_offline` (`channel_vacated`,
+    /// `presence_leave`) is sent, in milliseconds: a reconnect or a transport switch within
+    /// it sends nothing. Default 3000.
+    pub webhook_grace_ms: u64,
+    /// Most events waiting for one webhook endpoint; past it the oldest are dropped (counted
+    /// in `herald_webhook_events_dropped_total`), so that a dead endpoint never grows memory
+    /// without bound. Default 10000.
+    pub webhook_queue_max: usize,
+}
+
+/// One webhook endpoint (`[[webhooks]]`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where events are POSTed (`http://` or `https://`).
+    pub url: String,
+    /// The key that signs each request (HMAC-SHA256; docs/deployment.md says how to check it).
+    /// At least 16 bytes.
+    pub secret: String,
+    /// The events it receives; every kind when empty (the default).
+    #[serde(default)]
+    pub events: Vec<String>,
 }
 
 /// Options of one namespace. Unset fields fall back to the top-level defaults.
@@ -267,6 +293,9 @@ impl Default for Config {
             stream_idle_timeout_secs: 60,
             stream_flush_ms: 0,
             demo: false,
+            webhooks: Vec::new(),
+            webhook_grace_ms: 3000,
+            webhook_queue_max: 10_000,
             allowed_origins: Vec::new(),
             max_connections: 50_000,
             connection_rate_per_ip: 200,
@@ -391,6 +420,23 @@ impl Config {
         }
         if self.stream_flush_ms > 1000 {
             return bad("stream_flush_ms must be at most 1000");
+        }
+        for hook in &self.webhooks {
+            if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
+                return bad("a webhook's url must start with http:// or https://");
+            }
+            if hook.secret.len() < 16 {
+                return bad("a webhook's secret must be at least 16 bytes");
+            }
+            if let Some(unknown) = hook.events.iter().find(|e| !crate::webhooks::EVENT_KINDS.contains(&e.as_str())) {
+                return Err(ConfigError::Invalid(format!(
+                    "unknown webhook event {unknown:?}: one of {}",
+                    crate::webhooks::EVENT_KINDS.join(", ")
+                )));
+            }
+        }
+        if self.webhook_queue_max == 0 {
+            return bad("webhook_queue_max must be at least 1");
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert and tls_key go together");

@@ -55,6 +55,7 @@ pub mod state;
 pub mod store;
 pub mod tls;
 pub mod transport;
+pub mod webhooks;
 pub mod wire;
 
 pub use config::Config;

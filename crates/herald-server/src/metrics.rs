@@ -46,6 +46,12 @@ pub struct Metrics {
     limit_hits: Family<LimitLabel, Counter>,
     /// Failures of the engine: the durable store (writes, compaction) or Redis calls.
     pub engine_errors: Counter,
+    /// Webhook events a receiver acknowledged.
+    pub webhook_sent: Counter,
+    /// Webhook events dropped: an endpoint's queue was full (`webhook_queue_max`).
+    pub webhook_dropped: Counter,
+    /// Webhook requests that failed (an error status, a timeout, no connection); retried.
+    pub webhook_failures: Counter,
     connections: Family<TransportLabel, Gauge>,
     subscriptions: Gauge,
     channels: Gauge,
@@ -157,6 +163,15 @@ impl Metrics {
             "Failures of the engine: the durable store (writes, compaction) or Redis calls",
             engine_errors.clone(),
         );
+        let (webhook_sent, webhook_dropped, webhook_failures) =
+            (Counter::default(), Counter::default(), Counter::default());
+        registry.register("webhook_events_sent", "Webhook events a receiver acknowledged", webhook_sent.clone());
+        registry.register(
+            "webhook_events_dropped",
+            "Webhook events dropped because an endpoint's queue was full",
+            webhook_dropped.clone(),
+        );
+        registry.register("webhook_failures", "Webhook requests that failed and are retried", webhook_failures.clone());
         let connections = Family::default();
         registry.register("connections", "Open connections by transport", connections.clone());
         let subscriptions = Gauge::default();
@@ -181,6 +196,9 @@ impl Metrics {
             route_members: [const { (OnceLock::new(), OnceLock::new()) }; Route::ALL.len() + 1],
             limit_hits,
             engine_errors,
+            webhook_sent,
+            webhook_dropped,
+            webhook_failures,
             connections,
             subscriptions,
             channels,

@@ -81,15 +81,21 @@ impl Server {
             }
             None => (Arc::new(Broker::new(config.clone(), metrics.clone())), None),
         };
-        let engine: Arc<dyn crate::engine::Engine> = match (config.redis_url(), store) {
-            (Some(_), _) => Arc::new(crate::engine::Redis::new(
+        let cluster = match config.redis_url() {
+            Some(_) => Some(
                 crate::cluster::Cluster::start(config.clone(), broker.clone())
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?,
-                broker.clone(),
-            )),
+            ),
+            None => None,
+        };
+        let engine: Arc<dyn crate::engine::Engine> = match (&cluster, store) {
+            (Some(cluster), _) => Arc::new(crate::engine::Redis::new(cluster.clone(), broker.clone())),
             (None, Some(store)) => Arc::new(crate::engine::Durable::new(broker.clone(), store)),
             (None, None) => Arc::new(crate::engine::Memory::new(broker.clone())),
         };
+        if let Some(activity) = crate::webhooks::start(&config, &metrics, &registry, cluster) {
+            broker.report_activity_to(activity);
+        }
         let auth = Auth::from_config(&config).map_err(invalid)?;
         let guard = Arc::new(Guard::new(&config, metrics.clone()));
         let proxies = Arc::new(config.proxies().map_err(invalid)?);

@@ -26,6 +26,7 @@
 mod feed;
 mod link;
 mod mirrors;
+pub mod occupancy;
 mod presence;
 mod scripts;
 mod streams;
@@ -78,6 +79,7 @@ pub struct Cluster {
     snapshot: redis::Script,
     stream: redis::Script,
     finish: redis::Script,
+    occupy_script: redis::Script,
     feed: mpsc::UnboundedSender<feed::Request>,
     shared: Arc<Shared>,
     /// This node's id in presence pushes on the feed.
@@ -120,6 +122,7 @@ impl Cluster {
             snapshot: redis::Script::new(scripts::SNAPSHOT),
             stream: redis::Script::new(&scripts::with_publish_command(scripts::STREAM, publish_command)),
             finish: redis::Script::new(&scripts::with_publish_command(scripts::FINISH, publish_command)),
+            occupy_script: occupancy::script(),
             feed,
             shared,
             node: crate::broker::new_epoch(),

@@ -308,6 +308,11 @@ impl Keys {
         Self { prefix: Arc::from(prefix) }
     }
 
+    /// What every key starts with.
+    pub(super) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The position hash.
     pub(super) fn meta(&self, channel: &ChannelName) -> String {
         format!("{}{{{channel}}}:m", self.prefix)

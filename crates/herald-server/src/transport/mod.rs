@@ -17,6 +17,7 @@ use crate::{
     presence::Member,
     reply::ApiError,
     state::AppState,
+    webhooks::Subject,
 };
 
 /// The channels and starting positions of an SSE or long-poll request.
@@ -41,6 +42,10 @@ pub struct StreamRequest {
     /// The `token` parameter. An `Authorization` header wins over it
     /// ([`crate::auth::bearer_token`]).
     pub token: Option<String>,
+    /// Who the request's token names, once checked (a long poll keeps it for presence and
+    /// webhooks). Boxed: most requests carry none, and the request lives in the exchange's
+    /// future.
+    pub identity: Option<Box<Identity>>,
 }
 
 /// An open stream a long-polling client holds, and the `seq` it holds it to.
@@ -53,6 +58,8 @@ pub struct Subscriptions {
     channels: Vec<ChannelName>,
     /// How this connection appears in presence (where a namespace keeps it).
     member: Option<Arc<Member>>,
+    /// The user it counts as online, for webhooks (set with the identity).
+    online_as: Option<Arc<str>>,
 }
 
 // === impl StreamRequest ===
@@ -132,7 +139,7 @@ impl StreamRequest {
             }
             unusable
         });
-        Ok(Self { channels, cursor, timeout_secs, last, last_by_channel, held, token })
+        Ok(Self { channels, cursor, timeout_secs, last, last_by_channel, held, token, identity: None })
     }
 }
 
@@ -188,13 +195,47 @@ pub async fn prepare_stream(state: &AppState, request: &StreamRequest) -> Result
 impl Subscriptions {
     /// No subscriptions yet for `outbox`.
     pub fn new(broker: Arc<Broker>, outbox: Arc<Outbox>) -> Self {
-        Self { broker, outbox, channels: Vec::new(), member: None }
+        Self { broker, outbox, channels: Vec::new(), member: None, online_as: None }
     }
 
     /// Lists the connection in presence as `identity` in channels subscribed from now on
-    /// (without it, the connection is listed as anonymous).
+    /// (without it, the connection is listed as anonymous), and counts it as the user's
+    /// connection for webhooks.
     pub fn set_identity(&mut self, identity: &Identity) {
         self.member = Some(Arc::new(Member::new(self.outbox.id(), Some(identity))));
+        if let Some(activity) = self.broker.activity()
+            && !identity.user.is_empty()
+            && self.online_as.as_deref() != Some(identity.user.as_str())
+        {
+            let user: Arc<str> = Arc::from(identity.user.as_str());
+            activity.enter(&Subject::User(Arc::clone(&user)), None);
+            if let Some(before) = self.online_as.replace(user) {
+                activity.leave(&Subject::User(before));
+            }
+        }
+    }
+
+    /// Tells webhooks that this connection holds (`entered`) or let go of `channel`: its
+    /// occupancy, and its presence as a user where the namespace keeps presence.
+    fn report(&self, channel: &ChannelName, entered: bool) {
+        let Some(activity) = self.broker.activity() else { return };
+        let member = self
+            .member
+            .as_ref()
+            .filter(|m| !m.user.is_empty() && self.broker.keeps_presence(channel))
+            .map(|m| (Subject::Member(channel.clone(), Arc::from(m.user.as_str())), m.info.as_ref()));
+        let occupied = Subject::Channel(channel.clone());
+        if entered {
+            activity.enter(&occupied, None);
+            if let Some((subject, info)) = member {
+                activity.enter(&subject, info);
+            }
+        } else {
+            activity.leave(&occupied);
+            if let Some((subject, _)) = member {
+                activity.leave(&subject);
+            }
+        }
     }
 
     /// Subscribes to `channel` from `start` (see [`Broker::subscribe`]).
@@ -212,6 +253,7 @@ impl Subscriptions {
         let subscribed = self.broker.subscribe(channel, &self.outbox, start, limit, self.member.as_ref(), lead);
         if subscribed.live && !self.channels.contains(channel) {
             self.channels.push(channel.clone());
+            self.report(channel, true);
         }
         subscribed
     }
@@ -221,13 +263,15 @@ impl Subscriptions {
         let Some(i) = self.channels.iter().position(|c| c == channel) else { return false };
         self.channels.swap_remove(i);
         self.broker.unsubscribe(channel, self.outbox.id());
+        self.report(channel, false);
         true
     }
 
     /// Unsubscribes from every channel.
     pub fn clear(&mut self) {
-        for channel in self.channels.drain(..) {
+        for channel in std::mem::take(&mut self.channels) {
             self.broker.unsubscribe(&channel, self.outbox.id());
+            self.report(&channel, false);
         }
     }
 
@@ -270,6 +314,9 @@ impl Subscriptions {
 impl Drop for Subscriptions {
     fn drop(&mut self) {
         self.clear();
+        if let (Some(activity), Some(user)) = (self.broker.activity(), self.online_as.take()) {
+            activity.leave(&Subject::User(user));
+        }
     }
 }
 

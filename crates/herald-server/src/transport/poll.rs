@@ -201,8 +201,9 @@ pub struct Waiting {
 
 /// Reads and checks `GET /poll?<query>` with the request's `bearer` token (else the query's).
 pub fn request(state: &AppState, query: Option<&str>, bearer: Option<&str>) -> Result<StreamRequest, ApiError> {
-    let request = StreamRequest::parse(state, query, None, None)?;
-    authorize_stream(state, bearer.or(request.token.as_deref()), &request.channels)?;
+    let mut request = StreamRequest::parse(state, query, None, None)?;
+    let identity = authorize_stream(state, bearer.or(request.token.as_deref()), &request.channels)?;
+    request.identity = identity.map(Box::new);
     Ok(request)
 }
 
@@ -217,6 +218,9 @@ pub fn start(state: &AppState, request: &StreamRequest, ip: IpAddr) -> Result<Wa
         request.timeout_secs.unwrap_or(state.config.poll_timeout_secs).min(state.config.poll_max_timeout_secs);
     let registration = state.registry.register(Transport::Poll);
     let mut subscriptions = Subscriptions::new(state.broker.clone(), registration.outbox().clone());
+    if let Some(identity) = &request.identity {
+        subscriptions.set_identity(identity);
+    }
     let cursor = subscriptions.add_stream(request, POLL_BATCH);
     let held = request.held.clone();
     let ahead = held.as_deref().is_some_and(|held| state.broker.streams_ahead(&request.channels, held));

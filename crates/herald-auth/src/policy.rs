@@ -120,6 +120,7 @@ mod tests {
             channels: channels.iter().map(|s| s.to_string()).collect(),
             publish: publish.iter().map(|s| s.to_string()).collect(),
             info: None,
+            subs: Vec::new(),
         };
         let v =
             Verifier::new(&KeyConfig { hs256_secret: Some(SECRET.into()), ..KeyConfig::default() }).unwrap().unwrap();

@@ -46,6 +46,11 @@ pub struct Claims {
     /// Public data about the user (shown in presence).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub info: Option<serde_json::Value>,
+    /// Channels (exact names) the connection is subscribed to without asking — server-side
+    /// subscriptions, e.g. `user:42` for the user's own notifications. Naming one also grants
+    /// subscribing to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subs: Vec<String>,
 }
 
 /// Who a verified token says the client is, and what it may do.
@@ -59,6 +64,8 @@ pub struct Identity {
     pub info: Option<serde_json::Value>,
     subscribe: Vec<Pattern>,
     publish: Vec<Pattern>,
+    /// Server-side subscriptions (`subs`).
+    subs: Vec<String>,
 }
 
 /// Checks tokens against the configured keys.
@@ -71,7 +78,12 @@ pub struct Verifier {
 impl Identity {
     /// Whether the token grants subscribing to `channel`.
     pub fn may_subscribe(&self, channel: &str) -> bool {
-        self.subscribe.iter().any(|p| p.matches(channel))
+        self.subs.iter().any(|c| c == channel) || self.subscribe.iter().any(|p| p.matches(channel))
+    }
+
+    /// The channels the connection is subscribed to without asking (`subs`).
+    pub fn subs(&self) -> &[String] {
+        &self.subs
     }
 
     /// Whether the token grants publishing to `channel`.
@@ -132,6 +144,7 @@ impl Verifier {
             info: claims.info,
             subscribe: claims.channels.iter().map(|p| Pattern::new(p)).collect(),
             publish: claims.publish.iter().map(|p| Pattern::new(p)).collect(),
+            subs: claims.subs,
         };
         if identity.expired(now) {
             return Err(AuthError::Expired);
@@ -162,6 +175,7 @@ mod tests {
             channels: vec!["chat:*".into(), "user:ada".into()],
             publish: vec!["chat:*".into()],
             info: Some(serde_json::json!({ "name": "Ada" })),
+            subs: vec!["user:ada".into()],
         }
     }
 
@@ -178,6 +192,14 @@ mod tests {
         assert!(identity.may_subscribe("chat:lobby") && identity.may_subscribe("user:ada"));
         assert!(!identity.may_subscribe("user:bob") && !identity.may_subscribe("admin"));
         assert!(identity.may_publish("chat:lobby") && !identity.may_publish("user:ada"));
+    }
+
+    #[test]
+    fn a_server_side_subscription_also_grants_subscribing_to_it() {
+        let claims = Claims { channels: Vec::new(), subs: vec!["user:ada".into()], ..claims() };
+        let identity = verifier().verify(&mint_hs256(SECRET, &claims).unwrap(), NOW).unwrap();
+        assert_eq!(identity.subs(), ["user:ada"]);
+        assert!(identity.may_subscribe("user:ada") && !identity.may_subscribe("user:ada2"), "exact names");
     }
 
     #[test]

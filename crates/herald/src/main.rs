@@ -82,6 +82,10 @@ struct TokenArgs {
     /// Channel patterns the user may publish to.
     #[arg(long, value_delimiter = ',')]
     publish: Vec<String>,
+    /// Channels the connection is subscribed to without asking (server-side subscriptions),
+    /// e.g. `user:42`.
+    #[arg(long, value_delimiter = ',')]
+    subs: Vec<String>,
     /// How long the token lives: `90s`, `15m`, `1h`, `7d`.
     #[arg(long, default_value = "1h", value_parser = parse_ttl)]
     ttl: Duration,
@@ -204,6 +208,7 @@ fn mint_token(args: TokenArgs) -> anyhow::Result<String> {
         channels: args.channels,
         publish: args.publish,
         info,
+        subs: args.subs,
     };
     if args.secret.len() < 16 {
         anyhow::bail!("the HS256 secret must be at least 16 bytes");

@@ -126,9 +126,6 @@ impl StreamRequest {
         if let Some(id) = last_event_id.filter(|id| !id.is_empty()) {
             cursor_text = Some(id.into());
         }
-        if channels.is_empty() {
-            return Err(ApiError::new(ErrorCode::BadRequest, "name at least one channel: ?channel=name"));
-        }
         // A cursor that does not parse is still a position the client holds: every channel of
         // the stream then starts live with a reset (`malformed_position`), never a 400, after
         // which a browser's EventSource would stop reconnecting.
@@ -166,14 +163,29 @@ fn parse_held(value: &str) -> Result<Box<[Held]>, ApiError> {
 }
 
 /// The identity a stream request's `token` gives (`None`: anonymous), once every channel of
-/// `channels` is allowed to it under its namespace's rules.
+/// the request is allowed to it under its namespace's rules. The token's server-side
+/// subscriptions (`subs`) join the request's channels first, so that a stream may name none
+/// of its own.
 pub fn authorize_stream(
     state: &AppState,
     token: Option<&str>,
-    channels: &[ChannelName],
+    request: &mut StreamRequest,
 ) -> Result<Option<Identity>, ApiError> {
     let identity = token.map(|t| state.auth.verify(t)).transpose()?;
-    for channel in channels {
+    for name in identity.as_ref().map(Identity::subs).unwrap_or_default() {
+        let channel = ChannelName::new(name)?;
+        if !request.channels.contains(&channel) {
+            let limit = state.config.max_channels_per_connection;
+            if request.channels.len() == limit {
+                return Err(ApiError::new(ErrorCode::TooManyChannels, format!("at most {limit} channels per stream")));
+            }
+            request.channels.push(channel);
+        }
+    }
+    if request.channels.is_empty() {
+        return Err(ApiError::new(ErrorCode::BadRequest, "name at least one channel: ?channel=name"));
+    }
+    for channel in &request.channels {
         crate::auth::check(&state.config, identity.as_ref(), channel, Action::Subscribe)?;
     }
     Ok(identity)

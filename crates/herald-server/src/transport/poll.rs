@@ -202,7 +202,8 @@ pub struct Waiting {
 /// Reads and checks `GET /poll?<query>` with the request's `bearer` token (else the query's).
 pub fn request(state: &AppState, query: Option<&str>, bearer: Option<&str>) -> Result<StreamRequest, ApiError> {
     let mut request = StreamRequest::parse(state, query, None, None)?;
-    let identity = authorize_stream(state, bearer.or(request.token.as_deref()), &request.channels)?;
+    let token = bearer.map(str::to_string).or_else(|| request.token.clone());
+    let identity = authorize_stream(state, token.as_deref(), &mut request)?;
     request.identity = identity.map(Box::new);
     Ok(request)
 }

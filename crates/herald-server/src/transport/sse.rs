@@ -82,9 +82,9 @@ async fn open(
     path: Option<&str>,
 ) -> Result<Response, ApiError> {
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let request = StreamRequest::parse(state, query, path, last_event_id)?;
-    let bearer = crate::auth::bearer_token(headers)?;
-    let identity = authorize_stream(state, bearer.as_deref().or(request.token.as_deref()), &request.channels)?;
+    let mut request = StreamRequest::parse(state, query, path, last_event_id)?;
+    let token = crate::auth::bearer_token(headers)?.or_else(|| request.token.clone());
+    let identity = authorize_stream(state, token.as_deref(), &mut request)?;
     super::prepare_stream(state, &request).await?;
     if state.registry.is_shutting_down() {
         return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down; retry shortly"));

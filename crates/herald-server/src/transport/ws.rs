@@ -74,12 +74,26 @@ pub async fn accept(mut stream: TcpStream, ip: IpAddr, head: Head, leftover: Byt
     if let Some(identity) = Box::pin(handshake(&mut stream, ip, head, &state)).await {
         // A task of its own, holding only the connection's state: the request head and the
         // handshake's would stay in this future's state for the connection's life (0.6 KiB).
-        tokio::spawn(run(state, stream, ip, leftover, identity.map(Box::new)));
+        tokio::spawn(run(state, stream, ip, leftover, identity));
     }
 }
 
-/// Answers the upgrade request: `Some(identity)` once the `101` is written.
-async fn handshake(stream: &mut TcpStream, ip: IpAddr, head: Head, state: &AppState) -> Option<Option<Identity>> {
+/// Who connects, once the handshake is done: the token's identity, and the positions its
+/// server-side subscriptions resume from (the `cursor` query parameter, as SSE and long
+/// polling carry it).
+struct Connecting {
+    identity: Identity,
+    cursor: herald_core::Cursor,
+}
+
+/// Answers the upgrade request: `Some(who)` once the `101` is written (`None` inside:
+/// anonymous).
+async fn handshake(
+    stream: &mut TcpStream,
+    ip: IpAddr,
+    head: Head,
+    state: &AppState,
+) -> Option<Option<Box<Connecting>>> {
     let started = std::time::Instant::now();
     let checked = handshake_key(&head)
         .map_err(|message| ApiError::new(ErrorCode::BadRequest, format!("/ws needs a WebSocket upgrade: {message}")))
@@ -92,7 +106,15 @@ async fn handshake(stream: &mut TcpStream, ip: IpAddr, head: Head, state: &AppSt
                 return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down; retry shortly"));
             }
             let identity = state.auth.identify(&head, head.query())?;
-            Ok((key, identity))
+            let connecting = identity.map(|identity| {
+                let cursor = (!identity.subs().is_empty())
+                    .then(|| head.query().and_then(|q| herald_http1::query::find(q, "cursor")))
+                    .flatten()
+                    .and_then(|text| herald_core::Cursor::parse(&text).ok())
+                    .unwrap_or_else(|| herald_core::Cursor::with_capacity(0));
+                Box::new(Connecting { identity, cursor })
+            });
+            Ok((key, connecting))
         });
     let status = checked.as_ref().map_or_else(|e| e.0.code.http_status(), |_| 101);
     state.metrics.http_request(crate::routes::Route::Ws, status, started.elapsed().as_secs_f64());
@@ -137,7 +159,7 @@ struct Session {
     ip: IpAddr,
 }
 
-async fn run(state: AppState, stream: TcpStream, ip: IpAddr, leftover: BytesMut, identity: Option<Box<Identity>>) {
+async fn run(state: AppState, stream: TcpStream, ip: IpAddr, leftover: BytesMut, connecting: Option<Box<Connecting>>) {
     let registration = state.registry.register(Transport::Ws);
     let outbox = registration.outbox().clone();
     let socket = Arc::new(stream);
@@ -154,12 +176,23 @@ async fn run(state: AppState, stream: TcpStream, ip: IpAddr, leftover: BytesMut,
     drop(leftover);
     let mut ws = WebSocketStream::from_partially_read(io, early, Role::Server, Some(config)).await;
     let mut subscriptions = Subscriptions::new(state.broker.clone(), outbox.clone());
+    let (identity, cursor) = match connecting {
+        Some(connecting) => {
+            let Connecting { identity, cursor } = *connecting;
+            (Some(Box::new(identity)), Some(cursor))
+        }
+        None => (None, None),
+    };
     if let Some(identity) = &identity {
         outbox.set_expiry(identity.expires_at.saturating_mul(1000));
         outbox.set_user(&identity.user);
         subscriptions.set_identity(identity);
     }
     let mut session = Session { identity, publishes: state.guard.publish_bucket(), ip };
+    if let Some(cursor) = cursor {
+        // Boxed: run once, it is not carried by every open connection's task.
+        Box::pin(subscribe_server_side(&state, &outbox, &mut subscriptions, &mut session, cursor)).await;
+    }
     // Whether the socket is full and the task waits for it to drain.
     let mut blocked = false;
     let close = loop {
@@ -214,6 +247,29 @@ async fn run(state: AppState, stream: TcpStream, ip: IpAddr, leftover: BytesMut,
     }
     outbox.detach();
     drop(registration);
+}
+
+/// Subscribes the connection to its token's server-side subscriptions (`subs`), each from its
+/// position in `cursor` when it has one, as a `subscribe` command without an id would: each
+/// is confirmed by a reply with `"id":null`, and recovered messages follow it.
+async fn subscribe_server_side(
+    state: &AppState,
+    outbox: &Arc<Outbox>,
+    subscriptions: &mut Subscriptions,
+    session: &mut Session,
+    cursor: herald_core::Cursor,
+) {
+    let subs: Vec<String> = session.identity.as_ref().map(|i| i.subs().to_vec()).unwrap_or_default();
+    for channel in subs {
+        let mut command = json!({ "op": "subscribe", "channel": channel });
+        if let Some(position) = ChannelName::new(&channel).ok().and_then(|c| cursor.get(&c).cloned()) {
+            command["since"] = json!({ "epoch": &*position.epoch, "offset": position.offset });
+        }
+        let text = command.to_string();
+        if let Some(wanted) = handle(state, outbox, subscriptions, session, &text, false) {
+            mirror_then_handle(state, outbox, subscriptions, session, Utf8Bytes::from(text), wanted).await;
+        }
+    }
 }
 
 /// Sends the disconnect push and a close frame with `code` after the backlog, then waits (a

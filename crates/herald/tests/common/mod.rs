@@ -320,6 +320,11 @@ impl WsClient {
 /// A token for `user` signed with [`TOKEN_SECRET`], valid for `ttl_secs` (negative: expired),
 /// granting `channels` to subscribe and `publish` to publish.
 pub fn token(user: &str, ttl_secs: i64, channels: &[&str], publish: &[&str]) -> String {
+    token_with_subs(user, ttl_secs, channels, publish, &[])
+}
+
+/// [`token`] with server-side subscriptions (`subs`).
+pub fn token_with_subs(user: &str, ttl_secs: i64, channels: &[&str], publish: &[&str], subs: &[&str]) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let claims = herald_auth::Claims {
         sub: user.to_string(),
@@ -327,6 +332,7 @@ pub fn token(user: &str, ttl_secs: i64, channels: &[&str], publish: &[&str]) -> 
         channels: channels.iter().map(|c| c.to_string()).collect(),
         publish: publish.iter().map(|c| c.to_string()).collect(),
         info: Some(json!({ "name": user })),
+        subs: subs.iter().map(|c| c.to_string()).collect(),
     };
     herald_auth::mint_hs256(TOKEN_SECRET, &claims).unwrap()
 }

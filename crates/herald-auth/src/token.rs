@@ -81,6 +81,23 @@ impl Identity {
         self.subs.iter().any(|c| c == channel) || self.subscribe.iter().any(|p| p.matches(channel))
     }
 
+    /// An identity the application's backend vouched for (a connect hook's answer), not a
+    /// token: `user`, its `info`, and its server-side subscriptions `subs` (which it may
+    /// subscribe to); it grants nothing else by itself, and does not expire.
+    pub fn granted(user: String, info: Option<serde_json::Value>, subs: Vec<String>) -> Self {
+        Self { user, expires_at: u64::MAX, info, subscribe: Vec::new(), publish: Vec::new(), subs }
+    }
+
+    /// This identity with `more` server-side subscriptions.
+    pub fn with_subs(mut self, more: Vec<String>) -> Self {
+        for channel in more {
+            if !self.subs.contains(&channel) {
+                self.subs.push(channel);
+            }
+        }
+        self
+    }
+
     /// The channels the connection is subscribed to without asking (`subs`).
     pub fn subs(&self) -> &[String] {
         &self.subs

@@ -199,6 +199,44 @@ pub struct Config {
     /// in `herald_webhook_events_dropped_total`), so that a dead endpoint never grows memory
     /// without bound. Default 10000.
     pub webhook_queue_max: usize,
+    /// Backend hooks Herald asks before a connection, a subscription or a client's publish
+    /// (`[hooks]`, see [`crate::hooks`]). None by default.
+    pub hooks: HooksConfig,
+}
+
+/// The backend hooks (`[hooks]`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HooksConfig {
+    /// Asked before a connection is accepted. Unset by default.
+    pub connect: Option<String>,
+    /// Asked before a subscription. Unset by default.
+    pub subscribe: Option<String>,
+    /// Asked before a client's publish. Unset by default.
+    pub publish: Option<String>,
+    /// How long a hook may take to answer, in milliseconds. Default 2000.
+    pub timeout_ms: u64,
+    /// What a hook that fails (no answer, an error status, a body that is not an answer)
+    /// decides: `"refuse"` (the default) or `"allow"`.
+    pub on_failure: String,
+    /// Request headers passed to the connect hook. Default `["cookie", "authorization"]`.
+    pub forward_headers: Vec<String>,
+    /// How long answers are reused, in seconds (0: never). Default 30.
+    pub cache_secs: u64,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        Self {
+            connect: None,
+            subscribe: None,
+            publish: None,
+            timeout_ms: 2000,
+            on_failure: "refuse".into(),
+            forward_headers: crate::hooks::default_forward_headers(),
+            cache_secs: 30,
+        }
+    }
 }
 
 /// One webhook endpoint (`[[webhooks]]`).
@@ -296,6 +334,7 @@ impl Default for Config {
             webhooks: Vec::new(),
             webhook_grace_ms: 3000,
             webhook_queue_max: 10_000,
+            hooks: HooksConfig::default(),
             allowed_origins: Vec::new(),
             max_connections: 50_000,
             connection_rate_per_ip: 200,
@@ -434,6 +473,15 @@ impl Config {
                     crate::webhooks::EVENT_KINDS.join(", ")
                 )));
             }
+        }
+        let hooks = &self.hooks;
+        for url in [&hooks.connect, &hooks.subscribe, &hooks.publish].into_iter().flatten() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return bad("a hook's url must start with http:// or https://");
+            }
+        }
+        if hooks.on_failure != "refuse" && hooks.on_failure != "allow" {
+            return bad("hooks.on_failure must be \"refuse\" or \"allow\"");
         }
         if self.webhook_queue_max == 0 {
             return bad("webhook_queue_max must be at least 1");

@@ -35,6 +35,7 @@ pub mod config;
 pub mod engine;
 pub mod frame;
 pub mod guard;
+pub mod hooks;
 pub mod housekeeping;
 pub mod http;
 pub mod idempotency;

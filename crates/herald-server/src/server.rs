@@ -99,6 +99,7 @@ impl Server {
         let auth = Auth::from_config(&config).map_err(invalid)?;
         let guard = Arc::new(Guard::new(&config, metrics.clone()));
         let proxies = Arc::new(config.proxies().map_err(invalid)?);
+        let config_hooks = config.hooks.clone();
         Ok(Self {
             listener,
             tls,
@@ -113,6 +114,7 @@ impl Server {
                 engine,
                 proxies,
                 metrics,
+                hooks: crate::hooks::Hooks::new(&config_hooks),
             },
         })
     }

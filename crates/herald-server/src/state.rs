@@ -29,4 +29,6 @@ pub struct AppState {
     pub proxies: Arc<crate::proxy::TrustedProxies>,
     /// The server's metrics (`GET /metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The backend hooks, when configured (`[hooks]`).
+    pub hooks: Option<Arc<crate::hooks::Hooks>>,
 }

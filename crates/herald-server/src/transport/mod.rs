@@ -172,7 +172,40 @@ pub fn authorize_stream(
     request: &mut StreamRequest,
 ) -> Result<Option<Identity>, ApiError> {
     let identity = token.map(|t| state.auth.verify(t)).transpose()?;
-    for name in identity.as_ref().map(Identity::subs).unwrap_or_default() {
+    add_server_side(state, identity.as_ref(), request)?;
+    for channel in &request.channels {
+        crate::auth::check(&state.config, identity.as_ref(), channel, Action::Subscribe)?;
+    }
+    Ok(identity)
+}
+
+/// [`authorize_stream`], asking the backend's hooks first when some are configured
+/// ([`crate::hooks`]): the connect hook decides who the stream is, and the subscribe hook
+/// whether it may have each channel (its allow stands in for the namespace's rules).
+pub async fn admit_stream(
+    state: &AppState,
+    transport: crate::frame::Transport,
+    ip: std::net::IpAddr,
+    headers: &(impl herald_http1::RequestHeaders + Sync),
+    token: Option<&str>,
+    request: &mut StreamRequest,
+) -> Result<Option<Identity>, ApiError> {
+    let Some(hooks) = state.hooks.clone() else { return authorize_stream(state, token, request) };
+    let identity = token.map(|t| state.auth.verify(t)).transpose()?;
+    let admitted = hooks.connect(transport, ip, headers, identity).await?;
+    add_server_side(state, admitted.identity.as_ref(), request)?;
+    for channel in &request.channels {
+        if hooks.subscribe(transport, admitted.key, admitted.identity.as_ref(), channel).await? != Some(true) {
+            crate::auth::check(&state.config, admitted.identity.as_ref(), channel, Action::Subscribe)?;
+        }
+    }
+    Ok(admitted.identity)
+}
+
+/// Adds `identity`'s server-side subscriptions to `request`'s channels; refuses a request
+/// that then names none.
+fn add_server_side(state: &AppState, identity: Option<&Identity>, request: &mut StreamRequest) -> Result<(), ApiError> {
+    for name in identity.map(Identity::subs).unwrap_or_default() {
         let channel = ChannelName::new(name)?;
         if !request.channels.contains(&channel) {
             let limit = state.config.max_channels_per_connection;
@@ -185,10 +218,7 @@ pub fn authorize_stream(
     if request.channels.is_empty() {
         return Err(ApiError::new(ErrorCode::BadRequest, "name at least one channel: ?channel=name"));
     }
-    for channel in &request.channels {
-        crate::auth::check(&state.config, identity.as_ref(), channel, Action::Subscribe)?;
-    }
-    Ok(identity)
+    Ok(())
 }
 
 /// With the Redis engine, has the node mirror every channel of `request` in line with its

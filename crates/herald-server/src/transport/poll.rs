@@ -50,7 +50,7 @@ pub async fn poll(
     RawQuery(query): RawQuery,
 ) -> Response {
     let answer = match crate::auth::bearer_token(&headers) {
-        Ok(bearer) => wait(&state, query.as_deref(), bearer.as_deref(), peer.ip()).await,
+        Ok(bearer) => wait(&state, &headers, query.as_deref(), bearer.as_deref(), peer.ip()).await,
         Err(e) => Err(e.into()),
     };
     match answer {
@@ -67,12 +67,13 @@ pub async fn poll(
 /// JSON body (messages, resets and the next cursor), to be sent with `Cache-Control: no-store`.
 pub async fn wait(
     state: &AppState,
+    headers: &HeaderMap,
     query: Option<&str>,
     bearer: Option<&str>,
     ip: IpAddr,
 ) -> Result<Vec<u8>, ApiError> {
-    let waiting = if state.engine.mirrors() {
-        mirror_and_start(state, query, bearer.map(str::to_string), ip).await?
+    let waiting = if state.engine.mirrors() || state.hooks.is_some() {
+        admit_and_start(state, headers, query, bearer.map(str::to_string), ip).await?
     } else {
         start(state, &request(state, query, bearer)?, ip)?
     };
@@ -109,9 +110,11 @@ pub async fn start_on_connection(
 ) -> Started {
     let query = head.query();
     let waiting = match crate::auth::bearer_token(head) {
-        // Boxed: only the Redis engine has channels to mirror first, and a waiting poll's
-        // connection task then carries just the pointer.
-        Ok(bearer) if state.engine.mirrors() => Box::pin(mirror_and_start(state, query, bearer, ip)).await,
+        // Boxed: only the Redis engine has channels to mirror first, and only hooks are asked
+        // first, and a waiting poll's connection task then carries just the pointer.
+        Ok(bearer) if state.engine.mirrors() || state.hooks.is_some() => {
+            Box::pin(admit_and_start(state, head, query, bearer, ip)).await
+        }
         Ok(bearer) => request(state, query, bearer.as_deref()).and_then(|r| start(state, &r, ip)),
         Err(e) => Err(e.into()),
     };
@@ -172,14 +175,19 @@ async fn wait_poll(stream: &TcpStream, waiting: Waiting, mut timer: Pin<&mut tok
     Some(waiting.answer())
 }
 
-/// [`request`] and [`start`], with the Redis engine mirroring the poll's channels in between.
-pub async fn mirror_and_start(
+/// [`request`] and [`start`], asking the backend's hooks ([`super::admit_stream`]) and having
+/// the Redis engine mirror the poll's channels in between.
+pub async fn admit_and_start(
     state: &AppState,
+    headers: &(impl herald_http1::RequestHeaders + Sync),
     query: Option<&str>,
     bearer: Option<String>,
     ip: IpAddr,
 ) -> Result<Waiting, ApiError> {
-    let request = request(state, query, bearer.as_deref())?;
+    let mut request = StreamRequest::parse(state, query, None, None)?;
+    let token = bearer.or_else(|| request.token.clone());
+    let identity = super::admit_stream(state, Transport::Poll, ip, headers, token.as_deref(), &mut request).await?;
+    request.identity = identity.map(Box::new);
     super::prepare_stream(state, &request).await?;
     start(state, &request, ip)
 }

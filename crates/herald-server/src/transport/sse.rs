@@ -25,7 +25,7 @@ use bytes::Bytes;
 use herald_core::{Cursor, DisconnectCode, ErrorCode, protocol::encode_reset};
 use tokio::net::TcpStream;
 
-use super::{StreamRequest, Subscriptions, advance_cursor, authorize_stream};
+use super::{StreamRequest, Subscriptions, advance_cursor};
 use crate::{
     frame::{Frame, Transport},
     guard::StreamPermit,
@@ -84,7 +84,7 @@ async fn open(
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let mut request = StreamRequest::parse(state, query, path, last_event_id)?;
     let token = crate::auth::bearer_token(headers)?.or_else(|| request.token.clone());
-    let identity = authorize_stream(state, token.as_deref(), &mut request)?;
+    let identity = super::admit_stream(state, Transport::Sse, ip, headers, token.as_deref(), &mut request).await?;
     super::prepare_stream(state, &request).await?;
     if state.registry.is_shutting_down() {
         return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down; retry shortly"));

@@ -84,6 +84,16 @@ pub async fn accept(mut stream: TcpStream, ip: IpAddr, head: Head, leftover: Byt
 struct Connecting {
     identity: Identity,
     cursor: herald_core::Cursor,
+    /// Who the connection is to the subscribe hook's cache ([`crate::hooks`]).
+    hook_key: u64,
+}
+
+/// The upgrade URL's `cursor` (empty when absent or malformed).
+fn cursor_param(head: &Head) -> herald_core::Cursor {
+    head.query()
+        .and_then(|q| herald_http1::query::find(q, "cursor"))
+        .and_then(|text| herald_core::Cursor::parse(&text).ok())
+        .unwrap_or_else(|| herald_core::Cursor::with_capacity(0))
 }
 
 /// Answers the upgrade request: `Some(who)` once the `101` is written (`None` inside:
@@ -107,15 +117,31 @@ async fn handshake(
             }
             let identity = state.auth.identify(&head, head.query())?;
             let connecting = identity.map(|identity| {
-                let cursor = (!identity.subs().is_empty())
-                    .then(|| head.query().and_then(|q| herald_http1::query::find(q, "cursor")))
-                    .flatten()
-                    .and_then(|text| herald_core::Cursor::parse(&text).ok())
-                    .unwrap_or_else(|| herald_core::Cursor::with_capacity(0));
-                Box::new(Connecting { identity, cursor })
+                let cursor = cursor_param(&head);
+                Box::new(Connecting { identity, cursor, hook_key: 0 })
             });
             Ok((key, connecting))
         });
+    // The connect hook, when configured, decides who the connection is.
+    let checked = match (checked, &state.hooks) {
+        (Ok((key, connecting)), Some(hooks)) => {
+            let (identity, cursor) = match connecting {
+                Some(c) => (Some(c.identity), Some(c.cursor)),
+                None => (None, None),
+            };
+            match hooks.connect(Transport::Ws, ip, &head, identity).await {
+                Ok(admitted) => Ok((
+                    key,
+                    admitted.identity.map(|identity| {
+                        let cursor = cursor.unwrap_or_else(|| cursor_param(&head));
+                        Box::new(Connecting { identity, cursor, hook_key: admitted.key })
+                    }),
+                )),
+                Err(e) => Err(ApiError::from(e)),
+            }
+        }
+        (checked, _) => checked,
+    };
     let status = checked.as_ref().map_or_else(|e| e.0.code.http_status(), |_| 101);
     state.metrics.http_request(crate::routes::Route::Ws, status, started.elapsed().as_secs_f64());
     let (key, identity) = match checked {
@@ -157,6 +183,11 @@ struct Session {
     identity: Option<Box<Identity>>,
     publishes: TokenBucket,
     ip: IpAddr,
+    /// Who the connection is to the subscribe hook's cache.
+    hook_key: u64,
+    /// The channel the subscribe hook allowed for the command being run: its allow stands in
+    /// for the namespace's rules.
+    hook_allowed: Option<ChannelName>,
 }
 
 async fn run(state: AppState, stream: TcpStream, ip: IpAddr, leftover: BytesMut, connecting: Option<Box<Connecting>>) {
@@ -175,24 +206,8 @@ async fn run(state: AppState, stream: TcpStream, ip: IpAddr, leftover: BytesMut,
     let early = leftover.to_vec();
     drop(leftover);
     let mut ws = WebSocketStream::from_partially_read(io, early, Role::Server, Some(config)).await;
-    let mut subscriptions = Subscriptions::new(state.broker.clone(), outbox.clone());
-    let (identity, cursor) = match connecting {
-        Some(connecting) => {
-            let Connecting { identity, cursor } = *connecting;
-            (Some(Box::new(identity)), Some(cursor))
-        }
-        None => (None, None),
-    };
-    if let Some(identity) = &identity {
-        outbox.set_expiry(identity.expires_at.saturating_mul(1000));
-        outbox.set_user(&identity.user);
-        subscriptions.set_identity(identity);
-    }
-    let mut session = Session { identity, publishes: state.guard.publish_bucket(), ip };
-    if let Some(cursor) = cursor {
-        // Boxed: run once, it is not carried by every open connection's task.
-        Box::pin(subscribe_server_side(&state, &outbox, &mut subscriptions, &mut session, cursor)).await;
-    }
+    // Boxed: run once, its state is not carried by every open connection's task.
+    let (mut subscriptions, mut session) = Box::pin(open_session(&state, &outbox, ip, connecting)).await;
     // Whether the socket is full and the task waits for it to drain.
     let mut blocked = false;
     let close = loop {
@@ -206,9 +221,11 @@ async fn run(state: AppState, stream: TcpStream, ip: IpAddr, leftover: BytesMut,
         if let Some(incoming) = incoming {
             outbox.touch(now_ms());
             match incoming {
+                // With hooks, a command waits for them first.
+                Some(Ok(Message::Text(text))) if state.hooks.is_some() => deferred = Some((text, None)),
                 Some(Ok(Message::Text(text))) => {
                     deferred = handle(&state, &outbox, &mut subscriptions, &mut session, &text, false)
-                        .map(|wanted| (text, wanted));
+                        .map(|wanted| (text, Some(wanted)));
                 }
                 Some(Ok(Message::Binary(_))) => {
                     let e =
@@ -229,7 +246,7 @@ async fn run(state: AppState, stream: TcpStream, ip: IpAddr, leftover: BytesMut,
         }
         if let Some((text, wanted)) = deferred {
             // Boxed, and owning what it needs: a connection's task carries only the pointer.
-            Box::pin(mirror_then_handle(&state, &outbox, &mut subscriptions, &mut session, text, wanted)).await;
+            Box::pin(run_later(&state, &outbox, &mut subscriptions, &mut session, text, wanted)).await;
         }
         match outbox.settle() {
             Settled::Open { blocked: full } => blocked = full,
@@ -247,6 +264,93 @@ async fn run(state: AppState, stream: TcpStream, ip: IpAddr, leftover: BytesMut,
     }
     outbox.detach();
     drop(registration);
+}
+
+/// Runs a command that had to wait: for the Redis engine to mirror `wanted`, or (`None`) for
+/// the backend's hooks, and then perhaps for the mirror.
+async fn run_later(
+    state: &AppState,
+    outbox: &Arc<Outbox>,
+    subscriptions: &mut Subscriptions,
+    session: &mut Session,
+    text: Utf8Bytes,
+    wanted: Option<Mirror>,
+) {
+    if let Some(wanted) = wanted {
+        return mirror_then_handle(state, outbox, subscriptions, session, text, wanted).await;
+    }
+    let Some(hooks) = &state.hooks else { return };
+    let Some(text) = ask_hooks(hooks, outbox, session, text).await else { return };
+    if let Some(wanted) = handle(state, outbox, subscriptions, session, &text, false) {
+        mirror_then_handle(state, outbox, subscriptions, session, text, wanted).await;
+    }
+}
+
+/// Asks the backend's hooks about a command before it runs: the subscribe hook about a
+/// subscribe (its allow stands in for the namespace's rules), the publish hook about a publish
+/// (which may change the data). The command to run (`None`: refused, the error pushed).
+async fn ask_hooks(
+    hooks: &crate::hooks::Hooks,
+    outbox: &Outbox,
+    session: &mut Session,
+    text: Utf8Bytes,
+) -> Option<Utf8Bytes> {
+    session.hook_allowed = None;
+    if !hooks.asks_subscribe() && !hooks.asks_publish() {
+        return Some(text);
+    }
+    let Ok(request) = Request::parse(&text) else { return Some(text) };
+    let identity = session.identity.as_deref();
+    let asked = match &request.command {
+        Command::Subscribe { channel, .. } => {
+            hooks.subscribe(Transport::Ws, session.hook_key, identity, channel).await.map(|allowed| {
+                if allowed == Some(true) {
+                    session.hook_allowed = Some(channel.clone());
+                }
+                Some(text.clone())
+            })
+        }
+        Command::Publish { channel, data, event } => {
+            hooks.publish(identity, channel, data, event.as_deref()).await.map(|changed| {
+                let Some(data) = changed else { return Some(text.clone()) };
+                let command = json!({ "id": request.id, "op": "publish", "channel": channel.as_str(), "data": data, "event": event });
+                Some(Utf8Bytes::from(command.to_string()))
+            })
+        }
+        _ => Ok(Some(text.clone())),
+    };
+    asked.unwrap_or_else(|e| {
+        push_error(outbox, request.id, e);
+        None
+    })
+}
+
+/// The connection's subscriptions and session as it opens: who it is (`connecting`), and its
+/// server-side subscriptions made.
+async fn open_session(
+    state: &AppState,
+    outbox: &Arc<Outbox>,
+    ip: IpAddr,
+    connecting: Option<Box<Connecting>>,
+) -> (Subscriptions, Session) {
+    let mut subscriptions = Subscriptions::new(state.broker.clone(), outbox.clone());
+    let (identity, cursor, hook_key) = match connecting {
+        Some(connecting) => {
+            let Connecting { identity, cursor, hook_key } = *connecting;
+            (Some(Box::new(identity)), Some(cursor), hook_key)
+        }
+        None => (None, None, 0),
+    };
+    if let Some(identity) = &identity {
+        outbox.set_expiry(identity.expires_at.saturating_mul(1000));
+        outbox.set_user(&identity.user);
+        subscriptions.set_identity(identity);
+    }
+    let mut session = Session { identity, publishes: state.guard.publish_bucket(), ip, hook_key, hook_allowed: None };
+    if let Some(cursor) = cursor {
+        subscribe_server_side(state, outbox, &mut subscriptions, &mut session, cursor).await;
+    }
+    (subscriptions, session)
 }
 
 /// Subscribes the connection to its token's server-side subscriptions (`subs`), each from its
@@ -475,7 +579,9 @@ fn execute(
     };
     match request.command {
         Command::Subscribe { channel, since, last } => {
-            allow(&channel, Action::Subscribe)?;
+            if session.hook_allowed.as_ref() != Some(&channel) {
+                allow(&channel, Action::Subscribe)?;
+            }
             if subscriptions.contains(&channel) {
                 return Err(ProtocolError::new(
                     ErrorCode::AlreadySubscribed,

@@ -1,5 +1,6 @@
-//! A webhook receiver on 127.0.0.1: a small HTTP/1.1 server that records every request it gets
-//! (headers and body) and answers with the status it is told to, over keep-alive connections.
+//! A webhook receiver (or hook endpoint) on 127.0.0.1: a small HTTP/1.1 server that records
+//! every request it gets (path, headers and body) and answers with the status it is told to,
+//! or what a responder makes of the request, over keep-alive connections.
 
 use std::{
     collections::HashMap,
@@ -21,6 +22,8 @@ use super::WAIT;
 /// One request as received.
 #[derive(Clone, Debug)]
 pub struct Received {
+    /// The request target.
+    pub path: String,
     /// Header names, lowercased.
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
@@ -35,15 +38,31 @@ pub struct Receiver {
     status: Arc<AtomicU16>,
 }
 
+/// Makes an answer (status, JSON body) of a request.
+type Responder = Arc<dyn Fn(&Received) -> (u16, String) + Send + Sync>;
+
 impl Receiver {
+    /// A receiver that answers every request with the status set by [`Receiver::answer`] (200
+    /// at first) and no body.
     pub async fn start() -> Self {
+        let status = Arc::new(AtomicU16::new(200));
+        let answer = status.clone();
+        Self::serve(status, Arc::new(move |_| (answer.load(Ordering::SeqCst), String::new()))).await
+    }
+
+    /// An endpoint that answers what `responder` makes of each request.
+    pub async fn start_with(responder: impl Fn(&Received) -> (u16, String) + Send + Sync + 'static) -> Self {
+        Self::serve(Arc::new(AtomicU16::new(200)), Arc::new(responder)).await
+    }
+
+    async fn serve(status: Arc<AtomicU16>, responder: Responder) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hooks", listener.local_addr().unwrap());
-        let (got, status) = (Arc::new(Mutex::new(Vec::new())), Arc::new(AtomicU16::new(200)));
-        let (got_, status_) = (got.clone(), status.clone());
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let got_ = got.clone();
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
-                let (got, status) = (got_.clone(), status_.clone());
+                let (got, responder) = (got_.clone(), responder.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     loop {
@@ -58,6 +77,7 @@ impl Receiver {
                             }
                         };
                         let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                        let path = head.split(' ').nth(1).unwrap_or_default().to_string();
                         let headers: HashMap<String, String> = head
                             .lines()
                             .skip(1)
@@ -74,9 +94,14 @@ impl Receiver {
                         }
                         let body = buf[head_end..head_end + length].to_vec();
                         buf.drain(..head_end + length);
-                        let answer = status.load(Ordering::SeqCst);
-                        got.lock().unwrap().push(Received { headers, body, status: answer });
-                        let reply = format!("HTTP/1.1 {answer} X\r\ncontent-length: 0\r\n\r\n");
+                        let mut received = Received { path, headers, body, status: 0 };
+                        let (answer, reply_body) = responder(&received);
+                        received.status = answer;
+                        got.lock().unwrap().push(received);
+                        let reply = format!(
+                            "HTTP/1.1 {answer} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{reply_body}",
+                            reply_body.len()
+                        );
                         if socket.write_all(reply.as_bytes()).await.is_err() {
                             return;
                         }

@@ -16,7 +16,8 @@
 //!   connection's server-side subscriptions do not name; an allow stands in for the
 //!   namespace's rules;
 //! - publish: `{"user"?,"channel","data","event"?}` → `{"allow","data"?}`: the data to
-//!   broadcast instead (a WebSocket client's publish).
+//!   broadcast instead (a client's publish, over a WebSocket or `POST /publish`); its allow
+//!   stands in for the namespace's rules.
 //!
 //! Answers are cached for `cache_secs` (0: never): a connect answer by the forwarded headers
 //! and the token, so that a long poll does not ask on every poll; a subscribe answer by user
@@ -37,7 +38,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{Value, json, value::RawValue};
 
-use crate::{config::HooksConfig, frame::Transport};
+use crate::config::HooksConfig;
 
 /// Most answers kept in the cache; past it the expired ones go, then all.
 const CACHE_MAX: usize = 100_000;
@@ -99,12 +100,13 @@ impl Hooks {
         }))
     }
 
-    /// Asks the connect hook (when configured) about a connection over `transport` from `ip`
+    /// Asks the connect hook (when configured) about a connection over `transport` (`ws`,
+    /// `sse`, `poll`, or `http` for the client routes) from `ip`
     /// with request `headers` and the token's `identity`. Without a connect hook, the token's
     /// identity stands.
     pub async fn connect(
         &self,
-        transport: Transport,
+        transport: &'static str,
         ip: IpAddr,
         headers: &impl RequestHeaders,
         identity: Option<Identity>,
@@ -125,8 +127,7 @@ impl Hooks {
         if let Some(Cached::Connect(cached)) = self.cached(key) {
             return Ok(Admitted { identity: cached.map(|i| (*i).clone()), key });
         }
-        let question =
-            json!({ "transport": transport.name(), "ip": ip.to_string(), "headers": forwarded, "user": user });
+        let question = json!({ "transport": transport, "ip": ip.to_string(), "headers": forwarded, "user": user });
         let answer = self.ask("connect", url, &question).await?;
         let identity = match (answer.user, identity) {
             (Some(user), _) => Some(Identity::granted(user, answer.info, answer.channels)),
@@ -146,7 +147,7 @@ impl Hooks {
     /// connection's server-side subscriptions name).
     pub async fn subscribe(
         &self,
-        transport: Transport,
+        transport: &'static str,
         key: u64,
         identity: Option<&Identity>,
         channel: &ChannelName,
@@ -160,7 +161,7 @@ impl Hooks {
         if let Some(Cached::Subscribe(allowed)) = self.cached(cache_key) {
             return allowed.then_some(Some(true)).ok_or_else(|| refused("subscribe", None));
         }
-        let question = json!({ "transport": transport.name(), "user": user, "channel": channel.as_str() });
+        let question = json!({ "transport": transport, "user": user, "channel": channel.as_str() });
         let answer = self.ask("subscribe", url, &question).await;
         self.remember(cache_key, Cached::Subscribe(answer.is_ok()));
         answer.map(|_| Some(true))

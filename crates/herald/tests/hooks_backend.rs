@@ -96,7 +96,8 @@ async fn the_subscribe_hook_decides_each_channel() {
 #[tokio::test]
 async fn the_publish_hook_refuses_or_changes_what_a_client_publishes() {
     let backend = backend().await;
-    let server = TestServer::start(&[hooks(&backend, &["publish"]).as_str(), "anonymous_publish=true"]);
+    // Clients may not publish by the namespace's rules: the hook's allow stands in for them.
+    let server = TestServer::start(&[hooks(&backend, &["publish"]).as_str()]);
     let mut reader = common::WsClient::connect(&server.ws_url()).await;
     reader.subscribe("chat", None).await;
     let mut writer = common::WsClient::connect(&server.ws_url()).await;
@@ -108,6 +109,16 @@ async fn the_publish_hook_refuses_or_changes_what_a_client_publishes() {
     let published = writer.request(json!({ "op": "publish", "channel": "chat", "data": "hello" })).await;
     assert_eq!(published["result"]["offset"], 1, "{published}");
     assert_eq!(reader.next().await.unwrap()["data"], json!({ "clean": "hello" }));
+
+    // `POST /publish`, the client route of SSE and long-poll clients, asks the same hook.
+    let post = |data: Value| {
+        let request = server.http.post(format!("{}/publish", server.base));
+        request.json(&json!({ "channel": "chat", "data": data })).send()
+    };
+    assert_eq!(post(json!("spam")).await.unwrap().status(), 403);
+    let published: Value = post(json!("over http")).await.unwrap().json().await.unwrap();
+    assert_eq!(published["offset"], 2, "{published}");
+    assert_eq!(reader.next().await.unwrap()["data"], json!({ "clean": "over http" }));
 }
 
 #[tokio::test]

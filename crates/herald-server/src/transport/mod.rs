@@ -192,10 +192,10 @@ pub async fn admit_stream(
 ) -> Result<Option<Identity>, ApiError> {
     let Some(hooks) = state.hooks.clone() else { return authorize_stream(state, token, request) };
     let identity = token.map(|t| state.auth.verify(t)).transpose()?;
-    let admitted = hooks.connect(transport, ip, headers, identity).await?;
+    let admitted = hooks.connect(transport.name(), ip, headers, identity).await?;
     add_server_side(state, admitted.identity.as_ref(), request)?;
     for channel in &request.channels {
-        if hooks.subscribe(transport, admitted.key, admitted.identity.as_ref(), channel).await? != Some(true) {
+        if hooks.subscribe(transport.name(), admitted.key, admitted.identity.as_ref(), channel).await? != Some(true) {
             crate::auth::check(&state.config, admitted.identity.as_ref(), channel, Action::Subscribe)?;
         }
     }

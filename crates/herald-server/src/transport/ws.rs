@@ -129,7 +129,7 @@ async fn handshake(
                 Some(c) => (Some(c.identity), Some(c.cursor)),
                 None => (None, None),
             };
-            match hooks.connect(Transport::Ws, ip, &head, identity).await {
+            match hooks.connect(Transport::Ws.name(), ip, &head, identity).await {
                 Ok(admitted) => Ok((
                     key,
                     admitted.identity.map(|identity| {
@@ -185,8 +185,8 @@ struct Session {
     ip: IpAddr,
     /// Who the connection is to the subscribe hook's cache.
     hook_key: u64,
-    /// The channel the subscribe hook allowed for the command being run: its allow stands in
-    /// for the namespace's rules.
+    /// The channel the subscribe or publish hook allowed for the command being run: its allow
+    /// stands in for the namespace's rules.
     hook_allowed: Option<ChannelName>,
 }
 
@@ -303,7 +303,7 @@ async fn ask_hooks(
     let identity = session.identity.as_deref();
     let asked = match &request.command {
         Command::Subscribe { channel, .. } => {
-            hooks.subscribe(Transport::Ws, session.hook_key, identity, channel).await.map(|allowed| {
+            hooks.subscribe(Transport::Ws.name(), session.hook_key, identity, channel).await.map(|allowed| {
                 if allowed == Some(true) {
                     session.hook_allowed = Some(channel.clone());
                 }
@@ -311,7 +311,11 @@ async fn ask_hooks(
             })
         }
         Command::Publish { channel, data, event } => {
-            hooks.publish(identity, channel, data, event.as_deref()).await.map(|changed| {
+            let asked = hooks.publish(identity, channel, data, event.as_deref()).await;
+            if asked.is_ok() && hooks.asks_publish() {
+                session.hook_allowed = Some(channel.clone());
+            }
+            asked.map(|changed| {
                 let Some(data) = changed else { return Some(text.clone()) };
                 let command = json!({ "id": request.id, "op": "publish", "channel": channel.as_str(), "data": data, "event": event });
                 Some(Utf8Bytes::from(command.to_string()))
@@ -616,7 +620,9 @@ fn execute(
             outbox.push(reply(id, &json!({ "channel": channel.as_str() })));
         }
         Command::Publish { channel, data, event } => {
-            allow(&channel, Action::Publish)?;
+            if session.hook_allowed.as_ref() != Some(&channel) {
+                allow(&channel, Action::Publish)?;
+            }
             state.guard.client_publish(session.ip, Some(&mut session.publishes))?;
             match publish_one(state, &channel, &data, event.as_deref(), None).map_err(|e| e.0)? {
                 Accepted::Local { body, seq: 0 } => {

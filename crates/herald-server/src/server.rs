@@ -93,8 +93,9 @@ impl Server {
             (None, Some(store)) => Arc::new(crate::engine::Durable::new(broker.clone(), store)),
             (None, None) => Arc::new(crate::engine::Memory::new(broker.clone())),
         };
-        if let Some(activity) = crate::webhooks::start(&config, &metrics, &registry, cluster) {
-            broker.report_activity_to(activity);
+        let webhooks = crate::webhooks::start(&config, &metrics, cluster);
+        if let Some(webhooks) = &webhooks {
+            broker.report_activity_to(webhooks.activity().clone());
         }
         let auth = Auth::from_config(&config).map_err(invalid)?;
         let guard = Arc::new(Guard::new(&config, metrics.clone()));
@@ -115,6 +116,7 @@ impl Server {
                 proxies,
                 metrics,
                 hooks: crate::hooks::Hooks::new(&config_hooks),
+                webhooks,
             },
         })
     }
@@ -204,12 +206,18 @@ impl Server {
         if tokio::time::timeout(deadline, drained).await.is_err() {
             tracing::warn!(open = registry.total(), "shutdown deadline passed; exiting with connections open");
         }
+        if let Some(webhooks) = &state.webhooks {
+            webhooks.stop(WEBHOOKS_STOP).await;
+        }
         if let Some(store) = state.broker.store() {
             store.close();
         }
         Ok(())
     }
 }
+
+/// How long the webhook endpoints get at shutdown to deliver what is left.
+const WEBHOOKS_STOP: Duration = Duration::from_secs(3);
 
 /// What a listener serves.
 enum Entry {

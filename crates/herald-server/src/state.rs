@@ -31,4 +31,6 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The backend hooks, when configured (`[hooks]`).
     pub hooks: Option<Arc<crate::hooks::Hooks>>,
+    /// The webhooks, when configured (`[[webhooks]]`).
+    pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
 }

@@ -207,3 +207,35 @@ async fn over_two_nodes_on_redis_each_event_is_sent_once() {
         &[("user_offline", "cy"), ("channel_vacated", "room:9"), ("presence_leave", "room:9/cy")]
     ));
 }
+
+#[tokio::test]
+async fn events_left_undelivered_at_a_stop_are_sent_after_the_next_start_under_their_ids() {
+    let receiver = Receiver::start().await;
+    receiver.answer(503);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("webhooks-restart");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut shared = settings(&receiver, 60_000);
+    shared.push(format!("data_dir=\"{}\"", dir.display()));
+    let mut server = start(&shared);
+    let ws = ws_as(&server, "dee").await;
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    while receiver.requests().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the online was tried");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let tried = common::receiver::events(&receiver.requests()[0]);
+
+    // A graceful stop: the connection closes, and its offline is due at once (not after the
+    // minute's grace) since the node is going; the endpoint still fails, so both are saved.
+    let stopped = std::process::Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap();
+    assert!(stopped.success());
+    drop(ws);
+    let exited = tokio::task::spawn_blocking(move || server.child.wait().unwrap()).await.unwrap();
+    assert!(exited.success(), "{exited:?}");
+
+    receiver.answer(200);
+    let _again = start(&shared);
+    let got = receiver.wait_for("the saved events", |e| e.len() >= 2).await;
+    assert_eq!(kinds(&got), [("user_online".to_string(), "dee".to_string()), ("user_offline".into(), "dee".into())]);
+    assert_eq!(got[0]["id"], tried[0]["id"], "the same id as the failed try");
+}

@@ -18,7 +18,7 @@ use sha2::Sha256;
 use tokio::sync::Notify;
 
 use super::Event;
-use crate::{config::WebhookConfig, metrics::Metrics, registry::Registry};
+use crate::{config::WebhookConfig, metrics::Metrics};
 
 /// Most events in one request.
 const BATCH: usize = 100;
@@ -44,12 +44,7 @@ pub(super) struct Endpoint {
 
 impl Endpoint {
     /// The endpoint of `config`, with its delivery task running.
-    pub(super) fn start(
-        config: WebhookConfig,
-        capacity: usize,
-        metrics: Arc<Metrics>,
-        registry: &Arc<Registry>,
-    ) -> Arc<Self> {
+    pub(super) fn start(config: WebhookConfig, capacity: usize, metrics: Arc<Metrics>) -> Arc<Self> {
         let endpoint = Arc::new(Self {
             config,
             capacity,
@@ -58,7 +53,7 @@ impl Endpoint {
             ready: Notify::new(),
             metrics,
         });
-        tokio::spawn(deliver(Arc::clone(&endpoint), Arc::clone(registry)));
+        tokio::spawn(deliver(Arc::clone(&endpoint)));
         endpoint
     }
 
@@ -82,6 +77,16 @@ impl Endpoint {
         self.ready.notify_one();
     }
 
+    /// Whether nothing waits.
+    pub(super) fn is_idle(&self) -> bool {
+        self.queue.lock().is_empty()
+    }
+
+    /// Every waiting event, oldest first, taken out of the queue.
+    pub(super) fn take_all(&self) -> Vec<Arc<Event>> {
+        self.queue.lock().drain(..).map(|(_, e)| e).collect()
+    }
+
     /// The oldest waiting events (at most [`BATCH`]) and the number of the last of them.
     fn batch(&self) -> Option<(u64, Vec<Arc<Event>>)> {
         let queue = self.queue.lock();
@@ -100,7 +105,7 @@ impl Endpoint {
 }
 
 /// Sends the endpoint's events as they come, batch by batch, until the process ends.
-async fn deliver(endpoint: Arc<Endpoint>, registry: Arc<Registry>) {
+async fn deliver(endpoint: Arc<Endpoint>) {
     let client = match reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build() {
         Ok(client) => client,
         Err(e) => {
@@ -123,10 +128,7 @@ async fn deliver(endpoint: Arc<Endpoint>, registry: Arc<Registry>) {
             Err(why) => {
                 endpoint.metrics.webhook_failures.inc();
                 tracing::warn!(url = %endpoint.config.url, error = %why, retry_in_ms = wait.as_millis() as u64, "a webhook request failed");
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = registry.shutdown_started() => {}
-                }
+                tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(RETRY_MAX);
             }
         }

@@ -20,13 +20,22 @@
 //!
 //! Events are `{"id","type","time","user"?,"channel"?,"info"?}`; a request's body is
 //! `{"events":[…]}` (docs/deployment.md, "Webhooks").
+//!
+//! At shutdown ([`Webhooks::stop`]), once the connections are closed, every subject the node
+//! still holds is released at once (no grace: the node is going), the endpoints get a few
+//! seconds to deliver, and with `data_dir` what is left is saved there and queued again,
+//! under the same ids, by the next start.
 
 mod cluster;
 mod delivery;
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
 };
 
 use herald_core::{
@@ -34,10 +43,10 @@ use herald_core::{
     occupancy::{Change, Occupancy},
 };
 use parking_lot::Mutex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::{config::Config, metrics::Metrics, registry::Registry};
+use crate::{config::Config, metrics::Metrics};
 
 /// Every kind of event, as `[[webhooks]] events` names them.
 pub const EVENT_KINDS: [&str; 6] =
@@ -88,10 +97,35 @@ pub struct Event {
     pub info: Option<serde_json::Value>,
 }
 
+/// An event as saved between a stop and a start (see [`Event`]).
+#[derive(Deserialize)]
+struct Saved {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    time: u64,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    info: Option<serde_json::Value>,
+}
+
 /// What holds each subject on this node, and the downs waiting for their grace delay.
 pub struct Activity {
     held: Mutex<Occupancy<Subject>>,
     changes: mpsc::UnboundedSender<Transition>,
+    /// Transitions sent and not yet turned into events.
+    in_flight: AtomicUsize,
+}
+
+/// The node's webhooks: its activity and its endpoints.
+pub struct Webhooks {
+    activity: Arc<Activity>,
+    endpoints: Vec<Arc<delivery::Endpoint>>,
+    /// Where undelivered events are saved at shutdown (`data_dir`).
+    saved: Option<PathBuf>,
 }
 
 // === impl Subject ===
@@ -132,9 +166,14 @@ impl Activity {
     pub fn enter(&self, subject: &Subject, info: Option<&serde_json::Value>) {
         if self.held.lock().enter(subject) == Some(Change::Up) {
             let info = info.cloned();
-            let transition =
-                Transition { subject: subject.clone(), change: Change::Up, time_ms: crate::now_ms(), info };
-            let _ = self.changes.send(transition);
+            self.send(Transition { subject: subject.clone(), change: Change::Up, time_ms: crate::now_ms(), info });
+        }
+    }
+
+    fn send(&self, transition: Transition) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if self.changes.send(transition).is_err() {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -148,7 +187,21 @@ impl Activity {
         let now = crate::now_ms();
         let due = self.held.lock().due(now);
         for subject in due {
-            let _ = self.changes.send(Transition { subject, change: Change::Down, time_ms: now, info: None });
+            self.send(Transition { subject, change: Change::Down, time_ms: now, info: None });
+        }
+    }
+
+    /// Releases every subject at once (the node is stopping): each gets its down now.
+    fn release_all(&self) {
+        let now = crate::now_ms();
+        let all = {
+            let mut held = self.held.lock();
+            let all: Vec<Subject> = held.keys().cloned().collect();
+            *held = Occupancy::new(0);
+            all
+        };
+        for subject in all {
+            self.send(Transition { subject, change: Change::Down, time_ms: now, info: None });
         }
     }
 
@@ -164,18 +217,28 @@ impl Activity {
 pub fn start(
     config: &Arc<Config>,
     metrics: &Arc<Metrics>,
-    registry: &Arc<Registry>,
     redis: Option<Arc<crate::cluster::Cluster>>,
-) -> Option<Arc<Activity>> {
+) -> Option<Arc<Webhooks>> {
     if config.webhooks.is_empty() {
         return None;
     }
     let (changes, transitions) = mpsc::unbounded_channel();
-    let activity = Arc::new(Activity { held: Mutex::new(Occupancy::new(config.webhook_grace_ms)), changes });
+    let held = Mutex::new(Occupancy::new(config.webhook_grace_ms));
+    let activity = Arc::new(Activity { held, changes, in_flight: AtomicUsize::new(0) });
+    let saved = config.data_dir.clone();
     let endpoints: Vec<Arc<delivery::Endpoint>> = config
         .webhooks
         .iter()
-        .map(|hook| delivery::Endpoint::start(hook.clone(), config.webhook_queue_max, metrics.clone(), registry))
+        .enumerate()
+        .map(|(i, hook)| {
+            let endpoint = delivery::Endpoint::start(hook.clone(), config.webhook_queue_max, metrics.clone());
+            if let Some(dir) = &saved {
+                for event in load(&saved_path(dir, i)) {
+                    endpoint.queue(&Arc::new(event));
+                }
+            }
+            endpoint
+        })
         .collect();
     let ticker = Arc::downgrade(&activity);
     let every = std::time::Duration::from_millis((config.webhook_grace_ms / 4).clamp(50, 1000));
@@ -191,8 +254,68 @@ pub fn start(
         Some(cluster) => Decider::Redis(cluster::Decider::start(cluster, Arc::downgrade(&activity))),
         None => Decider::Local,
     };
-    tokio::spawn(decide(transitions, decider, endpoints));
-    Some(activity)
+    tokio::spawn(decide(transitions, decider, endpoints.clone(), Arc::clone(&activity)));
+    Some(Arc::new(Webhooks { activity, endpoints, saved }))
+}
+
+// === impl Webhooks ===
+
+impl Webhooks {
+    /// Where connections report who is here.
+    pub fn activity(&self) -> &Arc<Activity> {
+        &self.activity
+    }
+
+    /// Stops at shutdown, once the connections are closed: every subject held gets its down
+    /// now, the endpoints get up to `within` to deliver, and with `data_dir` what is left is
+    /// saved for the next start.
+    pub async fn stop(&self, within: Duration) {
+        self.activity.release_all();
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline
+            && (self.activity.in_flight.load(Ordering::Acquire) > 0 || self.endpoints.iter().any(|e| !e.is_idle()))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let Some(dir) = &self.saved else { return };
+        for (i, endpoint) in self.endpoints.iter().enumerate() {
+            let left = endpoint.take_all();
+            let path = saved_path(dir, i);
+            if left.is_empty() {
+                continue;
+            }
+            let events: Vec<&Event> = left.iter().map(|e| &**e).collect();
+            match serde_json::to_vec(&events).map(|json| std::fs::write(&path, json)) {
+                Ok(Ok(())) => {
+                    tracing::info!(events = left.len(), path = %path.display(), "saved undelivered webhook events");
+                }
+                Ok(Err(e)) => tracing::warn!(path = %path.display(), error = %e, "could not save webhook events"),
+                Err(e) => tracing::warn!(error = %e, "could not encode webhook events"),
+            }
+        }
+    }
+}
+
+/// Where endpoint `index`'s undelivered events wait in `dir` between a stop and a start.
+fn saved_path(dir: &std::path::Path, index: usize) -> PathBuf {
+    dir.join(format!("webhooks-{index}.json"))
+}
+
+/// The events saved at `path` (removing the file), oldest first; none when there is no file.
+fn load(path: &std::path::Path) -> Vec<Event> {
+    let Ok(json) = std::fs::read(path) else { return Vec::new() };
+    let _ = std::fs::remove_file(path);
+    let saved: Vec<Saved> = serde_json::from_slice(&json).unwrap_or_else(|e| {
+        tracing::warn!(path = %path.display(), error = %e, "saved webhook events are unreadable; dropped");
+        Vec::new()
+    });
+    saved
+        .into_iter()
+        .filter_map(|s| {
+            let kind = EVENT_KINDS.into_iter().find(|k| *k == s.kind)?;
+            Some(Event { id: s.id, kind, time: s.time, user: s.user, channel: s.channel, info: s.info })
+        })
+        .collect()
 }
 
 /// Where a node's ups and downs become events.
@@ -210,6 +333,7 @@ async fn decide(
     mut transitions: mpsc::UnboundedReceiver<Transition>,
     decider: Decider,
     endpoints: Vec<Arc<delivery::Endpoint>>,
+    activity: Arc<Activity>,
 ) {
     let node = crate::broker::new_epoch();
     let sequence = AtomicU64::new(0);
@@ -218,13 +342,13 @@ async fn decide(
             Decider::Local => true,
             Decider::Redis(redis) => redis.decide(&transition).await,
         };
-        if !sends {
-            continue;
+        if sends {
+            let id = format!("{node}-{}", sequence.fetch_add(1, Ordering::Relaxed) + 1);
+            let event = Arc::new(Event::new(id, transition));
+            for endpoint in &endpoints {
+                endpoint.queue(&event);
+            }
         }
-        let id = format!("{node}-{}", sequence.fetch_add(1, Ordering::Relaxed) + 1);
-        let event = Arc::new(Event::new(id, transition));
-        for endpoint in &endpoints {
-            endpoint.queue(&event);
-        }
+        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -45,9 +45,15 @@ async fn a_websocket_is_subscribed_to_its_tokens_channels_at_connect() {
     let reply = got.iter().find(|f| f["result"]["channel"] == "user:ada").unwrap();
     assert_eq!(reply["result"]["recovered"], true, "{reply}");
 
-    // Subscribing to a server-side channel again is refused as for any subscription.
-    let refused = again.request(json!({ "op": "subscribe", "channel": "user:ada" })).await;
-    assert_eq!(refused["error"]["code"], "already_subscribed", "{refused}");
+    // A client that subscribes to a server-side channel itself (as a client library does on
+    // every connect) takes it over from its own position.
+    let taken = again.request(json!({ "op": "subscribe", "channel": "user:ada", "since": { "epoch": published["epoch"], "offset": published["offset"] } })).await;
+    assert_eq!(
+        (taken["result"]["channel"].as_str(), taken["result"]["recovered"].as_bool()),
+        (Some("user:ada"), Some(true)),
+        "{taken}"
+    );
+    assert_eq!(again.next().await.unwrap()["data"], "while away", "recovered from the client's position");
     // The claim grants nothing else.
     let refused = again.request(json!({ "op": "subscribe", "channel": "user:bob" })).await;
     assert_eq!(refused["error"]["code"], "forbidden", "{refused}");

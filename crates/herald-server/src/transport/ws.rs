@@ -586,7 +586,8 @@ fn execute(
             if session.hook_allowed.as_ref() != Some(&channel) {
                 allow(&channel, Action::Subscribe)?;
             }
-            if subscriptions.contains(&channel) {
+            let server_side = session.identity.as_ref().is_some_and(|i| i.subs().iter().any(|c| c == channel.as_str()));
+            if subscriptions.contains(&channel) && !server_side {
                 return Err(ProtocolError::new(
                     ErrorCode::AlreadySubscribed,
                     format!("already subscribed to {channel}"),
@@ -599,6 +600,11 @@ fn execute(
             }
             if !mirrored && !state.engine.in_line(&channel, since.as_ref()) {
                 return Ok(Some(vec![(channel, since)]));
+            }
+            // A client subscribing to a server-side subscription takes it over from its own
+            // position: what it already has comes again and is dropped by its offsets.
+            if server_side {
+                subscriptions.remove(&channel);
             }
             subscriptions.add(&channel, Start::new(since.as_ref(), last), usize::MAX, |s: &Subscribed| {
                 let mut result = json!({

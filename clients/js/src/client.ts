@@ -11,35 +11,13 @@ import { httpHistory, type History } from "./http.js";
 import type { ConnectionEvents, ConnectionState, Link, LinkEvents } from "./link.js";
 import { fetchOf, tokenOf, type HeraldOptions } from "./options.js";
 import { Positions, type Position } from "./positions.js";
-import { OpenStreams } from "./streams.js";
+import { OpenStreams, type StreamUpdate } from "./streams.js";
 import { canShare, SharedLink } from "./shared.js";
 import { localStore, sessionStore } from "./transport_memory.js";
 import { HeraldError, type Envelope, type Published, type Reset, type TransportName } from "./types.js";
 
 export type { ConnectionEvents, ConnectionState } from "./link.js";
 export type { HeraldOptions } from "./options.js";
-
-/**
- * A stream (docs/protocol.md §1): a message written piece by piece — an AI answer token by
- * token — as the application sees it on each change.
- */
-export interface StreamUpdate {
-  channel: string;
-  /** The stream's id; its finished message's `data.stream`. */
-  id: string;
-  /** The event of the message it becomes. */
-  event?: string;
-  /** The text so far (the whole text once finished). */
-  text: string;
-  /** What this update added to the text shown before (all of it when the text was replaced). */
-  delta: string;
-  /** A JSON stream's items so far (the whole list once finished); absent for a text stream. */
-  items?: unknown[];
-  /** The items this update added (all of them when the list was replaced); absent for a text stream. */
-  newItems?: unknown[];
-  /** `open` while pieces come; `finished` once its message arrived; `aborted` when it ended without one. */
-  state: "open" | "finished" | "aborted";
-}
 
 /** What a subscription tells the application. */
 export interface SubscriptionHandlers<T = unknown> {

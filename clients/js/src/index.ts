@@ -16,10 +16,10 @@ export type {
   ConnectionEvents,
   ConnectionState,
   HeraldOptions,
-  StreamUpdate,
   SubscribeOptions,
   SubscriptionHandlers,
 } from "./client.js";
+export type { StreamUpdate } from "./streams.js";
 export { backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
 export type { BackoffOptions } from "./backoff.js";
 export { Positions, parseCursor } from "./positions.js";

@@ -5,8 +5,29 @@
  * answer) or a tab hands over.
  */
 
-import type { StreamUpdate } from "./client.js";
 import type { Envelope, StreamPush } from "./types.js";
+
+/**
+ * A stream (docs/protocol.md §1): a message written piece by piece — an AI answer token by
+ * token — as the application sees it on each change.
+ */
+export interface StreamUpdate {
+  channel: string;
+  /** The stream's id; its finished message's `data.stream`. */
+  id: string;
+  /** The event of the message it becomes. */
+  event?: string;
+  /** The text so far (the whole text once finished). */
+  text: string;
+  /** What this update added to the text shown before (all of it when the text was replaced). */
+  delta: string;
+  /** A JSON stream's items so far (the whole list once finished); absent for a text stream. */
+  items?: unknown[];
+  /** The items this update added (all of them when the list was replaced); absent for a text stream. */
+  newItems?: unknown[];
+  /** `open` while pieces come; `finished` once its message arrived; `aborted` when it ended without one. */
+  state: "open" | "finished" | "aborted";
+}
 
 interface Known {
   event?: string;

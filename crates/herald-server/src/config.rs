@@ -233,11 +233,15 @@ impl Default for HooksConfig {
             publish: None,
             timeout_ms: 2000,
             on_failure: "refuse".into(),
-            forward_headers: crate::hooks::default_forward_headers(),
+            forward_headers: vec!["cookie".into(), "authorization".into()],
             cache_secs: 30,
         }
     }
 }
+
+/// Every kind of webhook event, as `[[webhooks]] events` names them.
+pub const WEBHOOK_EVENTS: [&str; 6] =
+    ["user_online", "user_offline", "channel_occupied", "channel_vacated", "presence_join", "presence_leave"];
 
 /// One webhook endpoint (`[[webhooks]]`).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -467,10 +471,10 @@ impl Config {
             if hook.secret.len() < 16 {
                 return bad("a webhook's secret must be at least 16 bytes");
             }
-            if let Some(unknown) = hook.events.iter().find(|e| !crate::webhooks::EVENT_KINDS.contains(&e.as_str())) {
+            if let Some(unknown) = hook.events.iter().find(|e| !WEBHOOK_EVENTS.contains(&e.as_str())) {
                 return Err(ConfigError::Invalid(format!(
                     "unknown webhook event {unknown:?}: one of {}",
-                    crate::webhooks::EVENT_KINDS.join(", ")
+                    WEBHOOK_EVENTS.join(", ")
                 )));
             }
         }

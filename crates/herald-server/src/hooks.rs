@@ -247,8 +247,3 @@ fn refused(hook: &str, reason: Option<String>) -> ProtocolError {
     let reason = reason.unwrap_or_else(|| format!("the {hook} hook refused"));
     ProtocolError::new(ErrorCode::Forbidden, reason)
 }
-
-/// The `[hooks]` settings' defaults, for [`HooksConfig`]'s `Default`.
-pub fn default_forward_headers() -> Vec<String> {
-    vec!["cookie".into(), "authorization".into()]
-}

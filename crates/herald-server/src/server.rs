@@ -94,9 +94,6 @@ impl Server {
             (None, None) => Arc::new(crate::engine::Memory::new(broker.clone())),
         };
         let webhooks = crate::webhooks::start(&config, &metrics, cluster);
-        if let Some(webhooks) = &webhooks {
-            broker.report_activity_to(webhooks.activity().clone());
-        }
         let auth = Auth::from_config(&config).map_err(invalid)?;
         let guard = Arc::new(Guard::new(&config, metrics.clone()));
         let proxies = Arc::new(config.proxies().map_err(invalid)?);

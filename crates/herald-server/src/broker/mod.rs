@@ -191,8 +191,6 @@ pub struct Broker {
     open_streams: std::sync::atomic::AtomicUsize,
     /// Channels with appends waiting for the next flush (`stream_flush_ms`).
     to_flush: Mutex<Vec<ChannelName>>,
-    /// Who is here, for webhooks (when configured).
-    activity: std::sync::OnceLock<Arc<crate::webhooks::Activity>>,
 }
 
 // === impl Broker ===
@@ -209,7 +207,6 @@ impl Broker {
             presence_changes: std::sync::OnceLock::new(),
             open_streams: std::sync::atomic::AtomicUsize::new(0),
             to_flush: Mutex::new(Vec::new()),
-            activity: std::sync::OnceLock::new(),
         }
     }
 
@@ -525,16 +522,6 @@ impl Broker {
             push_to(&others, &member.push("leave", channel));
         }
         true
-    }
-
-    /// Has connections report who is here to `activity` (webhooks).
-    pub fn report_activity_to(&self, activity: Arc<crate::webhooks::Activity>) {
-        let _ = self.activity.set(activity);
-    }
-
-    /// Where connections report who is here, when webhooks are configured.
-    pub fn activity(&self) -> Option<&Arc<crate::webhooks::Activity>> {
-        self.activity.get()
     }
 
     /// Sends every later presence change to `changes`.

@@ -14,7 +14,10 @@ use axum::{
 use herald_auth::Action;
 use herald_core::ChannelName;
 
-use super::api::{HistoryQuery, body_bytes, history_json};
+use super::{
+    api::{HistoryQuery, history_json},
+    request::body_bytes,
+};
 use crate::{
     publish::{durable_reply, publish_json},
     reply::{ApiError, json_ok},

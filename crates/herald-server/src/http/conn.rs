@@ -371,7 +371,7 @@ async fn exchange(
     if method == Method::POST && served == Route::ApiPublish {
         // The API's hottest route, served without the router: the same key check, body limit
         // and publish the router's `/api/publish` runs.
-        let accepted = super::api::check_api_key(&state.config, &head).and_then(|()| {
+        let accepted = super::request::check_api_key(&state.config, &head).and_then(|()| {
             match body.len() > super::api::body_limit(&state.config) {
                 true => Err(ApiError::new(ErrorCode::MessageTooLarge, "request body is over the size limit")),
                 false => crate::publish::publish_json(state, &body, |_| Ok(())),

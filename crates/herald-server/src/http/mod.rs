@@ -6,6 +6,7 @@ mod body;
 pub mod client;
 pub mod conn;
 pub mod origin;
+pub mod request;
 pub mod response;
 pub mod streams;
 

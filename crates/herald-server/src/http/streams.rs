@@ -29,8 +29,8 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use super::{
-    api::{body_bytes, is_json},
     body::{Pieces, Refused},
+    request::{body_bytes, is_json},
 };
 use crate::{
     publish::{accepted, durable_reply, refuse_while_shutting_down},
@@ -158,7 +158,7 @@ pub(super) async fn pipe(
 ) -> Result<Result<Vec<u8>, ApiError>, Refused> {
     let cap = state.config.max_message_bytes;
     let framing = BodyFraming::of(head, cap).map_err(Refused::Answer)?;
-    let opened = super::api::check_api_key(&state.config, head).and_then(|()| {
+    let opened = super::request::check_api_key(&state.config, head).and_then(|()| {
         let path = head.path().strip_prefix("/api/channels/").and_then(|p| p.strip_suffix("/streams")).unwrap_or("");
         let channel = ChannelName::new(&percent_encoding::percent_decode_str(path).decode_utf8_lossy())?;
         let event = head.query().and_then(|q| herald_http1::query::find(q, "event")).map(|e| e.into_owned());

@@ -58,7 +58,16 @@ pub struct Subscriptions {
     channels: Vec<ChannelName>,
     /// How this connection appears in presence (where a namespace keeps it).
     member: Option<Arc<Member>>,
-    /// The user it counts as online, for webhooks (set with the identity).
+    /// What it tells webhooks, when they are configured. Boxed: most servers have none, and
+    /// a WebSocket's task carries the slot.
+    reported: Option<Box<Reported>>,
+}
+
+/// A connection's part in webhooks.
+struct Reported {
+    /// Where it reports who is here.
+    activity: Arc<crate::webhooks::Activity>,
+    /// The user it counts as online (set with the identity).
     online_as: Option<Arc<str>>,
 }
 
@@ -235,9 +244,11 @@ pub async fn prepare_stream(state: &AppState, request: &StreamRequest) -> Result
 // === impl Subscriptions ===
 
 impl Subscriptions {
-    /// No subscriptions yet for `outbox`.
-    pub fn new(broker: Arc<Broker>, outbox: Arc<Outbox>) -> Self {
-        Self { broker, outbox, channels: Vec::new(), member: None, online_as: None }
+    /// No subscriptions yet for `outbox`, on `state`'s broker (reporting to its webhooks).
+    pub fn new(state: &AppState, outbox: Arc<Outbox>) -> Self {
+        let reported =
+            state.webhooks.as_ref().map(|w| Box::new(Reported { activity: w.activity().clone(), online_as: None }));
+        Self { broker: state.broker.clone(), outbox, channels: Vec::new(), member: None, reported }
     }
 
     /// Lists the connection in presence as `identity` in channels subscribed from now on
@@ -245,14 +256,14 @@ impl Subscriptions {
     /// connection for webhooks.
     pub fn set_identity(&mut self, identity: &Identity) {
         self.member = Some(Arc::new(Member::new(self.outbox.id(), Some(identity))));
-        if let Some(activity) = self.broker.activity()
+        if let Some(reported) = &mut self.reported
             && !identity.user.is_empty()
-            && self.online_as.as_deref() != Some(identity.user.as_str())
+            && reported.online_as.as_deref() != Some(identity.user.as_str())
         {
             let user: Arc<str> = Arc::from(identity.user.as_str());
-            activity.enter(&Subject::User(Arc::clone(&user)), None);
-            if let Some(before) = self.online_as.replace(user) {
-                activity.leave(&Subject::User(before));
+            reported.activity.enter(&Subject::User(Arc::clone(&user)), None);
+            if let Some(before) = reported.online_as.replace(user) {
+                reported.activity.leave(&Subject::User(before));
             }
         }
     }
@@ -260,7 +271,7 @@ impl Subscriptions {
     /// Tells webhooks that this connection holds (`entered`) or let go of `channel`: its
     /// occupancy, and its presence as a user where the namespace keeps presence.
     fn report(&self, channel: &ChannelName, entered: bool) {
-        let Some(activity) = self.broker.activity() else { return };
+        let Some(Reported { activity, .. }) = self.reported.as_deref() else { return };
         let member = self
             .member
             .as_ref()
@@ -356,8 +367,10 @@ impl Subscriptions {
 impl Drop for Subscriptions {
     fn drop(&mut self) {
         self.clear();
-        if let (Some(activity), Some(user)) = (self.broker.activity(), self.online_as.take()) {
-            activity.leave(&Subject::User(user));
+        if let Some(reported) = &mut self.reported
+            && let Some(user) = reported.online_as.take()
+        {
+            reported.activity.leave(&Subject::User(user));
         }
     }
 }

@@ -226,7 +226,7 @@ pub fn start(state: &AppState, request: &StreamRequest, ip: IpAddr) -> Result<Wa
     let timeout =
         request.timeout_secs.unwrap_or(state.config.poll_timeout_secs).min(state.config.poll_max_timeout_secs);
     let registration = state.registry.register(Transport::Poll);
-    let mut subscriptions = Subscriptions::new(state.broker.clone(), registration.outbox().clone());
+    let mut subscriptions = Subscriptions::new(state, registration.outbox().clone());
     if let Some(identity) = &request.identity {
         subscriptions.set_identity(identity);
     }

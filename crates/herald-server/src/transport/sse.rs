@@ -92,7 +92,7 @@ async fn open(
     let permit = state.guard.open_stream(ip)?;
     let registration = state.registry.register(Transport::Sse);
     let outbox = registration.outbox();
-    let mut subscriptions = Subscriptions::new(state.broker.clone(), outbox.clone());
+    let mut subscriptions = Subscriptions::new(state, outbox.clone());
     if let Some(identity) = &identity {
         // The stream ends when its token does; the client reconnects with a fresh one.
         outbox.set_expiry(identity.expires_at.saturating_mul(1000));

@@ -184,10 +184,19 @@ struct Session {
     publishes: TokenBucket,
     ip: IpAddr,
     /// Who the connection is to the subscribe hook's cache.
-    hook_key: u64,
+    /// What the hooks said, with hooks configured. Boxed: most servers have none, and every
+    /// open connection's task carries the slot.
+    hooked: Option<Box<Hooked>>,
+}
+
+/// A connection's standing with the backend's hooks.
+#[derive(Default)]
+struct Hooked {
+    /// Who the connection is to the subscribe hook's cache.
+    key: u64,
     /// The channel the subscribe or publish hook allowed for the command being run: its allow
     /// stands in for the namespace's rules.
-    hook_allowed: Option<ChannelName>,
+    allowed: Option<ChannelName>,
 }
 
 async fn run(state: AppState, stream: TcpStream, ip: IpAddr, leftover: BytesMut, connecting: Option<Box<Connecting>>) {
@@ -295,7 +304,9 @@ async fn ask_hooks(
     session: &mut Session,
     text: Utf8Bytes,
 ) -> Option<Utf8Bytes> {
-    session.hook_allowed = None;
+    let hooked = session.hooked.get_or_insert_with(Box::default);
+    hooked.allowed = None;
+    let key = hooked.key;
     if !hooks.asks_subscribe() && !hooks.asks_publish() {
         return Some(text);
     }
@@ -303,9 +314,9 @@ async fn ask_hooks(
     let identity = session.identity.as_deref();
     let asked = match &request.command {
         Command::Subscribe { channel, .. } => {
-            hooks.subscribe(Transport::Ws.name(), session.hook_key, identity, channel).await.map(|allowed| {
+            hooks.subscribe(Transport::Ws.name(), key, identity, channel).await.map(|allowed| {
                 if allowed == Some(true) {
-                    session.hook_allowed = Some(channel.clone());
+                    session.hooked.get_or_insert_with(Box::default).allowed = Some(channel.clone());
                 }
                 Some(text.clone())
             })
@@ -313,7 +324,7 @@ async fn ask_hooks(
         Command::Publish { channel, data, event } => {
             let asked = hooks.publish(identity, channel, data, event.as_deref()).await;
             if asked.is_ok() && hooks.asks_publish() {
-                session.hook_allowed = Some(channel.clone());
+                session.hooked.get_or_insert_with(Box::default).allowed = Some(channel.clone());
             }
             asked.map(|changed| {
                 let Some(data) = changed else { return Some(text.clone()) };
@@ -337,7 +348,7 @@ async fn open_session(
     ip: IpAddr,
     connecting: Option<Box<Connecting>>,
 ) -> (Subscriptions, Session) {
-    let mut subscriptions = Subscriptions::new(state.broker.clone(), outbox.clone());
+    let mut subscriptions = Subscriptions::new(state, outbox.clone());
     let (identity, cursor, hook_key) = match connecting {
         Some(connecting) => {
             let Connecting { identity, cursor, hook_key } = *connecting;
@@ -350,7 +361,8 @@ async fn open_session(
         outbox.set_user(&identity.user);
         subscriptions.set_identity(identity);
     }
-    let mut session = Session { identity, publishes: state.guard.publish_bucket(), ip, hook_key, hook_allowed: None };
+    let hooked = state.hooks.is_some().then(|| Box::new(Hooked { key: hook_key, allowed: None }));
+    let mut session = Session { identity, publishes: state.guard.publish_bucket(), ip, hooked };
     if let Some(cursor) = cursor {
         subscribe_server_side(state, outbox, &mut subscriptions, &mut session, cursor).await;
     }
@@ -583,7 +595,7 @@ fn execute(
     };
     match request.command {
         Command::Subscribe { channel, since, last } => {
-            if session.hook_allowed.as_ref() != Some(&channel) {
+            if session.hooked.as_ref().is_none_or(|h| h.allowed.as_ref() != Some(&channel)) {
                 allow(&channel, Action::Subscribe)?;
             }
             let server_side = session.identity.as_ref().is_some_and(|i| i.subs().iter().any(|c| c == channel.as_str()));
@@ -626,7 +638,7 @@ fn execute(
             outbox.push(reply(id, &json!({ "channel": channel.as_str() })));
         }
         Command::Publish { channel, data, event } => {
-            if session.hook_allowed.as_ref() != Some(&channel) {
+            if session.hooked.as_ref().is_none_or(|h| h.allowed.as_ref() != Some(&channel)) {
                 allow(&channel, Action::Publish)?;
             }
             state.guard.client_publish(session.ip, Some(&mut session.publishes))?;

@@ -49,8 +49,7 @@ use tokio::sync::mpsc;
 use crate::{config::Config, metrics::Metrics};
 
 /// Every kind of event, as `[[webhooks]] events` names them.
-pub const EVENT_KINDS: [&str; 6] =
-    ["user_online", "user_offline", "channel_occupied", "channel_vacated", "presence_join", "presence_leave"];
+pub use crate::config::WEBHOOK_EVENTS as EVENT_KINDS;
 
 /// What an event is about.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -335,7 +334,11 @@ async fn decide(
     endpoints: Vec<Arc<delivery::Endpoint>>,
     activity: Arc<Activity>,
 ) {
-    let node = crate::broker::new_epoch();
+    // This node's part of every event id.
+    let node: String = {
+        use rand::{Rng as _, distr::Alphanumeric};
+        rand::rng().sample_iter(Alphanumeric).take(8).map(char::from).collect()
+    };
     let sequence = AtomicU64::new(0);
     while let Some(transition) = transitions.recv().await {
         let sends = match &decider {

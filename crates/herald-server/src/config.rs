@@ -574,8 +574,7 @@ impl Config {
 
 /// A random 32-character API key, for a server started without one.
 pub fn generate_api_key() -> String {
-    use rand::Rng;
-    rand::rng().sample_iter(rand::distr::Alphanumeric).take(32).map(char::from).collect()
+    crate::ids::random_id(32)
 }
 
 fn parse_value(text: &str) -> toml::Value {

@@ -1,4 +1,5 @@
-//! Maps keyed by connection id.
+//! Identifiers: maps keyed by connection id, and the random ids the server makes (epochs,
+//! stream ids, node ids, generated API keys).
 
 /// A map keyed by connection id, hashed cheaply (ids are sequential numbers the server
 /// assigns, not input an attacker chooses).
@@ -23,4 +24,10 @@ impl std::hash::Hasher for IdHasher {
     fn write_u64(&mut self, n: u64) {
         self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
+}
+
+/// `len` random ASCII letters and digits: safe in URLs, JSON, HTTP headers and Redis keys.
+pub fn random_id(len: usize) -> String {
+    use rand::{Rng as _, distr::Alphanumeric};
+    rand::rng().sample_iter(Alphanumeric).take(len).map(char::from).collect()
 }

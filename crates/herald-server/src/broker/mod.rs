@@ -25,7 +25,6 @@ use herald_core::{
     streams::OpenStreams,
 };
 use parking_lot::Mutex;
-use rand::{Rng, distr::Alphanumeric};
 use serde_json::value::RawValue;
 
 mod mirror;
@@ -716,8 +715,7 @@ fn deliver(round: &Round, metrics: &Metrics) {
 
 /// A fresh random epoch (8 alphanumerics).
 pub(crate) fn new_epoch() -> Arc<str> {
-    let epoch: String = rand::rng().sample_iter(Alphanumeric).take(8).map(char::from).collect();
-    Arc::from(epoch)
+    Arc::from(crate::ids::random_id(8))
 }
 
 #[cfg(test)]

@@ -17,7 +17,6 @@ use herald_core::{
     protocol::{StreamPushKind, encode_stream_push},
     streams::{Content, Delta, Fold, OpenStream, Operation, StreamError},
 };
-use rand::{Rng as _, distr::Alphanumeric};
 
 use super::{Broker, Channel};
 use crate::{
@@ -301,8 +300,7 @@ impl Broker {
 
 /// A new stream's id: 12 random alphanumerics.
 pub fn new_stream_id() -> Arc<str> {
-    let id: String = rand::rng().sample_iter(Alphanumeric).take(12).map(char::from).collect();
-    Arc::from(id)
+    Arc::from(crate::ids::random_id(12))
 }
 
 /// The push that shows `stream` as it stands.

@@ -285,59 +285,46 @@ async fn run_later(
     text: Utf8Bytes,
     wanted: Option<Mirror>,
 ) {
+    // The text parsed before it was deferred: these parse again.
+    let Ok(mut request) = Request::parse(&text) else { return };
     if let Some(wanted) = wanted {
-        return mirror_then_handle(state, outbox, subscriptions, session, text, wanted).await;
+        return mirror_then_run(state, outbox, subscriptions, session, wanted, request).await;
     }
     let Some(hooks) = &state.hooks else { return };
-    let Some(text) = ask_hooks(hooks, outbox, session, text).await else { return };
-    if let Some(wanted) = handle(state, outbox, subscriptions, session, &text, false) {
-        mirror_then_handle(state, outbox, subscriptions, session, text, wanted).await;
+    if let Err(e) = ask_hooks(hooks, session, &mut request).await {
+        return push_error(outbox, request.id, e);
+    }
+    if let Some(wanted) = run_command(state, outbox, subscriptions, session, request, false)
+        && let Ok(again) = Request::parse(&text)
+    {
+        mirror_then_run(state, outbox, subscriptions, session, wanted, again).await;
     }
 }
 
-/// Asks the backend's hooks about a command before it runs: the subscribe hook about a
-/// subscribe (its allow stands in for the namespace's rules), the publish hook about a publish
-/// (which may change the data). The command to run (`None`: refused, the error pushed).
+/// Asks the backend's hooks about `request` before it runs: the subscribe hook about a
+/// subscribe, the publish hook about a publish (whose data it may change in place). An allow
+/// stands in for the namespace's rules ([`Hooked::allowed`]); a refusal is the error.
 async fn ask_hooks(
     hooks: &crate::hooks::Hooks,
-    outbox: &Outbox,
     session: &mut Session,
-    text: Utf8Bytes,
-) -> Option<Utf8Bytes> {
-    let hooked = session.hooked.get_or_insert_with(Box::default);
-    hooked.allowed = None;
-    let key = hooked.key;
-    if !hooks.asks_subscribe() && !hooks.asks_publish() {
-        return Some(text);
-    }
-    let Ok(request) = Request::parse(&text) else { return Some(text) };
+    request: &mut Request,
+) -> Result<(), ProtocolError> {
+    let key = session.hooked.as_ref().map_or(0, |h| h.key);
     let identity = session.identity.as_deref();
-    let asked = match &request.command {
-        Command::Subscribe { channel, .. } => {
-            hooks.subscribe(Transport::Ws.name(), key, identity, channel).await.map(|allowed| {
-                if allowed == Some(true) {
-                    session.hooked.get_or_insert_with(Box::default).allowed = Some(channel.clone());
-                }
-                Some(text.clone())
-            })
-        }
-        Command::Publish { channel, data, event } => {
-            let asked = hooks.publish(identity, channel, data, event.as_deref()).await;
-            if asked.is_ok() && hooks.asks_publish() {
-                session.hooked.get_or_insert_with(Box::default).allowed = Some(channel.clone());
+    let allowed = match &mut request.command {
+        Command::Subscribe { channel, .. } => (hooks.subscribe(Transport::Ws.name(), key, identity, channel).await?
+            == Some(true))
+        .then(|| channel.clone()),
+        Command::Publish { channel, data, event } if hooks.asks_publish() => {
+            if let Some(changed) = hooks.publish(identity, channel, data, event.as_deref()).await? {
+                *data = changed;
             }
-            asked.map(|changed| {
-                let Some(data) = changed else { return Some(text.clone()) };
-                let command = json!({ "id": request.id, "op": "publish", "channel": channel.as_str(), "data": data, "event": event });
-                Some(Utf8Bytes::from(command.to_string()))
-            })
+            Some(channel.clone())
         }
-        _ => Ok(Some(text.clone())),
+        _ => None,
     };
-    asked.unwrap_or_else(|e| {
-        push_error(outbox, request.id, e);
-        None
-    })
+    session.hooked.get_or_insert_with(Box::default).allowed = allowed;
+    Ok(())
 }
 
 /// The connection's subscriptions and session as it opens: who it is (`connecting`), and its
@@ -380,14 +367,21 @@ async fn subscribe_server_side(
     cursor: herald_core::Cursor,
 ) {
     let subs: Vec<String> = session.identity.as_ref().map(|i| i.subs().to_vec()).unwrap_or_default();
-    for channel in subs {
-        let mut command = json!({ "op": "subscribe", "channel": channel });
-        if let Some(position) = ChannelName::new(&channel).ok().and_then(|c| cursor.get(&c).cloned()) {
-            command["since"] = json!({ "epoch": &*position.epoch, "offset": position.offset });
-        }
-        let text = command.to_string();
-        if let Some(wanted) = handle(state, outbox, subscriptions, session, &text, false) {
-            mirror_then_handle(state, outbox, subscriptions, session, Utf8Bytes::from(text), wanted).await;
+    for name in subs {
+        let channel = match ChannelName::new(&name) {
+            Ok(channel) => channel,
+            Err(e) => {
+                push_error(outbox, None, e.into());
+                continue;
+            }
+        };
+        let since = cursor.get(&channel).cloned();
+        let subscribe = || Request {
+            id: None,
+            command: Command::Subscribe { channel: channel.clone(), since: since.clone(), last: 0 },
+        };
+        if let Some(wanted) = run_command(state, outbox, subscriptions, session, subscribe(), false) {
+            mirror_then_run(state, outbox, subscriptions, session, wanted, subscribe()).await;
         }
     }
 }
@@ -507,9 +501,7 @@ fn reply(id: Option<u64>, result: &serde_json::Value) -> Frame {
 /// Channels the Redis engine must mirror (in line with a position) before a command runs.
 type Mirror = Vec<(ChannelName, Option<herald_core::StreamPosition>)>;
 
-/// Parses and runs one command, pushing its reply or error. Returns what must be mirrored
-/// first when the command cannot run yet (unless `mirrored`): the caller mirrors it and runs
-/// the command again ([`mirror_then_handle`]).
+/// Parses and runs one command, pushing its reply or error (see [`run_command`]).
 fn handle(
     state: &AppState,
     outbox: &Arc<Outbox>,
@@ -518,13 +510,26 @@ fn handle(
     text: &str,
     mirrored: bool,
 ) -> Option<Mirror> {
-    let request = match Request::parse(text) {
-        Ok(request) => request,
+    match Request::parse(text) {
+        Ok(request) => run_command(state, outbox, subscriptions, session, request, mirrored),
         Err(e) => {
             outbox.push(Frame::Text(Bytes::from(e.to_reply())));
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// Runs one command, pushing its reply or error. Returns what must be mirrored first when the
+/// command cannot run yet (unless `mirrored`): the caller mirrors it and runs the command
+/// again ([`mirror_then_run`]).
+fn run_command(
+    state: &AppState,
+    outbox: &Arc<Outbox>,
+    subscriptions: &mut Subscriptions,
+    session: &mut Session,
+    request: Request,
+    mirrored: bool,
+) -> Option<Mirror> {
     let id = request.id;
     match execute(state, outbox, subscriptions, session, request, mirrored) {
         Ok(mirror) => mirror,
@@ -535,20 +540,20 @@ fn handle(
     }
 }
 
-/// Has the Redis engine mirror `wanted`, then runs the command in `text` again.
-async fn mirror_then_handle(
+/// Has the Redis engine mirror `wanted`, then runs `again` (the command that asked for it).
+async fn mirror_then_run(
     state: &AppState,
     outbox: &Arc<Outbox>,
     subscriptions: &mut Subscriptions,
     session: &mut Session,
-    text: Utf8Bytes,
     wanted: Mirror,
+    again: Request,
 ) {
     match state.engine.prepare(wanted).get().await {
         Ok(()) => {
-            handle(state, outbox, subscriptions, session, &text, true);
+            run_command(state, outbox, subscriptions, session, again, true);
         }
-        Err(e) => push_error(outbox, Request::parse(&text).ok().and_then(|r| r.id), e),
+        Err(e) => push_error(outbox, again.id, e),
     }
 }
 

@@ -32,12 +32,18 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 pub(super) struct Endpoint {
     config: WebhookConfig,
     capacity: usize,
-    /// Events waiting, each with its number in this endpoint's sequence.
-    queue: Mutex<VecDeque<(u64, Arc<Event>)>>,
-    /// The number the next queued event gets.
-    next: Mutex<u64>,
+    queue: Mutex<Queue>,
     ready: Notify,
     metrics: Arc<Metrics>,
+}
+
+/// Events waiting, each with its number in this endpoint's sequence (so that an
+/// acknowledgment forgets exactly what was sent, whatever was dropped meanwhile).
+#[derive(Default)]
+struct Queue {
+    events: VecDeque<(u64, Arc<Event>)>,
+    /// The number of the last event queued.
+    last: u64,
 }
 
 // === impl Endpoint ===
@@ -45,14 +51,8 @@ pub(super) struct Endpoint {
 impl Endpoint {
     /// The endpoint of `config`, with its delivery task running.
     pub(super) fn start(config: WebhookConfig, capacity: usize, metrics: Arc<Metrics>) -> Arc<Self> {
-        let endpoint = Arc::new(Self {
-            config,
-            capacity,
-            queue: Mutex::new(VecDeque::new()),
-            next: Mutex::new(0),
-            ready: Notify::new(),
-            metrics,
-        });
+        let endpoint =
+            Arc::new(Self { config, capacity, queue: Mutex::new(Queue::default()), ready: Notify::new(), metrics });
         tokio::spawn(deliver(Arc::clone(&endpoint)));
         endpoint
     }
@@ -62,44 +62,41 @@ impl Endpoint {
         if !self.config.events.is_empty() && !self.config.events.iter().any(|kind| kind == event.kind) {
             return;
         }
-        let number = {
-            let mut next = self.next.lock();
-            *next += 1;
-            *next
-        };
         let mut queue = self.queue.lock();
-        if queue.len() >= self.capacity {
-            queue.pop_front();
+        if queue.events.len() >= self.capacity {
+            queue.events.pop_front();
             self.metrics.webhook_dropped.inc();
         }
-        queue.push_back((number, Arc::clone(event)));
+        queue.last += 1;
+        let number = queue.last;
+        queue.events.push_back((number, Arc::clone(event)));
         drop(queue);
         self.ready.notify_one();
     }
 
     /// Whether nothing waits.
     pub(super) fn is_idle(&self) -> bool {
-        self.queue.lock().is_empty()
+        self.queue.lock().events.is_empty()
     }
 
     /// Every waiting event, oldest first, taken out of the queue.
     pub(super) fn take_all(&self) -> Vec<Arc<Event>> {
-        self.queue.lock().drain(..).map(|(_, e)| e).collect()
+        self.queue.lock().events.drain(..).map(|(_, e)| e).collect()
     }
 
     /// The oldest waiting events (at most [`BATCH`]) and the number of the last of them.
     fn batch(&self) -> Option<(u64, Vec<Arc<Event>>)> {
-        let queue = self.queue.lock();
-        let last = queue.get(queue.len().min(BATCH).checked_sub(1)?)?.0;
-        Some((last, queue.iter().take(BATCH).map(|(_, e)| Arc::clone(e)).collect()))
+        let events = &self.queue.lock().events;
+        let last = events.get(events.len().min(BATCH).checked_sub(1)?)?.0;
+        Some((last, events.iter().take(BATCH).map(|(_, e)| Arc::clone(e)).collect()))
     }
 
     /// Forgets the events up to number `last`: acknowledged (some may have been dropped
     /// meanwhile).
     fn acknowledged(&self, last: u64) {
-        let mut queue = self.queue.lock();
-        while queue.front().is_some_and(|(n, _)| *n <= last) {
-            queue.pop_front();
+        let events = &mut self.queue.lock().events;
+        while events.front().is_some_and(|(n, _)| *n <= last) {
+            events.pop_front();
         }
     }
 }

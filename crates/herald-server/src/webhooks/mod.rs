@@ -335,10 +335,7 @@ async fn decide(
     activity: Arc<Activity>,
 ) {
     // This node's part of every event id.
-    let node: String = {
-        use rand::{Rng as _, distr::Alphanumeric};
-        rand::rng().sample_iter(Alphanumeric).take(8).map(char::from).collect()
-    };
+    let node = crate::ids::random_id(8);
     let sequence = AtomicU64::new(0);
     while let Some(transition) = transitions.recv().await {
         let sends = match &decider {

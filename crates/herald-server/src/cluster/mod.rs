@@ -152,23 +152,15 @@ impl Cluster {
         event: Option<&str>,
         key: Option<&str>,
     ) -> Result<Assigned, ProtocolError> {
-        let limits = self.config.history_limits(channel);
         let mut invocation = self.publish.prepare_invoke();
         invocation.key(self.keys.meta(channel)).key(self.keys.history(channel));
         if let Some(key) = key {
             invocation.key(self.keys.idempotency(channel, key));
         }
-        invocation
-            .arg(crate::broker::new_epoch().as_ref())
-            .arg(crate::now_ms())
+        self.place_args(&mut invocation, channel)
             .arg(event.unwrap_or(""))
             .arg(data.get())
-            .arg(limits.size)
-            .arg(self.channel_ttl_ms())
-            .arg(self.keys.feed(channel))
-            .arg(self.config.idempotency_window_secs.saturating_mul(1000).max(1))
-            .arg(self.history_cutoff(channel))
-            .arg(self.history_ttl_ms(channel));
+            .arg(self.config.idempotency_window_secs.saturating_mul(1000).max(1));
         pass_seen(&mut invocation, self.broker.mirrored(channel).as_ref());
         let reply: Vec<String> = self.timed(self.commands.invoke(&invocation)).await?;
         let [epoch, offset, duplicate] = reply.as_slice() else {
@@ -289,6 +281,24 @@ impl Cluster {
 
     fn channel_ttl_ms(&self) -> u64 {
         self.config.redis_channel_ttl_secs.saturating_mul(1000)
+    }
+
+    /// Gives a script that places a message (`PUBLISH`, `FINISH`) its first seven arguments:
+    /// a new epoch, the time, `channel`'s history size, its TTL, its feed, the oldest publish
+    /// time its history keeps and its history's TTL (see [`scripts::PUBLISH`]).
+    fn place_args<'a, 'i>(
+        &self,
+        invocation: &'a mut redis::ScriptInvocation<'i>,
+        channel: &ChannelName,
+    ) -> &'a mut redis::ScriptInvocation<'i> {
+        invocation
+            .arg(crate::broker::new_epoch().as_ref())
+            .arg(crate::now_ms())
+            .arg(self.config.history_limits(channel).size)
+            .arg(self.channel_ttl_ms())
+            .arg(self.keys.feed(channel))
+            .arg(self.history_cutoff(channel))
+            .arg(self.history_ttl_ms(channel))
     }
 
     /// How long `channel`'s history is kept after its newest entry: its age limit, at most the

@@ -43,17 +43,21 @@ macro_rules! move_if_behind {
     };
 }
 
-/// The Lua that places a message and tells the nodes, shared by [`PUBLISH`] and [`FINISH`]:
-/// assigns the channel's next offset (starting the epoch `new_epoch` for a channel Redis does
-/// not know, or moving to it, see [`move_if_behind`]), appends to history (capped by `size`
-/// entries, entries published before `oldest_kept` leave, and the whole history expires
-/// `history_ttl` ms after its newest entry), renews the position's `channel_ttl` and
-/// publishes the payload on `feed`. Expects those locals and `meta`, `history`, `time`,
-/// `event` and `data`; defines `epoch` and `offset`.
+/// The Lua that places a message and tells the nodes, shared by [`PUBLISH`] and [`FINISH`],
+/// whose first seven `ARGV` are the same ([`Cluster::place_args`](super::Cluster)): the new
+/// epoch, the time, the history size, the channel TTL, the feed, the oldest publish time kept
+/// and the history TTL. It assigns the channel's next offset (starting the epoch `new_epoch`
+/// for a channel Redis does not know, or moving to it, see [`move_if_behind`]), appends to
+/// history (capped by `size` entries, entries published before `oldest_kept` leave, and the
+/// whole history expires `history_ttl` ms after its newest entry), renews the position's
+/// `channel_ttl` and publishes the payload on `feed`. Expects the locals `meta`, `history`,
+/// `event`, `data`, `seen_epoch` and `seen_offset`; defines `epoch` and `offset`.
 macro_rules! place_and_publish {
     () => {
         concat!(
             r"
+local new_epoch, time, size, channel_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local feed, oldest_kept, history_ttl = ARGV[5], ARGV[6], ARGV[7]
 local epoch = redis.call('HGET', meta, 'epoch')
 if not epoch then
   epoch = new_epoch
@@ -103,11 +107,11 @@ end
     };
 }
 
-/// Assigns the next offset, appends to history (capped by count, and by age: entries older
-/// than `ARGV[9]` leave, and the whole history expires `ARGV[10]` ms after its newest entry),
-/// publishes to the nodes and records the idempotency key — atomically, as one script. Returns
-/// `{epoch, offset, duplicate}` (as strings); a known idempotency key returns its first result
-/// with `duplicate` = `"1"`.
+/// Assigns the next offset, appends to history, publishes to the nodes and records the
+/// idempotency key — atomically, as one script. `ARGV[1..=7]` as [`place_and_publish`] reads
+/// them, then the event, the data and the idempotency window (ms). Returns `{epoch, offset,
+/// duplicate}` (as strings); a known idempotency key returns its first result with `duplicate`
+/// = `"1"`.
 ///
 /// `ARGV[11]` and `ARGV[12]`, when given, are the position the publishing node's mirror holds:
 /// a Redis behind it in that epoch lost acknowledged writes, and the channel moves to the epoch
@@ -122,15 +126,13 @@ if KEYS[3] then
     return {string.sub(prev, 1, sep - 1), string.sub(prev, sep + 1), '1'}
   end
 end
-local meta, history, new_epoch = KEYS[1], KEYS[2], ARGV[1]
-local time, event, data, size = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local channel_ttl, feed, oldest_kept, history_ttl = ARGV[6], ARGV[7], ARGV[9], ARGV[10]
+local meta, history, event, data = KEYS[1], KEYS[2], ARGV[8], ARGV[9]
 local seen_epoch, seen_offset = ARGV[11], ARGV[12]
 ",
     place_and_publish!(),
     r"
 if KEYS[3] then
-  redis.call('SET', KEYS[3], epoch .. ':' .. offset, 'PX', ARGV[8])
+  redis.call('SET', KEYS[3], epoch .. ':' .. offset, 'PX', ARGV[10])
 end
 return {epoch, tostring(offset), '0'}
 "
@@ -193,13 +195,14 @@ return {'ok', tostring(seq)}
 /// publishes its text as one message, `{"stream":<id>,"text":<text>}` (a JSON stream:
 /// `{"stream":<id>,"items":[…]}`) — atomically, so a
 /// stream is never closed without its message. `KEYS`: the position hash, the history, the
-/// stream index, the stream's text and ends. `ARGV`: the new epoch, the time, the history size,
-/// the channel TTL, the feed, the oldest publish time kept, the history TTL, the stream id, the
-/// idle limit, and optionally the position the node saw (as for [`PUBLISH`]). Returns
+/// stream index, the stream's text and ends. `ARGV[1..=7]` as [`place_and_publish`] reads them,
+/// then the stream id, the idle limit, and optionally the position the node saw (as for
+/// [`PUBLISH`]). Returns
 /// `{"ok", epoch, offset}` or `{"unknown"}`.
 pub(super) const FINISH: &str = concat!(
     r"
 local id, now, idle = ARGV[8], tonumber(ARGV[2]), tonumber(ARGV[9])
+local feed = ARGV[5]
 ",
     open_stream!(),
     r#"
@@ -210,15 +213,13 @@ local text = redis.call('GET', KEYS[4]) or ''
 local seq = redis.call('LLEN', KEYS[5])
 redis.call('HDEL', KEYS[3], id)
 redis.call('DEL', KEYS[4], KEYS[5])
-local meta, history, new_epoch = KEYS[1], KEYS[2], ARGV[1]
-local time, size, data = ARGV[2], ARGV[3], nil
+local meta, history, data = KEYS[1], KEYS[2], nil
 if kind == 'j' then
   -- Items are lines of compact JSON: the array is the lines joined by commas.
   data = '{"stream":"' .. id .. '","items":[' .. (string.gsub(string.sub(text, 1, -2), '\n', ',')) .. ']}'
 else
   data = '{"stream":"' .. id .. '","text":' .. cjson.encode(text) .. '}'
 end
-local channel_ttl, feed, oldest_kept, history_ttl = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local seen_epoch, seen_offset = ARGV[10], ARGV[11]
 redis.call('PUBLISH', feed, '~f\n' .. id .. '\n' .. seq .. '\n' .. event .. '\n')
 "#,

@@ -59,7 +59,6 @@ impl Cluster {
 
     /// Finishes stream `id` of `channel`: closes it and publishes its text as one message.
     pub async fn stream_finish(&self, channel: &ChannelName, id: &str) -> Result<Assigned, ProtocolError> {
-        let limits = self.config.history_limits(channel);
         let mut invocation = self.finish.prepare_invoke();
         let [text, ends] = self.keys.stream(channel, id);
         invocation
@@ -67,16 +66,8 @@ impl Cluster {
             .key(self.keys.history(channel))
             .key(self.keys.stream_index(channel))
             .key(text)
-            .key(ends)
-            .arg(crate::broker::new_epoch().as_ref())
-            .arg(crate::now_ms())
-            .arg(limits.size)
-            .arg(self.channel_ttl_ms())
-            .arg(self.keys.feed(channel))
-            .arg(self.history_cutoff(channel))
-            .arg(self.history_ttl_ms(channel))
-            .arg(id)
-            .arg(self.stream_idle_ms());
+            .key(ends);
+        self.place_args(&mut invocation, channel).arg(id).arg(self.stream_idle_ms());
         pass_seen(&mut invocation, self.broker.mirrored(channel).as_ref());
         let reply: Vec<String> = self.timed(self.commands.invoke(&invocation)).await?;
         match reply.as_slice() {

@@ -121,7 +121,9 @@ pub fn items(lines: &str) -> String {
     array
 }
 
-/// `json` (valid JSON) without the whitespace outside its strings: one line.
+/// `json` (valid JSON) without the whitespace outside its strings: one line. Not a round trip
+/// through `serde_json::Value`, which would rewrite numbers (`1e2` as `100.0`, big integers as
+/// floats): the item stays as its publisher wrote it.
 fn compact(json: &str) -> String {
     let mut out = String::with_capacity(json.len());
     let (mut in_string, mut escaped) = (false, false);
@@ -371,6 +373,11 @@ impl OpenStreams {
     /// The open streams, oldest first unless some were closed in between.
     pub fn iter(&self) -> impl Iterator<Item = &OpenStream> {
         self.open.iter()
+    }
+
+    /// How many streams are open.
+    pub fn len(&self) -> usize {
+        self.open.len()
     }
 
     /// Whether no stream is open.

@@ -141,9 +141,9 @@ impl Broker {
         if streams.is_empty() && ch.streams.is_empty() {
             return;
         }
-        let held = ch.streams.iter().count();
+        let held = ch.streams.len();
         let replaced = ch.streams.replace(streams);
-        let now_open = ch.streams.iter().count();
+        let now_open = ch.streams.len();
         if now_open >= held {
             self.open_streams.fetch_add(now_open - held, Ordering::Relaxed);
         } else {

@@ -111,6 +111,10 @@ impl Hooks {
         headers: &impl RequestHeaders,
         identity: Option<Identity>,
     ) -> Result<Admitted, ProtocolError> {
+        if self.config.connect.is_none() && self.config.subscribe.is_none() {
+            // Only a publish hook: nothing to ask, no subscribe answer to cache.
+            return Ok(Admitted { identity, key: 0 });
+        }
         let forwarded: serde_json::Map<String, Value> = self
             .config
             .forward_headers

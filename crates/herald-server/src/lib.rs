@@ -32,6 +32,7 @@ pub mod broker;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod consumers;
 pub mod engine;
 pub mod frame;
 pub mod guard;

@@ -52,6 +52,7 @@ pub struct Metrics {
     pub webhook_dropped: Counter,
     /// Webhook requests that failed (an error status, a timeout, no connection); retried.
     pub webhook_failures: Counter,
+    consumers: ConsumerFamilies,
     connections: Family<TransportLabel, Gauge>,
     subscriptions: Gauge,
     channels: Gauge,
@@ -83,6 +84,36 @@ struct RouteLabel {
 struct RouteStatusLabels {
     route: &'static str,
     status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConsumerLabel {
+    consumer: String,
+}
+
+/// The consumers' metrics (`[[consumers]]`), by consumer name (a configured, bounded set).
+#[derive(Default)]
+struct ConsumerFamilies {
+    published: Family<ConsumerLabel, Counter>,
+    dead_letters: Family<ConsumerLabel, Counter>,
+    errors: Family<ConsumerLabel, Counter>,
+    lag: Family<ConsumerLabel, Gauge>,
+    connected: Family<ConsumerLabel, Gauge>,
+}
+
+/// One consumer's members of the consumer metrics.
+#[derive(Clone, Debug)]
+pub struct ConsumerCounters {
+    /// Source messages published (and acknowledged to the source).
+    pub published: Counter,
+    /// Source messages sent to the dead-letter path.
+    pub dead_letters: Counter,
+    /// Failures: a lost or refused source connection, a publish to retry.
+    pub errors: Counter,
+    /// Messages waiting in the source, as last read.
+    pub lag: Gauge,
+    /// 1 while connected to the source and consuming, 0 otherwise.
+    pub connected: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -172,6 +203,32 @@ impl Metrics {
             webhook_dropped.clone(),
         );
         registry.register("webhook_failures", "Webhook requests that failed and are retried", webhook_failures.clone());
+        let consumers = ConsumerFamilies::default();
+        registry.register(
+            "consumer_messages",
+            "Source messages a consumer published, by consumer",
+            consumers.published.clone(),
+        );
+        registry.register(
+            "consumer_dead_letters",
+            "Source messages a consumer could not publish and sent to its dead-letter path, by consumer",
+            consumers.dead_letters.clone(),
+        );
+        registry.register(
+            "consumer_errors",
+            "Consumer failures (source connection, publish to retry), by consumer",
+            consumers.errors.clone(),
+        );
+        registry.register(
+            "consumer_lag",
+            "Messages waiting in a consumer's source, by consumer",
+            consumers.lag.clone(),
+        );
+        registry.register(
+            "consumer_connected",
+            "1 while a consumer is connected to its source and consuming, by consumer",
+            consumers.connected.clone(),
+        );
         let connections = Family::default();
         registry.register("connections", "Open connections by transport", connections.clone());
         let subscriptions = Gauge::default();
@@ -199,11 +256,25 @@ impl Metrics {
             webhook_sent,
             webhook_dropped,
             webhook_failures,
+            consumers,
             connections,
             subscriptions,
             channels,
             resident_bytes,
             cpu_seconds,
+        }
+    }
+
+    /// The members of the consumer metrics for consumer `name`.
+    pub fn consumer(&self, name: &str) -> ConsumerCounters {
+        let label = ConsumerLabel { consumer: name.to_owned() };
+        let families = &self.consumers;
+        ConsumerCounters {
+            published: families.published.get_or_create(&label).clone(),
+            dead_letters: families.dead_letters.get_or_create(&label).clone(),
+            errors: families.errors.get_or_create(&label).clone(),
+            lag: families.lag.get_or_create(&label).clone(),
+            connected: families.connected.get_or_create(&label).clone(),
         }
     }
 

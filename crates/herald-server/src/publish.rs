@@ -118,26 +118,40 @@ pub fn publish_json(
     let channel = ChannelName::new(&body.channel)?;
     let event = validate_event(body.event)?;
     admit(&channel)?;
-    let publish = |key: Option<&str>| publish_one(state, &channel, &body.data, event.as_deref(), key);
-    let Some(key) = body.idempotency_key else { return publish(None) };
+    publish_keyed(state, &channel, &body.data, event.as_deref(), body.idempotency_key.as_deref())
+}
+
+/// [`publish_one`] with an optional idempotency `key` (1-256 bytes): a publish repeated with
+/// the same key within `idempotency_window_secs` gets the first publish's answer and publishes
+/// nothing. The engine keeps the keys when it can (Redis, across nodes); otherwise this node
+/// remembers them (and the durable store restores them after a restart).
+pub fn publish_keyed(
+    state: &AppState,
+    channel: &ChannelName,
+    data: &RawValue,
+    event: Option<&str>,
+    key: Option<&str>,
+) -> Result<Accepted, ApiError> {
+    let publish = |key: Option<&str>| publish_one(state, channel, data, event, key);
+    let Some(key) = key else { return publish(None) };
     if key.is_empty() || key.len() > 256 {
         return Err(ApiError::new(ErrorCode::BadRequest, "idempotency_key must be 1-256 bytes"));
     }
     if state.engine.keeps_idempotency_keys() {
-        return publish(Some(&key));
+        return publish(Some(key));
     }
     let now = now_ms();
     // One lock for every keyed publish, held across the publish so that two concurrent
     // retries publish once. Publishes without a key never take it.
     let mut entries = state.idempotency.entries.lock();
-    let cache_key = (channel.clone(), key);
+    let cache_key = (channel.clone(), key.to_owned());
     if let Some((result, expires, seq)) = entries.get(&cache_key)
         && *expires > now
     {
         // A retry: the first publish's answer, once that publish is durable.
         return Ok(Accepted::Local { body: result.clone(), seq: *seq });
     }
-    let Accepted::Local { body, seq } = publish(Some(&cache_key.1))? else {
+    let Accepted::Local { body, seq } = publish(Some(key))? else {
         return Err(ApiError::new(ErrorCode::Internal, "a local publish went to the shared engine"));
     };
     if entries.len() >= 4096 {

@@ -34,6 +34,8 @@ pub struct Server {
     listener: TcpListener,
     tls: Option<TlsListeners>,
     state: AppState,
+    /// The consumers, started by [`Server::run`] and stopped when it shuts down.
+    consumers: Option<Arc<crate::consumers::Consumers>>,
 }
 
 /// The TLS port and the internal listener behind it.
@@ -93,6 +95,7 @@ impl Server {
             (None, Some(store)) => Arc::new(crate::engine::Durable::new(broker.clone(), store)),
             (None, None) => Arc::new(crate::engine::Memory::new(broker.clone())),
         };
+        let consumers = crate::consumers::Consumers::new(&config.consumers, &metrics, cluster.as_ref());
         let webhooks = crate::webhooks::start(&config, &metrics, cluster);
         let auth = Auth::from_config(&config).map_err(invalid)?;
         let guard = Arc::new(Guard::new(&config, metrics.clone()));
@@ -114,7 +117,9 @@ impl Server {
                 metrics,
                 hooks: crate::hooks::Hooks::new(&config_hooks),
                 webhooks,
+                consumers: consumers.as_ref().map(|c| c.statuses()),
             },
+            consumers,
         })
     }
 
@@ -173,10 +178,13 @@ impl Server {
     /// Serves until the shutdown is started through a [`ServerHandle`], then drains within
     /// `shutdown_deadline_secs`.
     pub async fn run(self) -> std::io::Result<()> {
-        let Self { listener, tls, state } = self;
+        let Self { listener, tls, state, consumers } = self;
         let registry = state.registry.clone();
         let deadline = Duration::from_secs(state.config.shutdown_deadline_secs);
         crate::housekeeping::spawn(&state);
+        if let Some(consumers) = &consumers {
+            consumers.start(&state);
+        }
         let router = http::router(state.clone());
         // Client connections being served (the plain port and the TLS front), and the TLS
         // front's requests to the internal listener.
@@ -193,6 +201,9 @@ impl Server {
         }
         for accepting in loops {
             let _ = accepting.await;
+        }
+        if let Some(consumers) = &consumers {
+            consumers.stop().await;
         }
         let drained = async {
             // WebSockets and SSE streams run on tasks of their own and are counted by the registry.

@@ -33,4 +33,6 @@ pub struct AppState {
     pub hooks: Option<Arc<crate::hooks::Hooks>>,
     /// The webhooks, when configured (`[[webhooks]]`).
     pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
+    /// The consumers' statuses, when consumers are configured (`[[consumers]]`).
+    pub consumers: Option<Arc<crate::consumers::status::Statuses>>,
 }

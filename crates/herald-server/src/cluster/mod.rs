@@ -24,6 +24,7 @@
 //!   ([`link`]).
 
 mod feed;
+mod lease;
 mod link;
 mod mirrors;
 pub mod occupancy;
@@ -80,6 +81,7 @@ pub struct Cluster {
     stream: redis::Script,
     finish: redis::Script,
     occupy_script: redis::Script,
+    lease_script: redis::Script,
     feed: mpsc::UnboundedSender<feed::Request>,
     shared: Arc<Shared>,
     /// This node's id in presence pushes on the feed.
@@ -123,6 +125,7 @@ impl Cluster {
             stream: redis::Script::new(&scripts::with_publish_command(scripts::STREAM, publish_command)),
             finish: redis::Script::new(&scripts::with_publish_command(scripts::FINISH, publish_command)),
             occupy_script: occupancy::script(),
+            lease_script: lease::script(),
             feed,
             shared,
             node: crate::broker::new_epoch(),

@@ -75,7 +75,13 @@ async fn readyz(axum::extract::State(state): axum::extract::State<AppState>) -> 
     if let Err(e) = state.engine.readiness() {
         return ApiError(e).into_response();
     }
-    json_ok(br#"{"status":"ready"}"#.to_vec())
+    match &state.consumers {
+        None => json_ok(br#"{"status":"ready"}"#.to_vec()),
+        Some(consumers) => {
+            let body = serde_json::json!({ "status": "ready", "consumers": consumers.report() });
+            json_ok(herald_core::protocol::encode(&body))
+        }
+    }
 }
 
 /// `GET /metrics`: Prometheus (OpenMetrics) text. Counts only, no channel or user names.

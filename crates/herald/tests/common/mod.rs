@@ -13,8 +13,11 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+pub mod consumers;
+pub mod proxy;
 pub mod receiver;
 pub mod redis;
+pub mod sources;
 pub mod streams;
 
 pub const API_KEY: &str = "test-key";

@@ -15,6 +15,10 @@ use herald_core::{ChannelName, HistoryLimits, RateLimit};
 use crate::store::{Durability, StoreOptions};
 use serde::{Deserialize, Serialize};
 
+mod consumers;
+
+pub use consumers::{BodyShape, CONSUMER_SOURCES, ConsumerConfig};
+
 /// Herald's configuration. See the README's configuration reference.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -202,6 +206,9 @@ pub struct Config {
     /// Backend hooks Herald asks before a connection, a subscription or a client's publish
     /// (`[hooks]`, see [`crate::hooks`]). None by default.
     pub hooks: HooksConfig,
+    /// Sources Herald consumes and publishes from (`[[consumers]]`: a PostgreSQL outbox,
+    /// RabbitMQ, NATS JetStream; see [`crate::consumers`]). None by default.
+    pub consumers: Vec<ConsumerConfig>,
 }
 
 /// The backend hooks (`[hooks]`).
@@ -338,6 +345,7 @@ impl Default for Config {
             webhooks: Vec::new(),
             webhook_grace_ms: 3000,
             webhook_queue_max: 10_000,
+            consumers: Vec::new(),
             hooks: HooksConfig::default(),
             allowed_origins: Vec::new(),
             max_connections: 50_000,
@@ -490,6 +498,7 @@ impl Config {
         if self.webhook_queue_max == 0 {
             return bad("webhook_queue_max must be at least 1");
         }
+        consumers::validate_all(&self.consumers)?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert and tls_key go together");
         }

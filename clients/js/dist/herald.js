@@ -5,6 +5,28 @@ function backoffDelay(attempt, options = DEFAULT_BACKOFF, random = Math.random) 
   return Math.floor(random() * ceiling);
 }
 
+// src/binary.ts
+function fromBinaryFrame(frame) {
+  if (frame.byteLength < 2) return void 0;
+  const length = new DataView(frame).getUint16(0);
+  if (frame.byteLength < 2 + length) return void 0;
+  let header;
+  try {
+    header = JSON.parse(new TextDecoder().decode(new Uint8Array(frame, 2, length)));
+  } catch {
+    return void 0;
+  }
+  if (header.type !== "message") return void 0;
+  return { ...header, encoding: "base64", data: new Uint8Array(frame, 2 + length) };
+}
+function decodeBase64Data(envelope) {
+  if (envelope.encoding !== "base64" || typeof envelope.data !== "string") return envelope;
+  const text = atob(envelope.data);
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return { ...envelope, data: bytes };
+}
+
 // src/options.ts
 async function tokenOf(options) {
   return options.getToken ? await options.getToken() : options.token;
@@ -616,6 +638,7 @@ var WebSocketTransport = class {
       queueMicrotask(() => this.end(0, `cannot open a WebSocket: ${String(e)}`, true));
       return;
     }
+    socket.binaryType = "arraybuffer";
     this.socket = socket;
     this.connectTimer = setTimeout(() => this.fail("the WebSocket did not open in time"), this.ctx.connectTimeout);
     socket.onopen = () => {
@@ -636,6 +659,10 @@ var WebSocketTransport = class {
       this.alive();
       this.delivers();
       if (typeof event.data === "string") this.handle(event.data);
+      else if (event.data instanceof ArrayBuffer) {
+        const envelope = fromBinaryFrame(event.data);
+        if (envelope) this.events.message(envelope);
+      }
     };
     socket.onclose = (event) => {
       const goodbye = this.goodbye;
@@ -982,7 +1009,7 @@ var Connection = class {
         if (current()) this.heard = true;
         if (!carried(envelope.channel)) return;
         this.positions.arrive(envelope.channel, envelope.epoch, envelope.offset);
-        this.events.message(envelope);
+        this.events.message(decodeBase64Data(envelope));
       },
       reset: (reset) => {
         if (!carried(reset.channel)) return;

@@ -8,6 +8,7 @@
  */
 
 import { backoffDelay, type BackoffOptions } from "./backoff.js";
+import { decodeBase64Data } from "./binary.js";
 import type { ConnectionEvents, ConnectionState, Link, LinkEvents } from "./link.js";
 import { fetchOf, tokenOf, type HeraldOptions } from "./options.js";
 import { isBehind, Positions, type Position } from "./positions.js";
@@ -250,7 +251,7 @@ export class Connection implements Link {
         if (current()) this.heard = true;
         if (!carried(envelope.channel)) return;
         this.positions.arrive(envelope.channel, envelope.epoch, envelope.offset);
-        this.events.message(envelope);
+        this.events.message(decodeBase64Data(envelope));
       },
       reset: (reset) => {
         if (!carried(reset.channel)) return;

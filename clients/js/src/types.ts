@@ -13,6 +13,8 @@ export interface Envelope<T = unknown> {
   epoch: string;
   /** Absent for plain messages. */
   event?: string;
+  /** `"base64"` for a binary message: `data` is then a `Uint8Array` of its bytes. */
+  encoding?: "base64";
   data: T;
   /** Publish time, ms since the Unix epoch. */
   time: number;

@@ -395,6 +395,9 @@ pub struct Envelope<'a> {
     /// The event name, absent for plain messages.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event: Option<&'a str>,
+    /// `"base64"` for a binary message (`data` is then its bytes in base64), absent for JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<&'static str>,
     /// The publisher's data.
     pub data: &'a RawValue,
     /// Publish time, ms since the Unix epoch.
@@ -409,15 +412,27 @@ pub fn encode_envelope(
     data: &RawValue,
     time_ms: u64,
 ) -> Vec<u8> {
-    encode(&Envelope {
+    encode(&envelope(channel, at, event, data, time_ms))
+}
+
+/// The envelope of a message (JSON data; set `encoding` for a binary one).
+pub fn envelope<'a>(
+    channel: &'a ChannelName,
+    at: &'a StreamPosition,
+    event: Option<&'a str>,
+    data: &'a RawValue,
+    time_ms: u64,
+) -> Envelope<'a> {
+    Envelope {
         kind: "message",
         channel: channel.as_str(),
         offset: at.offset,
         epoch: &at.epoch,
         event,
+        encoding: None,
         data,
         time: time_ms,
-    })
+    }
 }
 
 /// Encodes a reset: `{"type":"reset","channel":…,"epoch":…,"offset":N,"reason":…}`.

@@ -28,6 +28,7 @@
 //! - [`server`]: binding, serving and graceful shutdown.
 
 pub mod auth;
+pub mod binary;
 pub mod broker;
 pub mod clock;
 pub mod cluster;

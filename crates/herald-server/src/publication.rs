@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use herald_core::{ChannelName, StreamPosition, protocol::encode_envelope};
+use herald_core::{ChannelName, StreamPosition, protocol};
 use serde_json::value::RawValue;
 
 /// One message of a channel, with its envelope serialized once at publish time.
@@ -15,15 +15,18 @@ pub struct Publication {
     pub offset: u64,
     /// The stream's epoch.
     pub epoch: Arc<str>,
-    /// The event name (`None`: a plain `message`).
+    /// The event name as clients see it (`None`: a plain `message`).
     pub event: Option<Box<str>>,
     /// When it was published, ms since the Unix epoch.
     pub time_ms: u64,
-    /// A WebSocket text frame holding the envelope JSON of docs/protocol.md §1: the header, then the
-    /// envelope (which history, long polls and SSE use on its own).
-    ws_frame: Bytes,
-    /// Where the envelope starts in `ws_frame`.
-    envelope_at: usize,
+    /// The WebSocket frame and the envelope JSON of docs/protocol.md §1 (which history, long
+    /// polls and SSE use). A JSON message's frame is a text frame holding the envelope, so the
+    /// envelope is its tail; a binary message's is a binary frame, followed by the envelope.
+    encoded: Bytes,
+    /// Where the WebSocket frame ends in `encoded`.
+    frame_end: u32,
+    /// Where the envelope starts in `encoded`.
+    envelope_at: u32,
     /// `event: …\ndata: <envelope>\n\n`, built on first SSE delivery.
     sse_body: OnceLock<Bytes>,
 }
@@ -34,7 +37,8 @@ pub type Message = Arc<Publication>;
 // === impl Publication ===
 
 impl Publication {
-    /// Encodes a message published at `position` and `time_ms`.
+    /// Encodes a message published at `position` and `time_ms`. `event` is the event as
+    /// engines and stores keep it: a binary message's is marked ([`crate::binary`]).
     pub fn new(
         channel: ChannelName,
         position: &StreamPosition,
@@ -42,31 +46,53 @@ impl Publication {
         data: &RawValue,
         time_ms: u64,
     ) -> Message {
-        let envelope = encode_envelope(&channel, position, event, data, time_ms);
-        let mut ws_frame = ws_text_header(envelope.len());
-        let envelope_at = ws_frame.len();
-        ws_frame.reserve_exact(envelope.len());
-        ws_frame.extend_from_slice(&envelope);
+        let (event, binary) = crate::binary::unmark(event);
+        let mut envelope = protocol::envelope(&channel, position, event, data, time_ms);
+        let (encoded, frame_end, envelope_at) = match binary.then(|| crate::binary::bytes_of(data)).flatten() {
+            Some(bytes) => {
+                envelope.encoding = Some("base64");
+                let json = protocol::encode(&envelope);
+                let header = protocol::encode(&MessageHeader(&envelope));
+                let payload = crate::binary::ws_payload(&header, &bytes);
+                let mut encoded = ws_frame_header(0x82, payload.len());
+                encoded.reserve_exact(payload.len() + json.len());
+                encoded.extend_from_slice(&payload);
+                let frame_end = encoded.len();
+                encoded.extend_from_slice(&json);
+                (encoded, frame_end, frame_end)
+            }
+            None => {
+                let json = protocol::encode(&envelope);
+                let mut encoded = ws_text_header(json.len());
+                let envelope_at = encoded.len();
+                encoded.reserve_exact(json.len());
+                encoded.extend_from_slice(&json);
+                let frame_end = encoded.len();
+                (encoded, frame_end, envelope_at)
+            }
+        };
+        let position_of = |at: usize| u32::try_from(at).unwrap_or(u32::MAX);
         Arc::new(Self {
             channel,
             offset: position.offset,
             epoch: position.epoch.clone(),
             event: event.map(Box::from),
             time_ms,
-            ws_frame: Bytes::from(ws_frame),
-            envelope_at,
+            frame_end: position_of(frame_end),
+            envelope_at: position_of(envelope_at),
+            encoded: Bytes::from(encoded),
             sse_body: OnceLock::new(),
         })
     }
 
-    /// The whole WebSocket text frame carrying the envelope (cheap to clone).
-    pub fn ws_frame(&self) -> &Bytes {
-        &self.ws_frame
+    /// The whole WebSocket frame carrying the message (cheap: it shares the encoding).
+    pub fn ws_frame(&self) -> Bytes {
+        self.encoded.slice(..self.frame_end as usize)
     }
 
     /// The envelope JSON bytes.
     pub fn envelope(&self) -> &[u8] {
-        &self.ws_frame[self.envelope_at..]
+        &self.encoded[self.envelope_at as usize..]
     }
 
     /// The SSE event after the `id:` line: `event: …\ndata: <envelope>\n\n`.
@@ -86,7 +112,28 @@ impl Publication {
 
     /// The size the message counts for in a connection's queue.
     pub fn weight(&self) -> usize {
-        self.ws_frame.len() - self.envelope_at
+        self.encoded.len() - self.envelope_at as usize
+    }
+}
+
+/// A binary message's header in its WebSocket frame: its envelope without `data` and
+/// `encoding`.
+struct MessageHeader<'a>(&'a protocol::Envelope<'a>);
+
+impl serde::Serialize for MessageHeader<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let e = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("type", e.kind)?;
+        map.serialize_entry("channel", e.channel)?;
+        map.serialize_entry("offset", &e.offset)?;
+        map.serialize_entry("epoch", e.epoch)?;
+        if let Some(event) = e.event {
+            map.serialize_entry("event", event)?;
+        }
+        map.serialize_entry("time", &e.time)?;
+        map.end()
     }
 }
 

@@ -43,6 +43,9 @@ struct PublishBody {
     event: Option<String>,
     #[serde(default)]
     idempotency_key: Option<String>,
+    /// `"base64"`: `data` is a binary message's bytes in base64.
+    #[serde(default)]
+    encoding: Option<String>,
 }
 
 /// Refuses `data` over `max_message_bytes`, counting the hit.
@@ -117,6 +120,12 @@ pub fn publish_json(
     let body: PublishBody = parse_json(bytes)?;
     let channel = ChannelName::new(&body.channel)?;
     let event = validate_event(body.event)?;
+    let event = match body.encoding.as_deref() {
+        None => event,
+        Some("base64") if crate::binary::bytes_of(&body.data).is_some() => Some(crate::binary::mark(event.as_deref())),
+        Some("base64") => return Err(ApiError::new(ErrorCode::BadRequest, crate::binary::NOT_BASE64)),
+        Some(_) => return Err(ApiError::new(ErrorCode::BadRequest, "encoding must be \"base64\" (or absent: JSON)")),
+    };
     admit(&channel)?;
     publish_keyed(state, &channel, &body.data, event.as_deref(), body.idempotency_key.as_deref())
 }

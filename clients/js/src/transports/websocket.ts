@@ -4,6 +4,7 @@
  * other frame keep the link alive; silence longer than the heartbeat timeout closes it.
  */
 
+import { fromBinaryFrame } from "../binary.js";
 import type { Position } from "../positions.js";
 import { refreshDelay, tokenExpiry } from "../token.js";
 import {
@@ -68,6 +69,8 @@ export class WebSocketTransport implements Transport {
       queueMicrotask(() => this.end(0, `cannot open a WebSocket: ${String(e)}`, true));
       return;
     }
+    // Binary messages arrive as ArrayBuffers (not Blobs), read at once.
+    socket.binaryType = "arraybuffer";
     this.socket = socket;
     this.connectTimer = setTimeout(() => this.fail("the WebSocket did not open in time"), this.ctx.connectTimeout);
     socket.onopen = () => {
@@ -90,6 +93,10 @@ export class WebSocketTransport implements Transport {
       this.alive();
       this.delivers();
       if (typeof event.data === "string") this.handle(event.data);
+      else if (event.data instanceof ArrayBuffer) {
+        const envelope = fromBinaryFrame(event.data);
+        if (envelope) this.events.message(envelope);
+      }
     };
     socket.onclose = (event: CloseEvent) => {
       const goodbye = this.goodbye;

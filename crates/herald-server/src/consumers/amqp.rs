@@ -40,16 +40,18 @@ impl Queue {
         let connection =
             Connection::connect(&config.url, ConnectionProperties::default()).await.map_err(failed("connecting"))?;
         let queue = config.queue.as_str();
-        // A passive declare of a missing queue closes its channel: ask on one of its own.
-        let probe = connection.create_channel().await.map_err(failed("opening a channel"))?;
-        let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
-        let exists = probe.queue_declare(queue.into(), passive, FieldTable::default()).await.is_ok();
-        let channel = connection.create_channel().await.map_err(failed("opening a channel"))?;
         let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
-        if !exists {
-            let mut arguments = FieldTable::default();
-            arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
-            channel.queue_declare(queue.into(), durable, arguments).await.map_err(failed("declaring the queue"))?;
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+        let mut channel = connection.create_channel().await.map_err(failed("opening a channel"))?;
+        if let Err(declaring) = channel.queue_declare(queue.into(), durable, arguments).await {
+            // The queue exists with other arguments (the broker closed the channel): use it
+            // as it is.
+            channel = connection.create_channel().await.map_err(failed("opening a channel"))?;
+            let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+            if channel.queue_declare(queue.into(), passive, FieldTable::default()).await.is_err() {
+                return Err(SourceError::new("declaring the queue", declaring));
+            }
         }
         let dead = format!("{queue}.dead");
         channel

@@ -36,6 +36,9 @@ struct Envelope {
     event: Option<String>,
     #[serde(default)]
     idempotency_key: Option<String>,
+    /// `"base64"`: `data` is a binary message's bytes in base64.
+    #[serde(default)]
+    encoding: Option<String>,
 }
 
 /// A message's parts as a source reads them.
@@ -59,7 +62,17 @@ pub fn map_message(config: &ConsumerConfig, parts: &Parts<'_>) -> Result<Mapped,
                 serde_json::from_slice(parts.body).map_err(|e| format!("the body is not a publish envelope: {e}"))?;
             let channel = envelope.channel.or_else(|| header(&config.channel_header));
             let event = envelope.event.or_else(|| header(&config.event_header));
-            map_fields(config, channel.as_deref(), event, envelope.data, from_headers(envelope.idempotency_key))
+            let key = from_headers(envelope.idempotency_key);
+            let mut mapped = map_fields(config, channel.as_deref(), event, envelope.data, key)?;
+            match envelope.encoding.as_deref() {
+                None => {}
+                Some("base64") if crate::binary::bytes_of(&mapped.data).is_some() => {
+                    mapped.event = Some(crate::binary::mark(mapped.event.as_deref()));
+                }
+                Some("base64") => return Err(crate::binary::NOT_BASE64.into()),
+                Some(other) => return Err(format!("unknown encoding {other:?}: \"base64\" or none")),
+            }
+            Ok(mapped)
         }
         BodyShape::Data => {
             let data: Box<RawValue> =
@@ -135,6 +148,17 @@ mod tests {
         let keyed =
             map(&config(BodyShape::Data, None), "1", &[("herald-channel", "p"), ("Nats-Msg-Id", "m-1")], Some("s"));
         assert_eq!(keyed.expect("maps").key.as_deref(), Some("m-1"));
+    }
+
+    #[test]
+    fn a_base64_envelope_is_a_binary_message() {
+        let envelope = config(BodyShape::Envelope, None);
+        let mapped = map(&envelope, r#"{"channel":"c","encoding":"base64","data":"AAE=","event":"e"}"#, &[], None);
+        assert_eq!(crate::binary::unmark(mapped.expect("maps").event.as_deref()), (Some("e"), true));
+        let bad = map(&envelope, r#"{"channel":"c","encoding":"base64","data":"%%"}"#, &[], None);
+        assert!(bad.expect_err("unmappable").contains("base64"));
+        let unknown = map(&envelope, r#"{"channel":"c","encoding":"hex","data":"00"}"#, &[], None);
+        assert!(unknown.expect_err("unmappable").contains("unknown encoding"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use herald_core::{ChannelName, DisconnectCode, ErrorCode, protocol::validate_eve
 use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 
-use super::request::{body_bytes, check_api_key, is_json};
+use super::request::{body_bytes, check_api_key, is_binary, is_json};
 use crate::{
     publish::{Accepted, check_size, durable_reply, publish_json, publish_one},
     reply::{ApiError, history_body, json_ok, json_response, parse_json},
@@ -84,6 +84,12 @@ async fn publish_to(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let bytes = body_bytes(body)?;
+    let channel = ChannelName::new(&channel)?;
+    if is_binary(&headers) {
+        let accepted =
+            publish_one(&state, &channel, &crate::binary::data_of(&bytes), Some(&crate::binary::mark(None)), None)?;
+        return Ok(json_ok(durable_reply(&state, accepted).await?));
+    }
     let data: Box<RawValue> = if is_json(&headers) {
         parse_json(&bytes)?
     } else {
@@ -92,7 +98,6 @@ async fn publish_to(
         RawValue::from_string(serde_json::to_string(text).unwrap_or_default())
             .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
     };
-    let channel = ChannelName::new(&channel)?;
     let accepted = publish_one(&state, &channel, &data, None, None)?;
     Ok(json_ok(durable_reply(&state, accepted).await?))
 }

@@ -42,10 +42,19 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Whether a request's `Content-Type` is JSON (else its body is taken as text).
 pub fn is_json(headers: &HeaderMap) -> bool {
+    has_media_type(headers, "application/json")
+}
+
+/// Whether a request's `Content-Type` is `application/octet-stream` (a binary message).
+pub fn is_binary(headers: &HeaderMap) -> bool {
+    has_media_type(headers, "application/octet-stream")
+}
+
+fn has_media_type(headers: &HeaderMap, media_type: &str) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")))
+        .is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case(media_type)))
 }
 
 /// Reads a request body, mapping an over-limit body to `message_too_large`.

@@ -454,7 +454,7 @@ struct WsEncoder;
 impl Encoder for WsEncoder {
     fn encode(&mut self, frame: Frame, out: &mut Segments) {
         match frame {
-            Frame::Message(m) => out.push(m.ws_frame().clone()),
+            Frame::Message(m) => out.push(m.ws_frame()),
             Frame::Reset { channel, position, reason } => {
                 text_frame(Bytes::from(encode_reset(&channel, &position, reason)), out);
             }

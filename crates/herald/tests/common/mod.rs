@@ -258,7 +258,8 @@ impl WsClient {
         }
     }
 
-    /// The next JSON frame, skipping `ping` pushes; `None` when the socket closed.
+    /// The next JSON frame, skipping `ping` pushes; `None` when the socket closed. A binary
+    /// message's frame comes as its header with its bytes under `"bytes"` (an array).
     pub async fn next(&mut self) -> Option<Value> {
         if let Some(frame) = self.pending.pop_front() {
             return Some(frame);
@@ -276,6 +277,7 @@ impl WsClient {
                             return Some(v);
                         }
                     }
+                    Some(Ok(Message::Binary(b))) => return Some(binary_frame(&b)),
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
                     Some(Ok(_)) => {}
                 }
@@ -318,6 +320,15 @@ impl WsClient {
         assert!(reply.get("result").is_some(), "subscribe failed: {reply}");
         reply
     }
+}
+
+/// A binary message's WebSocket frame (docs/protocol.md): `[u16 header length][header JSON]
+/// [bytes]`, as the header with `"bytes":[…]`.
+pub fn binary_frame(payload: &[u8]) -> Value {
+    let length = usize::from(u16::from_be_bytes([payload[0], payload[1]]));
+    let mut header: Value = serde_json::from_slice(&payload[2..2 + length]).expect("the header is JSON");
+    header["bytes"] = json!(payload[2 + length..]);
+    header
 }
 
 /// A token for `user` signed with [`TOKEN_SECRET`], valid for `ttl_secs` (negative: expired),

@@ -1,0 +1,33 @@
+// Binary messages: a WebSocket binary frame and a base64 envelope both reach onMessage as bytes.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { decodeBase64Data, fromBinaryFrame } from "../dist/binary.js";
+
+function frame(header, bytes) {
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const out = new Uint8Array(2 + json.length + bytes.length);
+  new DataView(out.buffer).setUint16(0, json.length);
+  out.set(json, 2);
+  out.set(bytes, 2 + json.length);
+  return out.buffer;
+}
+
+test("a binary frame becomes an envelope whose data is its bytes", () => {
+  const header = { type: "message", channel: "files", offset: 3, epoch: "e1", event: "chunk", time: 9 };
+  const envelope = fromBinaryFrame(frame(header, [0, 255, 7]));
+  assert.deepEqual({ ...envelope, data: [...envelope.data] }, { ...header, encoding: "base64", data: [0, 255, 7] });
+});
+
+test("what is not a binary message frame is left out", () => {
+  assert.equal(fromBinaryFrame(new Uint8Array([0]).buffer), undefined);
+  assert.equal(fromBinaryFrame(frame({ type: "reset" }, [])), undefined);
+  const cut = new Uint8Array([0, 50, 123]).buffer; // announces 50 header bytes, has 1
+  assert.equal(fromBinaryFrame(cut), undefined);
+});
+
+test("a base64 envelope's data becomes bytes; a JSON one is untouched", () => {
+  const binary = decodeBase64Data({ type: "message", channel: "c", offset: 1, epoch: "e", encoding: "base64", data: "AP8H", time: 1 });
+  assert.deepEqual([...binary.data], [0, 255, 7]);
+  const json = { type: "message", channel: "c", offset: 1, epoch: "e", data: "AP8H", time: 1 };
+  assert.equal(decodeBase64Data(json), json);
+});

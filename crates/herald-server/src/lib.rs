@@ -60,6 +60,7 @@ pub mod tls;
 pub mod transport;
 pub mod webhooks;
 pub mod wire;
+pub mod ws_frames;
 
 pub use config::Config;
 pub use server::{Server, ServerHandle};

@@ -5,6 +5,8 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use herald_core::{ChannelName, StreamPosition, protocol};
+
+use crate::ws_frames::{ws_frame_header, ws_text_header};
 use serde_json::value::RawValue;
 
 /// One message of a channel, with its envelope serialized once at publish time.
@@ -29,6 +31,9 @@ pub struct Publication {
     envelope_at: u32,
     /// `event: …\ndata: <envelope>\n\n`, built on first SSE delivery.
     sse_body: OnceLock<Bytes>,
+    /// The permessage-deflate frame (`None`: compressing does not make it smaller), built on
+    /// first delivery to a WebSocket that negotiated it and shared by all of them.
+    ws_deflated: OnceLock<Option<Bytes>>,
 }
 
 /// A shared publication.
@@ -82,12 +87,25 @@ impl Publication {
             envelope_at: position_of(envelope_at),
             encoded: Bytes::from(encoded),
             sse_body: OnceLock::new(),
+            ws_deflated: OnceLock::new(),
         })
     }
 
     /// The whole WebSocket frame carrying the message (cheap: it shares the encoding).
     pub fn ws_frame(&self) -> Bytes {
         self.encoded.slice(..self.frame_end as usize)
+    }
+
+    /// The WebSocket frame for a connection that negotiated permessage-deflate: compressed
+    /// once, on first use, when its payload has at least `min_bytes` (and compressing helps);
+    /// else the plain frame.
+    pub fn ws_frame_deflated(&self, min_bytes: usize) -> Bytes {
+        let frame = &self.encoded[..self.frame_end as usize];
+        if frame.len() < min_bytes {
+            return self.ws_frame();
+        }
+        let deflated = self.ws_deflated.get_or_init(|| crate::ws_frames::compressed(frame, min_bytes).map(Bytes::from));
+        deflated.clone().unwrap_or_else(|| self.ws_frame())
     }
 
     /// The envelope JSON bytes.
@@ -134,44 +152,5 @@ impl serde::Serialize for MessageHeader<'_> {
         }
         map.serialize_entry("time", &e.time)?;
         map.end()
-    }
-}
-
-/// The header of an unmasked, final WebSocket text frame (server to client, RFC 6455 5.2)
-/// with a payload of `len` bytes.
-pub fn ws_text_header(len: usize) -> Vec<u8> {
-    ws_frame_header(0x81, len)
-}
-
-/// The header of an unmasked, final WebSocket frame whose first byte is `first` (FIN and
-/// opcode) with a payload of `len` bytes.
-pub fn ws_frame_header(first: u8, len: usize) -> Vec<u8> {
-    let mut header = Vec::with_capacity(10);
-    header.push(first);
-    match len {
-        0..=125 => header.push(len as u8),
-        126..=65_535 => {
-            header.push(126);
-            header.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            header.push(127);
-            header.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    header
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ws_frame_header;
-
-    #[test]
-    fn frame_headers_use_the_shortest_length_form() {
-        assert_eq!(ws_frame_header(0x81, 0), [0x81, 0]);
-        assert_eq!(ws_frame_header(0x81, 125), [0x81, 125]);
-        assert_eq!(ws_frame_header(0x81, 126), [0x81, 126, 0, 126]);
-        assert_eq!(ws_frame_header(0x81, 65_535), [0x81, 126, 0xff, 0xff]);
-        assert_eq!(ws_frame_header(0x89, 65_536), [0x89, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
     }
 }

@@ -206,6 +206,13 @@ pub struct Config {
     /// Backend hooks Herald asks before a connection, a subscription or a client's publish
     /// (`[hooks]`, see [`crate::hooks`]). None by default.
     pub hooks: HooksConfig,
+    /// Whether WebSocket clients may negotiate permessage-deflate (RFC 7692): messages of at
+    /// least `ws_compression_min_bytes` are then compressed, once each for all such clients.
+    /// Default true.
+    pub ws_compression: bool,
+    /// The smallest message (its frame's payload, bytes) compressed for clients that
+    /// negotiated it; smaller ones go plain. Default 256.
+    pub ws_compression_min_bytes: usize,
     /// Sources Herald consumes and publishes from (`[[consumers]]`: a PostgreSQL outbox,
     /// RabbitMQ, NATS JetStream; see [`crate::consumers`]). None by default.
     pub consumers: Vec<ConsumerConfig>,
@@ -346,6 +353,8 @@ impl Default for Config {
             webhook_grace_ms: 3000,
             webhook_queue_max: 10_000,
             consumers: Vec::new(),
+            ws_compression: true,
+            ws_compression_min_bytes: 256,
             hooks: HooksConfig::default(),
             allowed_origins: Vec::new(),
             max_connections: 50_000,

@@ -51,11 +51,11 @@ use crate::{
     },
     now_ms,
     outbox::{Outbox, Settled},
-    publication::ws_text_header,
     publish::{Accepted, durable_reply, publish_one},
     reply::{ApiError, history_body},
     state::AppState,
     wire::{Encoder, Segments},
+    ws_frames::{self, ws_text_header},
 };
 
 /// Bytes read from the socket at a time; larger frames grow the buffer while they are read.
@@ -71,10 +71,10 @@ type WebSocket = WebSocketStream<SocketIo>;
 /// `GET /ws`: checks the upgrade request (its origin and token among it), answers `101` and
 /// starts the connection's task (or answers a JSON error and closes).
 pub async fn accept(mut stream: TcpStream, ip: IpAddr, head: Head, leftover: BytesMut, state: AppState) {
-    if let Some(identity) = Box::pin(handshake(&mut stream, ip, head, &state)).await {
+    if let Some((identity, deflate)) = Box::pin(handshake(&mut stream, ip, head, &state)).await {
         // A task of its own, holding only the connection's state: the request head and the
         // handshake's would stay in this future's state for the connection's life (0.6 KiB).
-        tokio::spawn(run(state, stream, ip, leftover, identity));
+        tokio::spawn(run(state, stream, ip, leftover, identity, deflate));
     }
 }
 
@@ -96,14 +96,14 @@ fn cursor_param(head: &Head) -> herald_core::Cursor {
         .unwrap_or_else(|| herald_core::Cursor::with_capacity(0))
 }
 
-/// Answers the upgrade request: `Some(who)` once the `101` is written (`None` inside:
-/// anonymous).
+/// Answers the upgrade request: `Some((who, deflate))` once the `101` is written (`None` for
+/// who: anonymous; `deflate`: permessage-deflate was agreed).
 async fn handshake(
     stream: &mut TcpStream,
     ip: IpAddr,
     head: Head,
     state: &AppState,
-) -> Option<Option<Box<Connecting>>> {
+) -> Option<(Option<Box<Connecting>>, bool)> {
     let started = std::time::Instant::now();
     let checked = handshake_key(&head)
         .map_err(|message| ApiError::new(ErrorCode::BadRequest, format!("/ws needs a WebSocket upgrade: {message}")))
@@ -152,11 +152,17 @@ async fn handshake(
             return None;
         }
     };
+    let deflate = state.config.ws_compression
+        && head
+            .all(&header::SEC_WEBSOCKET_EXTENSIONS)
+            .any(|offer| std::str::from_utf8(offer).is_ok_and(ws_frames::accepts_offer));
+    let extensions =
+        if deflate { format!("sec-websocket-extensions: {}\r\n", ws_frames::AGREED) } else { String::new() };
     let answer = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\n{extensions}\r\n",
         derive_accept_key(key.as_bytes())
     );
-    stream.write_all(answer.as_bytes()).await.ok().map(|()| identity)
+    stream.write_all(answer.as_bytes()).await.ok().map(|()| (identity, deflate))
 }
 
 /// The `Sec-WebSocket-Key` of a valid upgrade request, or what is wrong with it.
@@ -199,21 +205,28 @@ struct Hooked {
     allowed: Option<ChannelName>,
 }
 
-async fn run(state: AppState, stream: TcpStream, ip: IpAddr, leftover: BytesMut, connecting: Option<Box<Connecting>>) {
+async fn run(
+    state: AppState,
+    stream: TcpStream,
+    ip: IpAddr,
+    leftover: BytesMut,
+    connecting: Option<Box<Connecting>>,
+    deflate: bool,
+) {
     let registration = state.registry.register(Transport::Ws);
     let outbox = registration.outbox().clone();
     let socket = Arc::new(stream);
-    outbox.attach(socket.clone(), Box::new(WsEncoder), Segments::default());
+    let deflate_from = deflate.then_some(state.config.ws_compression_min_bytes);
+    outbox.attach(socket.clone(), Box::new(WsEncoder { deflate_from }), Segments::default());
     // Frames a bit over the message limit still parse, so an oversize publish gets a clear reply.
     let frame_limit = state.config.max_message_bytes.saturating_mul(2) + 4096;
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(frame_limit))
-        .max_frame_size(Some(frame_limit));
-    let io = SocketIo { socket: socket.clone(), outbox: outbox.clone() };
-    // `leftover` shares the request head's read buffer: copy the few bytes out and free it.
-    let early = leftover.to_vec();
-    drop(leftover);
+        .max_frame_size(Some(frame_limit))
+        // Inflated messages come to tungstenite unmasked.
+        .accept_unmasked_frames(deflate);
+    let (io, early) = socket_io(&socket, &outbox, leftover, deflate.then_some(frame_limit));
     let mut ws = WebSocketStream::from_partially_read(io, early, Role::Server, Some(config)).await;
     // Boxed: run once, its state is not carried by every open connection's task.
     let (mut subscriptions, mut session) = Box::pin(open_session(&state, &outbox, ip, connecting)).await;
@@ -408,24 +421,69 @@ async fn close_with(ws: &mut WebSocket, outbox: &Outbox, socket: &TcpStream, cod
     .await;
 }
 
-/// The socket as tungstenite sees it: reads come from the socket; writes (pongs, the close
-/// handshake) go through the outbox, behind any frame already written or waiting.
+/// The socket as tungstenite will read it, and the bytes read with the request head (for
+/// tungstenite; with permessage-deflate, the inflater takes them, limited to `inflate_limit`).
+fn socket_io(
+    socket: &Arc<TcpStream>,
+    outbox: &Arc<Outbox>,
+    leftover: BytesMut,
+    inflate_limit: Option<usize>,
+) -> (SocketIo, Vec<u8>) {
+    // `leftover` shares the request head's read buffer: copy the few bytes out and free it.
+    let early = leftover.to_vec();
+    drop(leftover);
+    let (inflating, early) = match inflate_limit {
+        Some(limit) => {
+            let mut inflating = Box::new((ws_frames::Inflating::default(), limit));
+            if inflating.0.feed(&early, limit).is_err() {
+                outbox.close(DisconnectCode::BAD_FRAME);
+            }
+            (Some(inflating), Vec::new())
+        }
+        None => (None, early),
+    };
+    (SocketIo { socket: socket.clone(), outbox: outbox.clone(), inflating }, early)
+}
+
+/// The socket as tungstenite sees it: reads come from the socket (through the inflater, with
+/// permessage-deflate); writes (pongs, the close handshake) go through the outbox, behind any
+/// frame already written or waiting.
 struct SocketIo {
     socket: Arc<TcpStream>,
     outbox: Arc<Outbox>,
+    /// With permessage-deflate: the inflater of the client's frames, and the message limit.
+    inflating: Option<Box<(ws_frames::Inflating, usize)>>,
 }
 
 impl AsyncRead for SocketIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
         loop {
-            ready!(self.socket.poll_read_ready(cx))?;
-            match self.socket.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
+            if let Some(inflating) = &mut this.inflating {
+                let n = inflating.0.take(buf.initialize_unfilled());
+                if n > 0 {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
+            }
+            ready!(this.socket.poll_read_ready(cx))?;
+            let mut chunk = [0; READ_BUFFER];
+            let read = match &this.inflating {
+                Some(_) => this.socket.try_read(&mut chunk),
+                None => this.socket.try_read(buf.initialize_unfilled()),
+            };
+            match (read, &mut this.inflating) {
+                (Ok(0), _) => return Poll::Ready(Ok(())),
+                (Ok(n), Some(inflating)) => {
+                    let (layer, limit) = &mut **inflating;
+                    layer.feed(&chunk[..n], *limit).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                }
+                (Ok(n), None) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                (Err(e), _) if e.kind() == io::ErrorKind::WouldBlock => {}
+                (Err(e), _) => return Poll::Ready(Err(e)),
             }
         }
     }
@@ -447,14 +505,20 @@ impl AsyncWrite for SocketIo {
     }
 }
 
-/// Frames as WebSocket frames: messages as the text frame encoded at publish time, replies and
-/// resets as text frames, heartbeats as a ping frame plus a `{"type":"ping"}` push.
-struct WsEncoder;
+/// Frames as WebSocket frames: messages as the frame encoded at publish time (compressed once,
+/// with permessage-deflate, from `deflate_from` bytes on), replies and resets as text frames,
+/// heartbeats as a ping frame plus a `{"type":"ping"}` push.
+struct WsEncoder {
+    deflate_from: Option<usize>,
+}
 
 impl Encoder for WsEncoder {
     fn encode(&mut self, frame: Frame, out: &mut Segments) {
         match frame {
-            Frame::Message(m) => out.push(m.ws_frame()),
+            Frame::Message(m) => out.push(match self.deflate_from {
+                Some(min_bytes) => m.ws_frame_deflated(min_bytes),
+                None => m.ws_frame(),
+            }),
             Frame::Reset { channel, position, reason } => {
                 text_frame(Bytes::from(encode_reset(&channel, &position, reason)), out);
             }
@@ -710,7 +774,8 @@ mod tests {
     #[tokio::test]
     async fn a_websocket_task_stays_small() {
         let (server, stream, peer, _client) = crate::server::Server::with_connection_for_tests().await;
-        let connection = run(server.state().clone(), stream, peer.ip(), bytes::BytesMut::new(), None);
+        // With permessage-deflate: its inflater is boxed and holds nothing while idle.
+        let connection = run(server.state().clone(), stream, peer.ip(), bytes::BytesMut::new(), None, true);
         let size = std::mem::size_of_val(&connection);
         assert!(size <= 1_200, "a WebSocket's task is {size} bytes: keep large state out of it (box it)");
     }

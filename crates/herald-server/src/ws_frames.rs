@@ -122,9 +122,11 @@ fn inflate(compressed: &[u8], limit: usize) -> Result<Vec<u8>, &'static str> {
 
 /// The client's frames as tungstenite reads them: plain frames as they came, and each
 /// compressed message inflated into one plain, unmasked frame. Holds bytes only while a frame
-/// is being read.
+/// is being read: idle, it is its own few words and no buffer.
 #[derive(Default)]
 pub struct Inflating {
+    /// The most a message may hold, compressed or inflated.
+    limit: usize,
     /// Bytes read from the socket, not yet whole frames.
     input: Vec<u8>,
     /// Frames ready for tungstenite.
@@ -138,9 +140,14 @@ pub struct Inflating {
 // === impl Inflating ===
 
 impl Inflating {
+    /// An inflater whose messages may hold at most `limit` bytes, compressed or inflated.
+    pub fn new(limit: usize) -> Self {
+        Self { limit, ..Self::default() }
+    }
+
     /// Takes bytes read from the socket; turns every whole frame among them into output.
-    /// `limit` bounds a message, compressed or inflated.
-    pub fn feed(&mut self, bytes: &[u8], limit: usize) -> Result<(), &'static str> {
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
+        let limit = self.limit;
         self.input.extend_from_slice(bytes);
         let mut at = 0;
         while let Some((header, length)) = parse_header(&self.input[at..]) {
@@ -280,14 +287,14 @@ mod tests {
     #[test]
     fn compressed_client_messages_become_plain_frames_and_plain_ones_pass() {
         let command = br#"{"op":"subscribe","channel":"jobs","id":1}"#.repeat(4);
-        let mut inflating = Inflating::default();
+        let mut inflating = Inflating::new(1 << 20);
         let compressed = client_frame(0xc1, &deflated(&command));
         let plain = client_frame(0x81, b"{}");
         let mut wire = compressed.clone();
         wire.extend_from_slice(&plain);
         // Fed a byte at a time: frames are whole before anything comes out.
         for byte in &wire {
-            inflating.feed(std::slice::from_ref(byte), 1 << 20).expect("valid");
+            inflating.feed(std::slice::from_ref(byte)).expect("valid");
         }
         let mut out = vec![0; 4096];
         let n = inflating.take(&mut out);
@@ -306,8 +313,8 @@ mod tests {
         let mut wire = client_frame(0x41, one); // RSV1, text, not final
         wire.extend(client_frame(0x89, b"")); // a ping in between
         wire.extend(client_frame(0x80, two)); // final continuation
-        let mut inflating = Inflating::default();
-        inflating.feed(&wire, 1 << 20).expect("valid");
+        let mut inflating = Inflating::new(1 << 20);
+        inflating.feed(&wire).expect("valid");
         let mut out = vec![0; 4096];
         let n = inflating.take(&mut out);
         let ping = client_frame(0x89, b"");
@@ -320,10 +327,9 @@ mod tests {
     #[test]
     fn a_bomb_is_refused() {
         let zeros = vec![b'0'; 1 << 20];
-        let mut inflating = Inflating::default();
         let frame = client_frame(0xc1, &deflated(&zeros));
-        assert!(inflating.feed(&frame, 64 * 1024).is_err());
+        assert!(Inflating::new(64 * 1024).feed(&frame).is_err());
         let garbage = client_frame(0xc1, &[0xff, 0xff, 0xff]);
-        assert!(Inflating::default().feed(&garbage, 1 << 20).is_err());
+        assert!(Inflating::new(1 << 20).feed(&garbage).is_err());
     }
 }

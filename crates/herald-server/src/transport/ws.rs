@@ -432,17 +432,17 @@ fn socket_io(
     // `leftover` shares the request head's read buffer: copy the few bytes out and free it.
     let early = leftover.to_vec();
     drop(leftover);
-    let (inflating, early) = match inflate_limit {
-        Some(limit) => {
-            let mut inflating = Box::new((ws_frames::Inflating::default(), limit));
-            if inflating.0.feed(&early, limit).is_err() {
+    let inflating = inflate_limit.map(|limit| Box::new(ws_frames::Inflating::new(limit)));
+    let mut io = SocketIo { socket: socket.clone(), outbox: outbox.clone(), inflating };
+    match &mut io.inflating {
+        Some(inflating) if !early.is_empty() => {
+            if inflating.feed(&early).is_err() {
                 outbox.close(DisconnectCode::BAD_FRAME);
             }
-            (Some(inflating), Vec::new())
+            (io, Vec::new())
         }
-        None => (None, early),
-    };
-    (SocketIo { socket: socket.clone(), outbox: outbox.clone(), inflating }, early)
+        _ => (io, early),
+    }
 }
 
 /// The socket as tungstenite sees it: reads come from the socket (through the inflater, with
@@ -451,8 +451,9 @@ fn socket_io(
 struct SocketIo {
     socket: Arc<TcpStream>,
     outbox: Arc<Outbox>,
-    /// With permessage-deflate: the inflater of the client's frames, and the message limit.
-    inflating: Option<Box<(ws_frames::Inflating, usize)>>,
+    /// With permessage-deflate: the inflater of the client's frames (its buffers are freed
+    /// whenever tungstenite has taken what it made, so an idle connection holds none).
+    inflating: Option<Box<ws_frames::Inflating>>,
 }
 
 impl AsyncRead for SocketIo {
@@ -460,7 +461,7 @@ impl AsyncRead for SocketIo {
         let this = &mut *self;
         loop {
             if let Some(inflating) = &mut this.inflating {
-                let n = inflating.0.take(buf.initialize_unfilled());
+                let n = inflating.take(buf.initialize_unfilled());
                 if n > 0 {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
@@ -468,15 +469,14 @@ impl AsyncRead for SocketIo {
             }
             ready!(this.socket.poll_read_ready(cx))?;
             let mut chunk = [0; READ_BUFFER];
-            let read = match &this.inflating {
+            let read = match this.inflating {
                 Some(_) => this.socket.try_read(&mut chunk),
                 None => this.socket.try_read(buf.initialize_unfilled()),
             };
             match (read, &mut this.inflating) {
                 (Ok(0), _) => return Poll::Ready(Ok(())),
                 (Ok(n), Some(inflating)) => {
-                    let (layer, limit) = &mut **inflating;
-                    layer.feed(&chunk[..n], *limit).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    inflating.feed(&chunk[..n]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                 }
                 (Ok(n), None) => {
                     buf.advance(n);

@@ -107,10 +107,12 @@ pub enum Command {
     Publish {
         /// The channel.
         channel: ChannelName,
-        /// The message data, any JSON.
+        /// The message data, any JSON (a binary message's: its bytes in base64).
         data: Box<RawValue>,
         /// The event name, if any.
         event: Option<String>,
+        /// Whether `data` is a binary message's bytes in base64 (`"encoding":"base64"`).
+        binary: bool,
     },
     /// Read a channel's history.
     History {
@@ -154,6 +156,8 @@ struct RawCommand<'a> {
     data: Option<Box<RawValue>>,
     #[serde(default)]
     event: Option<String>,
+    #[serde(default)]
+    encoding: Option<String>,
     #[serde(default)]
     limit: Option<usize>,
     #[serde(default)]
@@ -325,7 +329,17 @@ impl Request {
             "publish" => {
                 let channel = channel()?;
                 let data = raw.data.ok_or_else(|| ProtocolError::new(ErrorCode::BadRequest, "missing \"data\""))?;
-                Command::Publish { channel, data, event: validate_event(raw.event)? }
+                let binary = match raw.encoding.as_deref() {
+                    None => false,
+                    Some("base64") => true,
+                    Some(_) => {
+                        return Err(ProtocolError::new(
+                            ErrorCode::BadRequest,
+                            "encoding must be \"base64\" (or absent: JSON)",
+                        ));
+                    }
+                };
+                Command::Publish { channel, data, event: validate_event(raw.event)?, binary }
             }
             "history" => {
                 let since = match &raw.since {

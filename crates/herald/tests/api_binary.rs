@@ -120,3 +120,40 @@ async fn binary_messages_cross_redis_nodes() {
     let history = b.api_get("/api/channels/files/history?limit=10").await;
     assert_eq!(history["messages"][0]["encoding"], "base64");
 }
+
+#[tokio::test]
+async fn a_websocket_client_publishes_bytes_in_a_binary_frame() {
+    use futures_util::SinkExt as _;
+    let server = TestServer::start(&["anonymous_publish=true"]);
+    let mut subscriber = server.ws().await;
+    subscriber.subscribe("uploads", None).await;
+    let mut publisher = server.ws().await;
+    let header = br#"{"op":"publish","channel":"uploads","event":"chunk","id":7}"#;
+    let mut frame = u16::try_from(header.len()).unwrap().to_be_bytes().to_vec();
+    frame.extend_from_slice(header);
+    frame.extend_from_slice(&BYTES);
+    publisher.socket.send(tokio_tungstenite::tungstenite::Message::binary(frame)).await.unwrap();
+    let reply = publisher.next().await.unwrap();
+    assert_eq!((reply["id"].as_u64(), reply["result"]["offset"].as_u64()), (Some(7), Some(1)), "{reply}");
+    let pushed = subscriber.next().await.unwrap();
+    assert_eq!((pushed["event"].as_str(), pushed["bytes"].clone()), (Some("chunk"), json!(BYTES)));
+
+    // The JSON form over a WebSocket, and what is refused.
+    let reply = publisher.request(json!({"op":"publish","channel":"uploads","encoding":"base64","data":"AAEC"})).await;
+    assert_eq!(reply["result"]["offset"], 2, "{reply}");
+    assert_eq!(subscriber.next().await.unwrap()["bytes"], json!([0, 1, 2]));
+    for (command, says) in [
+        (json!({"op":"publish","channel":"uploads","encoding":"base64","data":"***"}), "base64 string"),
+        (json!({"op":"publish","channel":"uploads","encoding":"gzip","data":"x"}), "encoding must be"),
+    ] {
+        let reply = publisher.request(command).await;
+        assert!(reply["error"]["message"].as_str().unwrap().contains(says), "{reply}");
+    }
+    let mut not_publish = 2u16.to_be_bytes().to_vec();
+    not_publish.extend_from_slice(b"{}");
+    publisher.socket.send(tokio_tungstenite::tungstenite::Message::binary(not_publish)).await.unwrap();
+    let reply = publisher.next().await.unwrap();
+    assert_eq!(reply["error"]["code"], "bad_request", "{reply}");
+    publisher.socket.send(tokio_tungstenite::tungstenite::Message::binary(vec![0, 9, 1])).await.unwrap();
+    assert_eq!(publisher.next().await.unwrap()["error"]["code"], "bad_request");
+}

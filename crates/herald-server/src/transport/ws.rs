@@ -249,11 +249,17 @@ async fn run(
                     deferred = handle(&state, &outbox, &mut subscriptions, &mut session, &text, false)
                         .map(|wanted| (text, Some(wanted)));
                 }
-                Some(Ok(Message::Binary(_))) => {
-                    let e =
-                        ProtocolError::new(ErrorCode::BadRequest, "binary frames are not supported; send JSON text");
-                    outbox.push(Frame::Text(Bytes::from(e.to_reply())));
-                }
+                // A binary publish: its command, then what it runs as the text path does.
+                Some(Ok(Message::Binary(payload))) => match binary_command(&payload) {
+                    Ok(text) if state.hooks.is_some() => deferred = Some((text, None)),
+                    Ok(text) => {
+                        deferred = handle(&state, &outbox, &mut subscriptions, &mut session, &text, false)
+                            .map(|wanted| (text, Some(wanted)));
+                    }
+                    Err(e) => {
+                        outbox.push(Frame::Text(Bytes::from(e.to_reply())));
+                    }
+                },
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(Message::Close(_))) | None => break None,
                 Some(Err(e)) => {
@@ -328,7 +334,7 @@ async fn ask_hooks(
         Command::Subscribe { channel, .. } => (hooks.subscribe(Transport::Ws.name(), key, identity, channel).await?
             == Some(true))
         .then(|| channel.clone()),
-        Command::Publish { channel, data, event } if hooks.asks_publish() => {
+        Command::Publish { channel, data, event, .. } if hooks.asks_publish() => {
             if let Some(changed) = hooks.publish(identity, channel, data, event.as_deref()).await? {
                 *data = changed;
             }
@@ -562,6 +568,25 @@ fn reply(id: Option<u64>, result: &serde_json::Value) -> Frame {
     reply_raw(id, &encode(result))
 }
 
+/// A client's binary frame — `[u16 big-endian header length][header JSON][bytes]`, the header a
+/// `publish` command without `data` — as the JSON command it stands for (`data` the bytes in
+/// base64, `"encoding":"base64"`).
+fn binary_command(payload: &[u8]) -> Result<Utf8Bytes, ProtocolError> {
+    let bad = |what: &str| ProtocolError::new(ErrorCode::BadRequest, format!("a binary frame {what}"));
+    let length =
+        payload.get(..2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))).ok_or_else(|| bad("needs a header"))?;
+    let header = payload.get(2..2 + length).ok_or_else(|| bad("is shorter than its header"))?;
+    let mut command: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(header).map_err(|_| bad("header must be a JSON object"))?;
+    if command.get("op").and_then(|op| op.as_str()) != Some("publish") {
+        return Err(bad("must be a publish (\"op\":\"publish\")"));
+    }
+    let data = crate::binary::data_of(&payload[2 + length..]);
+    command.insert("data".into(), serde_json::from_str(data.get()).unwrap_or_default());
+    command.insert("encoding".into(), "base64".into());
+    Ok(Utf8Bytes::from(serde_json::Value::Object(command).to_string()))
+}
+
 /// Channels the Redis engine must mirror (in line with a position) before a command runs.
 type Mirror = Vec<(ChannelName, Option<herald_core::StreamPosition>)>;
 
@@ -706,7 +731,14 @@ fn execute(
             }
             outbox.push(reply(id, &json!({ "channel": channel.as_str() })));
         }
-        Command::Publish { channel, data, event } => {
+        Command::Publish { channel, data, event, binary } => {
+            let event = match binary {
+                true if crate::binary::bytes_of(&data).is_none() => {
+                    return Err(ProtocolError::new(ErrorCode::BadRequest, crate::binary::NOT_BASE64));
+                }
+                true => Some(crate::binary::mark(event.as_deref())),
+                false => event,
+            };
             if session.hooked.as_ref().is_none_or(|h| h.allowed.as_ref() != Some(&channel)) {
                 allow(&channel, Action::Publish)?;
             }

@@ -215,16 +215,23 @@ pub struct RabbitMq {
     pub port: u16,
     dist_port: u16,
     dir: PathBuf,
+    /// Held while the node lives: an Erlang node takes seconds of CPU to boot, and five booting
+    /// at once on two cores (one test binary's tests) took over a minute.
+    _turn: tokio::sync::SemaphorePermit<'static>,
 }
+
+/// How many RabbitMQ nodes a test binary runs at once.
+static RABBIT_TURNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 const URL_AMQP: &str = "amqp://guest:guest@127.0.0.1:{port}/%2f";
 
 impl RabbitMq {
     pub async fn start() -> Self {
+        let turn = RABBIT_TURNS.acquire().await.unwrap();
         let port = free_port();
         let dir = fresh_dir(&format!("rabbitmq-{port}"));
         std::fs::write(dir.join("enabled_plugins"), "[].").unwrap();
-        let mut rabbit = Self { child: None, port, dist_port: free_port(), dir };
+        let mut rabbit = Self { child: None, port, dist_port: free_port(), dir, _turn: turn };
         rabbit.restart().await;
         rabbit
     }
@@ -321,7 +328,7 @@ impl Source for RabbitMq {
         ));
         let connects =
             || async { lapin::Connection::connect(&self.url(), lapin::ConnectionProperties::default()).await.is_ok() };
-        wait_until("rabbitmq", Duration::from_secs(60), connects).await;
+        wait_until("rabbitmq", Duration::from_secs(120), connects).await;
     }
 }
 

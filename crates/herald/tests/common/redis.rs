@@ -31,6 +31,9 @@ impl Redis {
             }
         };
         let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("redis-{port}"));
+        // Fresh: a cluster node's nodes.conf left by an earlier run on this port would make it
+        // "not empty" to `redis-cli --cluster create`.
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         all.extend(["--dir".into(), dir.display().to_string()]);

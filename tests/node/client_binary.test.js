@@ -1,12 +1,12 @@
 // Binary messages through the TypeScript client in real headless Chromium, on each transport:
-// bytes published with `application/octet-stream` reach `onMessage` as a Uint8Array with the
-// same bytes (a WebSocket binary frame; base64 over SSE and long polls), and JSON messages
-// around them stay JSON.
+// bytes published with `application/octet-stream` — or by the client itself, from a
+// Uint8Array — reach `onMessage` as a Uint8Array with the same bytes (a WebSocket binary
+// frame; base64 over SSE and long polls), and JSON messages around them stay JSON.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { API_KEY, heraldAndChromium, openBrowserPage, waitFor } from "./herald.js";
 
-const running = heraldAndChromium([]);
+const running = heraldAndChromium(["anonymous_publish=true"]);
 const BYTES = [0, 255, 1, 0xc3, 0x28, 104, 105, 10];
 
 async function publish(channel, body, contentType) {
@@ -28,6 +28,8 @@ for (const transport of ["websocket", "sse", "polling"]) {
         window.seen = [];
         window.subscribed = false;
         const client = new Herald(location.origin, { transports: [transport], shareConnection: false, pollTimeout: 2 });
+        window.client = client;
+        window.channel = channel;
         client.subscribe(channel, {
           onSubscribed: () => (window.subscribed = true),
           onMessage: (data, envelope) =>
@@ -43,10 +45,14 @@ for (const transport of ["websocket", "sse", "polling"]) {
     await waitFor(() => page.evaluate(() => window.subscribed), 10_000, `${transport} subscribed`);
     await publish(channel, new Uint8Array(BYTES), "application/octet-stream");
     await publish(channel, JSON.stringify({ after: true }), "application/json");
-    await waitFor(async () => (await page.evaluate(() => window.seen.length)) === 2, 10_000, `both over ${transport}`);
+    // The page publishes bytes itself (over the WebSocket, or POST /publish).
+    const published = await page.evaluate((bytes) => window.client.publish(window.channel, new Uint8Array(bytes)), [9, 0, 255]);
+    assert.equal(published.offset, 3);
+    await waitFor(async () => (await page.evaluate(() => window.seen.length)) === 3, 10_000, `all three over ${transport}`);
     assert.deepEqual(await page.evaluate(() => window.seen), [
       { bytes: BYTES, encoding: "base64", offset: 1 },
       { json: { after: true }, offset: 2 },
+      { bytes: [9, 0, 255], encoding: "base64", offset: 3 },
     ]);
     assert.deepEqual(errors, []);
     await page.close();

@@ -26,6 +26,18 @@ function decodeBase64Data(envelope) {
   for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
   return { ...envelope, data: bytes };
 }
+function publishFields(channel, data, event) {
+  const fields = { channel, data };
+  if (event !== void 0) fields.event = event;
+  const bytes = data instanceof Uint8Array ? data : data instanceof ArrayBuffer ? new Uint8Array(data) : void 0;
+  if (bytes) {
+    let text = "";
+    for (let i = 0; i < bytes.length; i += 32768) text += String.fromCharCode(...bytes.subarray(i, i + 32768));
+    fields.data = btoa(text);
+    fields.encoding = "base64";
+  }
+  return fields;
+}
 
 // src/options.ts
 async function tokenOf(options) {
@@ -175,7 +187,7 @@ async function httpPublish(fetchFn, baseUrl, token, channel, data, event) {
     response = await fetchFn(`${baseUrl}/publish`, {
       method: "POST",
       headers: headers(token),
-      body: JSON.stringify(event === void 0 ? { channel, data } : { channel, data, event })
+      body: JSON.stringify(publishFields(channel, data, event))
     });
   } catch (e) {
     throw new HeraldError("network", `publish failed: ${String(e)}`);
@@ -688,7 +700,7 @@ var WebSocketTransport = class {
         reject(new HeraldError("closed", "the connection is closed"));
         return;
       }
-      const command = event === void 0 ? { op: "publish", channel, data } : { op: "publish", channel, data, event };
+      const command = { op: "publish", ...publishFields(channel, data, event) };
       this.send(command, { channel, kind: "publish", resolve, reject });
     });
   }

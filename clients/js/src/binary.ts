@@ -30,3 +30,20 @@ export function decodeBase64Data(envelope: Envelope): Envelope {
   for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
   return { ...envelope, data: bytes };
 }
+
+/**
+ * The fields of a publish of `data`: bytes (a `Uint8Array` or an `ArrayBuffer`) go as base64
+ * with `encoding: "base64"` (a binary message), anything else as JSON.
+ */
+export function publishFields(channel: string, data: unknown, event: string | undefined): Record<string, unknown> {
+  const fields: Record<string, unknown> = { channel, data };
+  if (event !== undefined) fields.event = event;
+  const bytes = data instanceof Uint8Array ? data : data instanceof ArrayBuffer ? new Uint8Array(data) : undefined;
+  if (bytes) {
+    let text = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    fields.data = btoa(text);
+    fields.encoding = "base64";
+  }
+  return fields;
+}

@@ -1,5 +1,6 @@
 /** Requests over plain HTTP: publish (`POST /publish`), history, and reading JSON errors. */
 
+import { publishFields } from "./binary.js";
 import { HeraldError, type Envelope, type Published } from "./types.js";
 
 /** History of a channel: its current position and the messages asked for (oldest first). */
@@ -46,7 +47,7 @@ export async function httpPublish(
     response = await fetchFn(`${baseUrl}/publish`, {
       method: "POST",
       headers: headers(token),
-      body: JSON.stringify(event === undefined ? { channel, data } : { channel, data, event }),
+      body: JSON.stringify(publishFields(channel, data, event)),
     });
   } catch (e) {
     throw new HeraldError("network", `publish failed: ${String(e)}`);

@@ -1,7 +1,7 @@
 // Binary messages: a WebSocket binary frame and a base64 envelope both reach onMessage as bytes.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { decodeBase64Data, fromBinaryFrame } from "../dist/binary.js";
+import { decodeBase64Data, fromBinaryFrame, publishFields } from "../dist/binary.js";
 
 function frame(header, bytes) {
   const json = new TextEncoder().encode(JSON.stringify(header));
@@ -30,4 +30,12 @@ test("a base64 envelope's data becomes bytes; a JSON one is untouched", () => {
   assert.deepEqual([...binary.data], [0, 255, 7]);
   const json = { type: "message", channel: "c", offset: 1, epoch: "e", data: "AP8H", time: 1 };
   assert.equal(decodeBase64Data(json), json);
+});
+
+test("bytes are published as base64 with the encoding; other data as it is", () => {
+  assert.deepEqual(publishFields("c", new Uint8Array([0, 255, 7]), "e"), { channel: "c", data: "AP8H", event: "e", encoding: "base64" });
+  assert.deepEqual(publishFields("c", new Uint8Array([1, 2]).buffer, undefined), { channel: "c", data: "AQI=", encoding: "base64" });
+  assert.deepEqual(publishFields("c", { a: 1 }, undefined), { channel: "c", data: { a: 1 } });
+  const big = new Uint8Array(100_000).map((_, i) => i % 256);
+  assert.equal(atob(publishFields("c", big, undefined).data).length, 100_000);
 });

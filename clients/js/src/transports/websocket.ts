@@ -4,7 +4,7 @@
  * other frame keep the link alive; silence longer than the heartbeat timeout closes it.
  */
 
-import { fromBinaryFrame } from "../binary.js";
+import { fromBinaryFrame, publishFields } from "../binary.js";
 import type { Position } from "../positions.js";
 import { refreshDelay, tokenExpiry } from "../token.js";
 import {
@@ -125,7 +125,7 @@ export class WebSocketTransport implements Transport {
         reject(new HeraldError("closed", "the connection is closed"));
         return;
       }
-      const command = event === undefined ? { op: "publish", channel, data } : { op: "publish", channel, data, event };
+      const command = { op: "publish", ...publishFields(channel, data, event) };
       this.send(command, { channel, kind: "publish", resolve, reject });
     });
   }

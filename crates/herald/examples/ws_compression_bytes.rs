@@ -3,7 +3,9 @@
 //! `--subscribers` raw WebSocket clients (offering permessage-deflate with `--deflate`),
 //! publishes `--messages` postings, reads every frame, and divides the server's
 //! `herald_bytes_out_total{transport="ws"}` and `herald_process_cpu_seconds` growth by the
-//! deliveries. `bench/compression.sh` runs it both ways against a release server.
+//! deliveries. With `--idle N` it instead opens N subscribed connections that stay quiet and
+//! divides the server's resident memory growth by them. `bench/compression.sh` runs it both
+//! ways against a release server.
 //!
 //! ```text
 //! ws_compression_bytes --herald http://127.0.0.1:8080 --api-key KEY --deflate
@@ -42,8 +44,36 @@ async fn counters(http: &reqwest::Client, herald: &str) -> (f64, f64) {
     (value("herald_bytes_out_total{transport=\"ws\"}"), value("herald_process_cpu_seconds "))
 }
 
-/// A subscriber: upgrades, subscribes to `postings`, then counts message frames until `want`.
-async fn subscriber(address: String, deflate: bool, want: u64, ready: tokio::sync::mpsc::Sender<()>) -> bool {
+/// The server's resident memory, from `/metrics`.
+async fn resident(http: &reqwest::Client, herald: &str) -> f64 {
+    let text = http.get(format!("{herald}/metrics")).send().await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.starts_with("herald_process_resident_memory_bytes ")).unwrap();
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Opens `count` subscribed connections and leaves them idle; prints the server's memory per
+/// connection.
+async fn idle(herald: &str, deflate: bool, count: u64) {
+    let http = reqwest::Client::new();
+    let address = herald.trim_start_matches("http://").to_string();
+    let before = resident(&http, herald).await;
+    let mut sockets = Vec::new();
+    for _ in 0..count {
+        sockets.push(upgraded(&address, deflate).await);
+    }
+    // Every subscribe answered, the server settled.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = resident(&http, herald).await;
+    println!(
+        "{count} idle WebSocket connections{}: {:.0} bytes of server memory each",
+        if deflate { " with permessage-deflate" } else { "" },
+        (after - before) / count as f64
+    );
+}
+
+/// Connects, upgrades (offering permessage-deflate when `deflate`) and subscribes to
+/// `postings`.
+async fn upgraded(address: &str, deflate: bool) -> TcpStream {
     let mut socket = TcpStream::connect(address).await.unwrap();
     let offer = if deflate { "Sec-WebSocket-Extensions: permessage-deflate\r\n" } else { "" };
     let request = format!(
@@ -56,6 +86,12 @@ async fn subscriber(address: String, deflate: bool, want: u64, ready: tokio::syn
     let mut frame = vec![0x81, 0x80 | command.len() as u8, 0, 0, 0, 0];
     frame.extend_from_slice(command);
     socket.write_all(&frame).await.unwrap();
+    socket
+}
+
+/// A subscriber: upgrades, subscribes to `postings`, then counts message frames until `want`.
+async fn subscriber(address: String, deflate: bool, want: u64, ready: tokio::sync::mpsc::Sender<()>) -> bool {
+    let mut socket = upgraded(&address, deflate).await;
     let (mut bytes, mut buf, mut head_done, mut seen, mut agreed) = (Vec::new(), vec![0; 1 << 16], false, 0, false);
     let mut told = false;
     while seen < want {
@@ -99,6 +135,7 @@ async fn subscriber(address: String, deflate: bool, want: u64, ready: tokio::syn
 async fn main() {
     let (mut herald, mut key, mut deflate, mut subscribers, mut messages) =
         ("http://127.0.0.1:8080".to_string(), String::new(), false, 100u64, 200u64);
+    let mut idle_connections = 0;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         match flag.as_str() {
@@ -107,8 +144,12 @@ async fn main() {
             "--deflate" => deflate = true,
             "--subscribers" => subscribers = args.next().unwrap().parse().unwrap(),
             "--messages" => messages = args.next().unwrap().parse().unwrap(),
+            "--idle" => idle_connections = args.next().unwrap().parse().unwrap(),
             other => panic!("unknown flag {other}"),
         }
+    }
+    if idle_connections > 0 {
+        return idle(&herald, deflate, idle_connections).await;
     }
     let http = reqwest::Client::new();
     let (ready_tx, mut ready) = tokio::sync::mpsc::channel(subscribers as usize);

@@ -1,6 +1,7 @@
-// permessage-deflate with a real browser: headless Chromium negotiates it by itself, sends its
-// commands compressed (the server inflates them) and gets large messages compressed; the
-// TypeScript client's onMessage sees the data unchanged.
+// permessage-deflate and the compact envelope with a real browser: headless Chromium
+// negotiates deflate by itself, sends its commands compressed (the server inflates them) and
+// gets large messages compressed; a socket asking for `herald.compact` gets messages as short
+// arrays; the TypeScript client (which asks for it) hands onMessage the data unchanged.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { API_KEY, heraldAndChromium, openBrowserPage, waitFor } from "./herald.js";
@@ -39,6 +40,14 @@ test("Chromium negotiates permessage-deflate; its compressed commands work and l
       if (frame.id === 1) window.raw.replies.push(frame);
       if (frame.type === "message") window.raw.messages.push(frame.data);
     };
+    // A bare socket asking for the compact envelope.
+    window.compact = { protocol: null, frames: [] };
+    const compact = new WebSocket(location.origin.replace(/^http/, "ws") + "/ws", ["herald.compact"]);
+    compact.onopen = () => {
+      window.compact.protocol = compact.protocol;
+      compact.send(JSON.stringify({ op: "subscribe", channel: "postings", id: 1 }));
+    };
+    compact.onmessage = (e) => window.compact.frames.push(JSON.parse(e.data));
     window.subscribed = false;
     const client = new Herald(location.origin, { transports: ["websocket"], shareConnection: false });
     client.subscribe("postings", { onSubscribed: () => (window.subscribed = true), onMessage: (d) => window.seen.push(d) });
@@ -54,6 +63,10 @@ test("Chromium negotiates permessage-deflate; its compressed commands work and l
   assert.deepEqual(await page.evaluate(() => window.seen), [posting, { small: true }]);
   await waitFor(async () => (await page.evaluate(() => window.raw.messages.length)) === 2, 10_000, "the bare socket too");
   assert.deepEqual(await page.evaluate(() => window.raw.messages), [posting, { small: true }]);
+  const compact = await page.evaluate(() => window.compact);
+  assert.equal(compact.protocol, "herald.compact");
+  const arrays = compact.frames.filter(Array.isArray);
+  assert.deepEqual(arrays.map((m) => [m[0], m[1], m[4]]), [[1, "postings", posting], [2, "postings", { small: true }]]);
   assert.deepEqual(errors, []);
   await page.close();
 });

@@ -6,6 +6,16 @@ function backoffDelay(attempt, options = DEFAULT_BACKOFF, random = Math.random) 
 }
 
 // src/binary.ts
+var COMPACT = "herald.compact";
+function fromCompact(frame) {
+  const [offset, channel, epoch, time, data, event] = frame;
+  if (typeof offset !== "number" || typeof channel !== "string" || typeof epoch !== "string" || typeof time !== "number") {
+    return void 0;
+  }
+  const envelope = { type: "message", channel, offset, epoch, data, time };
+  if (typeof event === "string") envelope.event = event;
+  return envelope;
+}
 function fromBinaryFrame(frame) {
   if (frame.byteLength < 2) return void 0;
   const length = new DataView(frame).getUint16(0);
@@ -645,7 +655,7 @@ var WebSocketTransport = class {
     if (this.ctx.token) url.searchParams.set("token", this.ctx.token);
     let socket;
     try {
-      socket = new WebSocketImpl(url.toString());
+      socket = new WebSocketImpl(url.toString(), [COMPACT]);
     } catch (e) {
       queueMicrotask(() => this.end(0, `cannot open a WebSocket: ${String(e)}`, true));
       return;
@@ -757,6 +767,11 @@ var WebSocketTransport = class {
     try {
       frame = JSON.parse(text);
     } catch {
+      return;
+    }
+    if (Array.isArray(frame)) {
+      const envelope = fromCompact(frame);
+      if (envelope) this.events.message(envelope);
       return;
     }
     if (typeof frame.id === "number") {

@@ -1,4 +1,6 @@
 /**
+ * How messages come off the wire besides the JSON envelope. The compact envelope (the
+ * WebSocket subprotocol `herald.compact`): `[offset,"channel","epoch",time,data,"event"?]`.
  * Binary messages (docs/protocol.md): over a WebSocket a binary frame —
  * `[u16 big-endian header length][header JSON][bytes]` — and over SSE and long polls an
  * envelope with `"encoding":"base64"`. Either way the client hands `onMessage` a `Uint8Array`
@@ -6,6 +8,20 @@
  */
 
 import type { Envelope } from "./types.js";
+
+/** The WebSocket subprotocol of the compact envelope. */
+export const COMPACT = "herald.compact";
+
+/** The envelope of a compact message, or `undefined` when `frame` is not one. */
+export function fromCompact(frame: unknown[]): Envelope | undefined {
+  const [offset, channel, epoch, time, data, event] = frame;
+  if (typeof offset !== "number" || typeof channel !== "string" || typeof epoch !== "string" || typeof time !== "number") {
+    return undefined;
+  }
+  const envelope: Envelope = { type: "message", channel, offset, epoch, data, time };
+  if (typeof event === "string") envelope.event = event;
+  return envelope;
+}
 
 /** The envelope of a binary WebSocket frame, or `undefined` when the frame is not one. */
 export function fromBinaryFrame(frame: ArrayBuffer): Envelope | undefined {

@@ -1,7 +1,7 @@
 // Binary messages: a WebSocket binary frame and a base64 envelope both reach onMessage as bytes.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { decodeBase64Data, fromBinaryFrame, publishFields } from "../dist/binary.js";
+import { decodeBase64Data, fromBinaryFrame, fromCompact, publishFields } from "../dist/binary.js";
 
 function frame(header, bytes) {
   const json = new TextEncoder().encode(JSON.stringify(header));
@@ -38,4 +38,12 @@ test("bytes are published as base64 with the encoding; other data as it is", () 
   assert.deepEqual(publishFields("c", { a: 1 }, undefined), { channel: "c", data: { a: 1 } });
   const big = new Uint8Array(100_000).map((_, i) => i % 256);
   assert.equal(atob(publishFields("c", big, undefined).data).length, 100_000);
+});
+
+test("a compact message becomes the envelope it stands for", () => {
+  assert.deepEqual(fromCompact([4, "jobs", "e1", 99, { n: 1 }, "tick"]), {
+    type: "message", channel: "jobs", offset: 4, epoch: "e1", data: { n: 1 }, time: 99, event: "tick",
+  });
+  assert.deepEqual(fromCompact([4, "jobs", "e1", 99, null]), { type: "message", channel: "jobs", offset: 4, epoch: "e1", data: null, time: 99 });
+  assert.equal(fromCompact(["x"]), undefined);
 });

@@ -31,9 +31,30 @@ pub struct Publication {
     envelope_at: u32,
     /// `event: …\ndata: <envelope>\n\n`, built on first SSE delivery.
     sse_body: OnceLock<Bytes>,
-    /// The permessage-deflate frame (`None`: compressing does not make it smaller), built on
-    /// first delivery to a WebSocket that negotiated it and shared by all of them.
-    ws_deflated: OnceLock<Option<Bytes>>,
+    /// The other WebSocket forms of the message (compressed, compact), made on first delivery
+    /// to a connection that wants one and shared by all such connections. Boxed: most
+    /// messages never need one, and history holds many messages.
+    ws_forms: OnceLock<Box<WsForms>>,
+}
+
+/// The WebSocket forms of a message besides its plain frame.
+#[derive(Default)]
+struct WsForms {
+    /// The permessage-deflate frame (`None`: compressing does not make it smaller).
+    deflated: OnceLock<Option<Bytes>>,
+    /// The compact frame (docs/protocol.md §6; `None`: a binary message, which has none).
+    compact: OnceLock<Option<Bytes>>,
+    /// The compact frame, compressed.
+    compact_deflated: OnceLock<Option<Bytes>>,
+}
+
+/// Which WebSocket form of a message a connection takes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WsForm {
+    /// permessage-deflate agreed: compress frames whose payload has at least this many bytes.
+    pub deflate_from: Option<usize>,
+    /// The compact envelope agreed (subprotocol `herald.compact`).
+    pub compact: bool,
 }
 
 /// A shared publication.
@@ -87,7 +108,7 @@ impl Publication {
             envelope_at: position_of(envelope_at),
             encoded: Bytes::from(encoded),
             sse_body: OnceLock::new(),
-            ws_deflated: OnceLock::new(),
+            ws_forms: OnceLock::new(),
         })
     }
 
@@ -96,16 +117,51 @@ impl Publication {
         self.encoded.slice(..self.frame_end as usize)
     }
 
-    /// The WebSocket frame for a connection that negotiated permessage-deflate: compressed
-    /// once, on first use, when its payload has at least `min_bytes` (and compressing helps);
-    /// else the plain frame.
-    pub fn ws_frame_deflated(&self, min_bytes: usize) -> Bytes {
-        let frame = &self.encoded[..self.frame_end as usize];
-        if frame.len() < min_bytes {
+    /// The message's WebSocket frame in `form`: compact when agreed (a binary message has no
+    /// compact form), then compressed when agreed and its payload has at least `deflate_from`
+    /// bytes (and compressing helps). Each form is made once and shared.
+    pub fn ws_frame_in(&self, form: WsForm) -> Bytes {
+        if !form.compact && form.deflate_from.is_none() {
             return self.ws_frame();
         }
-        let deflated = self.ws_deflated.get_or_init(|| crate::ws_frames::compressed(frame, min_bytes).map(Bytes::from));
-        deflated.clone().unwrap_or_else(|| self.ws_frame())
+        let forms = self.ws_forms.get_or_init(Box::default);
+        let compact = form.compact.then(|| forms.compact.get_or_init(|| self.compact_frame()).clone()).flatten();
+        let (frame, deflated) = match &compact {
+            Some(compact) => (compact.clone(), &forms.compact_deflated),
+            None => (self.ws_frame(), &forms.deflated),
+        };
+        match form.deflate_from {
+            Some(min_bytes) if frame.len() >= min_bytes => {
+                let deflated =
+                    deflated.get_or_init(|| crate::ws_frames::compressed(&frame, min_bytes).map(Bytes::from));
+                deflated.clone().unwrap_or(frame)
+            }
+            _ => frame,
+        }
+    }
+
+    /// The compact frame: `[offset,"channel","epoch",time,data]`, with `,"event"` before the
+    /// `]` when there is one (`None` for a binary message).
+    fn compact_frame(&self) -> Option<Bytes> {
+        #[derive(serde::Deserialize)]
+        struct Parsed<'a> {
+            #[serde(borrow)]
+            data: &'a RawValue,
+            #[serde(default)]
+            encoding: Option<&'a str>,
+        }
+        let parsed: Parsed<'_> = serde_json::from_slice(self.envelope()).ok()?;
+        if parsed.encoding.is_some() {
+            return None;
+        }
+        let (offset, epoch, time) = (self.offset, &*self.epoch, self.time_ms);
+        let compact = match self.event.as_deref() {
+            Some(event) => protocol::encode(&(offset, self.channel.as_str(), epoch, time, parsed.data, event)),
+            None => protocol::encode(&(offset, self.channel.as_str(), epoch, time, parsed.data)),
+        };
+        let mut frame = ws_text_header(compact.len());
+        frame.extend_from_slice(&compact);
+        Some(Bytes::from(frame))
     }
 
     /// The envelope JSON bytes.

@@ -21,18 +21,11 @@ use tokio::{
     net::TcpStream,
 };
 
+/// Posting `n`: the test data's job posting (about 1 KB of JSON) with its own id.
 fn posting(n: u64) -> Value {
-    json!({
-        "id": n, "title": "Senior Rust engineer, real-time infrastructure", "company": "Example Systems",
-        "location": "Lisbon, Portugal (hybrid)", "salary": {"min": 85000, "max": 110000, "currency": "EUR"},
-        "description": "We are looking for an engineer to build and operate the real-time push layer that \
-            delivers job alerts, chat and dashboards to millions of browsers. You will own the WebSocket, \
-            SSE and long-polling transports, their recovery after reconnects, and the Redis fan-out between \
-            nodes. You will measure everything: latency percentiles, memory per connection, CPU per delivery.",
-        "requirements": ["Rust", "tokio", "networking", "Redis", "observability", "Linux performance work"],
-        "benefits": ["remote days", "learning budget", "conference travel", "stock options"],
-        "posted": "2026-12-07T09:00:00Z"
-    })
+    let mut posting: Value = serde_json::from_str(include_str!("../tests/testdata/job_posting.json")).unwrap();
+    posting["id"] = json!(n);
+    posting
 }
 
 /// `(bytes out over WebSockets, CPU seconds)` from `/metrics`.

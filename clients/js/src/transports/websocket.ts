@@ -4,7 +4,7 @@
  * other frame keep the link alive; silence longer than the heartbeat timeout closes it.
  */
 
-import { fromBinaryFrame, publishFields } from "../binary.js";
+import { COMPACT, fromBinaryFrame, fromCompact, publishFields } from "../binary.js";
 import type { Position } from "../positions.js";
 import { refreshDelay, tokenExpiry } from "../token.js";
 import {
@@ -64,7 +64,8 @@ export class WebSocketTransport implements Transport {
     if (this.ctx.token) url.searchParams.set("token", this.ctx.token);
     let socket: WebSocket;
     try {
-      socket = new WebSocketImpl(url.toString());
+      // The compact envelope (docs/protocol.md §6): messages as short arrays, fewer bytes each.
+      socket = new WebSocketImpl(url.toString(), [COMPACT]);
     } catch (e) {
       queueMicrotask(() => this.end(0, `cannot open a WebSocket: ${String(e)}`, true));
       return;
@@ -189,6 +190,11 @@ export class WebSocketTransport implements Transport {
     try {
       frame = JSON.parse(text) as Record<string, unknown>;
     } catch {
+      return;
+    }
+    if (Array.isArray(frame)) {
+      const envelope = fromCompact(frame);
+      if (envelope) this.events.message(envelope);
       return;
     }
     if (typeof frame.id === "number") {

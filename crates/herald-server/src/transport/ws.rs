@@ -51,6 +51,7 @@ use crate::{
     },
     now_ms,
     outbox::{Outbox, Settled},
+    publication::WsForm,
     publish::{Accepted, durable_reply, publish_one},
     reply::{ApiError, history_body},
     state::AppState,
@@ -71,10 +72,10 @@ type WebSocket = WebSocketStream<SocketIo>;
 /// `GET /ws`: checks the upgrade request (its origin and token among it), answers `101` and
 /// starts the connection's task (or answers a JSON error and closes).
 pub async fn accept(mut stream: TcpStream, ip: IpAddr, head: Head, leftover: BytesMut, state: AppState) {
-    if let Some((identity, deflate)) = Box::pin(handshake(&mut stream, ip, head, &state)).await {
+    if let Some((identity, agreed)) = Box::pin(handshake(&mut stream, ip, head, &state)).await {
         // A task of its own, holding only the connection's state: the request head and the
         // handshake's would stay in this future's state for the connection's life (0.6 KiB).
-        tokio::spawn(run(state, stream, ip, leftover, identity, deflate));
+        tokio::spawn(run(state, stream, ip, leftover, identity, agreed));
     }
 }
 
@@ -96,14 +97,26 @@ fn cursor_param(head: &Head) -> herald_core::Cursor {
         .unwrap_or_else(|| herald_core::Cursor::with_capacity(0))
 }
 
-/// Answers the upgrade request: `Some((who, deflate))` once the `101` is written (`None` for
-/// who: anonymous; `deflate`: permessage-deflate was agreed).
+/// What the handshake agreed besides the upgrade.
+#[derive(Clone, Copy, Debug, Default)]
+struct Agreed {
+    /// permessage-deflate.
+    deflate: bool,
+    /// The compact envelope: the subprotocol `herald.compact` (docs/protocol.md §6).
+    compact: bool,
+}
+
+/// The subprotocol of the compact envelope.
+const COMPACT: &str = "herald.compact";
+
+/// Answers the upgrade request: `Some((who, agreed))` once the `101` is written (`None` for
+/// who: anonymous).
 async fn handshake(
     stream: &mut TcpStream,
     ip: IpAddr,
     head: Head,
     state: &AppState,
-) -> Option<(Option<Box<Connecting>>, bool)> {
+) -> Option<(Option<Box<Connecting>>, Agreed)> {
     let started = std::time::Instant::now();
     let checked = handshake_key(&head)
         .map_err(|message| ApiError::new(ErrorCode::BadRequest, format!("/ws needs a WebSocket upgrade: {message}")))
@@ -156,13 +169,22 @@ async fn handshake(
         && head
             .all(&header::SEC_WEBSOCKET_EXTENSIONS)
             .any(|offer| std::str::from_utf8(offer).is_ok_and(ws_frames::accepts_offer));
-    let extensions =
-        if deflate { format!("sec-websocket-extensions: {}\r\n", ws_frames::AGREED) } else { String::new() };
+    let compact = head
+        .all(&header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|value| std::str::from_utf8(value).ok())
+        .any(|value| value.split(',').any(|p| p.trim() == COMPACT));
+    let mut agreed = String::new();
+    if deflate {
+        agreed.push_str(&format!("sec-websocket-extensions: {}\r\n", ws_frames::AGREED));
+    }
+    if compact {
+        agreed.push_str(&format!("sec-websocket-protocol: {COMPACT}\r\n"));
+    }
     let answer = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\n{extensions}\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\n{agreed}\r\n",
         derive_accept_key(key.as_bytes())
     );
-    stream.write_all(answer.as_bytes()).await.ok().map(|()| (identity, deflate))
+    stream.write_all(answer.as_bytes()).await.ok().map(|()| (identity, Agreed { deflate, compact }))
 }
 
 /// The `Sec-WebSocket-Key` of a valid upgrade request, or what is wrong with it.
@@ -211,13 +233,14 @@ async fn run(
     ip: IpAddr,
     leftover: BytesMut,
     connecting: Option<Box<Connecting>>,
-    deflate: bool,
+    agreed: Agreed,
 ) {
+    let Agreed { deflate, compact } = agreed;
     let registration = state.registry.register(Transport::Ws);
     let outbox = registration.outbox().clone();
     let socket = Arc::new(stream);
-    let deflate_from = deflate.then_some(state.config.ws_compression_min_bytes);
-    outbox.attach(socket.clone(), Box::new(WsEncoder { deflate_from }), Segments::default());
+    let form = WsForm { deflate_from: deflate.then_some(state.config.ws_compression_min_bytes), compact };
+    outbox.attach(socket.clone(), Box::new(WsEncoder { form }), Segments::default());
     // Frames a bit over the message limit still parse, so an oversize publish gets a clear reply.
     let frame_limit = state.config.max_message_bytes.saturating_mul(2) + 4096;
     let config = WebSocketConfig::default()
@@ -511,20 +534,17 @@ impl AsyncWrite for SocketIo {
     }
 }
 
-/// Frames as WebSocket frames: messages as the frame encoded at publish time (compressed once,
-/// with permessage-deflate, from `deflate_from` bytes on), replies and resets as text frames,
-/// heartbeats as a ping frame plus a `{"type":"ping"}` push.
+/// Frames as WebSocket frames: messages in the connection's form (the frame encoded at publish
+/// time, or its compact or compressed form, each made once per message), replies and resets
+/// as text frames, heartbeats as a ping frame plus a `{"type":"ping"}` push.
 struct WsEncoder {
-    deflate_from: Option<usize>,
+    form: WsForm,
 }
 
 impl Encoder for WsEncoder {
     fn encode(&mut self, frame: Frame, out: &mut Segments) {
         match frame {
-            Frame::Message(m) => out.push(match self.deflate_from {
-                Some(min_bytes) => m.ws_frame_deflated(min_bytes),
-                None => m.ws_frame(),
-            }),
+            Frame::Message(m) => out.push(m.ws_frame_in(self.form)),
             Frame::Reset { channel, position, reason } => {
                 text_frame(Bytes::from(encode_reset(&channel, &position, reason)), out);
             }
@@ -807,7 +827,8 @@ mod tests {
     async fn a_websocket_task_stays_small() {
         let (server, stream, peer, _client) = crate::server::Server::with_connection_for_tests().await;
         // With permessage-deflate: its inflater is boxed and holds nothing while idle.
-        let connection = run(server.state().clone(), stream, peer.ip(), bytes::BytesMut::new(), None, true);
+        let agreed = super::Agreed { deflate: true, compact: true };
+        let connection = run(server.state().clone(), stream, peer.ip(), bytes::BytesMut::new(), None, agreed);
         let size = std::mem::size_of_val(&connection);
         assert!(size <= 1_200, "a WebSocket's task is {size} bytes: keep large state out of it (box it)");
     }

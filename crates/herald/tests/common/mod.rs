@@ -397,8 +397,13 @@ pub async fn raw_ws(base: &str) -> tokio::net::TcpStream {
 
 /// A masked client text frame carrying `payload`.
 pub fn masked_text(payload: &[u8]) -> Vec<u8> {
+    masked_frame(0x81, payload)
+}
+
+/// A masked client frame whose first byte (FIN, RSV, opcode) is `first`.
+pub fn masked_frame(first: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = vec![0x81];
+    let mut frame = vec![first];
     match payload.len() {
         n @ 0..=125 => frame.push(0x80 | n as u8),
         n => {

@@ -1,7 +1,8 @@
-//! permessage-deflate (RFC 7692) on WebSockets, read off the wire by a raw client: the server
-//! agrees to it (without context takeover either way), sends large messages compressed — the
-//! same bytes to every such subscriber — and small ones plain, inflates what the client
-//! compresses, and refuses a message that inflates past the limit.
+//! What a WebSocket carries on the wire, read by a raw client. permessage-deflate (RFC 7692):
+//! the server agrees to it (without context takeover either way), sends large messages
+//! compressed — the same bytes to every such subscriber — and small ones plain, inflates what
+//! the client compresses, and refuses a message that inflates past the limit. The compact
+//! envelope (subprotocol `herald.compact`): messages as short arrays, alone or compressed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // black-box tests fail loudly
 
@@ -17,25 +18,20 @@ use tokio::{io::AsyncWriteExt as _, net::TcpStream};
 const AGREED: &str =
     "sec-websocket-extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover";
 
-/// A realistic message: a job posting of about 1 KB.
+/// A realistic message: a job posting of about 1 KB (shared with `bench/compression.sh`).
 fn job_posting() -> Value {
-    json!({
-        "id": 48213, "title": "Senior Rust engineer, real-time infrastructure", "company": "Example Systems",
-        "location": "Lisbon, Portugal (hybrid)", "salary": {"min": 85000, "max": 110000, "currency": "EUR"},
-        "description": "We are looking for an engineer to build and operate the real-time push layer that \
-            delivers job alerts, chat and dashboards to millions of browsers. You will own the WebSocket, \
-            SSE and long-polling transports, their recovery after reconnects, and the Redis fan-out between \
-            nodes. You will measure everything: latency percentiles, memory per connection, CPU per delivery.",
-        "requirements": ["Rust", "tokio", "networking", "Redis", "observability", "Linux performance work"],
-        "benefits": ["remote days", "learning budget", "conference travel", "stock options"],
-        "posted": "2026-12-07T09:00:00Z"
-    })
+    serde_json::from_str(include_str!("testdata/job_posting.json")).unwrap()
 }
 
 /// Connects and upgrades, offering `extensions` if any; the 101 answer's head.
 async fn upgrade(server: &TestServer, extensions: Option<&str>) -> (TcpStream, String, Vec<u8>) {
-    let mut socket = TcpStream::connect(server.base.trim_start_matches("http://")).await.unwrap();
     let offer = extensions.map(|e| format!("Sec-WebSocket-Extensions: {e}\r\n")).unwrap_or_default();
+    upgrade_with(server, &offer).await
+}
+
+/// Connects and upgrades with the extra header lines `offer`; the 101 answer's head.
+async fn upgrade_with(server: &TestServer, offer: &str) -> (TcpStream, String, Vec<u8>) {
+    let mut socket = TcpStream::connect(server.base.trim_start_matches("http://")).await.unwrap();
     let request = format!(
         "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{offer}\r\n"
@@ -47,22 +43,6 @@ async fn upgrade(server: &TestServer, extensions: Option<&str>) -> (TcpStream, S
     let head = String::from_utf8_lossy(&bytes[..end]).to_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
     (socket, head, bytes[end..].to_vec())
-}
-
-/// A masked client frame whose first byte is `first`.
-fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = vec![first];
-    match payload.len() {
-        n @ 0..=125 => frame.push(0x80 | n as u8),
-        n => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&u16::try_from(n).unwrap().to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame
 }
 
 /// `data` deflated as RFC 7692 sends it: raw DEFLATE, sync-flushed, the 4-byte tail dropped.
@@ -105,12 +85,14 @@ async fn next_frame(socket: &mut TcpStream, bytes: &mut Vec<u8>) -> (u8, Vec<u8>
     }
 }
 
-/// The next frame that is a message (skipping replies and pings), as it came.
+/// The next frame that is a message (skipping replies and pings), as it came: an envelope, or
+/// a compact array.
 async fn next_message(socket: &mut TcpStream, bytes: &mut Vec<u8>) -> (u8, Vec<u8>) {
     loop {
         let (first, payload) = next_frame(socket, bytes).await;
         let text = if first & 0x40 != 0 { inflate(&payload) } else { payload.clone() };
-        if first & 0x0f == 1 && serde_json::from_slice::<Value>(&text).is_ok_and(|v| v["type"] == "message") {
+        let message = |v: Value| v["type"] == "message" || v.is_array();
+        if first & 0x0f == 1 && serde_json::from_slice::<Value>(&text).is_ok_and(message) {
             return (first, payload);
         }
     }
@@ -128,7 +110,7 @@ async fn large_messages_arrive_compressed_small_ones_plain_and_a_compressed_comm
 
     // The subscribe command itself compressed, as browsers send it.
     let command = br#"{"op":"subscribe","channel":"jobs","id":1}"#;
-    socket.write_all(&client_frame(0xc1, &deflate(command))).await.unwrap();
+    socket.write_all(&common::masked_frame(0xc1, &deflate(command))).await.unwrap();
     let (first, reply) = next_frame(&mut socket, &mut bytes).await;
     assert_eq!(first, 0x81, "replies go plain");
     assert_eq!(serde_json::from_slice::<Value>(&reply).unwrap()["id"], 1);
@@ -192,7 +174,7 @@ async fn a_message_that_inflates_past_the_limit_ends_the_connection() {
     let server = TestServer::start(&["max_message_bytes=4096"]);
     let (mut socket, _, mut bytes) = upgrade(&server, Some("permessage-deflate")).await;
     let bomb = format!(r#"{{"op":"publish","channel":"jobs","data":"{}"}}"#, "0".repeat(1 << 20));
-    socket.write_all(&client_frame(0xc1, &deflate(bomb.as_bytes()))).await.unwrap();
+    socket.write_all(&common::masked_frame(0xc1, &deflate(bomb.as_bytes()))).await.unwrap();
     let ended = tokio::time::timeout(common::WAIT, async {
         let mut buf = [0; 1024];
         loop {
@@ -204,4 +186,52 @@ async fn a_message_that_inflates_past_the_limit_ends_the_connection() {
     })
     .await;
     assert!(ended.is_ok(), "the server closed the connection");
+}
+
+#[tokio::test]
+async fn the_compact_envelope_carries_each_message_as_a_short_array() {
+    let server = TestServer::start(&[]);
+    let (mut socket, head, mut bytes) = upgrade_with(&server, "Sec-WebSocket-Protocol: chat, herald.compact\r\n").await;
+    assert!(head.contains("sec-websocket-protocol: herald.compact\r\n"), "{head}");
+    socket.write_all(&common::masked_text(br#"{"op":"subscribe","channel":"jobs","id":1}"#)).await.unwrap();
+    let (_, reply) = next_frame(&mut socket, &mut bytes).await;
+    assert_eq!(serde_json::from_slice::<Value>(&reply).unwrap()["id"], 1, "replies stay objects");
+
+    let placed = server.publish("jobs", json!({"n": 1})).await;
+    let (first, payload) = next_message(&mut socket, &mut bytes).await;
+    assert_eq!(first, 0x81);
+    let compact: Value = serde_json::from_slice(&payload).unwrap();
+    let time = compact[3].as_u64().unwrap();
+    assert_eq!(compact, json!([1, "jobs", placed["epoch"], time, {"n": 1}]));
+    let envelope = server.api_get("/api/channels/jobs/history?limit=1").await["messages"][0].clone();
+    assert_eq!(envelope["time"], time, "the same message as history has it");
+    let full = serde_json::to_vec(&envelope).unwrap().len();
+    assert!(payload.len() + 40 < full, "{} bytes against {full}", payload.len());
+
+    server.publish_body(json!({"channel": "jobs", "event": "tick", "data": [1, 2]})).await;
+    let (_, payload) = next_message(&mut socket, &mut bytes).await;
+    let compact: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!((compact[0].clone(), compact[4].clone(), compact[5].clone()), (json!(2), json!([1, 2]), json!("tick")));
+}
+
+#[tokio::test]
+async fn the_compact_envelope_is_compressed_too_and_without_it_messages_stay_envelopes() {
+    let server = TestServer::start(&[]);
+    let offer = "Sec-WebSocket-Protocol: herald.compact\r\nSec-WebSocket-Extensions: permessage-deflate\r\n";
+    let (mut socket, head, mut bytes) = upgrade_with(&server, offer).await;
+    assert!(head.contains("herald.compact") && head.contains(AGREED), "{head}");
+    socket.write_all(&common::masked_text(br#"{"op":"subscribe","channel":"jobs","id":1}"#)).await.unwrap();
+    next_frame(&mut socket, &mut bytes).await;
+    let (mut plain, head, mut plain_bytes) = upgrade(&server, None).await;
+    assert!(!head.contains("sec-websocket-protocol"), "{head}");
+    plain.write_all(&common::masked_text(br#"{"op":"subscribe","channel":"jobs","id":1}"#)).await.unwrap();
+    next_frame(&mut plain, &mut plain_bytes).await;
+
+    server.publish("jobs", job_posting()).await;
+    let (first, payload) = next_message(&mut socket, &mut bytes).await;
+    assert_eq!(first, 0xc1, "compressed");
+    let compact: Value = serde_json::from_slice(&inflate(&payload)).unwrap();
+    assert_eq!((compact[0].clone(), compact[4].clone()), (json!(1), job_posting()));
+    let (_, payload) = next_message(&mut plain, &mut plain_bytes).await;
+    assert_eq!(serde_json::from_slice::<Value>(&payload).unwrap()["type"], "message");
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Bytes on the wire and server CPU per WebSocket delivery of a ~1 KB JSON job posting, with
-# and without permessage-deflate (100 subscribers, 200 messages; raw clients, so the figures
-# are the server's own: herald_bytes_out_total and its CPU), then the server's memory per idle
-# subscribed connection each way (8,000 connections, a fresh server each). Prints Markdown.
+# Bytes on the wire and server CPU per WebSocket delivery of a ~1 KB JSON job posting, plain,
+# with permessage-deflate, with the compact envelope and with both (100 subscribers, 200
+# messages; raw clients, so the figures are the server's own: herald_bytes_out_total and its
+# CPU), then the server's memory per idle subscribed connection with and without deflate (8,000
+# connections, a fresh server each). Prints Markdown.
 #   bench/compression.sh [subscribers] [messages] [idle connections]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,12 +26,16 @@ example() { target/release/examples/ws_compression_bytes --herald "http://127.0.
 serve
 plain=$(example --subscribers "$subscribers" --messages "$messages")
 deflate=$(example --subscribers "$subscribers" --messages "$messages" --deflate)
+compact=$(example --subscribers "$subscribers" --messages "$messages" --compact)
+both=$(example --subscribers "$subscribers" --messages "$messages" --compact --deflate)
 serve; idle_plain=$(example --idle "$idle")
 serve; idle_deflate=$(example --idle "$idle" --deflate)
-printf '%s\n' "$plain" "$deflate" "$idle_plain" "$idle_deflate" >&2
+printf '%s\n' "$plain" "$deflate" "$compact" "$both" "$idle_plain" "$idle_deflate" >&2
 figure() { echo "$1" | sed -n "s/.*: \([0-9]*\) bytes out per delivery, \([0-9.]*\) µs.*/\\$2/p"; }
 each() { echo "$1" | sed -n 's/.*: \([0-9]*\) bytes of server memory each/\1/p'; }
 echo "| WebSocket ($subscribers subscribers, $messages messages of a ~1 KB posting) | bytes out per delivery | server CPU per delivery (µs) | server memory per idle connection ($idle connections) |"
 echo "|---|---:|---:|---:|"
 echo "| plain | $(figure "$plain" 1) | $(figure "$plain" 2) | $(each "$idle_plain") |"
 echo "| permessage-deflate (compressed once per message) | $(figure "$deflate" 1) | $(figure "$deflate" 2) | $(each "$idle_deflate") |"
+echo "| compact envelope (\`herald.compact\`) | $(figure "$compact" 1) | $(figure "$compact" 2) | |"
+echo "| compact envelope and permessage-deflate | $(figure "$both" 1) | $(figure "$both" 2) | |"

@@ -1,6 +1,7 @@
 //! Bytes on the wire and server CPU per WebSocket delivery, with and without
 //! permessage-deflate, for a realistic JSON payload (a job posting of about 1 KB): opens
-//! `--subscribers` raw WebSocket clients (offering permessage-deflate with `--deflate`),
+//! `--subscribers` raw WebSocket clients (offering permessage-deflate with `--deflate`, asking
+//! for the compact envelope with `--compact`),
 //! publishes `--messages` postings, reads every frame, and divides the server's
 //! `herald_bytes_out_total{transport="ws"}` and `herald_process_cpu_seconds` growth by the
 //! deliveries. With `--idle N` it instead opens N subscribed connections that stay quiet and
@@ -37,6 +38,9 @@ async fn counters(http: &reqwest::Client, herald: &str) -> (f64, f64) {
     (value("herald_bytes_out_total{transport=\"ws\"}"), value("herald_process_cpu_seconds "))
 }
 
+/// Whether the clients ask for the compact envelope (`--compact`).
+static COMPACT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
 /// The server's resident memory, from `/metrics`.
 async fn resident(http: &reqwest::Client, herald: &str) -> f64 {
     let text = http.get(format!("{herald}/metrics")).send().await.unwrap().text().await.unwrap();
@@ -68,7 +72,10 @@ async fn idle(herald: &str, deflate: bool, count: u64) {
 /// `postings`.
 async fn upgraded(address: &str, deflate: bool) -> TcpStream {
     let mut socket = TcpStream::connect(address).await.unwrap();
-    let offer = if deflate { "Sec-WebSocket-Extensions: permessage-deflate\r\n" } else { "" };
+    let mut offer = if deflate { "Sec-WebSocket-Extensions: permessage-deflate\r\n" } else { "" }.to_string();
+    if COMPACT.get().copied().unwrap_or(false) {
+        offer.push_str("Sec-WebSocket-Protocol: herald.compact\r\n");
+    }
     let request = format!(
         "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{offer}\r\n"
@@ -135,6 +142,7 @@ async fn main() {
             "--herald" => herald = args.next().unwrap(),
             "--api-key" => key = args.next().unwrap(),
             "--deflate" => deflate = true,
+            "--compact" => COMPACT.set(true).unwrap(),
             "--subscribers" => subscribers = args.next().unwrap().parse().unwrap(),
             "--messages" => messages = args.next().unwrap().parse().unwrap(),
             "--idle" => idle_connections = args.next().unwrap().parse().unwrap(),
@@ -167,9 +175,10 @@ async fn main() {
     let (bytes_after, cpu_after) = counters(&http, &herald).await;
     let deliveries = (subscribers * messages) as f64;
     println!(
-        "{} subscribers ({agreed} with permessage-deflate), {messages} messages of {} bytes of JSON: \
+        "{} subscribers ({agreed} with permessage-deflate{}), {messages} messages of {} bytes of JSON: \
          {:.0} bytes out per delivery, {:.2} µs server CPU per delivery (publishes included)",
         subscribers,
+        if COMPACT.get().is_some() { ", compact" } else { "" },
         serde_json::to_vec(&posting(0)).unwrap().len(),
         (bytes_after - bytes_before) / deliveries,
         (cpu_after - cpu_before) * 1e6 / deliveries

@@ -28,7 +28,7 @@ echo "[]." > "$scratch/rabbit/enabled_plugins"
 HOME="$scratch/rabbit" RABBITMQ_NODENAME="herald-bench-$amqp_port@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
   RABBITMQ_NODE_PORT="$amqp_port" RABBITMQ_DIST_PORT="$(port)" RABBITMQ_MNESIA_BASE="$scratch/rabbit/mnesia" \
   RABBITMQ_LOG_BASE="$scratch/rabbit/log" RABBITMQ_ENABLED_PLUGINS_FILE="$scratch/rabbit/enabled_plugins" \
-  RABBITMQ_CONFIG_FILE="$scratch/rabbit/rabbitmq" setsid /usr/lib/rabbitmq/bin/rabbitmq-server >"$scratch/rabbit/out" 2>&1 & pids+=($!)
+  RABBITMQ_CONFIG_FILE="$scratch/rabbit/rabbitmq" ERL_CRASH_DUMP="$scratch/rabbit/erl_crash.dump" setsid /usr/lib/rabbitmq/bin/rabbitmq-server >"$scratch/rabbit/out" 2>&1 & pids+=($!)
 setsid nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$scratch/nats" >"$scratch/nats/log" 2>&1 & pids+=($!)
 wait_port "$pg_port"; wait_port "$amqp_port"; wait_port "$nats_port"
 sleep 2

@@ -323,7 +323,10 @@ impl Source for RabbitMq {
                 .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
                 .env("RABBITMQ_LOG_BASE", dir.join("log"))
                 .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
-                .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq")),
+                .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq"))
+                // A node killed outright writes a crash dump: into its folder, not the crate's.
+                .env("ERL_CRASH_DUMP", dir.join("erl_crash.dump"))
+                .current_dir(dir),
             dir.join("out"),
         ));
         let connects =

@@ -333,10 +333,7 @@ impl Request {
                     None => false,
                     Some("base64") => true,
                     Some(_) => {
-                        return Err(ProtocolError::new(
-                            ErrorCode::BadRequest,
-                            "encoding must be \"base64\" (or absent: JSON)",
-                        ));
+                        return Err(ProtocolError::new(ErrorCode::BadRequest, UNKNOWN_ENCODING));
                     }
                 };
                 Command::Publish { channel, data, event: validate_event(raw.event)?, binary }
@@ -448,6 +445,9 @@ pub fn envelope<'a>(
         time: time_ms,
     }
 }
+
+/// What a publish whose `encoding` is neither absent nor `"base64"` is told.
+pub const UNKNOWN_ENCODING: &str = "encoding must be \"base64\" (or absent: JSON)";
 
 /// Encodes a reset: `{"type":"reset","channel":…,"epoch":…,"offset":N,"reason":…}`.
 pub fn encode_reset(channel: &ChannelName, at: &StreamPosition, reason: crate::ResetReason) -> Vec<u8> {

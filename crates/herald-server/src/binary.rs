@@ -38,6 +38,22 @@ pub fn unmark(stored: Option<&str>) -> (Option<&str>, bool) {
     }
 }
 
+/// The event a publish of `data` with `encoding` (a publish's field) travels with inside
+/// Herald: `event` for JSON data, marked for `"base64"`, whose data must then decode; what
+/// is wrong otherwise.
+pub fn event_for(
+    encoding: Option<&str>,
+    data: &RawValue,
+    event: Option<String>,
+) -> Result<Option<String>, &'static str> {
+    match encoding {
+        None => Ok(event),
+        Some("base64") if bytes_of(data).is_some() => Ok(Some(mark(event.as_deref()))),
+        Some("base64") => Err(NOT_BASE64),
+        Some(_) => Err(herald_core::protocol::UNKNOWN_ENCODING),
+    }
+}
+
 /// `bytes` as the data of a binary message: the JSON string of their base64.
 pub fn data_of(bytes: &[u8]) -> Box<RawValue> {
     let mut text = String::with_capacity(bytes.len().div_ceil(3) * 4 + 2);

@@ -35,17 +35,24 @@ pub enum Accepted {
     },
 }
 
+/// A publish as `POST /api/publish` takes it, and as consumers read an envelope message
+/// ([`crate::consumers::mapping`], where the channel may come from elsewhere).
 #[derive(Deserialize)]
-struct PublishBody {
-    channel: String,
-    data: Box<RawValue>,
+pub(crate) struct PublishBody {
+    /// The channel (required by the API).
     #[serde(default)]
-    event: Option<String>,
+    pub channel: Option<String>,
+    /// The data, as written.
+    pub data: Box<RawValue>,
+    /// The event, if any.
     #[serde(default)]
-    idempotency_key: Option<String>,
-    /// `"base64"`: `data` is a binary message's bytes in base64.
+    pub event: Option<String>,
+    /// The idempotency key, if any.
     #[serde(default)]
-    encoding: Option<String>,
+    pub idempotency_key: Option<String>,
+    /// `"base64"`: `data` is a binary message's bytes in base64 ([`crate::binary::event_for`]).
+    #[serde(default)]
+    pub encoding: Option<String>,
 }
 
 /// Refuses `data` over `max_message_bytes`, counting the hit.
@@ -118,14 +125,11 @@ pub fn publish_json(
     admit: impl FnOnce(&ChannelName) -> Result<(), ApiError>,
 ) -> Result<Accepted, ApiError> {
     let body: PublishBody = parse_json(bytes)?;
-    let channel = ChannelName::new(&body.channel)?;
+    let channel = body.channel.ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "missing field `channel`"))?;
+    let channel = ChannelName::new(&channel)?;
     let event = validate_event(body.event)?;
-    let event = match body.encoding.as_deref() {
-        None => event,
-        Some("base64") if crate::binary::bytes_of(&body.data).is_some() => Some(crate::binary::mark(event.as_deref())),
-        Some("base64") => return Err(ApiError::new(ErrorCode::BadRequest, crate::binary::NOT_BASE64)),
-        Some(_) => return Err(ApiError::new(ErrorCode::BadRequest, "encoding must be \"base64\" (or absent: JSON)")),
-    };
+    let event = crate::binary::event_for(body.encoding.as_deref(), &body.data, event)
+        .map_err(|e| ApiError::new(ErrorCode::BadRequest, e))?;
     admit(&channel)?;
     publish_keyed(state, &channel, &body.data, event.as_deref(), body.idempotency_key.as_deref())
 }

@@ -4,10 +4,12 @@
 //! goes with it to the dead-letter path.
 
 use herald_core::{ChannelName, protocol::validate_event};
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::config::{BodyShape, ConsumerConfig};
+use crate::{
+    config::{BodyShape, ConsumerConfig},
+    publish::PublishBody,
+};
 
 /// A source message as a publish.
 #[derive(Debug)]
@@ -26,21 +28,6 @@ pub struct Mapped {
 /// Why a message cannot be published; said with it on the dead-letter path.
 pub type Unmappable = String;
 
-/// The body of an envelope message, as `POST /api/publish` takes it.
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(default)]
-    channel: Option<String>,
-    data: Box<RawValue>,
-    #[serde(default)]
-    event: Option<String>,
-    #[serde(default)]
-    idempotency_key: Option<String>,
-    /// `"base64"`: `data` is a binary message's bytes in base64.
-    #[serde(default)]
-    encoding: Option<String>,
-}
-
 /// A message's parts as a source reads them.
 pub struct Parts<'a> {
     /// The body.
@@ -58,20 +45,13 @@ pub fn map_message(config: &ConsumerConfig, parts: &Parts<'_>) -> Result<Mapped,
     let from_headers = |key: Option<String>| key.or_else(|| header(&config.key_header)).or(parts.source_key.clone());
     match config.body {
         BodyShape::Envelope => {
-            let envelope: Envelope =
+            let envelope: PublishBody =
                 serde_json::from_slice(parts.body).map_err(|e| format!("the body is not a publish envelope: {e}"))?;
             let channel = envelope.channel.or_else(|| header(&config.channel_header));
             let event = envelope.event.or_else(|| header(&config.event_header));
             let key = from_headers(envelope.idempotency_key);
             let mut mapped = map_fields(config, channel.as_deref(), event, envelope.data, key)?;
-            match envelope.encoding.as_deref() {
-                None => {}
-                Some("base64") if crate::binary::bytes_of(&mapped.data).is_some() => {
-                    mapped.event = Some(crate::binary::mark(mapped.event.as_deref()));
-                }
-                Some("base64") => return Err(crate::binary::NOT_BASE64.into()),
-                Some(other) => return Err(format!("unknown encoding {other:?}: \"base64\" or none")),
-            }
+            mapped.event = crate::binary::event_for(envelope.encoding.as_deref(), &mapped.data, mapped.event)?;
             Ok(mapped)
         }
         BodyShape::Data => {
@@ -158,7 +138,7 @@ mod tests {
         let bad = map(&envelope, r#"{"channel":"c","encoding":"base64","data":"%%"}"#, &[], None);
         assert!(bad.expect_err("unmappable").contains("base64"));
         let unknown = map(&envelope, r#"{"channel":"c","encoding":"hex","data":"00"}"#, &[], None);
-        assert!(unknown.expect_err("unmappable").contains("unknown encoding"));
+        assert!(unknown.expect_err("unmappable").contains("encoding must be"));
     }
 
     #[test]

@@ -752,13 +752,8 @@ fn execute(
             outbox.push(reply(id, &json!({ "channel": channel.as_str() })));
         }
         Command::Publish { channel, data, event, binary } => {
-            let event = match binary {
-                true if crate::binary::bytes_of(&data).is_none() => {
-                    return Err(ProtocolError::new(ErrorCode::BadRequest, crate::binary::NOT_BASE64));
-                }
-                true => Some(crate::binary::mark(event.as_deref())),
-                false => event,
-            };
+            let event = crate::binary::event_for(binary.then_some("base64"), &data, event)
+                .map_err(|e| ProtocolError::new(ErrorCode::BadRequest, e))?;
             if session.hooked.as_ref().is_none_or(|h| h.allowed.as_ref() != Some(&channel)) {
                 allow(&channel, Action::Publish)?;
             }

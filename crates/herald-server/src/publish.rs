@@ -158,18 +158,14 @@ pub fn publish_keyed(
     // retries publish once. Publishes without a key never take it.
     let mut entries = state.idempotency.entries.lock();
     let cache_key = (channel.clone(), key.to_owned());
-    if let Some((result, expires, seq)) = entries.get(&cache_key)
-        && *expires > now
-    {
+    if let Some((result, _, seq)) = entries.get(&cache_key, now) {
         // A retry: the first publish's answer, once that publish is durable.
         return Ok(Accepted::Local { body: result.clone(), seq: *seq });
     }
     let Accepted::Local { body, seq } = publish(Some(key))? else {
         return Err(ApiError::new(ErrorCode::Internal, "a local publish went to the shared engine"));
     };
-    if entries.len() >= 4096 {
-        entries.retain(|_, (_, expires, _)| *expires > now);
-    }
-    entries.insert(cache_key, (body.clone(), now + state.config.idempotency_window_secs * 1000, seq));
+    let expires = now + state.config.idempotency_window_secs * 1000;
+    entries.insert(cache_key, (body.clone(), expires, seq), now);
     Ok(Accepted::Local { body, seq })
 }

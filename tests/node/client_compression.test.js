@@ -1,6 +1,7 @@
 // permessage-deflate and the compact envelope with a real browser: headless Chromium
-// negotiates deflate by itself, sends its commands compressed (the server inflates them) and
-// gets large messages compressed; a socket asking for `herald.compact` gets messages as short
+// negotiates deflate by itself (and may then compress what it sends: the server inflates it;
+// tests/transport_ws_wire.rs checks a compressed command byte by byte), its commands are
+// understood and large messages arrive whole; a socket asking for `herald.compact` gets messages as short
 // arrays; the TypeScript client (which asks for it) hands onMessage the data unchanged.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -23,7 +24,7 @@ async function publish(channel, data) {
   assert.equal(r.status, 200, await r.clone().text());
 }
 
-test("Chromium negotiates permessage-deflate; its compressed commands work and large messages arrive whole", async () => {
+test("Chromium negotiates permessage-deflate; its commands are understood and large messages arrive whole", async () => {
   const { page, errors } = await openBrowserPage(running.browser, `${running.herald.base}/herald.js`);
   await page.evaluate(async () => {
     const { Herald } = await import("/herald.js");

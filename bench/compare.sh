@@ -19,7 +19,7 @@ fi
 cargo build --release --locked -p herald
 out="${BENCH_OUT:-bench-results}"
 ./target/release/herald bench \
-  --scenario idle,seed,fanout,ramp,publish,reconnect \
+  --scenario idle,seed,fanout,ramp,publish,reconnect,compression \
   --transport all --peer nchan --out "$out" "$@" | tee "$out.log"
 
 python3 - "$out" <<'PY'

@@ -1,19 +1,37 @@
 #!/usr/bin/env bash
-# Bytes on the wire and server CPU per WebSocket delivery of a ~1 KB JSON job posting, plain,
-# with permessage-deflate, with the compact envelope and with both (100 subscribers, 200
-# messages; raw clients, so the figures are the server's own: herald_bytes_out_total and its
-# CPU), then the server's memory per idle subscribed connection with and without deflate (8,000
-# connections, a fresh server each). Prints Markdown.
-#   bench/compression.sh [subscribers] [messages] [idle connections]
+# WebSocket compression, Herald beside nginx + Nchan with its deflate on:
+#  1. `herald bench --scenario compression --peer nchan`: bytes on the wire, server CPU and
+#     latency per delivery of a ~1 KB JSON job posting, plain, with permessage-deflate, and
+#     (Herald) with the compact envelope and deflate; the seed's load (10,000 subscribers,
+#     100 channels, 100 messages/s) unless other `herald bench` arguments are given;
+#  2. the server's memory per idle subscribed connection with and without deflate
+#     (examples/ws_idle_memory.rs, 8,000 connections, a fresh server each).
+# Prints Markdown.
+#   bench/compression.sh [herald bench arguments …]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-subscribers="${1:-100}"; messages="${2:-200}"; idle="${3:-8000}"
-# The idle run holds that many sockets on each side (fewer than 2,000 measure mostly noise).
+idle="${HERALD_IDLE_CONNECTIONS:-8000}"
+# The load holds thousands of sockets on each side.
 ulimit -n 20000
-cargo build --release --quiet -p herald --bin herald --example ws_compression_bytes
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+cargo build --release --quiet --locked -p herald --bin herald --example ws_idle_memory
+out=$(mktemp -d)
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$out"' EXIT
+target/release/herald bench --scenario compression --peer nchan --out "$out" "$@" >&2
+python3 - "$out/bench.json" <<'PY'
+import json, sys
+rows = json.load(open(sys.argv[1]))["rows"]
+print("| WebSocket, ~1 KB job posting | bytes on the wire per delivery | server CPU per delivery (µs) | latency p99 (ms) | lost |")
+print("|---|---:|---:|---:|---:|")
+forms = [("", "plain"), ("deflate_", "permessage-deflate"), ("compact_deflate_", "compact envelope + permessage-deflate")]
+for row in rows:
+    f, server = row["figures"], row["server"].capitalize()
+    for prefix, form in forms:
+        if f"{prefix}bytes_per_delivery" in f:
+            print(f"| {server}, {form} | {f[prefix + 'bytes_per_delivery']:.0f} | {f[prefix + 'server_cpu_us_per_delivery']:.2f} "
+                  f"| {f[prefix + 'latency_p99_ms']:.2f} | {f[prefix + 'lost']:.0f} |")
+PY
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 serve() {
   port=$(free_port)
   # Every client comes from 127.0.0.1: the per-IP connection rate would refuse most of them.
@@ -22,20 +40,11 @@ serve() {
   pids+=($!)
   for _ in $(seq 1 100); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 }
-example() { target/release/examples/ws_compression_bytes --herald "http://127.0.0.1:$port" --api-key bench "$@"; }
-serve
-plain=$(example --subscribers "$subscribers" --messages "$messages")
-deflate=$(example --subscribers "$subscribers" --messages "$messages" --deflate)
-compact=$(example --subscribers "$subscribers" --messages "$messages" --compact)
-both=$(example --subscribers "$subscribers" --messages "$messages" --compact --deflate)
-serve; idle_plain=$(example --idle "$idle")
-serve; idle_deflate=$(example --idle "$idle" --deflate)
-printf '%s\n' "$plain" "$deflate" "$compact" "$both" "$idle_plain" "$idle_deflate" >&2
-figure() { echo "$1" | sed -n "s/.*: \([0-9]*\) bytes out per delivery, \([0-9.]*\) µs.*/\\$2/p"; }
 each() { echo "$1" | sed -n 's/.*: \([0-9]*\) bytes of server memory each/\1/p'; }
-echo "| WebSocket ($subscribers subscribers, $messages messages of a ~1 KB posting) | bytes out per delivery | server CPU per delivery (µs) | server memory per idle connection ($idle connections) |"
-echo "|---|---:|---:|---:|"
-echo "| plain | $(figure "$plain" 1) | $(figure "$plain" 2) | $(each "$idle_plain") |"
-echo "| permessage-deflate (compressed once per message) | $(figure "$deflate" 1) | $(figure "$deflate" 2) | $(each "$idle_deflate") |"
-echo "| compact envelope (\`herald.compact\`) | $(figure "$compact" 1) | $(figure "$compact" 2) | |"
-echo "| compact envelope and permessage-deflate | $(figure "$both" 1) | $(figure "$both" 2) | |"
+serve; plain=$(target/release/examples/ws_idle_memory --herald "http://127.0.0.1:$port" --idle "$idle")
+serve; deflate=$(target/release/examples/ws_idle_memory --herald "http://127.0.0.1:$port" --idle "$idle" --deflate)
+echo
+echo "| Herald, $idle idle subscribed WebSocket connections | server memory per connection (bytes) |"
+echo "|---|---:|"
+echo "| plain | $(each "$plain") |"
+echo "| permessage-deflate negotiated | $(each "$deflate") |"

@@ -7,6 +7,7 @@
 //! deliveries, connect times, server RSS and CPU (from `/proc` for a local server), bytes on
 //! the wire, and its own CPU. Every phase is bounded in time. See `BENCHMARKS.md`.
 
+pub mod deflate;
 pub mod net;
 pub mod publisher;
 pub mod report;
@@ -137,8 +138,12 @@ pub async fn run(args: BenchArgs, herald: PathBuf, command: String) -> anyhow::R
     };
     let mut rows = Vec::new();
     for &scenario in &args.scenario {
-        let runs: Vec<Option<Transport>> =
-            if scenario == Scenario::Publish { vec![None] } else { transports.iter().copied().map(Some).collect() };
+        let runs: Vec<Option<Transport>> = match scenario {
+            Scenario::Publish => vec![None],
+            // Compression is a WebSocket matter.
+            Scenario::Compression => vec![Some(Transport::Ws)],
+            _ => transports.iter().copied().map(Some).collect(),
+        };
         for transport in runs {
             let mut servers = vec![args.server];
             servers.extend(args.peer.filter(|p| remote.is_none() || *p != args.server));
@@ -152,7 +157,9 @@ pub async fn run(args: BenchArgs, herald: PathBuf, command: String) -> anyhow::R
                                 LocalServer::herald_cluster(&herald, &args.settings, args.nodes).await?
                             }
                             ServerKind::Herald => LocalServer::herald(&herald, &args.settings).await?,
-                            ServerKind::Nchan => LocalServer::nchan(&args.nginx).await?,
+                            ServerKind::Nchan => {
+                                LocalServer::nchan(&args.nginx, scenario == Scenario::Compression).await?
+                            }
                         };
                         let row = run_one(scenario, &local.target, transport, &sizes).await;
                         local.stop().await;

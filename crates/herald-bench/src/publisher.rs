@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use crate::{
     net::{Connector, now_us},
     target::Target,
-    tracker::{Marker, payload, text_piece},
+    tracker::{Marker, text_piece},
 };
 
 /// The channels of a run and how many messages each got.
@@ -59,12 +59,13 @@ impl Channels {
 }
 
 /// Publishes `rate` messages per second over all `channels` for `duration`, on `connections`
-/// keep-alive connections. Each channel is published by one connection, one message at a time,
-/// so its sequence numbers reach the server in order.
+/// keep-alive connections, each message the `payload` of its marker. Each channel is published
+/// by one connection, one message at a time, so its sequence numbers reach the server in order.
 pub async fn paced(
     target: &Target,
     connector: &Connector,
     channels: &Arc<Channels>,
+    payload: fn(Marker) -> String,
     rate: f64,
     duration: Duration,
     connections: usize,

@@ -48,6 +48,13 @@ pub const FIGURES: &[(&str, &str, Better)] = &[
     ("messages_server_cpu_us_per_delivery", "as messages: server CPU per delivery (µs)", Better::Lower),
     ("messages_bytes_per_delivery", "as messages: bytes on the wire per delivery", Better::Lower),
     ("messages_lost", "as messages: lost", Better::Lower),
+    ("deflate_bytes_per_delivery", "deflate: bytes on the wire per delivery", Better::Lower),
+    ("deflate_server_cpu_us_per_delivery", "deflate: server CPU per delivery (µs)", Better::Lower),
+    ("deflate_latency_p99_ms", "deflate: latency p99 (ms)", Better::Lower),
+    ("deflate_lost", "deflate: lost", Better::Lower),
+    ("compact_deflate_bytes_per_delivery", "compact + deflate: bytes on the wire per delivery", Better::Lower),
+    ("compact_deflate_server_cpu_us_per_delivery", "compact + deflate: server CPU per delivery (µs)", Better::Lower),
+    ("compact_deflate_lost", "compact + deflate: lost", Better::Lower),
     ("connect_p99_ms", "connect p99 (ms)", Better::Lower),
     ("connect_failures", "connect failures", Better::Lower),
     ("bench_cpu_pct", "bench CPU (% of a core)", Better::Lower),
@@ -98,6 +105,9 @@ pub fn summary(rows: &[Row]) -> String {
         ("ramp: highest sustained msg/s", Scenario::Ramp, "max_sustained_rate"),
         ("reconnect: all recovered after (s)", Scenario::Reconnect, "recovered_secs"),
         ("reconnect lost", Scenario::Reconnect, "lost"),
+        ("1 KB posting: bytes per delivery, plain", Scenario::Compression, "bytes_per_delivery"),
+        ("1 KB posting: bytes per delivery, deflate", Scenario::Compression, "deflate_bytes_per_delivery"),
+        ("1 KB posting: CPU per delivery, deflate (µs)", Scenario::Compression, "deflate_server_cpu_us_per_delivery"),
     ];
     let servers: Vec<ServerKind> =
         [ServerKind::Herald, ServerKind::Nchan].into_iter().filter(|s| rows.iter().any(|r| r.server == *s)).collect();

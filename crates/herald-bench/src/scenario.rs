@@ -1,5 +1,6 @@
-//! The scenarios: `seed`, `fanout`, `ramp`, `idle`, `publish`, `reconnect` and `tokens`. Each
-//! runs against one server and one transport and returns a [`Row`] of figures.
+//! The scenarios: `seed`, `fanout`, `ramp`, `idle`, `publish`, `reconnect`, `tokens` and
+//! `compression`. Each runs against one server and one transport and returns a [`Row`] of
+//! figures.
 
 use std::{
     collections::BTreeMap,
@@ -13,9 +14,9 @@ use tokio::{sync::watch, task::JoinHandle};
 use crate::{
     net::{Connector, WireCounters},
     publisher::{self, Channels},
-    subscriber::{Control, Fleet, Subscriber},
+    subscriber::{Control, Fleet, Subscriber, WsOffer},
     target::{ServerKind, Target, Transport},
-    tracker::Tally,
+    tracker::{Marker, Tally, payload, posting},
 };
 
 /// A scenario's name.
@@ -37,6 +38,9 @@ pub enum Scenario {
     /// Token streams (AI answers): many streams written piece by piece, each to a few
     /// subscribers, beside the same pieces published as one message each (Herald only).
     Tokens,
+    /// `seed` over WebSocket with a ~1 KB JSON job posting as the message: plain, with
+    /// permessage-deflate, and (Herald) with the compact envelope and deflate.
+    Compression,
 }
 
 /// Sizes of the scenarios.
@@ -86,6 +90,8 @@ pub struct Row {
 struct Crowd {
     fleet: Arc<Fleet>,
     channels: Arc<Channels>,
+    /// The payload published to them.
+    payload: fn(Marker) -> String,
     subscribers: Vec<Arc<Subscriber>>,
     control: watch::Sender<Control>,
     tasks: Vec<JoinHandle<()>>,
@@ -144,8 +150,21 @@ impl Crowd {
     /// Opens `subscribers` subscribers over `channels` channels and waits (up to a minute) for all
     /// to be subscribed. Connections open in waves so the server's accept queue never overflows.
     async fn gather(target: &Target, transport: Transport, subscribers: usize, channels: usize, sources: u8) -> Self {
+        Self::gather_with(target, transport, subscribers, channels, sources, WsOffer::default(), payload).await
+    }
+
+    /// [`Self::gather`] with WebSocket subscribers asking for `ws_offer`, publishing `payload`.
+    async fn gather_with(
+        target: &Target,
+        transport: Transport,
+        subscribers: usize,
+        channels: usize,
+        sources: u8,
+        ws_offer: WsOffer,
+        payload: fn(Marker) -> String,
+    ) -> Self {
         let connector = Arc::new(Connector::to(&target.nodes(), sources));
-        let fleet = Fleet::new(target.clone(), transport, connector);
+        let fleet = Fleet::new(target.clone(), transport, connector, ws_offer);
         let prefix = format!("bench{:08x}", rand::random::<u32>());
         let channels = Channels::new(&prefix, channels.max(1));
         let (control, watcher) = watch::channel(Control::Run);
@@ -153,6 +172,7 @@ impl Crowd {
         let mut crowd = Self {
             fleet,
             channels,
+            payload,
             subscribers: Vec::with_capacity(subscribers),
             control,
             tasks: Vec::new(),
@@ -235,7 +255,26 @@ impl Crowd {
 
     async fn publish(&self, rate: f64, duration: Duration) {
         let connector = Connector::to(&self.fleet.target.nodes(), 1);
-        publisher::paced(&self.fleet.target, &connector, &self.channels, rate, duration, 4).await;
+        publisher::paced(&self.fleet.target, &connector, &self.channels, self.payload, rate, duration, 4).await;
+    }
+
+    /// Publishes `rate` messages per second for `duration`, waits for the deliveries, and sets
+    /// the delivery figures, the server's CPU and memory, and the bytes on the wire in `row`.
+    async fn measure(&self, target: &Target, rate: f64, duration: Duration, row: &mut Row) {
+        let wire = &self.fleet.connector.wire;
+        let before = Reading::now(target, wire).await;
+        self.publish(rate, duration).await;
+        self.drain(Duration::from_secs(10)).await;
+        let after = Reading::now(target, wire).await;
+        self.delivery_figures(row);
+        let (server_cpu_secs, bytes) = after.usage_since(&before, row, "");
+        let delivered = row.figures.get("delivered").copied().unwrap_or(0.0).max(1.0);
+        if after.server.is_some() {
+            row.set("server_cpu_us_per_delivery", server_cpu_secs * 1e6 / delivered);
+            row.set("server_rss_mb", after.server.map_or(0.0, |s| s.rss_bytes as f64 / 1e6));
+        }
+        row.set("bytes_per_delivery", bytes as f64 / delivered);
+        row.set("deliveries_per_sec", delivered / duration.as_secs_f64());
     }
 
     async fn stop(self) {
@@ -256,6 +295,7 @@ pub async fn run(scenario: Scenario, target: &Target, transport: Transport, size
         Scenario::Reconnect => reconnect(target, transport, sizes).await,
         Scenario::Publish => publish(target, sizes).await,
         Scenario::Tokens => tokens(target, transport, sizes).await,
+        Scenario::Compression => compression(target, sizes).await,
     }
 }
 
@@ -270,21 +310,33 @@ async fn deliveries(
     let mut row = Row::new(target.kind, scenario, Some(transport));
     let crowd = Crowd::gather(target, transport, sizes.subscribers, channels, sizes.sources).await;
     crowd.connect_figures(&mut row);
-    let wire = &crowd.fleet.connector.wire;
-    let before = Reading::now(target, wire).await;
-    crowd.publish(rate, sizes.duration).await;
-    crowd.drain(Duration::from_secs(10)).await;
-    let after = Reading::now(target, wire).await;
-    crowd.delivery_figures(&mut row);
-    let (server_cpu_secs, bytes) = after.usage_since(&before, &mut row, "");
-    let delivered = row.figures.get("delivered").copied().unwrap_or(0.0).max(1.0);
-    if after.server.is_some() {
-        row.set("server_cpu_us_per_delivery", server_cpu_secs * 1e6 / delivered);
-        row.set("server_rss_mb", after.server.map_or(0.0, |s| s.rss_bytes as f64 / 1e6));
-    }
-    row.set("bytes_per_delivery", bytes as f64 / delivered);
-    row.set("deliveries_per_sec", delivered / sizes.duration.as_secs_f64());
+    crowd.measure(target, rate, sizes.duration, &mut row).await;
     crowd.stop().await;
+    row
+}
+
+/// `compression`: the seed's load over WebSocket publishing a job posting of about 1 KB
+/// ([`posting`]), once per form the subscribers ask for — plain, with permessage-deflate
+/// (figures prefixed `deflate_`), and against Herald with its compact envelope and deflate
+/// (`compact_deflate_`) — each pass on fresh connections to the same server.
+async fn compression(target: &Target, sizes: &Sizes) -> Row {
+    let mut row = Row::new(target.kind, Scenario::Compression, Some(Transport::Ws));
+    let mut passes = vec![("", WsOffer::default()), ("deflate_", WsOffer { deflate: true, compact: false })];
+    if target.kind == ServerKind::Herald {
+        passes.push(("compact_deflate_", WsOffer { deflate: true, compact: true }));
+    }
+    for (prefix, offer) in passes {
+        let (subscribers, channels) = (sizes.subscribers, sizes.channels);
+        let crowd =
+            Crowd::gather_with(target, Transport::Ws, subscribers, channels, sizes.sources, offer, posting).await;
+        let mut pass = Row::new(target.kind, Scenario::Compression, Some(Transport::Ws));
+        crowd.connect_figures(&mut pass);
+        crowd.measure(target, sizes.seed_rate, sizes.duration, &mut pass).await;
+        crowd.stop().await;
+        for (name, value) in pass.figures {
+            row.set(&format!("{prefix}{name}"), value);
+        }
+    }
     row
 }
 

@@ -19,9 +19,12 @@ use hyper::{StatusCode, header};
 use memchr::memmem;
 use parking_lot::Mutex;
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::{Message, protocol::WebSocketConfig};
+use tokio_tungstenite::tungstenite::{
+    Message, client::IntoClientRequest as _, http::HeaderValue, protocol::WebSocketConfig,
+};
 
 use crate::{
+    deflate::{self, WsIo},
     net::{Connector, now_us},
     target::{ServerKind, Target, Transport},
     tracker::{Latencies, Receipt, Receipts, markers, new_histogram},
@@ -59,6 +62,18 @@ pub struct Fleet {
     pub subscribed: AtomicUsize,
     /// Long-poll timeout asked of the server, in seconds.
     pub poll_timeout_secs: u64,
+    /// What the WebSocket subscribers ask for in their handshake.
+    pub ws_offer: WsOffer,
+}
+
+/// What a WebSocket subscriber asks for beyond a plain connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WsOffer {
+    /// Offer permessage-deflate ([`deflate::OFFER`]); a server that does not agree fails the
+    /// connection, so that a compressed measurement is never a plain one.
+    pub deflate: bool,
+    /// Ask Herald for its compact envelope (the `herald.compact` subprotocol).
+    pub compact: bool,
 }
 
 /// One simulated client.
@@ -100,8 +115,8 @@ enum Ended {
 // === impl Fleet ===
 
 impl Fleet {
-    /// A fleet for `transport` against `target`.
-    pub fn new(target: Target, transport: Transport, connector: Arc<Connector>) -> Arc<Self> {
+    /// A fleet for `transport` against `target`; its WebSocket subscribers ask for `ws_offer`.
+    pub fn new(target: Target, transport: Transport, connector: Arc<Connector>, ws_offer: WsOffer) -> Arc<Self> {
         Arc::new(Self {
             target,
             transport,
@@ -112,6 +127,7 @@ impl Fleet {
             disconnects: AtomicU64::new(0),
             subscribed: AtomicUsize::new(0),
             poll_timeout_secs: 25,
+            ws_offer,
         })
     }
 }
@@ -201,8 +217,21 @@ impl Subscriber {
         let target = &fleet.target;
         let stream = fleet.connector.connect().await?;
         let url = format!("ws://{}{}", target.addr, target.subscribe_path(Transport::Ws, &self.channel_name));
+        let mut request = url.into_client_request()?;
+        let offer = fleet.ws_offer;
+        if offer.deflate {
+            request.headers_mut().insert(header::SEC_WEBSOCKET_EXTENSIONS, HeaderValue::from_static(deflate::OFFER));
+        }
+        if offer.compact && target.kind == ServerKind::Herald {
+            request.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("herald.compact"));
+        }
         let config = WebSocketConfig::default().read_buffer_size(16 * 1024);
-        let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
+        let io = WsIo::new(stream, offer.deflate);
+        let (mut ws, answer) = tokio_tungstenite::client_async_with_config(request, io, Some(config)).await?;
+        let extensions = answer.headers().get(header::SEC_WEBSOCKET_EXTENSIONS).and_then(|v| v.to_str().ok());
+        if offer.deflate && !deflate::agreed(extensions) {
+            bail!("the server did not agree to permessage-deflate");
+        }
         if target.kind == ServerKind::Herald {
             let since = match &*self.resume.lock() {
                 Resume::Position { epoch, offset } => {

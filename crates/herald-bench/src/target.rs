@@ -236,12 +236,13 @@ impl LocalServer {
     }
 
     /// Starts nginx with Nchan (one process, like one worker) on a free loopback port, with its
-    /// own prefix and configuration in a temporary folder.
-    pub async fn nchan(nginx: &Path) -> anyhow::Result<Self> {
+    /// own prefix and configuration in a temporary folder; with `deflate`, Nchan compresses each
+    /// message once for the WebSocket subscribers that negotiated permessage-deflate.
+    pub async fn nchan(nginx: &Path, deflate: bool) -> anyhow::Result<Self> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let dir = std::env::temp_dir().join(format!("herald-bench-nchan-{}-{port}", std::process::id()));
         std::fs::create_dir_all(dir.join("logs"))?;
-        std::fs::write(dir.join("nginx.conf"), nchan_config(port))?;
+        std::fs::write(dir.join("nginx.conf"), nchan_config(port, deflate))?;
         let child = Command::new(nginx)
             .arg("-p")
             .arg(&dir)
@@ -324,8 +325,10 @@ async fn spawn_herald(exe: &Path, settings: &[String], api_key: &str) -> anyhow:
 
 /// The Nchan setup measured: one process, history of 1,000 messages kept 10 minutes (as
 /// Herald's default), subscribers start from the newest message, long polls time out after
-/// 25 s (as Herald's default).
-fn nchan_config(port: u16) -> String {
+/// 25 s (as Herald's default); with `deflate`, `nchan_deflate_message_for_websocket` (off
+/// otherwise, as it compresses every published message whoever subscribes).
+fn nchan_config(port: u16, deflate: bool) -> String {
+    let deflate = if deflate { "on" } else { "off" };
     format!(
         r#"load_module /usr/lib/nginx/modules/ngx_nchan_module.so;
 daemon off;
@@ -350,6 +353,7 @@ http {{
         location = /pub {{
             nchan_publisher;
             nchan_channel_id $arg_id;
+            nchan_deflate_message_for_websocket {deflate};
         }}
         location ~ ^/sub/(.+)$ {{
             nchan_subscriber;

@@ -29,6 +29,13 @@ pub fn payload(marker: Marker) -> String {
     format!("{{\"b\":[{},{},{}]}}", marker.channel, marker.seq, marker.sent_us)
 }
 
+/// A job posting of about 1 KB of JSON (what a job board pushes) carrying `marker`: the
+/// realistic payload of the `compression` scenario.
+pub fn posting(marker: Marker) -> String {
+    const POSTING: &str = include_str!("../../herald/tests/testdata/job_posting.json");
+    format!("{{\"b\":[{},{},{}],\"posting\":{}}}", marker.channel, marker.seq, marker.sent_us, POSTING.trim_end())
+}
+
 /// The text of a stream piece carrying `marker`.
 pub fn text_piece(marker: Marker) -> String {
     format!("~b[{},{},{}]", marker.channel, marker.seq, marker.sent_us)

@@ -15,6 +15,8 @@
 //! stands between the socket and it, passes plain frames through and hands it each
 //! compressed message as one plain, unmasked frame.
 
+use std::cell::RefCell;
+
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 /// The tail a sync flush leaves, which the sender drops and the receiver adds back.
@@ -46,16 +48,23 @@ pub fn compressed(frame: &[u8], min_bytes: usize) -> Option<Vec<u8>> {
 /// The compressed frame of a message whose uncompressed frame starts with `first` (FIN and
 /// opcode) and carries `payload`; `None` when compressing does not make it smaller.
 fn compressed_frame(first: u8, payload: &[u8]) -> Option<Vec<u8>> {
-    let mut compressor = Compress::new(Compression::default(), false);
-    let mut out = Vec::with_capacity(payload.len() / 2 + 64);
-    loop {
-        let consumed = usize::try_from(compressor.total_in()).ok()?;
-        out.reserve(payload.len().saturating_sub(consumed) / 2 + 64);
-        compressor.compress_vec(&payload[consumed..], &mut out, FlushCompress::Sync).ok()?;
-        if usize::try_from(compressor.total_in()).ok()? == payload.len() && out.ends_with(&SYNC_TAIL) {
-            break;
-        }
+    thread_local! {
+        // A deflate stream holds a few hundred KiB of window and tables: one per thread, reset
+        // for each message (no context takeover), instead of one allocated per message.
+        static COMPRESSOR: RefCell<Compress> = RefCell::new(Compress::new(Compression::default(), false));
     }
+    let mut out = Vec::with_capacity(payload.len() / 2 + 64);
+    COMPRESSOR.with_borrow_mut(|compressor| {
+        compressor.reset();
+        loop {
+            let consumed = usize::try_from(compressor.total_in()).ok()?;
+            out.reserve(payload.len().saturating_sub(consumed) / 2 + 64);
+            compressor.compress_vec(&payload[consumed..], &mut out, FlushCompress::Sync).ok()?;
+            if usize::try_from(compressor.total_in()).ok()? == payload.len() && out.ends_with(&SYNC_TAIL) {
+                return Some(());
+            }
+        }
+    })?;
     out.truncate(out.len() - SYNC_TAIL.len());
     if out.len() + 4 >= payload.len() {
         return None;

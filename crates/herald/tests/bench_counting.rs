@@ -1,7 +1,8 @@
 //! `herald bench` counts what it receives: against a server that drops and duplicates on
 //! purpose, it reports exactly those losses and duplicates; against one that stalls a
 //! delivery on purpose (as a heartbeat burst would), its latency figures show the stall;
-//! against Herald, no loss.
+//! against Herald, no loss; and compressed WebSocket deliveries are inflated and counted,
+//! against Herald and Nchan.
 
 #![allow(clippy::unwrap_used)] // Test helpers: any failure is the test failing.
 
@@ -228,5 +229,59 @@ async fn bench_against_herald_loses_nothing_on_any_transport() {
         assert_eq!(f["duplicated"], 0.0, "{row}");
         assert_eq!(f["delivered"].as_f64().unwrap(), published * 20.0, "each of 3 channels has 20 subscribers: {row}");
         assert!(f["server_rss_mb"].as_f64().unwrap() > 0.0, "a local server is read from /proc: {row}");
+    }
+}
+
+/// The `compression` scenario: a ~1 KB JSON job posting over WebSocket, plain and with
+/// permessage-deflate, on Herald and on nginx + Nchan (Debian's nginx-light and
+/// libnginx-mod-nchan) with its deflate on, in the same run. Each server must agree to the
+/// compression offered, every posting must be counted once inflated, and the compressed
+/// passes must carry fewer bytes.
+#[test]
+fn compression_is_measured_on_herald_and_nchan_and_loses_nothing() {
+    assert!(
+        std::path::Path::new("/usr/lib/nginx/modules/ngx_nchan_module.so").exists(),
+        "needs nginx with Nchan: apt install nginx-light libnginx-mod-nchan (scripts/test does)"
+    );
+    let json = run_bench(&[
+        "--scenario",
+        "compression",
+        "--peer",
+        "nchan",
+        "--nginx",
+        "/usr/sbin/nginx",
+        "--subscribers",
+        "40",
+        "--channels",
+        "4",
+        "--rate",
+        "40",
+        "--duration",
+        "2",
+        "--sources",
+        "2",
+    ]);
+    let rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "Herald and Nchan, over WebSocket only: {json}");
+    for row in rows {
+        assert_eq!(row["transport"], "ws", "{row}");
+        let f = &row["figures"];
+        let passes: &[&str] =
+            if row["server"] == "herald" { &["", "deflate_", "compact_deflate_"] } else { &["", "deflate_"] };
+        for prefix in passes {
+            let figure =
+                |name: &str| f[format!("{prefix}{name}")].as_f64().unwrap_or_else(|| panic!("{prefix}{name}: {f}"));
+            assert!(figure("published") >= 40.0, "{prefix}: {f}");
+            assert_eq!(figure("connect_failures"), 0.0, "every subscriber got the offer agreed ({prefix}): {f}");
+            assert_eq!((figure("lost"), figure("duplicated")), (0.0, 0.0), "{prefix}: {f}");
+            // 4 channels of 10 subscribers each.
+            assert_eq!(figure("delivered"), figure("published") * 10.0, "{prefix}: {f}");
+        }
+        let bytes = |prefix: &str| f[format!("{prefix}bytes_per_delivery")].as_f64().unwrap();
+        assert!(bytes("") > 900.0, "a plain delivery carries the whole posting: {f}");
+        assert!(bytes("deflate_") < bytes("") * 0.75, "deflate saves a quarter or more: {f}");
+        if row["server"] == "herald" {
+            assert!(bytes("compact_deflate_") < bytes("deflate_"), "the compact envelope saves more: {f}");
+        }
     }
 }

@@ -18,7 +18,7 @@ use tokio::{io::AsyncWriteExt as _, net::TcpStream};
 const AGREED: &str =
     "sec-websocket-extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover";
 
-/// A realistic message: a job posting of about 1 KB (shared with `bench/compression.sh`).
+/// A realistic message: a job posting of about 1 KB (also what `herald bench --scenario compression` publishes).
 fn job_posting() -> Value {
     serde_json::from_str(include_str!("testdata/job_posting.json")).unwrap()
 }

@@ -77,7 +77,7 @@ impl Publication {
         let (encoded, frame_end, envelope_at) = match binary.then(|| crate::binary::bytes_of(data)).flatten() {
             Some(bytes) => {
                 envelope.encoding = Some("base64");
-                let json = protocol::encode(&envelope);
+                let json = envelope.to_json();
                 let header = protocol::encode(&MessageHeader(&envelope));
                 let payload = crate::binary::ws_payload(&header, &bytes);
                 let mut encoded = ws_frame_header(0x82, payload.len());
@@ -88,7 +88,7 @@ impl Publication {
                 (encoded, frame_end, frame_end)
             }
             None => {
-                let json = protocol::encode(&envelope);
+                let json = envelope.to_json();
                 let mut encoded = ws_text_header(json.len());
                 let envelope_at = encoded.len();
                 encoded.reserve_exact(json.len());

@@ -16,9 +16,19 @@ use crate::publication::Message;
 #[derive(Debug)]
 pub struct ApiError(pub ProtocolError);
 
-/// The encoded reply to a publish: `{"channel":…,"offset":…,"epoch":…}`.
+/// The encoded reply to a publish: `{"channel":…,"epoch":…,"offset":…}` (written by hand:
+/// every publish answers one).
 pub fn publish_body(channel: &ChannelName, offset: u64, epoch: &str) -> Vec<u8> {
-    herald_core::protocol::encode(&json!({ "channel": channel.as_str(), "offset": offset, "epoch": epoch }))
+    use herald_core::protocol::write_json_str;
+    let mut out = Vec::with_capacity(48 + channel.as_str().len() + epoch.len());
+    out.extend_from_slice(b"{\"channel\":");
+    write_json_str(&mut out, channel.as_str());
+    out.extend_from_slice(b",\"epoch\":");
+    write_json_str(&mut out, epoch);
+    out.extend_from_slice(b",\"offset\":");
+    out.extend_from_slice(itoa::Buffer::new().format(offset).as_bytes());
+    out.push(b'}');
+    out
 }
 
 /// A `200` JSON response serializing `value`.
@@ -100,5 +110,19 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_publish_reply_is_what_serde_writes() {
+        let channel = ChannelName::new("jobs:eu").expect("valid");
+        assert_eq!(
+            publish_body(&channel, 42, "k3j2"),
+            herald_core::protocol::encode(&json!({ "channel": "jobs:eu", "offset": 42, "epoch": "k3j2" }))
+        );
     }
 }

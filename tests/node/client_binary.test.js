@@ -1,6 +1,6 @@
 // Binary messages through the TypeScript client in real headless Chromium, on each transport:
 // bytes published with `application/octet-stream` — or by the client itself, from a
-// Uint8Array — reach `onMessage` as a Uint8Array with the same bytes (a WebSocket binary
+// Uint8Array (over a WebSocket as a binary frame) — reach `onMessage` as a Uint8Array with the same bytes (a WebSocket binary
 // frame; base64 over SSE and long polls), and JSON messages around them stay JSON.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -22,6 +22,11 @@ for (const transport of ["websocket", "sse", "polling"]) {
   test(`over ${transport}, a binary message reaches onMessage as its bytes`, async () => {
     const channel = `files-${transport}`;
     const { page, errors } = await openBrowserPage(running.browser, `${running.herald.base}/herald.js`);
+    // What the page sends over its WebSockets: binary frames as bytes.
+    const binarySent = [];
+    page.on("websocket", (ws) =>
+      ws.on("framesent", ({ payload }) => typeof payload !== "string" && binarySent.push([...payload])),
+    );
     await page.evaluate(
       async ([transport, channel]) => {
         const { Herald } = await import("/herald.js");
@@ -54,6 +59,14 @@ for (const transport of ["websocket", "sse", "polling"]) {
       { json: { after: true }, offset: 2 },
       { bytes: [9, 0, 255], encoding: "base64", offset: 3 },
     ]);
+    if (transport === "websocket") {
+      // The page's bytes went as a binary frame: [u16 header length][publish command][bytes].
+      assert.equal(binarySent.length, 1, "one binary frame sent");
+      const frame = Buffer.from(binarySent[0]);
+      const length = frame.readUInt16BE(0);
+      assert.deepEqual(JSON.parse(frame.subarray(2, 2 + length).toString()), { id: 2, op: "publish", channel });
+      assert.deepEqual([...frame.subarray(2 + length)], [9, 0, 255]);
+    }
     assert.deepEqual(errors, []);
     await page.close();
   });

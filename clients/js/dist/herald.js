@@ -39,7 +39,7 @@ function decodeBase64Data(envelope) {
 function publishFields(channel, data, event) {
   const fields = { channel, data };
   if (event !== void 0) fields.event = event;
-  const bytes = data instanceof Uint8Array ? data : data instanceof ArrayBuffer ? new Uint8Array(data) : void 0;
+  const bytes = bytesOf(data);
   if (bytes) {
     let text = "";
     for (let i = 0; i < bytes.length; i += 32768) text += String.fromCharCode(...bytes.subarray(i, i + 32768));
@@ -47,6 +47,18 @@ function publishFields(channel, data, event) {
     fields.encoding = "base64";
   }
   return fields;
+}
+function bytesOf(data) {
+  return data instanceof Uint8Array ? data : data instanceof ArrayBuffer ? new Uint8Array(data) : void 0;
+}
+function toBinaryFrame(header, bytes) {
+  const head = new TextEncoder().encode(header);
+  if (head.length > 65535) throw new RangeError("a binary frame's header is over 65,535 bytes");
+  const frame = new Uint8Array(2 + head.length + bytes.length);
+  new DataView(frame.buffer).setUint16(0, head.length);
+  frame.set(head, 2);
+  frame.set(bytes, 2 + head.length);
+  return frame;
 }
 
 // src/options.ts
@@ -710,8 +722,14 @@ var WebSocketTransport = class {
         reject(new HeraldError("closed", "the connection is closed"));
         return;
       }
-      const command = { op: "publish", ...publishFields(channel, data, event) };
-      this.send(command, { channel, kind: "publish", resolve, reject });
+      const pending = { channel, kind: "publish", resolve, reject };
+      const bytes = bytesOf(data);
+      if (bytes) {
+        const header = event === void 0 ? { op: "publish", channel } : { op: "publish", channel, event };
+        this.send(header, pending, bytes);
+      } else {
+        this.send({ op: "publish", ...publishFields(channel, data, event) }, pending);
+      }
     });
   }
   close() {
@@ -757,10 +775,12 @@ var WebSocketTransport = class {
     const command = since ? { op: "subscribe", channel, since } : { op: "subscribe", channel };
     this.send(command, { channel, kind: "subscribe" });
   }
-  send(command, pending) {
+  /** Sends `command` with a fresh id, as text, or with `bytes` as a binary frame. */
+  send(command, pending, bytes) {
     const id = this.nextId++;
     this.pending.set(id, pending);
-    this.socket?.send(JSON.stringify({ id, ...command }));
+    const text = JSON.stringify({ id, ...command });
+    this.socket?.send(bytes ? toBinaryFrame(text, bytes) : text);
   }
   handle(text) {
     let frame;

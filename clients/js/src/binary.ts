@@ -2,8 +2,8 @@
  * How messages come off the wire besides the JSON envelope. The compact envelope (the
  * WebSocket subprotocol `herald.compact`): `[offset,"channel","epoch",time,data,"event"?]`.
  * Binary messages (docs/protocol.md): over a WebSocket a binary frame —
- * `[u16 big-endian header length][header JSON][bytes]` — and over SSE and long polls an
- * envelope with `"encoding":"base64"`. Either way the client hands `onMessage` a `Uint8Array`
+ * `[u16 big-endian header length][header JSON][bytes]`, both ways (the client publishes bytes
+ * so) — and over SSE, long polls and `POST /publish` an envelope with `"encoding":"base64"`. Either way the client hands `onMessage` a `Uint8Array`
  * and keeps `encoding: "base64"` on the envelope to say so.
  */
 
@@ -54,7 +54,7 @@ export function decodeBase64Data(envelope: Envelope): Envelope {
 export function publishFields(channel: string, data: unknown, event: string | undefined): Record<string, unknown> {
   const fields: Record<string, unknown> = { channel, data };
   if (event !== undefined) fields.event = event;
-  const bytes = data instanceof Uint8Array ? data : data instanceof ArrayBuffer ? new Uint8Array(data) : undefined;
+  const bytes = bytesOf(data);
   if (bytes) {
     let text = "";
     for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
@@ -62,4 +62,23 @@ export function publishFields(channel: string, data: unknown, event: string | un
     fields.encoding = "base64";
   }
   return fields;
+}
+
+/** `data` as bytes when it is a binary message (a `Uint8Array` or an `ArrayBuffer`). */
+export function bytesOf(data: unknown): Uint8Array | undefined {
+  return data instanceof Uint8Array ? data : data instanceof ArrayBuffer ? new Uint8Array(data) : undefined;
+}
+
+/**
+ * A binary WebSocket frame publishing `bytes`: `[u16 big-endian header length][header][bytes]`,
+ * the header being the publish command without `data` (`header`, JSON text).
+ */
+export function toBinaryFrame(header: string, bytes: Uint8Array): Uint8Array {
+  const head = new TextEncoder().encode(header);
+  if (head.length > 0xffff) throw new RangeError("a binary frame's header is over 65,535 bytes");
+  const frame = new Uint8Array(2 + head.length + bytes.length);
+  new DataView(frame.buffer).setUint16(0, head.length);
+  frame.set(head, 2);
+  frame.set(bytes, 2 + head.length);
+  return frame;
 }

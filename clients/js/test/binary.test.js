@@ -1,7 +1,7 @@
 // Binary messages: a WebSocket binary frame and a base64 envelope both reach onMessage as bytes.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { decodeBase64Data, fromBinaryFrame, fromCompact, publishFields } from "../dist/binary.js";
+import { decodeBase64Data, fromBinaryFrame, fromCompact, publishFields, toBinaryFrame } from "../dist/binary.js";
 
 function frame(header, bytes) {
   const json = new TextEncoder().encode(JSON.stringify(header));
@@ -46,4 +46,13 @@ test("a compact message becomes the envelope it stands for", () => {
   });
   assert.deepEqual(fromCompact([4, "jobs", "e1", 99, null]), { type: "message", channel: "jobs", offset: 4, epoch: "e1", data: null, time: 99 });
   assert.equal(fromCompact(["x"]), undefined);
+});
+
+test("a binary publish frame is the header's length, the header and the bytes as they are", () => {
+  const frame = toBinaryFrame('{"id":7,"op":"publish","channel":"é"}', new Uint8Array([0, 255]));
+  const header = new TextEncoder().encode('{"id":7,"op":"publish","channel":"é"}');
+  assert.deepEqual([...frame.subarray(0, 2)], [0, header.length]);
+  assert.deepEqual(frame.subarray(2, 2 + header.length), header);
+  assert.deepEqual([...frame.subarray(2 + header.length)], [0, 255]);
+  assert.throws(() => toBinaryFrame("x".repeat(70_000), new Uint8Array(1)), RangeError);
 });

@@ -4,7 +4,7 @@
  * other frame keep the link alive; silence longer than the heartbeat timeout closes it.
  */
 
-import { COMPACT, fromBinaryFrame, fromCompact, publishFields } from "../binary.js";
+import { COMPACT, bytesOf, fromBinaryFrame, fromCompact, publishFields, toBinaryFrame } from "../binary.js";
 import type { Position } from "../positions.js";
 import { refreshDelay, tokenExpiry } from "../token.js";
 import {
@@ -126,8 +126,15 @@ export class WebSocketTransport implements Transport {
         reject(new HeraldError("closed", "the connection is closed"));
         return;
       }
-      const command = { op: "publish", ...publishFields(channel, data, event) };
-      this.send(command, { channel, kind: "publish", resolve, reject });
+      const pending: Pending = { channel, kind: "publish", resolve, reject };
+      const bytes = bytesOf(data);
+      if (bytes) {
+        // A binary frame: the bytes as they are, a third fewer than in base64.
+        const header = event === undefined ? { op: "publish", channel } : { op: "publish", channel, event };
+        this.send(header, pending, bytes);
+      } else {
+        this.send({ op: "publish", ...publishFields(channel, data, event) }, pending);
+      }
     });
   }
 
@@ -179,10 +186,12 @@ export class WebSocketTransport implements Transport {
     this.send(command, { channel, kind: "subscribe" });
   }
 
-  private send(command: Record<string, unknown>, pending: Pending): void {
+  /** Sends `command` with a fresh id, as text, or with `bytes` as a binary frame. */
+  private send(command: Record<string, unknown>, pending: Pending, bytes?: Uint8Array): void {
     const id = this.nextId++;
     this.pending.set(id, pending);
-    this.socket?.send(JSON.stringify({ id, ...command }));
+    const text = JSON.stringify({ id, ...command });
+    this.socket?.send(bytes ? toBinaryFrame(text, bytes) : text);
   }
 
   private handle(text: string): void {

@@ -2,7 +2,7 @@
 # WebSocket compression, Herald beside nginx + Nchan with its deflate on:
 #  1. `herald bench --scenario compression --peer nchan`: bytes on the wire, server CPU and
 #     latency per delivery of a ~1 KB JSON job posting, plain, with permessage-deflate, and
-#     (Herald) with the compact envelope and deflate; the seed's load (10,000 subscribers,
+#     (Herald) with the compact envelope, alone and with deflate; the seed's load (10,000 subscribers,
 #     100 channels, 100 messages/s) unless other `herald bench` arguments are given;
 #  2. the server's memory per idle subscribed connection with and without deflate
 #     (examples/ws_idle_memory.rs, 8,000 connections, a fresh server each).
@@ -23,7 +23,7 @@ import json, sys
 rows = json.load(open(sys.argv[1]))["rows"]
 print("| WebSocket, ~1 KB job posting | bytes on the wire per delivery | server CPU per delivery (µs) | latency p99 (ms) | lost |")
 print("|---|---:|---:|---:|---:|")
-forms = [("", "plain"), ("deflate_", "permessage-deflate"), ("compact_deflate_", "compact envelope + permessage-deflate")]
+forms = [("", "plain"), ("deflate_", "permessage-deflate"), ("compact_", "compact envelope"), ("compact_deflate_", "compact envelope + permessage-deflate")]
 for row in rows:
     f, server = row["figures"], row["server"].capitalize()
     for prefix, form in forms:

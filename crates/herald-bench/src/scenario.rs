@@ -317,12 +317,13 @@ async fn deliveries(
 
 /// `compression`: the seed's load over WebSocket publishing a job posting of about 1 KB
 /// ([`posting`]), once per form the subscribers ask for — plain, with permessage-deflate
-/// (figures prefixed `deflate_`), and against Herald with its compact envelope and deflate
-/// (`compact_deflate_`) — each pass on fresh connections to the same server.
+/// (figures prefixed `deflate_`), and against Herald with its compact envelope alone
+/// (`compact_`) and with deflate (`compact_deflate_`) — each pass on fresh connections to the same server.
 async fn compression(target: &Target, sizes: &Sizes) -> Row {
     let mut row = Row::new(target.kind, Scenario::Compression, Some(Transport::Ws));
     let mut passes = vec![("", WsOffer::default()), ("deflate_", WsOffer { deflate: true, compact: false })];
     if target.kind == ServerKind::Herald {
+        passes.push(("compact_", WsOffer { deflate: false, compact: true }));
         passes.push(("compact_deflate_", WsOffer { deflate: true, compact: true }));
     }
     for (prefix, offer) in passes {

@@ -8,7 +8,6 @@ use axum::{
 };
 use herald_core::{ChannelName, ErrorCode, ProtocolError};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::publication::Message;
 
@@ -53,8 +52,8 @@ pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError
 
 /// `{"channel":…,"epoch":…,"offset":…,"messages":[…]}` with the shared envelopes spliced in.
 pub fn history_body(channel: &ChannelName, position: &herald_core::StreamPosition, messages: &[Message]) -> Vec<u8> {
-    let head = json!({ "channel": channel.as_str(), "epoch": &*position.epoch, "offset": position.offset });
-    let mut out = serde_json::to_vec(&head).unwrap_or_default();
+    // The head is a publish reply's fields.
+    let mut out = publish_body(channel, position.offset, &position.epoch);
     out.pop(); // the closing brace
     out.extend_from_slice(b",\"messages\":");
     splice_envelopes(&mut out, messages);
@@ -116,6 +115,7 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_publish_reply_is_what_serde_writes() {

@@ -38,22 +38,100 @@ pub trait Source {
     async fn pending(&self) -> u64;
     /// Kills the source outright.
     fn kill(&mut self);
+    /// Starts it on its port and data and waits until it answers; the reason, with the end of
+    /// its log, if it exits first or does not answer in time.
+    async fn boot(&mut self) -> Result<(), String>;
     /// Starts it again on the same port and data.
-    async fn restart(&mut self);
+    async fn restart(&mut self) {
+        self.kill();
+        if let Err(why) = self.boot().await {
+            panic!("{} did not come back: {why}", Self::KIND);
+        }
+    }
 }
 
-/// A child in its own process group, so that a kill reaches the whole server (wrappers fork);
-/// its output goes to `log`.
-fn spawn_group(command: &mut Command, log: PathBuf) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    let stderr = log.try_clone().unwrap();
-    command.stdout(log).stderr(stderr).process_group(0).spawn().expect("the source server starts")
+/// How many times a new source is tried, each on fresh ports: a port found free can be taken
+/// (an outgoing connection's local port) before the server binds it, and the server then exits.
+const FRESH_TRIES: usize = 3;
+
+/// A new source from `fresh` (fresh ports and data each call), booted.
+async fn boot_fresh<S: Source>(mut fresh: impl FnMut() -> S) -> S {
+    for attempt in 1..=FRESH_TRIES {
+        let mut source = fresh();
+        match source.boot().await {
+            Ok(()) => return source,
+            Err(why) if attempt < FRESH_TRIES => eprintln!("{} did not come up ({why}); trying fresh ports", S::KIND),
+            Err(why) => panic!("{} did not come up in {FRESH_TRIES} tries: {why}", S::KIND),
+        }
+    }
+    unreachable!("the last try returns or panics")
 }
 
-fn kill_group(child: &mut Option<Child>) {
-    if let Some(mut child) = child.take() {
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
-        let _ = child.wait();
+// === impl Server ===
+
+/// A source server's process: a child in its own process group, so that a kill reaches the
+/// whole server (wrappers fork), with its output in `log`.
+struct Server {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Server {
+    fn new(log: PathBuf) -> Self {
+        Self { child: None, log }
+    }
+
+    /// Kills the server it runs, if any, and runs `command`.
+    fn run(&mut self, command: &mut Command) {
+        self.kill();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let stderr = log.try_clone().unwrap();
+        let child = command.stdout(log).stderr(stderr).process_group(0).spawn();
+        self.child = Some(child.expect("the source server starts"));
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits until `ready` says yes; the reason, with the end of the log, if the server exits
+    /// first or `limit` passes.
+    async fn up<F: Future<Output = bool>>(
+        &mut self,
+        limit: Duration,
+        mut ready: impl FnMut() -> F,
+    ) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if ready().await {
+                return Ok(());
+            }
+            let exited = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten());
+            let why = match exited {
+                Some(status) => format!("it exited ({status})"),
+                None if tokio::time::Instant::now() >= deadline => format!("no answer in {limit:?}"),
+                None => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            return Err(format!("{why}; its log ends:\n{}", self.log_tail()));
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -68,20 +146,11 @@ fn fresh_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Waits until `ready` says yes; panics after `limit`.
-async fn wait_until<F: Future<Output = bool>>(what: &str, limit: Duration, mut ready: impl FnMut() -> F) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !ready().await {
-        assert!(tokio::time::Instant::now() < deadline, "{what} did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 // === PostgreSQL ===
 
 /// A PostgreSQL server (Debian's `postgresql`), run as the `postgres` user.
 pub struct Postgres {
-    child: Option<Child>,
+    server: Server,
     pub port: u16,
     dir: PathBuf,
 }
@@ -109,9 +178,12 @@ impl Postgres {
             .status()
             .expect("initdb runs (apt install postgresql)");
         assert!(initdb.success());
-        let mut postgres = Self { child: None, port, dir };
-        postgres.restart().await;
-        postgres
+        let mut port = Some(port);
+        let fresh = || {
+            let port = port.take().unwrap_or_else(free_port);
+            Self { server: Server::new(dir.join("log")), port, dir: dir.clone() }
+        };
+        boot_fresh(fresh).await
     }
 
     pub fn url(&self) -> String {
@@ -124,8 +196,8 @@ impl Postgres {
         client
     }
 
-    async fn accepts(&self) -> bool {
-        match tokio_postgres::connect(&self.url(), tokio_postgres::NoTls).await {
+    async fn accepts(url: String) -> bool {
+        match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
             Ok((client, connection)) => {
                 tokio::spawn(connection);
                 client.simple_query("SELECT 1").await.is_ok()
@@ -178,13 +250,12 @@ impl Source for Postgres {
     }
 
     fn kill(&mut self) {
-        kill_group(&mut self.child);
+        self.server.kill();
     }
 
-    async fn restart(&mut self) {
-        self.kill();
+    async fn boot(&mut self) -> Result<(), String> {
         let data = self.dir.join("data");
-        self.child = Some(spawn_group(
+        self.server.run(
             // The server itself is the child (not a wrapper such as runuser), so that a kill
             // ends it and the wait reaps it: a postmaster left a zombie blocks the restart.
             Command::new(format!("{PG_BIN}/postgres"))
@@ -195,15 +266,9 @@ impl Source for Postgres {
                 .arg("-k")
                 .arg(&self.dir)
                 .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]),
-            self.dir.join("log"),
-        ));
-        wait_until("postgres", WAIT, || self.accepts()).await;
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        self.kill();
+        );
+        let url = self.url();
+        self.server.up(WAIT, || Self::accepts(url.clone())).await
     }
 }
 
@@ -211,13 +276,13 @@ impl Drop for Postgres {
 
 /// A RabbitMQ node (Debian's `rabbitmq-server`) of its own name, port and data.
 pub struct RabbitMq {
-    child: Option<Child>,
+    server: Server,
     pub port: u16,
     dist_port: u16,
     dir: PathBuf,
     /// Held while the node lives: an Erlang node takes seconds of CPU to boot, and five booting
     /// at once on two cores (one test binary's tests) took over a minute.
-    _turn: tokio::sync::SemaphorePermit<'static>,
+    _turn: Option<tokio::sync::SemaphorePermit<'static>>,
 }
 
 /// How many RabbitMQ nodes a test binary runs at once.
@@ -228,11 +293,14 @@ const URL_AMQP: &str = "amqp://guest:guest@127.0.0.1:{port}/%2f";
 impl RabbitMq {
     pub async fn start() -> Self {
         let turn = RABBIT_TURNS.acquire().await.unwrap();
-        let port = free_port();
-        let dir = fresh_dir(&format!("rabbitmq-{port}"));
-        std::fs::write(dir.join("enabled_plugins"), "[].").unwrap();
-        let mut rabbit = Self { child: None, port, dist_port: free_port(), dir, _turn: turn };
-        rabbit.restart().await;
+        let fresh = || {
+            let port = free_port();
+            let dir = fresh_dir(&format!("rabbitmq-{port}"));
+            std::fs::write(dir.join("enabled_plugins"), "[].").unwrap();
+            Self { server: Server::new(dir.join("out")), port, dist_port: free_port(), dir, _turn: None }
+        };
+        let mut rabbit = boot_fresh(fresh).await;
+        rabbit._turn = Some(turn);
         rabbit
     }
 
@@ -307,13 +375,12 @@ impl Source for RabbitMq {
     }
 
     fn kill(&mut self) {
-        kill_group(&mut self.child);
+        self.server.kill();
     }
 
-    async fn restart(&mut self) {
-        self.kill();
+    async fn boot(&mut self) -> Result<(), String> {
         let dir = &self.dir;
-        self.child = Some(spawn_group(
+        self.server.run(
             Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
                 .env("HOME", dir)
                 .env("RABBITMQ_NODENAME", format!("herald-test-{}@localhost", self.port))
@@ -327,17 +394,13 @@ impl Source for RabbitMq {
                 // A node killed outright writes a crash dump: into its folder, not the crate's.
                 .env("ERL_CRASH_DUMP", dir.join("erl_crash.dump"))
                 .current_dir(dir),
-            dir.join("out"),
-        ));
-        let connects =
-            || async { lapin::Connection::connect(&self.url(), lapin::ConnectionProperties::default()).await.is_ok() };
-        wait_until("rabbitmq", Duration::from_secs(120), connects).await;
-    }
-}
-
-impl Drop for RabbitMq {
-    fn drop(&mut self) {
-        self.kill();
+        );
+        let url = self.url();
+        let connects = || {
+            let url = url.clone();
+            async move { lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await.is_ok() }
+        };
+        self.server.up(Duration::from_secs(120), connects).await
     }
 }
 
@@ -345,7 +408,7 @@ impl Drop for RabbitMq {
 
 /// A NATS server with JetStream (Debian's `nats-server`).
 pub struct Nats {
-    child: Option<Child>,
+    server: Server,
     pub port: u16,
     dir: PathBuf,
 }
@@ -354,10 +417,12 @@ const URL_NATS: &str = "nats://127.0.0.1:{port}";
 
 impl Nats {
     pub async fn start() -> Self {
-        let port = free_port();
-        let mut nats = Self { child: None, port, dir: fresh_dir(&format!("nats-{port}")) };
-        nats.restart().await;
-        nats
+        let fresh = || {
+            let port = free_port();
+            let dir = fresh_dir(&format!("nats-{port}"));
+            Self { server: Server::new(dir.join("log")), port, dir }
+        };
+        boot_fresh(fresh).await
     }
 
     pub fn url(&self) -> String {
@@ -418,29 +483,16 @@ impl Source for Nats {
     }
 
     fn kill(&mut self) {
-        kill_group(&mut self.child);
+        self.server.kill();
     }
 
-    async fn restart(&mut self) {
-        self.kill();
-        self.child = Some(spawn_group(
+    async fn boot(&mut self) -> Result<(), String> {
+        self.server.run(
             Command::new("nats-server")
                 .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
                 .arg(&self.dir),
-            self.dir.join("log"),
-        ));
+        );
         let port = self.port;
-        wait_until(
-            "nats-server",
-            WAIT,
-            || async move { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() },
-        )
-        .await;
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        self.kill();
+        self.server.up(WAIT, || async move { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() }).await
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod deflate;
 pub mod net;
+pub mod poll_client;
 pub mod publisher;
 pub mod report;
 pub mod scenario;

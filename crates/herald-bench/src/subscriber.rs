@@ -10,8 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::poll_client::{Answer, PollClient};
 use anyhow::{Context as _, bail};
-use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use hdrhistogram::Histogram;
 use http_body_util::BodyExt as _;
@@ -337,12 +337,12 @@ impl Subscriber {
         started: Instant,
     ) -> anyhow::Result<(Ended, bool)> {
         let target = &fleet.target;
-        let mut sender = fleet.connector.http1().await?;
+        let mut client = PollClient::new(fleet.connector.connect().await?, target.addr.to_string());
         let base = target.subscribe_path(Transport::Poll, &self.channel_name);
         let mut was_subscribed = false;
         loop {
             let resume = self.resume.lock().clone();
-            let request = match (target.kind, &resume) {
+            let (path, validators) = match (target.kind, &resume) {
                 (ServerKind::Herald, Resume::Id(cursor)) => {
                     let held: Vec<String> =
                         self.held_streams.lock().iter().map(|(id, seq)| format!("{id}.{seq}")).collect();
@@ -351,37 +351,29 @@ impl Subscriber {
                         fleet.poll_timeout_secs,
                         held.join(",")
                     );
-                    target.get(&query, &[])
+                    (query, None)
                 }
                 // The first poll only fetches the current cursor: nothing published after it is lost.
-                (ServerKind::Herald, _) => target.get(&format!("{base}&timeout=0"), &[]),
-                (ServerKind::Nchan, Resume::Nchan { last_modified, etag }) => target.get(
-                    &base,
-                    &[(header::IF_MODIFIED_SINCE.as_str(), last_modified), (header::IF_NONE_MATCH.as_str(), etag)],
-                ),
-                (ServerKind::Nchan, _) => target.get(&base, &[]),
+                (ServerKind::Herald, _) => (format!("{base}&timeout=0"), None),
+                (ServerKind::Nchan, Resume::Nchan { last_modified, etag }) => {
+                    (base.clone(), Some([("if-modified-since", last_modified.as_str()), ("if-none-match", etag)]))
+                }
+                (ServerKind::Nchan, _) => (base.clone(), None),
             };
             if target.kind == ServerKind::Nchan && !was_subscribed {
                 // Nchan registers the poll when it arrives; there is no reply to wait for.
                 self.subscribed(fleet, started);
                 was_subscribed = true;
             }
-            let exchange = async {
-                sender.ready().await?;
-                let response = sender.send_request(request).await?;
-                let status = response.status();
-                let headers = response.headers().clone();
-                let body = response.into_body().collect().await?.to_bytes();
-                anyhow::Ok((status, headers, body))
-            };
-            let (status, headers, body) = tokio::select! {
+            let exchange = client.get(&path, validators.as_ref().map_or(&[], |v| &v[..]));
+            let answer = tokio::select! {
                 result = exchange => match result {
                     Ok(answer) => answer,
                     Err(_) => return Ok((Ended::Lost, was_subscribed)),
                 },
                 asked = departure(control) => return Ok((Ended::Asked(asked), was_subscribed)),
             };
-            self.poll_answered(fleet, target.kind, status, &headers, &body)?;
+            self.poll_answered(fleet, target.kind, answer)?;
             if !was_subscribed {
                 self.subscribed(fleet, started);
                 was_subscribed = true;
@@ -389,17 +381,11 @@ impl Subscriber {
         }
     }
 
-    fn poll_answered(
-        &self,
-        fleet: &Fleet,
-        kind: ServerKind,
-        status: StatusCode,
-        headers: &hyper::HeaderMap,
-        body: &Bytes,
-    ) -> anyhow::Result<()> {
+    fn poll_answered(&self, fleet: &Fleet, kind: ServerKind, answer: Answer<'_>) -> anyhow::Result<()> {
+        let Answer { status, last_modified, etag, body } = answer;
         match kind {
             ServerKind::Herald => {
-                if status != StatusCode::OK {
+                if status != 200 {
                     bail!("poll answered {status}: {}", String::from_utf8_lossy(body));
                 }
                 let cursor = json_str(body, "cursor").context("poll answer without a cursor")?;
@@ -409,11 +395,12 @@ impl Subscriber {
                 }
             }
             ServerKind::Nchan => {
-                if status == StatusCode::OK {
-                    let value = |name| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-                    *self.resume.lock() =
-                        Resume::Nchan { last_modified: value(header::LAST_MODIFIED), etag: value(header::ETAG) };
-                } else if status != StatusCode::NOT_MODIFIED && status != StatusCode::REQUEST_TIMEOUT {
+                if status == 200 {
+                    *self.resume.lock() = Resume::Nchan {
+                        last_modified: last_modified.unwrap_or_default(),
+                        etag: etag.unwrap_or_default(),
+                    };
+                } else if status != 304 && status != 408 {
                     bail!("Nchan poll answered {status}");
                 }
             }

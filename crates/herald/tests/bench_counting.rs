@@ -1,7 +1,7 @@
 //! `herald bench` counts what it receives: against a server that drops and duplicates on
 //! purpose, it reports exactly those losses and duplicates; against one that stalls a
 //! delivery on purpose (as a heartbeat burst would), its latency figures show the stall;
-//! against Herald, no loss; and compressed WebSocket deliveries are inflated and counted,
+//! against Herald, no loss; and compressed WebSocket deliveries and long polls are counted,
 //! against Herald and Nchan.
 
 #![allow(clippy::unwrap_used)] // Test helpers: any failure is the test failing.
@@ -287,5 +287,46 @@ fn compression_is_measured_on_herald_and_nchan_and_loses_nothing() {
             assert!(bytes("compact_") < bytes(""), "the compact envelope saves bytes: {f}");
             assert!(bytes("compact_deflate_") < bytes("deflate_"), "the compact envelope saves more: {f}");
         }
+    }
+}
+
+/// Long polls on Herald and on nginx + Nchan in the same run, read by the bench's own HTTP/1
+/// poll client (`herald_bench::poll_client`): every message is counted once on each.
+#[test]
+fn long_polls_on_herald_and_nchan_are_counted_whole() {
+    assert!(
+        std::path::Path::new("/usr/lib/nginx/modules/ngx_nchan_module.so").exists(),
+        "needs nginx with Nchan: apt install nginx-light libnginx-mod-nchan (scripts/test does)"
+    );
+    let json = run_bench(&[
+        "--scenario",
+        "seed",
+        "--transport",
+        "poll",
+        "--peer",
+        "nchan",
+        "--nginx",
+        "/usr/sbin/nginx",
+        "--subscribers",
+        "40",
+        "--channels",
+        "4",
+        "--rate",
+        "40",
+        "--duration",
+        "2",
+        "--sources",
+        "2",
+    ]);
+    let rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "Herald and Nchan, over long polling: {json}");
+    for row in rows {
+        assert_eq!(row["transport"], "poll", "{row}");
+        let f = &row["figures"];
+        let published = f["published"].as_f64().unwrap();
+        assert!(published >= 40.0, "{f}");
+        assert_eq!((f["lost"].as_f64(), f["duplicated"].as_f64()), (Some(0.0), Some(0.0)), "{row}");
+        // 4 channels of 10 subscribers each.
+        assert_eq!(f["delivered"].as_f64().unwrap(), published * 10.0, "{row}");
     }
 }

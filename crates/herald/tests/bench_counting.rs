@@ -239,28 +239,7 @@ async fn bench_against_herald_loses_nothing_on_any_transport() {
 /// passes must carry fewer bytes.
 #[test]
 fn compression_is_measured_on_herald_and_nchan_and_loses_nothing() {
-    assert!(
-        std::path::Path::new("/usr/lib/nginx/modules/ngx_nchan_module.so").exists(),
-        "needs nginx with Nchan: apt install nginx-light libnginx-mod-nchan (scripts/test does)"
-    );
-    let json = run_bench(&[
-        "--scenario",
-        "compression",
-        "--peer",
-        "nchan",
-        "--nginx",
-        "/usr/sbin/nginx",
-        "--subscribers",
-        "40",
-        "--channels",
-        "4",
-        "--rate",
-        "40",
-        "--duration",
-        "2",
-        "--sources",
-        "2",
-    ]);
+    let json = run_small_bench_with_nchan(&["--scenario", "compression"]);
     let rows = json["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "Herald and Nchan, over WebSocket only: {json}");
     for row in rows {
@@ -294,30 +273,7 @@ fn compression_is_measured_on_herald_and_nchan_and_loses_nothing() {
 /// poll client (`herald_bench::poll_client`): every message is counted once on each.
 #[test]
 fn long_polls_on_herald_and_nchan_are_counted_whole() {
-    assert!(
-        std::path::Path::new("/usr/lib/nginx/modules/ngx_nchan_module.so").exists(),
-        "needs nginx with Nchan: apt install nginx-light libnginx-mod-nchan (scripts/test does)"
-    );
-    let json = run_bench(&[
-        "--scenario",
-        "seed",
-        "--transport",
-        "poll",
-        "--peer",
-        "nchan",
-        "--nginx",
-        "/usr/sbin/nginx",
-        "--subscribers",
-        "40",
-        "--channels",
-        "4",
-        "--rate",
-        "40",
-        "--duration",
-        "2",
-        "--sources",
-        "2",
-    ]);
+    let json = run_small_bench_with_nchan(&["--scenario", "seed", "--transport", "poll"]);
     let rows = json["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2, "Herald and Nchan, over long polling: {json}");
     for row in rows {
@@ -329,4 +285,17 @@ fn long_polls_on_herald_and_nchan_are_counted_whole() {
         // 4 channels of 10 subscribers each.
         assert_eq!(f["delivered"].as_f64().unwrap(), published * 10.0, "{row}");
     }
+}
+
+/// `herald bench` with `args`, small (40 subscribers on 4 channels, 40 messages/s for 2 s),
+/// against a local Herald and a local nginx + Nchan (Debian's nginx-light and
+/// libnginx-mod-nchan).
+fn run_small_bench_with_nchan(args: &[&str]) -> Value {
+    assert!(
+        std::path::Path::new("/usr/lib/nginx/modules/ngx_nchan_module.so").exists(),
+        "needs nginx with Nchan: apt install nginx-light libnginx-mod-nchan (scripts/test does)"
+    );
+    let small = ["--peer", "nchan", "--nginx", "/usr/sbin/nginx", "--subscribers", "40", "--channels", "4"];
+    let paced = ["--rate", "40", "--duration", "2", "--sources", "2"];
+    run_bench(&[args, &small[..], &paced[..]].concat())
 }

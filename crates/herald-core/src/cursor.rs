@@ -75,7 +75,14 @@ impl Cursor {
     }
 
     /// Parses a cursor issued by [`Cursor::to_string`]. An empty string is an empty cursor.
-    pub fn parse<'a>(text: &'a str) -> Result<Self, InvalidCursor> {
+    pub fn parse(text: &str) -> Result<Self, InvalidCursor> {
+        Self::parse_known(text, &[])
+    }
+
+    /// [`Cursor::parse`], sharing the names in `known` (the stream's channels, already checked)
+    /// for the entries that name them: such an entry is neither checked nor copied again. The
+    /// cursor is the same as `parse` gives.
+    pub fn parse_known<'a>(text: &'a str, known: &[ChannelName]) -> Result<Self, InvalidCursor> {
         if text.is_empty() {
             return Ok(Self::new());
         }
@@ -95,8 +102,14 @@ impl Cursor {
             if !is_valid_epoch(epoch) {
                 return Err(InvalidCursor("malformed epoch"));
             }
-            let channel = ChannelName::new(channel).map_err(|_| InvalidCursor("malformed channel name"))?;
-            cursor.set(&channel, StreamPosition { epoch: Arc::from(epoch), offset });
+            let position = StreamPosition { epoch: Arc::from(epoch), offset };
+            match known.iter().find(|name| name.as_str() == channel) {
+                Some(name) => cursor.set(name, position),
+                None => {
+                    let name = ChannelName::new(channel).map_err(|_| InvalidCursor("malformed channel name"))?;
+                    cursor.set(&name, position);
+                }
+            }
         }
         Ok(cursor)
     }

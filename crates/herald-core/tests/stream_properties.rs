@@ -46,12 +46,17 @@ proptest! {
             cursor.set(&ChannelName::new(name).unwrap(), position.clone());
         }
         let text = cursor.to_string();
+        // Knowing some of the names (and others) changes nothing.
+        let known: Vec<ChannelName> =
+            entries.iter().step_by(2).map(|(name, _)| ChannelName::new(name).unwrap()).chain([ChannelName::new("x").unwrap()]).collect();
+        prop_assert_eq!(Cursor::parse_known(&text, &known), Ok(cursor.clone()));
         prop_assert_eq!(Cursor::parse(&text), Ok(cursor));
     }
 
     #[test]
     fn parsing_arbitrary_text_never_panics(text in ".{0,200}") {
         let _ = Cursor::parse(&text);
+        let _ = Cursor::parse_known(&text, &[ChannelName::new("a").unwrap()]);
         let _ = Request::parse(&text);
         let _ = ChannelName::new(&text);
     }

@@ -138,7 +138,7 @@ impl StreamRequest {
         // A cursor that does not parse is still a position the client holds: every channel of
         // the stream then starts live with a reset (`malformed_position`), never a 400, after
         // which a browser's EventSource would stop reconnecting.
-        let cursor = Cursor::parse(cursor_text.as_deref().unwrap_or("")).unwrap_or_else(|_| {
+        let cursor = Cursor::parse_known(cursor_text.as_deref().unwrap_or(""), &channels).unwrap_or_else(|_| {
             let mut unusable = Cursor::with_capacity(channels.len());
             for channel in &channels {
                 unusable.set(channel, herald_core::StreamPosition::unusable());

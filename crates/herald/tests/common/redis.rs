@@ -21,6 +21,20 @@ impl Redis {
     }
 
     pub fn with_args(args: &[&str]) -> Self {
+        // A port found free can be taken before the server binds it (the server then exits):
+        // a new one is tried, up to three times.
+        let mut why = String::new();
+        for _ in 0..3 {
+            let mut redis = Self::on_fresh_port(args);
+            match redis.try_spawn() {
+                Ok(()) => return redis,
+                Err(reason) => why = reason,
+            }
+        }
+        panic!("redis-server did not start in three tries: {why}");
+    }
+
+    fn on_fresh_port(args: &[&str]) -> Self {
         let cluster = args.contains(&"--cluster-enabled");
         let port = loop {
             let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -37,24 +51,38 @@ impl Redis {
         std::fs::create_dir_all(&dir).unwrap();
         let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         all.extend(["--dir".into(), dir.display().to_string()]);
-        let mut redis = Self { child: None, port, args: all };
-        redis.spawn();
-        redis
+        Self { child: None, port, args: all }
     }
 
+    /// Starts it (again) on its port; panics if it does not listen within [`WAIT`].
     pub fn spawn(&mut self) {
+        if let Err(why) = self.try_spawn() {
+            panic!("redis-server did not start: {why}");
+        }
+    }
+
+    /// Starts it on its port and waits until it listens; why not, if it exits first or
+    /// [`WAIT`] passes.
+    fn try_spawn(&mut self) -> Result<(), String> {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(&self.args)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server runs (apt install redis-server)");
-        self.child = Some(child);
+        let child = self.child.insert(child);
         let deadline = std::time::Instant::now() + WAIT;
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "redis-server did not start");
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Err(format!("it exited ({status}) on port {}", self.port));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!("it did not listen on port {} within {WAIT:?}", self.port));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     pub fn kill(&mut self) {

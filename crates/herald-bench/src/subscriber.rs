@@ -10,7 +10,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::poll_client::{Answer, PollClient};
 use anyhow::{Context as _, bail};
 use futures_util::{SinkExt as _, StreamExt as _};
 use hdrhistogram::Histogram;
@@ -26,6 +25,7 @@ use tokio_tungstenite::tungstenite::{
 use crate::{
     deflate::{self, WsIo},
     net::{Connector, now_us},
+    poll_client::{Answer, PollClient},
     target::{ServerKind, Target, Transport},
     tracker::{Latencies, Receipt, Receipts, markers, new_histogram},
 };

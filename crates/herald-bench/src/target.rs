@@ -239,6 +239,23 @@ impl LocalServer {
     /// own prefix and configuration in a temporary folder; with `deflate`, Nchan compresses each
     /// message once for the WebSocket subscribers that negotiated permessage-deflate.
     pub async fn nchan(nginx: &Path, deflate: bool) -> anyhow::Result<Self> {
+        // A port found free can be taken before nginx binds it; nginx then exits, and a fresh
+        // port is tried (three times in all).
+        let mut tries = 1;
+        loop {
+            match Self::nchan_on_a_free_port(nginx, deflate).await {
+                Err(StartError::Exited(status)) if tries < 3 => {
+                    tracing::warn!(%status, "nginx exited while starting; trying a fresh port");
+                    tries += 1;
+                }
+                Err(StartError::Exited(status)) => bail!("nginx exited while starting ({status}); see its log above"),
+                Err(StartError::Other(e)) => return Err(e),
+                Ok(server) => return Ok(server),
+            }
+        }
+    }
+
+    async fn nchan_on_a_free_port(nginx: &Path, deflate: bool) -> Result<Self, StartError> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let dir = std::env::temp_dir().join(format!("herald-bench-nchan-{}-{port}", std::process::id()));
         std::fs::create_dir_all(dir.join("logs"))?;
@@ -260,13 +277,17 @@ impl LocalServer {
             target: Target::single(ServerKind::Nchan, addr, None, pid),
             dir: Some(dir),
         };
+        let mut server = server;
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
                 return Ok(server);
             }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(StartError::Exited(status));
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        bail!("nginx did not listen on {addr} within 5 s; see its log above")
+        Err(anyhow::anyhow!("nginx did not listen on {addr} within 5 s; see its log above").into())
     }
 
     /// Stops the process and waits for it.
@@ -286,6 +307,20 @@ impl Drop for LocalServer {
         if let Some(dir) = &self.dir {
             let _ = std::fs::remove_dir_all(dir);
         }
+    }
+}
+
+/// Why a local server did not start.
+enum StartError {
+    /// It exited before it listened (its port may have been taken meanwhile).
+    Exited(std::process::ExitStatus),
+    /// Anything else.
+    Other(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for StartError {
+    fn from(e: E) -> Self {
+        Self::Other(e.into())
     }
 }
 

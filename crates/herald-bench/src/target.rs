@@ -241,21 +241,18 @@ impl LocalServer {
     pub async fn nchan(nginx: &Path, deflate: bool) -> anyhow::Result<Self> {
         // A port found free can be taken before nginx binds it; nginx then exits, and a fresh
         // port is tried (three times in all).
-        let mut tries = 1;
-        loop {
-            match Self::nchan_on_a_free_port(nginx, deflate).await {
-                Err(StartError::Exited(status)) if tries < 3 => {
-                    tracing::warn!(%status, "nginx exited while starting; trying a fresh port");
-                    tries += 1;
-                }
-                Err(StartError::Exited(status)) => bail!("nginx exited while starting ({status}); see its log above"),
-                Err(StartError::Other(e)) => return Err(e),
-                Ok(server) => return Ok(server),
+        for _ in 0..3 {
+            match Self::nchan_on_a_free_port(nginx, deflate).await? {
+                Some(server) => return Ok(server),
+                None => tracing::warn!("nginx exited while starting; trying a fresh port"),
             }
         }
+        bail!("nginx exited while starting, three times; see its log above")
     }
 
-    async fn nchan_on_a_free_port(nginx: &Path, deflate: bool) -> Result<Self, StartError> {
+    /// [`LocalServer::nchan`] on one port found free; `None` if nginx exited before it
+    /// listened.
+    async fn nchan_on_a_free_port(nginx: &Path, deflate: bool) -> anyhow::Result<Option<Self>> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let dir = std::env::temp_dir().join(format!("herald-bench-nchan-{}-{port}", std::process::id()));
         std::fs::create_dir_all(dir.join("logs"))?;
@@ -271,23 +268,22 @@ impl LocalServer {
             .with_context(|| format!("starting {} (apt install nginx-light libnginx-mod-nchan)", nginx.display()))?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let pid = child.id();
-        let server = Self {
+        let mut server = Self {
             child,
             others: Vec::new(),
             target: Target::single(ServerKind::Nchan, addr, None, pid),
             dir: Some(dir),
         };
-        let mut server = server;
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return Ok(server);
+                return Ok(Some(server));
             }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                return Err(StartError::Exited(status));
+            if server.child.try_wait()?.is_some() {
+                return Ok(None);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(anyhow::anyhow!("nginx did not listen on {addr} within 5 s; see its log above").into())
+        bail!("nginx did not listen on {addr} within 5 s; see its log above")
     }
 
     /// Stops the process and waits for it.
@@ -307,20 +303,6 @@ impl Drop for LocalServer {
         if let Some(dir) = &self.dir {
             let _ = std::fs::remove_dir_all(dir);
         }
-    }
-}
-
-/// Why a local server did not start.
-enum StartError {
-    /// It exited before it listened (its port may have been taken meanwhile).
-    Exited(std::process::ExitStatus),
-    /// Anything else.
-    Other(anyhow::Error),
-}
-
-impl<E: Into<anyhow::Error>> From<E> for StartError {
-    fn from(e: E) -> Self {
-        Self::Other(e.into())
     }
 }
 

@@ -25,6 +25,16 @@ pub const API_KEY: &str = "test-key";
 pub const TOKEN_SECRET: &str = "a-test-secret-of-enough-length";
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// How many times a server the tests start (a source, a `redis-server`) is tried, each on
+/// fresh ports: a port found free ([`free_port`]) can be taken (an outgoing connection's local
+/// port) before the server binds it, and the server then exits.
+pub const FRESH_TRIES: usize = 3;
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// A running server; killed on drop.
 pub struct TestServer {
     pub child: Child,

@@ -5,7 +5,7 @@ use std::{
     time::Duration,
 };
 
-use super::{TestServer, WAIT};
+use super::{FRESH_TRIES, TestServer, WAIT, free_port};
 
 /// A `redis-server` on 127.0.0.1; killed on drop.
 pub struct Redis {
@@ -21,23 +21,22 @@ impl Redis {
     }
 
     pub fn with_args(args: &[&str]) -> Self {
-        // A port found free can be taken before the server binds it (the server then exits):
-        // a new one is tried, up to three times.
+        // A new one on fresh ports if it exits while starting (see `FRESH_TRIES`).
         let mut why = String::new();
-        for _ in 0..3 {
+        for _ in 0..FRESH_TRIES {
             let mut redis = Self::on_fresh_port(args);
             match redis.try_spawn() {
                 Ok(()) => return redis,
                 Err(reason) => why = reason,
             }
         }
-        panic!("redis-server did not start in three tries: {why}");
+        panic!("redis-server did not start in {FRESH_TRIES} tries: {why}");
     }
 
     fn on_fresh_port(args: &[&str]) -> Self {
         let cluster = args.contains(&"--cluster-enabled");
         let port = loop {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let port = free_port();
             // A cluster node also listens on its port + 10000 (the cluster bus).
             let bus_free = || port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok();
             if !cluster || bus_free() {

@@ -11,7 +11,7 @@ use std::{
 
 use serde_json::Value;
 
-use super::WAIT;
+use super::{FRESH_TRIES, WAIT, free_port};
 
 /// The consumer name every test uses.
 pub const CONSUMER: &str = "orders";
@@ -49,10 +49,6 @@ pub trait Source {
         }
     }
 }
-
-/// How many times a new source is tried, each on fresh ports: a port found free can be taken
-/// (an outgoing connection's local port) before the server binds it, and the server then exits.
-const FRESH_TRIES: usize = 3;
 
 /// A new source from `fresh` (fresh ports and data each call), booted.
 async fn boot_fresh<S: Source>(mut fresh: impl FnMut() -> S) -> S {
@@ -133,10 +129,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn fresh_dir(name: &str) -> PathBuf {

@@ -5,8 +5,9 @@
 //! from the server and, worse, delays the bench's own reading: a delivery is timed when the
 //! bench reads it. hyper's client runs a driver task beside each connection and hands every
 //! answer across a channel; at 50,000 long-poll deliveries a second that cost more CPU per
-//! delivery than the server spent, and answers the server had written within 150 ms were timed
-//! at 300–600 ms. This client reads in the subscriber's own task, with nothing in between.
+//! delivery than the server spent, and the bench's own backlog stretched the tail it reported
+//! (BENCHMARKS.md, session 17). This client reads in the subscriber's own task, with nothing
+//! in between.
 
 use anyhow::{Context as _, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -7,10 +7,13 @@
 #   bench/instructions.sh                    # long polling, ./target/release/herald
 #   bench/instructions.sh ws /tmp/herald-old # another transport, another build
 #   bench/instructions.sh publish            # API publishes (the publish scenario's flood)
+#   LOAD=fanout bench/instructions.sh poll   # 600 subscribers on one channel, 1 message/s
 #
 # The server runs under callgrind twice, with the same small seed load (400 subscribers,
 # 10 channels, 10 messages/s) for 10 s and for 20 s; the difference of the two counts over the
-# difference of deliveries leaves out start-up and shutdown. With `publish`, the load is the
+# difference of deliveries leaves out start-up and shutdown. With LOAD=fanout the load is
+# instead 600 subscribers of one channel at 1 message/s: more than a round on the publisher's
+# thread takes (256), so every round runs on the fan-out pool. With `publish`, the load is the
 # publish scenario on 8 connections (single publishes, then broadcasts to 10 channels) for 5 s
 # and 10 s, counted per message published (a broadcast publishes 10), and the single publish's
 # own path (`publish::publish_json`, parse to reply) per publish from the longer profile. With HERALD_CALLGRIND_KEEP=<dir>
@@ -41,8 +44,10 @@ measure() {
     "$bin" bench --url "http://127.0.0.1:$port" --api-key bench --scenario publish --publish-connections 8 \
       --duration "$seconds" --out "$work/out" >/dev/null 2>&1
   else
-    "$bin" bench --url "http://127.0.0.1:$port" --api-key bench --scenario seed --transport "$transport" \
-      --subscribers 400 --channels 10 --rate 10 --duration "$seconds" --out "$work/out" >/dev/null 2>&1
+    local load=(--scenario seed --subscribers 400 --channels 10 --rate 10)
+    if [ "${LOAD:-seed}" = fanout ]; then load=(--scenario fanout --subscribers 600 --fanout-rate 1); fi
+    "$bin" bench --url "http://127.0.0.1:$port" --api-key bench "${load[@]}" --transport "$transport" \
+      --duration "$seconds" --out "$work/out" >/dev/null 2>&1
   fi
   kill -TERM "$server"
   wait "$server" || true

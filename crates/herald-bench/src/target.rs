@@ -194,25 +194,15 @@ impl LocalServer {
     /// free loopback port and `nodes` Herald nodes sharing it, each with `settings`. Load is
     /// spread over the nodes; RSS and CPU are summed over the nodes and Redis.
     pub async fn herald_cluster(exe: &Path, settings: &[String], nodes: usize) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let redis = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting redis-server (apt install redis-server)")?;
-        let redis_addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut up = false;
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(redis_addr).await.is_ok() {
-                up = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        if !up {
-            bail!("redis-server did not listen on {redis_addr} within 5 s");
-        }
+        let (redis, redis_addr) = start_listening("redis-server", |port| {
+            Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting redis-server (apt install redis-server)")
+        })
+        .await?;
         let mut settings = settings.to_vec();
         settings.push(format!("engine=\"redis://{redis_addr}\""));
         let api_key = format!("bench-{:016x}", rand::random::<u64>());
@@ -239,51 +229,33 @@ impl LocalServer {
     /// own prefix and configuration in a temporary folder; with `deflate`, Nchan compresses each
     /// message once for the WebSocket subscribers that negotiated permessage-deflate.
     pub async fn nchan(nginx: &Path, deflate: bool) -> anyhow::Result<Self> {
-        // A port found free can be taken before nginx binds it; nginx then exits, and a fresh
-        // port is tried (three times in all).
-        for _ in 0..3 {
-            match Self::nchan_on_a_free_port(nginx, deflate).await? {
-                Some(server) => return Ok(server),
-                None => tracing::warn!("nginx exited while starting; trying a fresh port"),
+        let mut dir = PathBuf::new();
+        let (child, addr) = start_listening("nginx", |port| {
+            // The folder of a try whose nginx exited goes with the next try.
+            if !dir.as_os_str().is_empty() {
+                let _ = std::fs::remove_dir_all(&dir);
             }
-        }
-        bail!("nginx exited while starting, three times; see its log above")
-    }
-
-    /// [`LocalServer::nchan`] on one port found free; `None` if nginx exited before it
-    /// listened.
-    async fn nchan_on_a_free_port(nginx: &Path, deflate: bool) -> anyhow::Result<Option<Self>> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let dir = std::env::temp_dir().join(format!("herald-bench-nchan-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(dir.join("logs"))?;
-        std::fs::write(dir.join("nginx.conf"), nchan_config(port, deflate))?;
-        let child = Command::new(nginx)
-            .arg("-p")
-            .arg(&dir)
-            .args(["-c", "nginx.conf"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {} (apt install nginx-light libnginx-mod-nchan)", nginx.display()))?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            dir = std::env::temp_dir().join(format!("herald-bench-nchan-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(dir.join("logs"))?;
+            std::fs::write(dir.join("nginx.conf"), nchan_config(port, deflate))?;
+            Command::new(nginx)
+                .arg("-p")
+                .arg(&dir)
+                .args(["-c", "nginx.conf"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("starting {} (apt install nginx-light libnginx-mod-nchan)", nginx.display()))
+        })
+        .await?;
         let pid = child.id();
-        let mut server = Self {
+        Ok(Self {
             child,
             others: Vec::new(),
             target: Target::single(ServerKind::Nchan, addr, None, pid),
             dir: Some(dir),
-        };
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return Ok(Some(server));
-            }
-            if server.child.try_wait()?.is_some() {
-                return Ok(None);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("nginx did not listen on {addr} within 5 s; see its log above")
+        })
     }
 
     /// Stops the process and waits for it.
@@ -338,6 +310,44 @@ async fn spawn_herald(exe: &Path, settings: &[String], api_key: &str) -> anyhow:
     .await
     .context("herald did not start within 20 s")??;
     Ok((child, addr))
+}
+
+/// How many times a server started on a port found free is tried, each on a fresh port: the
+/// port can be taken (an outgoing connection's local port) before the server binds it, and
+/// the server then exits.
+const START_TRIES: usize = 3;
+
+/// Starts the server `spawn` runs for a loopback port found free and waits (up to 5 s) until it
+/// listens there. A server that exits first is started again on a fresh port, [`START_TRIES`]
+/// times in all.
+async fn start_listening(
+    name: &str,
+    mut spawn: impl FnMut(u16) -> anyhow::Result<Child>,
+) -> anyhow::Result<(Child, SocketAddr)> {
+    for _ in 0..START_TRIES {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut child = spawn(port)?;
+        if listens(&mut child, addr).await? {
+            return Ok((child, addr));
+        }
+        tracing::warn!("{name} exited while starting; trying a fresh port");
+    }
+    bail!("{name} exited while starting, {START_TRIES} times; see its log above")
+}
+
+/// Waits up to 5 s for `child` to listen on `addr`: `false` if it exits first.
+async fn listens(child: &mut Child, addr: SocketAddr) -> anyhow::Result<bool> {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(true);
+        }
+        if child.try_wait()?.is_some() {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("the server did not listen on {addr} within 5 s; see its log above")
 }
 
 /// The Nchan setup measured: one process, history of 1,000 messages kept 10 minutes (as

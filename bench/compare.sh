@@ -4,10 +4,13 @@
 # then writes the results into BENCHMARKS.md and docs/bench.svg. Numbers are never edited by
 # hand: rerun this script to refresh them.
 #
-#   bench/compare.sh                      # the full run (about 30 minutes on 2 cores)
-#   bench/compare.sh --duration 5 --subscribers 1000 --idle-connections 2000   # a quick look
+#   bench/compare.sh                      # the full run (about 50 minutes on 2 cores)
+#   bench/compare.sh --repeat 1 --duration 5 --subscribers 1000 --idle-connections 2000   # a quick look
 #
-# Extra arguments go to `herald bench`.
+# Seed and fanout, the scenarios of the latency and CPU lines, run three times per server with
+# the servers in turn, and their figures are medians (`--repeat`): on a shared 2-core machine
+# one run's fanout tail can land a third away from the next, for either server.
+# Extra arguments go to `herald bench` (after the script's own, so they win).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +23,7 @@ cargo build --release --locked -p herald
 out="${BENCH_OUT:-bench-results}"
 ./target/release/herald bench \
   --scenario idle,seed,fanout,ramp,publish,reconnect,compression \
-  --transport all --peer nchan --out "$out" "$@" | tee "$out.log"
+  --transport all --peer nchan --repeat 3 --out "$out" "$@" | tee "$out.log"
 
 python3 - "$out" <<'PY'
 import pathlib, re, sys, platform, subprocess

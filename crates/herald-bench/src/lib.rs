@@ -106,6 +106,12 @@ pub struct BenchArgs {
     /// Pieces per second of each stream in tokens.
     #[arg(long, default_value_t = 50.0)]
     pub token_rate: f64,
+    /// Runs of each `seed` and `fanout` measurement per server, the servers taking turns
+    /// (Herald, Nchan, Herald, …). The report gives each figure's median over the runs and
+    /// the highest count of losses and failures; bench.json also keeps each run's figures.
+    /// One run's tail can land far from the next on a shared machine.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9), overrides_with = "repeat")]
+    pub repeat: u32,
     /// Where bench.json, bench.md and bench.svg are written.
     #[arg(long, default_value = "bench-results")]
     pub out: PathBuf,
@@ -145,42 +151,67 @@ pub async fn run(args: BenchArgs, herald: PathBuf, command: String) -> anyhow::R
             Scenario::Compression => vec![Some(Transport::Ws)],
             _ => transports.iter().copied().map(Some).collect(),
         };
+        // Seed and fanout carry the latency and CPU lines of the budget, the figures that
+        // vary most from run to run.
+        let repeat = match scenario {
+            Scenario::Seed | Scenario::Fanout => args.repeat,
+            _ => 1,
+        };
         for transport in runs {
             let mut servers = vec![args.server];
             servers.extend(args.peer.filter(|p| remote.is_none() || *p != args.server));
-            for kind in servers {
-                eprintln!("bench: {scenario:?} over {} against {kind:?} …", transport.map_or("api", Transport::name));
-                let row = match (&remote, kind == args.server) {
-                    (Some(target), true) => run_one(scenario, target, transport, &sizes).await,
-                    _ => {
-                        let local = match kind {
-                            ServerKind::Herald if args.nodes > 1 => {
-                                LocalServer::herald_cluster(&herald, &args.settings, args.nodes).await?
-                            }
-                            ServerKind::Herald => LocalServer::herald(&herald, &args.settings).await?,
-                            ServerKind::Nchan => {
-                                LocalServer::nchan(&args.nginx, scenario == Scenario::Compression).await?
-                            }
-                        };
-                        let row = run_one(scenario, &local.target, transport, &sizes).await;
-                        local.stop().await;
-                        row
-                    }
-                };
-                eprintln!("bench: {}", serde_json::to_string(&row.figures).unwrap_or_default());
-                rows.push(row);
+            let mut measured: Vec<Vec<Row>> = vec![Vec::new(); servers.len()];
+            for turn in 1..=repeat {
+                for (kind, runs) in servers.iter().zip(&mut measured) {
+                    let name = transport.map_or("api", Transport::name);
+                    let of = if repeat > 1 { format!(" (run {turn} of {repeat})") } else { String::new() };
+                    eprintln!("bench: {scenario:?} over {name} against {kind:?}{of} …");
+                    let row = match (&remote, *kind == args.server) {
+                        (Some(target), true) => run_one(scenario, target, transport, &sizes).await,
+                        _ => run_local(*kind, &args, &herald, scenario, transport, &sizes).await?,
+                    };
+                    eprintln!("bench: {}", serde_json::to_string(&row.figures).unwrap_or_default());
+                    runs.push(row);
+                }
             }
+            rows.extend(measured.into_iter().map(Row::of_runs));
         }
     }
     println!("{}", report::summary(&rows));
     // Herald's default interval (Config::heartbeat_secs) unless the bench sets another.
     let heartbeat = args.settings.iter().rev().find_map(|s| s.strip_prefix("heartbeat_secs=")?.parse().ok());
-    let windows =
+    let mut windows =
         report::window_note(args.duration, if remote.is_some() { None } else { Some(heartbeat.unwrap_or(15)) });
+    if args.repeat > 1 {
+        windows.push_str(&format!(
+            " Seed and fanout: {} runs per server, the servers in turn; each figure is the median of the runs, the counts of losses and failures the highest (bench.json keeps every run).",
+            args.repeat
+        ));
+    }
     println!("{windows}");
     report::write(&args.out, &rows, &command, &windows).with_context(|| format!("writing {}", args.out.display()))?;
     println!("wrote {}/bench.json, bench.md and bench.svg", args.out.display());
     Ok(rows)
+}
+
+/// One run against a server the bench starts (Herald, a Herald cluster, or nginx + Nchan)
+/// and stops again.
+async fn run_local(
+    kind: ServerKind,
+    args: &BenchArgs,
+    herald: &std::path::Path,
+    scenario: Scenario,
+    transport: Option<Transport>,
+    sizes: &Sizes,
+) -> anyhow::Result<Row> {
+    let local = match kind {
+        ServerKind::Herald if args.nodes > 1 => LocalServer::herald_cluster(herald, &args.settings, args.nodes).await?,
+        ServerKind::Herald => LocalServer::herald(herald, &args.settings).await?,
+        ServerKind::Nchan => LocalServer::nchan(&args.nginx, scenario == Scenario::Compression).await?,
+    };
+    let row = run_one(scenario, &local.target, transport, sizes).await;
+    local.stop().await;
+    Ok(row)
 }
 
 async fn run_one(scenario: Scenario, target: &Target, transport: Option<Transport>, sizes: &Sizes) -> Row {

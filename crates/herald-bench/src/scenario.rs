@@ -82,8 +82,12 @@ pub struct Row {
     pub scenario: Scenario,
     /// The transport (`None` for `publish`).
     pub transport: Option<Transport>,
-    /// Figures by name (see [`crate::report::FIGURES`]).
+    /// Figures by name (see [`crate::report::FIGURES`]). Of several runs (`--repeat`), see
+    /// [`Row::of_runs`].
     pub figures: BTreeMap<String, f64>,
+    /// Each run's own figures, when `figures` combines several runs (empty for one run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<BTreeMap<String, f64>>,
 }
 
 /// The subscribers of one phase.
@@ -110,12 +114,42 @@ struct Reading {
 
 impl Row {
     fn new(server: ServerKind, scenario: Scenario, transport: Option<Transport>) -> Self {
-        Self { server, scenario, transport, figures: BTreeMap::new() }
+        Self { server, scenario, transport, figures: BTreeMap::new(), runs: Vec::new() }
+    }
+
+    /// One row for several runs of the same measurement: each figure is the median of the
+    /// runs that have it (of an even number, the mean of the middle two), except the counts
+    /// of what went wrong — lost, duplicated, out of order, failed publishes and connects —
+    /// which are the highest of the runs, so that a loss in any run shows. Each run's own
+    /// figures stay in [`Row::runs`]. `runs` must not be empty.
+    pub fn of_runs(runs: Vec<Row>) -> Row {
+        let mut row = Row::new(runs[0].server, runs[0].scenario, runs[0].transport);
+        if runs.len() == 1 {
+            return runs.into_iter().next().unwrap_or(row);
+        }
+        let names: std::collections::BTreeSet<&String> = runs.iter().flat_map(|r| r.figures.keys()).collect();
+        for name in names {
+            let mut values: Vec<f64> = runs.iter().filter_map(|r| r.figures.get(name).copied()).collect();
+            values.sort_by(f64::total_cmp);
+            let value = match is_failure_count(name) {
+                true => values[values.len() - 1],
+                false if values.len() % 2 == 1 => values[values.len() / 2],
+                false => (values[values.len() / 2 - 1] + values[values.len() / 2]) / 2.0,
+            };
+            row.set(name, value);
+        }
+        row.runs = runs.into_iter().map(|r| r.figures).collect();
+        row
     }
 
     fn set(&mut self, name: &str, value: f64) {
         self.figures.insert(name.to_string(), value);
     }
+}
+
+/// Whether figure `name` counts failures (see [`Row::of_runs`]).
+fn is_failure_count(name: &str) -> bool {
+    name.ends_with("lost") || matches!(name, "duplicated" | "out_of_order" | "publish_failures" | "connect_failures")
 }
 
 // === impl Reading ===
@@ -508,4 +542,35 @@ async fn publish(target: &Target, sizes: &Sizes) -> Row {
         row.set("broadcast_messages_per_sec", (ok * FAN as u64) as f64 / elapsed);
     }
     row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(latency_p99: f64, lost: f64) -> Row {
+        let mut row = Row::new(ServerKind::Herald, Scenario::Fanout, Some(Transport::Poll));
+        row.set("latency_p99_ms", latency_p99);
+        row.set("lost", lost);
+        row
+    }
+
+    #[test]
+    fn several_runs_give_the_median_and_the_worst_failure_count() {
+        let row = Row::of_runs(vec![run(150.0, 0.0), run(210.0, 3.0), run(140.0, 0.0)]);
+        assert_eq!(row.figures["latency_p99_ms"], 150.0);
+        assert_eq!(row.figures["lost"], 3.0, "a loss in one run shows");
+        assert_eq!(row.runs.len(), 3);
+        assert_eq!(row.runs[1]["latency_p99_ms"], 210.0);
+
+        let even = Row::of_runs(vec![run(100.0, 0.0), run(140.0, 0.0)]);
+        assert_eq!(even.figures["latency_p99_ms"], 120.0);
+    }
+
+    #[test]
+    fn one_run_is_kept_as_it_is() {
+        let row = Row::of_runs(vec![run(150.0, 1.0)]);
+        assert_eq!(row.figures["latency_p99_ms"], 150.0);
+        assert!(row.runs.is_empty(), "no per-run copy of a single run");
+    }
 }

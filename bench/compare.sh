@@ -4,7 +4,7 @@
 # then writes the results into BENCHMARKS.md and docs/bench.svg. Numbers are never edited by
 # hand: rerun this script to refresh them.
 #
-#   bench/compare.sh                      # the full run (about 50 minutes on 2 cores)
+#   bench/compare.sh                      # the full run (about 40 minutes on 2 cores)
 #   bench/compare.sh --repeat 1 --duration 5 --subscribers 1000 --idle-connections 2000   # a quick look
 #
 # Seed and fanout, the scenarios of the latency and CPU lines, run three times per server with

@@ -182,7 +182,7 @@ pub async fn run(args: BenchArgs, herald: PathBuf, command: String) -> anyhow::R
     let heartbeat = args.settings.iter().rev().find_map(|s| s.strip_prefix("heartbeat_secs=")?.parse().ok());
     let mut windows =
         report::window_note(args.duration, if remote.is_some() { None } else { Some(heartbeat.unwrap_or(15)) });
-    if args.repeat > 1 {
+    if args.repeat > 1 && args.scenario.iter().any(|s| matches!(s, Scenario::Seed | Scenario::Fanout)) {
         windows.push_str(&format!(
             " Seed and fanout: {} runs per server, the servers in turn; each figure is the median of the runs, the counts of losses and failures the highest (bench.json keeps every run).",
             args.repeat

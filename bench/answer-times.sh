@@ -12,11 +12,10 @@
 #
 #   bench/answer-times.sh                     # ./target/release/herald, 4 s recorded each
 #   bench/answer-times.sh /tmp/herald-old     # another build
-#   SERVER_ENV="TOKIO_WORKER_THREADS=1" bench/answer-times.sh   # Herald with one worker
 #
-# SERVER_ENV is set for the Herald server only (the bench then measures a server it starts
-# itself with `--url`, and Nchan is skipped). Needs perf (Debian linux-perf) and root, or
-# kernel.perf_event_paranoid at 1 or less.
+# SECONDS_RECORDED=N records N s of each server (4); KEEP=1 keeps the recordings (the folder
+# is named on stderr). Needs perf (Debian linux-perf) and root, or kernel.perf_event_paranoid
+# at 1 or less.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${1:-}"
@@ -28,7 +27,7 @@ command -v perf >/dev/null || { echo "needs perf (Debian package linux-perf)" >&
 ulimit -n 20000
 work=$(mktemp -d)
 [ -n "${KEEP:-}" ] && echo "kept in $work" >&2
-trap 'kill ${bench:-} ${server:-} 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+trap 'kill ${bench:-} 2>/dev/null; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 # Seconds from a server's start to the middle of its measured window (10,000 connections
 # first), and seconds recorded: 5 rounds a second.
 settle=15
@@ -57,26 +56,15 @@ await_process() {
   exit 1
 }
 
-servers=(herald)
-if [ -n "${SERVER_ENV:-}" ]; then
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  env $SERVER_ENV "$bin" serve --listen "127.0.0.1:$port" --api-key bench \
-    --set max_connections=0 --set connection_rate_per_ip=0 --set max_streams_per_ip=0 >"$work/server.log" 2>&1 &
-  server=$!
-  "$bin" bench --url "http://127.0.0.1:$port" --api-key bench --pid "$server" \
-    --scenario fanout --transport poll --out "$work/out" >"$work/bench.log" 2>&1 &
-  bench=$!
-  record herald "$server"
-else
-  servers+=(nchan)
-  "$bin" bench --scenario fanout --transport poll --peer nchan --out "$work/out" >"$work/bench.log" 2>&1 &
-  bench=$!
-  record herald "$(await_process ' serve --listen 127.0.0.1:0 ')"
-  record nchan "$(await_process 'nginx -p .*herald-bench-nchan')"
-fi
+# The two servers as `herald bench` starts them (crates/herald-bench/src/target.rs): Herald
+# on a port of its own choosing, then nginx with the prefix `LocalServer::nchan` gives it.
+"$bin" bench --scenario fanout --transport poll --peer nchan --out "$work/out" >"$work/bench.log" 2>&1 &
+bench=$!
+record herald "$(await_process ' serve --listen 127.0.0.1:0 ')"
+record nchan "$(await_process 'nginx -p .*herald-bench-nchan')"
 wait "$bench"
 
-python3 - "$work" "${servers[@]}" <<'PY'
+python3 - "$work" herald nchan <<'PY'
 import json, statistics, sys, pathlib
 work = pathlib.Path(sys.argv[1])
 bench = json.loads((work / "out" / "bench.json").read_text())
@@ -120,5 +108,5 @@ for name, figures in zip(sys.argv[2:], reported):
     med = lambda i: statistics.median(row[i] for row in rows)
     print(f"{name:8} {len(rows):>6} {med(0):>8.0f} {med(1):>7.1f} {med(2):>7.1f} {med(3):>8.1f} "
           f"{med(4) * 100:>33.0f}% | {figures['latency_p50_ms']:.1f} / {figures['latency_p99_ms']:.1f}"
-          + (f" ({cut} runs of rounds into each other left out)" if cut else ""))
+          + (f" ({cut} left out: rounds that ran into the next)" if cut else ""))
 PY

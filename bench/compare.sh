@@ -9,7 +9,8 @@
 #
 # Seed and fanout, the scenarios of the latency and CPU lines, run three times per server with
 # the servers in turn, and their figures are medians (`--repeat`): on a shared 2-core machine
-# one run's fanout tail can land a third away from the next, for either server.
+# one run's fanout tail can land far from the next (Nchan's long-poll p99: 127 to 214 ms over
+# three runs in BENCHMARKS.md, session 19).
 # Extra arguments go to `herald bench` (after the script's own, so they win).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -151,12 +151,7 @@ pub async fn run(args: BenchArgs, herald: PathBuf, command: String) -> anyhow::R
             Scenario::Compression => vec![Some(Transport::Ws)],
             _ => transports.iter().copied().map(Some).collect(),
         };
-        // Seed and fanout carry the latency and CPU lines of the budget, the figures that
-        // vary most from run to run.
-        let repeat = match scenario {
-            Scenario::Seed | Scenario::Fanout => args.repeat,
-            _ => 1,
-        };
+        let repeat = if scenario.is_repeated() { args.repeat } else { 1 };
         for transport in runs {
             let mut servers = vec![args.server];
             servers.extend(args.peer.filter(|p| remote.is_none() || *p != args.server));
@@ -180,14 +175,12 @@ pub async fn run(args: BenchArgs, herald: PathBuf, command: String) -> anyhow::R
     println!("{}", report::summary(&rows));
     // Herald's default interval (Config::heartbeat_secs) unless the bench sets another.
     let heartbeat = args.settings.iter().rev().find_map(|s| s.strip_prefix("heartbeat_secs=")?.parse().ok());
-    let mut windows =
-        report::window_note(args.duration, if remote.is_some() { None } else { Some(heartbeat.unwrap_or(15)) });
-    if args.repeat > 1 && args.scenario.iter().any(|s| matches!(s, Scenario::Seed | Scenario::Fanout)) {
-        windows.push_str(&format!(
-            " Seed and fanout: {} runs per server, the servers in turn; each figure is the median of the runs, the counts of losses and failures the highest (bench.json keeps every run).",
-            args.repeat
-        ));
-    }
+    let repeated = args.scenario.iter().any(|s| s.is_repeated()).then_some(args.repeat);
+    let windows = report::window_note(
+        args.duration,
+        if remote.is_some() { None } else { Some(heartbeat.unwrap_or(15)) },
+        repeated,
+    );
     println!("{windows}");
     report::write(&args.out, &rows, &command, &windows).with_context(|| format!("writing {}", args.out.display()))?;
     println!("wrote {}/bench.json, bench.md and bench.svg", args.out.display());

@@ -257,9 +257,10 @@ pub fn svg(rows: &[Row]) -> String {
 /// What a publishing window of `duration_secs` holds of the server's heartbeats: a
 /// heartbeat's cost shows in the latency figures only if the window spans heartbeat rounds.
 /// `heartbeat_secs`: the local Herald's (`None`: a remote server, whose setting the bench
-/// cannot know).
-pub fn window_note(duration_secs: u64, heartbeat_secs: Option<u64>) -> String {
-    match heartbeat_secs {
+/// cannot know). `repeated`: the `--repeat` count when a repeated scenario ran (see
+/// [`Scenario::is_repeated`]); more than one run is said, with how the figures combine them.
+pub fn window_note(duration_secs: u64, heartbeat_secs: Option<u64>, repeated: Option<u32>) -> String {
+    let mut note = match heartbeat_secs {
         None => format!(
             "Windows: {duration_secs} s of publishing; the remote server's heartbeat interval is unknown: make the window at least two of them."
         ),
@@ -271,7 +272,13 @@ pub fn window_note(duration_secs: u64, heartbeat_secs: Option<u64>) -> String {
             "Windows: {duration_secs} s of publishing with `heartbeat_secs` = {heartbeat}: shorter than two heartbeat rounds, so the figures may miss their cost (use --duration {} or more).",
             2 * heartbeat
         ),
+    };
+    if let Some(runs) = repeated.filter(|&runs| runs > 1) {
+        note.push_str(&format!(
+            " Seed and fanout: {runs} runs per server, the servers in turn; each figure is the median of the runs, the counts of losses and failures the highest (bench.json keeps every run)."
+        ));
     }
+    note
 }
 
 /// Writes `bench.json`, `bench.md` and `bench.svg` into `dir`; `windows` says what the
@@ -296,8 +303,15 @@ mod tests {
 
     #[test]
     fn the_window_note_says_whether_heartbeats_are_in_the_window() {
-        assert!(window_note(30, Some(15)).contains("spans 2 heartbeat rounds"));
-        assert!(window_note(10, Some(15)).contains("use --duration 30 or more"));
-        assert!(window_note(30, None).contains("unknown"));
+        assert!(window_note(30, Some(15), None).contains("spans 2 heartbeat rounds"));
+        assert!(window_note(10, Some(15), None).contains("use --duration 30 or more"));
+        assert!(window_note(30, None, None).contains("unknown"));
+    }
+
+    #[test]
+    fn the_window_note_says_how_repeated_runs_combine() {
+        assert!(window_note(30, Some(15), Some(3)).contains("3 runs per server"));
+        assert!(!window_note(30, Some(15), Some(1)).contains("runs per server"), "one run is no repeat");
+        assert!(!window_note(30, Some(15), None).contains("runs per server"));
     }
 }

@@ -43,6 +43,16 @@ pub enum Scenario {
     Compression,
 }
 
+// === impl Scenario ===
+
+impl Scenario {
+    /// Whether `--repeat` runs this scenario several times per server: seed and fanout, whose
+    /// latency and CPU lines of the budget vary most from run to run.
+    pub fn is_repeated(self) -> bool {
+        matches!(self, Scenario::Seed | Scenario::Fanout)
+    }
+}
+
 /// Sizes of the scenarios.
 #[derive(Clone, Debug)]
 pub struct Sizes {
@@ -123,16 +133,17 @@ impl Row {
     /// which are the highest of the runs, so that a loss in any run shows. Each run's own
     /// figures stay in [`Row::runs`]. `runs` must not be empty.
     pub fn of_runs(runs: Vec<Row>) -> Row {
+        let runs = match <[Row; 1]>::try_from(runs) {
+            Ok([one]) => return one,
+            Err(runs) => runs,
+        };
         let mut row = Row::new(runs[0].server, runs[0].scenario, runs[0].transport);
-        if runs.len() == 1 {
-            return runs.into_iter().next().unwrap_or(row);
-        }
         let names: std::collections::BTreeSet<&String> = runs.iter().flat_map(|r| r.figures.keys()).collect();
         for name in names {
             let mut values: Vec<f64> = runs.iter().filter_map(|r| r.figures.get(name).copied()).collect();
             values.sort_by(f64::total_cmp);
             let value = match is_failure_count(name) {
-                true => values[values.len() - 1],
+                true => values[values.len() - 1], // the highest
                 false if values.len() % 2 == 1 => values[values.len() / 2],
                 false => (values[values.len() / 2 - 1] + values[values.len() / 2]) / 2.0,
             };

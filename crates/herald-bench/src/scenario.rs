@@ -288,6 +288,8 @@ impl Crowd {
         for (name, us) in [("p50", p.p50), ("p90", p.p90), ("p99", p.p99), ("p999", p.p999), ("max", p.max)] {
             row.set(&format!("latency_{name}_ms"), us as f64 / 1000.0);
         }
+        row.set("first_delivery_p50_ms", p.first_p50 as f64 / 1000.0);
+        row.set("last_delivery_p50_ms", p.last_p50 as f64 / 1000.0);
         let tally = self.tally();
         row.set("published", self.channels.total_published() as f64);
         row.set("publish_failures", self.channels.failures() as f64);

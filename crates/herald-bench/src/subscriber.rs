@@ -181,7 +181,7 @@ impl Subscriber {
                 continue;
             }
             if receipts.record(marker.seq) != Receipt::Duplicate {
-                fleet.latencies.record(self.index, now.saturating_sub(marker.sent_us));
+                fleet.latencies.record(self.index, (marker.channel, marker.seq), now.saturating_sub(marker.sent_us));
             }
         }
     }

@@ -6,8 +6,12 @@
 //! line, a poll batch, an Nchan raw message), so one counter serves every server and transport.
 //! A piece of a token stream carries it as text, `~b[channel,seq,sent_us]`, which reads the
 //! same inside any JSON string (an append, the text so far, the finished message).
+//!
+//! Latencies are kept per delivery and, per message, for its first and last delivery: a tail
+//! then reads as a late start (the publish waited before anyone got it) or a long spread (the
+//! server, or the reader, took long to reach everyone).
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use hdrhistogram::Histogram;
 use memchr::memmem;
@@ -155,9 +159,18 @@ impl Receipts {
     }
 }
 
-/// Delivery latencies, striped so that thousands of subscriber tasks rarely share a lock.
+/// Delivery latencies, striped so that thousands of subscriber tasks rarely share a lock:
+/// every delivery's, and each message's first and last.
 pub struct Latencies {
-    stripes: Vec<Mutex<Histogram<u64>>>,
+    stripes: Vec<Mutex<Stripe>>,
+}
+
+/// One stripe of [`Latencies`].
+struct Stripe {
+    /// Every delivery's latency.
+    deliveries: Histogram<u64>,
+    /// Per message (channel, seq): its first and last delivery's latency in this stripe.
+    messages: HashMap<(u32, u64), (u64, u64)>,
 }
 
 /// Latency percentiles in µs.
@@ -175,6 +188,12 @@ pub struct Percentiles {
     pub p999: u64,
     /// The slowest.
     pub max: u64,
+    /// Over the messages, the median of each one's first delivery: how long a publish takes to
+    /// reach anyone.
+    pub first_p50: u64,
+    /// Over the messages, the median of each one's last delivery: how long a publish takes to
+    /// reach every subscriber of its channel.
+    pub last_p50: u64,
 }
 
 /// Highest latency the histograms resolve: 10 minutes in µs (slower saturates at this value).
@@ -185,23 +204,37 @@ const MAX_LATENCY_US: u64 = 600_000_000;
 impl Latencies {
     /// Empty histograms.
     pub fn new() -> Arc<Self> {
-        let stripes = (0..32).map(|_| Mutex::new(new_histogram())).collect();
+        let stripes =
+            (0..32).map(|_| Mutex::new(Stripe { deliveries: new_histogram(), messages: HashMap::new() })).collect();
         Arc::new(Self { stripes })
     }
 
-    /// Records one delivery's latency for subscriber `who`.
-    pub fn record(&self, who: usize, latency_us: u64) {
-        self.stripes[who % self.stripes.len()].lock().saturating_record(latency_us.min(MAX_LATENCY_US));
+    /// Records, for subscriber `who`, the delivery of `message` (channel, seq) after
+    /// `latency_us`.
+    pub fn record(&self, who: usize, message: (u32, u64), latency_us: u64) {
+        let latency_us = latency_us.min(MAX_LATENCY_US);
+        let mut stripe = self.stripes[who % self.stripes.len()].lock();
+        stripe.deliveries.saturating_record(latency_us);
+        let span = stripe.messages.entry(message).or_insert((latency_us, latency_us));
+        span.0 = span.0.min(latency_us);
+        span.1 = span.1.max(latency_us);
     }
 
     /// The percentiles since the last take, then starts over.
     pub fn take(&self) -> Percentiles {
         let mut all = new_histogram();
+        let mut messages: HashMap<(u32, u64), (u64, u64)> = HashMap::new();
         for stripe in &self.stripes {
-            let mut h = stripe.lock();
-            let _ = all.add(&*h);
-            h.reset();
+            let mut stripe = stripe.lock();
+            let _ = all.add(&stripe.deliveries);
+            stripe.deliveries.reset();
+            for (message, (first, last)) in stripe.messages.drain() {
+                let span = messages.entry(message).or_insert((first, last));
+                span.0 = span.0.min(first);
+                span.1 = span.1.max(last);
+            }
         }
+        let (firsts, lasts): (Vec<u64>, Vec<u64>) = messages.into_values().unzip();
         Percentiles {
             count: all.len(),
             p50: all.value_at_quantile(0.5),
@@ -209,8 +242,19 @@ impl Latencies {
             p99: all.value_at_quantile(0.99),
             p999: all.value_at_quantile(0.999),
             max: all.max(),
+            first_p50: median(firsts),
+            last_p50: median(lasts),
         }
     }
+}
+
+/// The median of `values` (the lower of the middle two; 0 when empty).
+fn median(mut values: Vec<u64>) -> u64 {
+    if values.is_empty() {
+        return 0;
+    }
+    let middle = (values.len() - 1) / 2;
+    *values.select_nth_unstable(middle).1
 }
 
 /// An empty histogram of µs from 1 to 10 minutes, 3 significant digits.
@@ -261,11 +305,31 @@ mod tests {
     fn latency_percentiles_merge_stripes() {
         let l = Latencies::new();
         for i in 0..1000 {
-            l.record(i as usize, i + 1);
+            l.record(i as usize, (0, i), i + 1);
         }
         let p = l.take();
         assert_eq!(p.count, 1000);
         assert!((495..=505).contains(&p.p50), "{p:?}");
         assert_eq!(l.take().count, 0, "take starts over");
+    }
+
+    /// Each message's first and last delivery are found across the subscribers' stripes, so a
+    /// late start and a long spread read apart.
+    #[test]
+    fn each_message_has_its_first_and_last_delivery() {
+        let l = Latencies::new();
+        // Three messages to 100 subscribers each: message s reaches subscriber i after
+        // 1,000 * (s + 1) + 10 * i µs (a start that grows, a spread of 990 µs).
+        for seq in 0..3u64 {
+            for who in 0..100u64 {
+                l.record(who as usize, (7, seq), 1_000 * (seq + 1) + 10 * who);
+            }
+        }
+        // The same sequence numbers on another channel are other messages.
+        l.record(5, (8, 0), 50_000);
+        let p = l.take();
+        assert_eq!((p.first_p50, p.last_p50), (2_000, 2_990), "{p:?}");
+        let p = l.take();
+        assert_eq!((p.count, p.first_p50, p.last_p50), (0, 0, 0), "take starts over");
     }
 }

@@ -226,7 +226,10 @@ async fn next_head(
             }
         }
         buf.reserve(1024);
+        // Biased, in this order: a wake-up for bytes (most of them) reads without polling the
+        // other two, and bytes that came in are read even when a deadline or the shutdown came too.
         let woke = tokio::select! {
+            biased;
             read = stream.read_buf(buf) => Woke::Read(read.unwrap_or(0)),
             () = timer.as_mut() => Woke::Timer,
             () = async { if let Some(wait) = shutdown { wait.await } }, if shutdown.is_some() => Woke::Shutdown,

@@ -1,12 +1,20 @@
 //! `herald bench` counts what it receives: against a server that drops and duplicates on
 //! purpose, it reports exactly those losses and duplicates; against one that stalls a
 //! delivery on purpose (as a heartbeat burst would), its latency figures show the stall;
-//! against Herald, no loss; and compressed WebSocket deliveries and long polls are counted,
+//! against one that is late for half its subscribers, a message's first delivery stays quick
+//! and its last one carries the lag; against Herald, no loss; and compressed WebSocket deliveries and long polls are counted,
 //! against Herald and Nchan.
 
 #![allow(clippy::unwrap_used)] // Test helpers: any failure is the test failing.
 
-use std::{process::Command, sync::Arc};
+use std::{
+    process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use serde_json::Value;
 use tokio::{
@@ -27,30 +35,38 @@ fn fate(seq: u64) -> usize {
     }
 }
 
-/// How the test server misbehaves: how many times it sends message `seq` (`fate`), and a
-/// message before which every stream stalls, and for how long.
+/// How the test server misbehaves: how many times it sends message `seq` (`fate`), a message
+/// before which every stream stalls, and for how long, and a lag after its publish at which
+/// every second stream gets each message.
 #[derive(Clone, Copy)]
 struct Faults {
     fate: fn(u64) -> usize,
-    stall: Option<(u64, std::time::Duration)>,
+    stall: Option<(u64, Duration)>,
+    lag: Option<Duration>,
 }
+
+/// A published message as the test server hands it to its streams: sequence number, SSE
+/// event, when it was published.
+type Published = (u64, String, Instant);
 
 /// A server speaking just enough of Herald's API and SSE for the bench, badly.
 async fn faulty_server(faults: Faults) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, _) = broadcast::channel::<(u64, String)>(100_000);
+    let (tx, _) = broadcast::channel::<Published>(100_000);
     let tx = Arc::new(tx);
+    let streams = Arc::new(AtomicUsize::new(0));
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            tokio::spawn(serve(stream, tx.clone(), faults));
+            tokio::spawn(serve(stream, tx.clone(), streams.clone(), faults));
         }
     });
     addr
 }
 
-async fn serve(stream: TcpStream, tx: Arc<broadcast::Sender<(u64, String)>>, faults: Faults) {
+/// Serves one connection; `streams` counts the SSE streams opened so far.
+async fn serve(stream: TcpStream, tx: Arc<broadcast::Sender<Published>>, streams: Arc<AtomicUsize>, faults: Faults) {
     let mut reader = BufReader::new(stream);
     loop {
         let mut request_line = String::new();
@@ -74,8 +90,9 @@ async fn serve(stream: TcpStream, tx: Arc<broadcast::Sender<(u64, String)>>, fau
             let body: Value = serde_json::from_slice(&body).unwrap();
             let seq = body["data"]["b"][1].as_u64().unwrap();
             let event = format!("data: {}\n\n", body["data"]);
+            let published = Instant::now();
             for _ in 0..(faults.fate)(seq) {
-                let _ = tx.send((seq, event.clone()));
+                let _ = tx.send((seq, event.clone(), published));
             }
             let reply = r#"{"channel":"c","offset":1,"epoch":"e"}"#;
             let response = format!(
@@ -85,16 +102,20 @@ async fn serve(stream: TcpStream, tx: Arc<broadcast::Sender<(u64, String)>>, fau
             reader.get_mut().write_all(response.as_bytes()).await.unwrap();
         } else if request_line.starts_with("GET /sse/") {
             let mut rx = tx.subscribe();
+            let lag = faults.lag.filter(|_| streams.fetch_add(1, Ordering::Relaxed) % 2 == 1);
             let stream = reader.get_mut();
             stream
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n: hi\n\n")
                 .await
                 .unwrap();
-            while let Ok((seq, event)) = rx.recv().await {
+            while let Ok((seq, event, published)) = rx.recv().await {
                 if let Some((at, stall)) = faults.stall
                     && seq == at
                 {
                     tokio::time::sleep(stall).await;
+                }
+                if let Some(lag) = lag {
+                    tokio::time::sleep_until((published + lag).into()).await;
                 }
                 if stream.write_all(event.as_bytes()).await.is_err() {
                     return;
@@ -162,7 +183,7 @@ fn rand_suffix() -> u128 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_reports_exactly_the_losses_and_duplicates_of_a_faulty_server() {
-    let addr = faulty_server(Faults { fate, stall: None }).await;
+    let addr = faulty_server(Faults { fate, stall: None, lag: None }).await;
     let url = format!("http://{addr}");
     let subscribers = 20u64;
     let json = seed_over_sse(url, 2).await;
@@ -181,8 +202,8 @@ async fn bench_reports_exactly_the_losses_and_duplicates_of_a_faulty_server() {
 /// it) must show in the latency figures, not average away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_latency_figures_see_a_stalled_delivery() {
-    let stall = std::time::Duration::from_millis(400);
-    let addr = faulty_server(Faults { fate: |_| 1, stall: Some((60, stall)) }).await;
+    let stall = Duration::from_millis(400);
+    let addr = faulty_server(Faults { fate: |_| 1, stall: Some((60, stall)), lag: None }).await;
     let url = format!("http://{addr}");
     let json = seed_over_sse(url, 3).await;
     let row = &json["rows"][0]["figures"];
@@ -195,6 +216,19 @@ async fn bench_latency_figures_see_a_stalled_delivery() {
     assert!(max >= 380.0, "the 400 ms stall is the worst delivery: max {max} ms: {row}");
     assert!(p99 >= 100.0, "the deliveries queued behind it reach the tail: p99 {p99} ms: {row}");
     assert!(p50 < 100.0, "the rest are quick: p50 {p50} ms: {row}");
+}
+
+/// Half the subscribers get every message 150 ms after its publish: a long spread, not a late
+/// start. A message's first delivery stays quick and its last one carries the lag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_splits_a_message_into_its_first_and_last_delivery() {
+    let addr = faulty_server(Faults { fate: |_| 1, stall: None, lag: Some(Duration::from_millis(150)) }).await;
+    let json = seed_over_sse(format!("http://{addr}"), 2).await;
+    let row = &json["rows"][0]["figures"];
+    assert_eq!(row["lost"].as_f64().unwrap(), 0.0, "{row}");
+    let (first, last) = (row["first_delivery_p50_ms"].as_f64().unwrap(), row["last_delivery_p50_ms"].as_f64().unwrap());
+    assert!(first < 50.0, "the prompt half reads each message at once: first delivery {first} ms: {row}");
+    assert!(last >= 145.0, "the late half reads it 150 ms after its publish: last delivery {last} ms: {row}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -215,9 +215,7 @@ impl Latencies {
         let latency_us = latency_us.min(MAX_LATENCY_US);
         let mut stripe = self.stripes[who % self.stripes.len()].lock();
         stripe.deliveries.saturating_record(latency_us);
-        let span = stripe.messages.entry(message).or_insert((latency_us, latency_us));
-        span.0 = span.0.min(latency_us);
-        span.1 = span.1.max(latency_us);
+        widen(stripe.messages.entry(message).or_insert((latency_us, latency_us)), (latency_us, latency_us));
     }
 
     /// The percentiles since the last take, then starts over.
@@ -228,10 +226,8 @@ impl Latencies {
             let mut stripe = stripe.lock();
             let _ = all.add(&stripe.deliveries);
             stripe.deliveries.reset();
-            for (message, (first, last)) in stripe.messages.drain() {
-                let span = messages.entry(message).or_insert((first, last));
-                span.0 = span.0.min(first);
-                span.1 = span.1.max(last);
+            for (message, span) in stripe.messages.drain() {
+                widen(messages.entry(message).or_insert(span), span);
             }
         }
         let (firsts, lasts): (Vec<u64>, Vec<u64>) = messages.into_values().unzip();
@@ -246,6 +242,12 @@ impl Latencies {
             last_p50: median(lasts),
         }
     }
+}
+
+/// Widens a message's (first, last) delivery latency to take in `other`'s.
+fn widen(span: &mut (u64, u64), other: (u64, u64)) {
+    span.0 = span.0.min(other.0);
+    span.1 = span.1.max(other.1);
 }
 
 /// The median of `values` (the lower of the middle two; 0 when empty).

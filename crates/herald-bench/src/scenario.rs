@@ -141,13 +141,13 @@ impl Row {
         let names: std::collections::BTreeSet<&String> = runs.iter().flat_map(|r| r.figures.keys()).collect();
         for name in names {
             let mut values: Vec<f64> = runs.iter().filter_map(|r| r.figures.get(name).copied()).collect();
-            values.sort_by(f64::total_cmp);
             let value = match is_failure_count(name) {
-                true => values[values.len() - 1], // the highest
-                false if values.len() % 2 == 1 => values[values.len() / 2],
-                false => (values[values.len() / 2 - 1] + values[values.len() / 2]) / 2.0,
+                true => values.iter().copied().reduce(f64::max),
+                false => crate::tracker::median(&mut values),
             };
-            row.set(name, value);
+            if let Some(value) = value {
+                row.set(name, value);
+            }
         }
         row.runs = runs.into_iter().map(|r| r.figures).collect();
         row

@@ -230,7 +230,6 @@ impl Latencies {
                 widen(messages.entry(message).or_insert(span), span);
             }
         }
-        let (firsts, lasts): (Vec<u64>, Vec<u64>) = messages.into_values().unzip();
         Percentiles {
             count: all.len(),
             p50: all.value_at_quantile(0.5),
@@ -238,8 +237,8 @@ impl Latencies {
             p99: all.value_at_quantile(0.99),
             p999: all.value_at_quantile(0.999),
             max: all.max(),
-            first_p50: median(firsts),
-            last_p50: median(lasts),
+            first_p50: median_us(messages.values().map(|span| span.0)),
+            last_p50: median_us(messages.values().map(|span| span.1)),
         }
     }
 }
@@ -250,13 +249,22 @@ fn widen(span: &mut (u64, u64), other: (u64, u64)) {
     span.1 = span.1.max(other.1);
 }
 
-/// The median of `values` (the lower of the middle two; 0 when empty).
-fn median(mut values: Vec<u64>) -> u64 {
-    if values.is_empty() {
-        return 0;
+/// The median of `values` (of an even number, the mean of the middle two); `None` when empty.
+/// Sorts `values`.
+pub fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
     }
-    let middle = (values.len() - 1) / 2;
-    *values.select_nth_unstable(middle).1
+}
+
+/// [`median`] of µs counts (0 when empty).
+fn median_us(values: impl Iterator<Item = u64>) -> u64 {
+    let mut values: Vec<f64> = values.map(|v| v as f64).collect();
+    median(&mut values).map_or(0, |m| m as u64)
 }
 
 /// An empty histogram of µs from 1 to 10 minutes, 3 significant digits.
@@ -329,8 +337,9 @@ mod tests {
         }
         // The same sequence numbers on another channel are other messages.
         l.record(5, (8, 0), 50_000);
+        l.record(6, (8, 1), 60_000);
         let p = l.take();
-        assert_eq!((p.first_p50, p.last_p50), (2_000, 2_990), "{p:?}");
+        assert_eq!((p.first_p50, p.last_p50), (3_000, 3_990), "{p:?}");
         let p = l.take();
         assert_eq!((p.count, p.first_p50, p.last_p50), (0, 0, 0), "take starts over");
     }

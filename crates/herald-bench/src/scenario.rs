@@ -163,6 +163,14 @@ fn is_failure_count(name: &str) -> bool {
     name.ends_with("lost") || matches!(name, "duplicated" | "out_of_order" | "publish_failures" | "connect_failures")
 }
 
+/// What a measured window used: see [`Reading::usage_since`].
+#[derive(Default)]
+struct Usage {
+    server_cpu_secs: f64,
+    server_user_secs: Option<f64>,
+    bytes: u64,
+}
+
 // === impl Reading ===
 
 impl Reading {
@@ -175,17 +183,19 @@ impl Reading {
         }
     }
 
-    /// Server and bench CPU (% of a core), server CPU seconds and wire bytes since `earlier`.
-    fn usage_since(&self, earlier: &Reading, row: &mut Row, prefix: &str) -> (f64, u64) {
-        let mut server_cpu_secs = 0.0;
+    /// Server and bench CPU (% of a core), the server's CPU seconds since `earlier` and their
+    /// user-space part (when known), and wire bytes.
+    fn usage_since(&self, earlier: &Reading, row: &mut Row, prefix: &str) -> Usage {
+        let mut usage = Usage { bytes: (self.rx - earlier.rx) + (self.tx - earlier.tx), ..Usage::default() };
         if let (Some(now), Some(then)) = (self.server, earlier.server) {
             row.set(&format!("{prefix}server_cpu_pct"), now.cpu_percent_since(&then));
-            server_cpu_secs = now.cpu_secs - then.cpu_secs;
+            usage.server_cpu_secs = now.cpu_secs - then.cpu_secs;
+            usage.server_user_secs = now.user_secs.zip(then.user_secs).map(|(now, then)| now - then);
         }
         if let (Some(now), Some(then)) = (self.bench, earlier.bench) {
             row.set(&format!("{prefix}bench_cpu_pct"), now.cpu_percent_since(&then));
         }
-        (server_cpu_secs, (self.rx - earlier.rx) + (self.tx - earlier.tx))
+        usage
     }
 }
 
@@ -314,13 +324,16 @@ impl Crowd {
         self.drain(Duration::from_secs(10)).await;
         let after = Reading::now(target, wire).await;
         self.delivery_figures(row);
-        let (server_cpu_secs, bytes) = after.usage_since(&before, row, "");
+        let usage = after.usage_since(&before, row, "");
         let delivered = row.figures.get("delivered").copied().unwrap_or(0.0).max(1.0);
         if after.server.is_some() {
-            row.set("server_cpu_us_per_delivery", server_cpu_secs * 1e6 / delivered);
+            row.set("server_cpu_us_per_delivery", usage.server_cpu_secs * 1e6 / delivered);
             row.set("server_rss_mb", after.server.map_or(0.0, |s| s.rss_bytes as f64 / 1e6));
         }
-        row.set("bytes_per_delivery", bytes as f64 / delivered);
+        if let Some(user_secs) = usage.server_user_secs {
+            row.set("server_user_cpu_us_per_delivery", user_secs * 1e6 / delivered);
+        }
+        row.set("bytes_per_delivery", usage.bytes as f64 / delivered);
         row.set("deliveries_per_sec", delivered / duration.as_secs_f64());
     }
 
@@ -413,14 +426,14 @@ async fn tokens(target: &Target, transport: Transport, sizes: &Sizes) -> Row {
         let after = Reading::now(target, wire).await;
         let mut pass = Row::new(target.kind, Scenario::Tokens, Some(transport));
         crowd.delivery_figures(&mut pass);
-        let (server_cpu_secs, bytes) = after.usage_since(&before, &mut pass, "");
+        let usage = after.usage_since(&before, &mut pass, "");
         // Each piece once per subscriber: the repeats (a finished message, the text so far in
         // every poll answer) are carried bytes, not deliveries.
         let lost = pass.figures.get("lost").copied().unwrap_or(0.0);
         let delivered = (crowd.channels.total_published() as f64 * TOKEN_SUBSCRIBERS as f64 - lost).max(1.0);
         pass.set("delivered", delivered);
-        pass.set("server_cpu_us_per_delivery", server_cpu_secs * 1e6 / delivered);
-        pass.set("bytes_per_delivery", bytes as f64 / delivered);
+        pass.set("server_cpu_us_per_delivery", usage.server_cpu_secs * 1e6 / delivered);
+        pass.set("bytes_per_delivery", usage.bytes as f64 / delivered);
         pass.set("deliveries_per_sec", delivered / sizes.duration.as_secs_f64());
         for (name, value) in pass.figures {
             if !matches!(name.as_str(), "duplicated" | "out_of_order") {
@@ -477,7 +490,7 @@ async fn idle(target: &Target, transport: Transport, sizes: &Sizes) -> Row {
     }
     tokio::time::sleep(sizes.idle_window).await;
     let after = Reading::now(target, wire).await;
-    let (_, bytes) = after.usage_since(&before, &mut row, "idle_");
+    let bytes = after.usage_since(&before, &mut row, "idle_").bytes;
     let minutes = sizes.idle_window.as_secs_f64() / 60.0;
     row.set("idle_bytes_per_client_min", bytes as f64 / sizes.idle_connections.max(1) as f64 / minutes);
     row.set("disconnects", crowd.fleet.disconnects.load(Ordering::Relaxed) as f64);

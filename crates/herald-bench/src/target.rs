@@ -142,6 +142,7 @@ impl Target {
                 let more = process::sample(Some(*pid)).ok()?;
                 total.rss_bytes += more.rss_bytes;
                 total.cpu_secs += more.cpu_secs;
+                total.user_secs = total.user_secs.zip(more.user_secs).map(|(a, b)| a + b);
             }
             return Some(total);
         }
@@ -160,6 +161,7 @@ impl Target {
         Some(ProcSample {
             rss_bytes: process["rss_bytes"].as_u64()?,
             cpu_secs: process["cpu_seconds"].as_f64()?,
+            user_secs: None,
             at: std::time::Instant::now(),
         })
     }

@@ -13,6 +13,9 @@ pub struct ProcSample {
     pub rss_bytes: u64,
     /// User + system CPU time in seconds.
     pub cpu_secs: f64,
+    /// The user-space part of `cpu_secs` (`None` where only the total is known, as from
+    /// another server's `/api/info`).
+    pub user_secs: Option<f64>,
     /// When it was read.
     pub at: Instant,
 }
@@ -33,7 +36,8 @@ pub fn sample(pid: Option<u32>) -> std::io::Result<ProcSample> {
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     let cpu_secs = (ticks(11) + ticks(12)) as f64 / TICKS_PER_SEC;
-    Ok(ProcSample { rss_bytes: rss_kib * 1024, cpu_secs, at })
+    let user_secs = Some(ticks(11) as f64 / TICKS_PER_SEC);
+    Ok(ProcSample { rss_bytes: rss_kib * 1024, cpu_secs, user_secs, at })
 }
 
 // === impl ProcSample ===
@@ -64,5 +68,8 @@ mod tests {
         let busy = after.cpu_percent_since(&before);
         // Well under 100 %: the other tests and a loaded CI machine share the cores.
         assert!(busy > 20.0, "a busy loop used {busy:.0}% of a core");
+        // A loop that makes no system call spends its time in user space.
+        let user = after.user_secs.unwrap() - before.user_secs.unwrap();
+        assert!(user > 0.05, "the busy loop's {user:.2} s of user time");
     }
 }

@@ -70,9 +70,6 @@ enum After {
     Close,
     /// A [`Takeover`] writes the rest (the head is written); `bool`: chunked.
     Takeover(TakeoverFn, bool),
-    /// A long poll, subscribed (or refused): the connection loop waits for it and answers.
-    /// (Boxed: the connection keeps an `After` while the poll waits.)
-    Poll(Box<poll::Started>),
 }
 
 /// Where a connection comes from.
@@ -167,20 +164,24 @@ pub async fn serve(mut stream: TcpStream, mut peer: SocketAddr, via: Via, state:
                 return;
             }
             let began = Instant::now();
+            if route == Route::Poll
+                && head.method == Method::GET
+                && matches!(BodyFraming::of(&head, 0), Ok(BodyFraming::None))
+            {
+                // The route most requests take, and the one that waits: one future from the
+                // head to the answer, without the router (a poll with a body takes the router's).
+                let polling = poll_exchange(&mut stream, &mut buf, head, peer, &state, timer.as_mut(), &mut status);
+                break 'next (polling, route, began);
+            }
             (Box::pin(exchange(&mut stream, &mut buf, head, peer, &state, &router, &mut status)), route, began)
         };
-        let mut after = exchanging.await;
-        if let After::Poll(poll) = after {
-            // Waits for the poll's answer and writes it; closes without one when the client left.
-            let open = Box::pin(poll::answer(&mut stream, *poll, timer.as_mut(), &mut status)).await;
-            after = if open { After::KeepAlive } else { After::Close };
-        }
+        let after = exchanging.await;
         if status != 0 {
             state.metrics.http_request(route, status, began.elapsed().as_secs_f64());
         }
         match after {
             After::KeepAlive => {}
-            After::Close | After::Poll(_) => return,
+            After::Close => return,
             After::Takeover(body, chunked) => {
                 // Its own task too: nothing of this loop lives as long as the stream.
                 tokio::spawn(body(stream, chunked));
@@ -333,43 +334,26 @@ async fn exchange(
         Ok(body) => body,
         Err(refused) => return close_refused(stream, state, peer, refused, status).await,
     };
-    if buf.is_empty() {
-        // Nothing pipelined: free the buffer while the handler waits (long polls, SSE).
-        *buf = BytesMut::new();
-    }
+    free_idle_buffer(buf);
     let keep_alive = wants_keep_alive(&head);
     let method = head.method.clone();
-    // Browsers calling the client routes from another origin: refused, answered a preflight,
-    // or answered with CORS headers.
-    let mut cors = None;
     let served = Route::of(head.path());
-    if served.is_cross_origin() {
-        match origin::check(&state.config, &head) {
-            OriginCheck::SameSite => {}
-            OriginCheck::Allowed(origin) => cors = Some(origin),
-            OriginCheck::Refused => {
-                state.guard.hit(Limit::Origin, Some(peer.ip()), "a cross-origin request from an origin not allowed");
-                let refused = ApiError::new(ErrorCode::OriginNotAllowed, "this origin is not in allowed_origins");
-                return answer(stream, Err(refused), b"", keep_alive, status).await;
-            }
+    let cors = match cross_origin(state, &head, served, peer) {
+        Ok(cors) => cors,
+        Err(refused) => return answer(stream, Err(refused), b"", keep_alive, status).await,
+    };
+    if served.is_cross_origin() && method == Method::OPTIONS {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        *status = 204;
+        if let Some(origin) = &cors {
+            origin::add_cors_headers(response.headers_mut(), origin);
+            origin::add_preflight_headers(response.headers_mut());
         }
-        if method == Method::OPTIONS {
-            let mut response = Response::new(Body::empty());
-            *response.status_mut() = StatusCode::NO_CONTENT;
-            *status = 204;
-            if let Some(origin) = &cors {
-                origin::add_cors_headers(response.headers_mut(), origin);
-                origin::add_preflight_headers(response.headers_mut());
-            }
-            return match Box::pin(write_response(stream, response, &method, keep_alive)).await {
-                Ok(true) => After::KeepAlive,
-                _ => After::Close,
-            };
-        }
-    }
-    if method == Method::GET && served == Route::Poll {
-        // The route most requests take, and the one that waits: served without the router.
-        return After::Poll(Box::new(poll::start_on_connection(state, &head, peer.ip(), cors, keep_alive).await));
+        return match Box::pin(write_response(stream, response, &method, keep_alive)).await {
+            Ok(true) => After::KeepAlive,
+            _ => After::Close,
+        };
     }
     if method == Method::POST && served == Route::ApiPublish {
         // The API's hottest route, served without the router: the same key check, body limit
@@ -391,6 +375,70 @@ async fn exchange(
     // larger (over 1 KiB, where the allocator's aligned path turns slow).
     let routed = Routed { head, body, peer, cors, keep_alive };
     Box::pin(route(stream, routed, router, status)).await
+}
+
+/// Serves `GET /poll` whose `head` has no body, on the connection's loop and without the
+/// router: starts the poll (subscribes) and returns the future that waits for its answer (on
+/// `timer`, the connection's) and writes it (setting `status`). The request's head is gone
+/// while the poll waits, and the future is the only block a poll allocates on the way.
+fn poll_exchange<'a>(
+    stream: &'a mut TcpStream,
+    buf: &mut BytesMut,
+    head: Head,
+    peer: SocketAddr,
+    state: &'a AppState,
+    timer: Pin<&'a mut tokio::time::Sleep>,
+    status: &'a mut u16,
+) -> Pin<Box<dyn Future<Output = After> + Send + 'a>> {
+    use futures_util::FutureExt as _;
+    free_idle_buffer(buf);
+    let keep_alive = wants_keep_alive(&head);
+    let cors = match cross_origin(state, &head, Route::Poll, peer) {
+        Ok(cors) => cors,
+        Err(refused) => return Box::pin(answer(stream, Err(refused), b"", keep_alive, status)),
+    };
+    // Closes without an answer when the client left meanwhile.
+    let after = |open| if open { After::KeepAlive } else { After::Close };
+    if !poll::starts_at_once(state) {
+        return Box::pin(async move {
+            let started = Box::pin(poll::start_admitted(state, &head, peer.ip(), cors, keep_alive)).await;
+            drop(head);
+            after(poll::answer(stream, started, timer, status).await)
+        });
+    }
+    let started = poll::start_at_once(state, &head, peer.ip(), cors, keep_alive);
+    drop(head);
+    Box::pin(poll::answer(stream, started, timer, status).map(after))
+}
+
+/// Frees the read buffer when nothing is pipelined in it, before a handler waits (long polls,
+/// SSE).
+fn free_idle_buffer(buf: &mut BytesMut) {
+    if buf.is_empty() {
+        *buf = BytesMut::new();
+    }
+}
+
+/// The CORS origin to echo for a request of `route` from a browser on another origin (`None`:
+/// same site, or a route that is not cross-origin); an error (counted against `peer`) when the
+/// origin is not allowed.
+fn cross_origin(
+    state: &AppState,
+    head: &Head,
+    route: Route,
+    peer: SocketAddr,
+) -> Result<Option<HeaderValue>, ApiError> {
+    if !route.is_cross_origin() {
+        return Ok(None);
+    }
+    match origin::check(&state.config, head) {
+        OriginCheck::SameSite => Ok(None),
+        OriginCheck::Allowed(origin) => Ok(Some(origin)),
+        OriginCheck::Refused => {
+            state.guard.hit(Limit::Origin, Some(peer.ip()), "a cross-origin request from an origin not allowed");
+            Err(ApiError::new(ErrorCode::OriginNotAllowed, "this origin is not in allowed_origins"))
+        }
+    }
 }
 
 /// Answers a piped stream ([`super::streams::pipe`]) once its body has ended; a failed one
@@ -532,7 +580,7 @@ async fn write_error(stream: &mut TcpStream, refusal: Refusal) -> std::io::Resul
 
 #[cfg(test)]
 mod tests {
-    use super::{ApiError, ErrorCode, Via, serve};
+    use super::{Via, serve};
 
     /// Every open HTTP connection, and so every waiting long poll, is one task holding this
     /// future: its size is most of a waiting poll's memory (the budget is 4 KiB per connection,
@@ -546,25 +594,25 @@ mod tests {
         assert!(size <= 832, "a connection's task is {size} bytes: keep large state out of the loop (box it)");
     }
 
-    /// Every request boxes its exchange, and every long poll the wait for its answer: mimalloc
+    /// Every request boxes its exchange (a long poll's from its head to its answer): mimalloc
     /// serves blocks up to 1 KiB on its fast path and larger ones on a slower one.
     #[tokio::test]
     async fn a_request_boxes_less_than_a_kib() {
         let (server, mut stream, peer, _client) = crate::server::Server::with_connection_for_tests().await;
         let state = server.state().clone();
         let router = crate::http::router(state.clone());
-        let head = super::Head::parse(&mut bytes::BytesMut::from("GET /poll HTTP/1.1\r\n\r\n"));
-        let head = head.ok().flatten().expect("a whole head");
+        let head = || {
+            let head = super::Head::parse(&mut bytes::BytesMut::from("GET /poll HTTP/1.1\r\n\r\n"));
+            head.ok().flatten().expect("a whole head")
+        };
         let (mut buf, mut status) = (bytes::BytesMut::new(), 0);
-        let exchange = super::exchange(&mut stream, &mut buf, head, peer, &state, &router, &mut status);
+        let exchange = super::exchange(&mut stream, &mut buf, head(), peer, &state, &router, &mut status);
         let size = std::mem::size_of_val(&exchange);
         assert!(size <= 1024, "an exchange's future is {size} bytes");
         drop(exchange);
-        let waiting = Err(ApiError::new(ErrorCode::BadRequest, "refused"));
-        let poll = crate::transport::poll::Started::new(waiting, None, true);
         let mut timer = Box::pin(tokio::time::sleep(super::IDLE_TIMEOUT));
-        let size =
-            std::mem::size_of_val(&crate::transport::poll::answer(&mut stream, poll, timer.as_mut(), &mut status));
-        assert!(size <= 1024, "a long poll's answering future is {size} bytes");
+        let poll = super::poll_exchange(&mut stream, &mut buf, head(), peer, &state, timer.as_mut(), &mut status);
+        let size = std::mem::size_of_val(&*poll);
+        assert!(size <= 1024, "a long poll's future is {size} bytes");
     }
 }

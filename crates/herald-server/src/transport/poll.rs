@@ -72,17 +72,16 @@ pub async fn wait(
     bearer: Option<&str>,
     ip: IpAddr,
 ) -> Result<Vec<u8>, ApiError> {
-    let waiting = if state.engine.mirrors() || state.hooks.is_some() {
-        admit_and_start(state, headers, query, bearer.map(str::to_string), ip).await?
-    } else {
+    let waiting = if starts_at_once(state) {
         start(state, &request(state, query, bearer)?, ip)?
+    } else {
+        admit_and_start(state, headers, query, bearer.map(str::to_string), ip).await?
     };
     Ok(waiting.finish().await)
 }
 
-/// A long poll as the connection loop leaves it: subscribed (or refused), the CORS origin to
-/// echo, and whether the connection stays open. (Boxed by the loop, which keeps it while the
-/// poll waits.)
+/// A long poll as the connection loop starts it: subscribed (or refused), the CORS origin to
+/// echo, and whether the connection stays open.
 pub struct Started {
     waiting: Result<Waiting, ApiError>,
     cors: Option<HeaderValue>,
@@ -98,24 +97,39 @@ impl Started {
     }
 }
 
-/// Starts `GET /poll` on the connection's own loop, without the router's boxed futures and
-/// with nothing of the request kept while the poll waits: reads the token, the channels and
-/// the cursor from `head` and subscribes (with Redis, once the channels are mirrored).
-pub async fn start_on_connection(
+/// Whether a poll starts without waiting: no hooks to ask and no channels to mirror first.
+pub fn starts_at_once(state: &AppState) -> bool {
+    !(state.engine.mirrors() || state.hooks.is_some())
+}
+
+/// Starts `GET /poll` on the connection's own loop, without the router, when it
+/// [`starts_at_once`]: reads the token, the channels and the cursor from `head` and subscribes.
+/// Nothing of the request is kept while the poll waits.
+pub fn start_at_once(
     state: &AppState,
     head: &Head,
     ip: IpAddr,
     cors: Option<HeaderValue>,
     keep_alive: bool,
 ) -> Started {
-    let query = head.query();
+    let waiting = crate::auth::bearer_token(head)
+        .map_err(ApiError::from)
+        .and_then(|bearer| request(state, head.query(), bearer.as_deref()))
+        .and_then(|request| start(state, &request, ip));
+    Started::new(waiting, cors, keep_alive)
+}
+
+/// [`start_at_once`] for a poll that does not: asks the backend's hooks first, and with Redis
+/// has the node mirror the poll's channels ([`admit_and_start`]).
+pub async fn start_admitted(
+    state: &AppState,
+    head: &Head,
+    ip: IpAddr,
+    cors: Option<HeaderValue>,
+    keep_alive: bool,
+) -> Started {
     let waiting = match crate::auth::bearer_token(head) {
-        // Boxed: only the Redis engine has channels to mirror first, and only hooks are asked
-        // first, and a waiting poll's connection task then carries just the pointer.
-        Ok(bearer) if state.engine.mirrors() || state.hooks.is_some() => {
-            Box::pin(admit_and_start(state, head, query, bearer, ip)).await
-        }
-        Ok(bearer) => request(state, query, bearer.as_deref()).and_then(|r| start(state, &r, ip)),
+        Ok(bearer) => admit_and_start(state, head, head.query(), bearer, ip).await,
         Err(e) => Err(e.into()),
     };
     Started::new(waiting, cors, keep_alive)

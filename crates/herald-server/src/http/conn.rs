@@ -401,12 +401,13 @@ fn poll_exchange<'a>(
     let after = |open| if open { After::KeepAlive } else { After::Close };
     if !poll::starts_at_once(state) {
         return Box::pin(async move {
-            let started = Box::pin(poll::start_admitted(state, &head, peer.ip(), cors, keep_alive)).await;
+            let waiting = Box::pin(poll::start_admitted(state, &head, peer.ip())).await;
             drop(head);
+            let started = poll::Started::new(waiting, cors, keep_alive);
             after(poll::answer(stream, started, timer, status).await)
         });
     }
-    let started = poll::start_at_once(state, &head, peer.ip(), cors, keep_alive);
+    let started = poll::Started::new(poll::start_at_once(state, &head, peer.ip()), cors, keep_alive);
     drop(head);
     Box::pin(poll::answer(stream, started, timer, status).map(after))
 }

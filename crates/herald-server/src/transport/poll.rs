@@ -105,34 +105,16 @@ pub fn starts_at_once(state: &AppState) -> bool {
 /// Starts `GET /poll` on the connection's own loop, without the router, when it
 /// [`starts_at_once`]: reads the token, the channels and the cursor from `head` and subscribes.
 /// Nothing of the request is kept while the poll waits.
-pub fn start_at_once(
-    state: &AppState,
-    head: &Head,
-    ip: IpAddr,
-    cors: Option<HeaderValue>,
-    keep_alive: bool,
-) -> Started {
-    let waiting = crate::auth::bearer_token(head)
-        .map_err(ApiError::from)
-        .and_then(|bearer| request(state, head.query(), bearer.as_deref()))
-        .and_then(|request| start(state, &request, ip));
-    Started::new(waiting, cors, keep_alive)
+pub fn start_at_once(state: &AppState, head: &Head, ip: IpAddr) -> Result<Waiting, ApiError> {
+    let bearer = crate::auth::bearer_token(head)?;
+    start(state, &request(state, head.query(), bearer.as_deref())?, ip)
 }
 
 /// [`start_at_once`] for a poll that does not: asks the backend's hooks first, and with Redis
 /// has the node mirror the poll's channels ([`admit_and_start`]).
-pub async fn start_admitted(
-    state: &AppState,
-    head: &Head,
-    ip: IpAddr,
-    cors: Option<HeaderValue>,
-    keep_alive: bool,
-) -> Started {
-    let waiting = match crate::auth::bearer_token(head) {
-        Ok(bearer) => admit_and_start(state, head, head.query(), bearer, ip).await,
-        Err(e) => Err(e.into()),
-    };
-    Started::new(waiting, cors, keep_alive)
+pub async fn start_admitted(state: &AppState, head: &Head, ip: IpAddr) -> Result<Waiting, ApiError> {
+    let bearer = crate::auth::bearer_token(head)?;
+    admit_and_start(state, head, head.query(), bearer, ip).await
 }
 
 /// Waits for a started poll's answer (on `timer`, the connection's) and writes it (setting

@@ -82,11 +82,55 @@ async fn sigterm_tells_every_client_to_reconnect_and_exits_in_time() {
         assert!(body["cursor"].as_str().is_some_and(|c| c.starts_with("news~")));
     }
 
+    exits_cleanly_within(&mut server, started, Duration::from_secs(8)).await;
+}
+
+/// A keep-alive connection waiting for its next request — after long polls, so that its wait
+/// for the shutdown has been polled before — closes as soon as the shutdown starts, not at its
+/// idle timeout, and the process exits at once.
+#[tokio::test]
+async fn sigterm_closes_an_idle_keep_alive_connection_at_once() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let mut server = TestServer::start(&["shutdown_deadline_secs=30"]);
+    let mut conn = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://")).await.unwrap();
+    for _ in 0..3 {
+        conn.write_all(b"GET /poll?channel=news&timeout=0 HTTP/1.1\r\nhost: herald\r\n\r\n").await.unwrap();
+        // One whole answer: its head, then a body of its Content-Length.
+        let mut answer = Vec::new();
+        let whole = |answer: &[u8]| {
+            let text = String::from_utf8_lossy(answer);
+            let (head, body) = text.split_once("\r\n\r\n")?;
+            let length = head.lines().find_map(|l| l.strip_prefix("content-length: "))?.parse::<usize>().ok()?;
+            Some(body.len() >= length)
+        };
+        while whole(&answer) != Some(true) {
+            let mut chunk = [0u8; 1024];
+            let n = tokio::time::timeout(common::WAIT, conn.read(&mut chunk)).await.expect("an answer").unwrap();
+            assert!(n > 0, "the connection stays open between requests");
+            answer.extend_from_slice(&chunk[..n]);
+        }
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+    }
+
+    let started = Instant::now();
+    let killed = std::process::Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the idle connection closes when the shutdown starts");
+    assert!(rest.is_empty(), "closed without a word: {}", String::from_utf8_lossy(&rest));
+    // Long before the shutdown's deadline.
+    exits_cleanly_within(&mut server, started, Duration::from_secs(5)).await;
+}
+
+/// Waits for the server to exit, cleanly and within `limit` of `started`.
+async fn exits_cleanly_within(server: &mut TestServer, started: Instant, limit: Duration) {
     let status = loop {
         if let Some(status) = server.child.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < Duration::from_secs(8), "exited before the deadline");
+        assert!(started.elapsed() < limit, "exited within {limit:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "clean exit: {status:?}");

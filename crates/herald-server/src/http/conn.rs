@@ -22,6 +22,7 @@ use std::{
     net::SocketAddr,
     pin::Pin,
     sync::Arc,
+    task::Poll,
     time::{Duration, Instant},
 };
 
@@ -233,7 +234,10 @@ async fn next_head(
             biased;
             read = stream.read_buf(buf) => Woke::Read(read.unwrap_or(0)),
             () = timer.as_mut() => Woke::Timer,
-            () = async { if let Some(wait) = shutdown { wait.await } }, if shutdown.is_some() => Woke::Shutdown,
+            () = std::future::poll_fn(|cx| match shutdown {
+                Some(wait) => wait.poll_started(cx),
+                None => Poll::Pending,
+            }), if shutdown.is_some() => Woke::Shutdown,
         };
         match woke {
             Woke::Read(0) => return None,
@@ -279,16 +283,43 @@ fn stalled(stream: &TcpStream, state: &AppState, peer: SocketAddr, limit: Limit,
 }
 
 /// Ends once the shutdown starts; `None` once it has (it is then polled no more).
-type ShutdownWait = Option<Pin<Box<dyn Future<Output = ()> + Send>>>;
+type ShutdownWait = Option<ShutdownStart>;
 
 /// The connection's wait for the shutdown: made once and kept across its requests, since
 /// joining the watch's waiters anew before every request costs every long poll; keeping it
 /// costs an idle connection a few dozen bytes (both measured in BENCHMARKS.md).
 fn shutdown_wait(state: &AppState) -> ShutdownWait {
     let mut signal = state.registry.shutdown_signal();
-    Some(Box::pin(async move {
+    let wait = Box::pin(async move {
         let _ = signal.wait_for(|down| *down).await;
-    }))
+    });
+    Some(ShutdownStart { wait, registry: state.registry.clone(), registered: None })
+}
+
+/// A connection's wait for the shutdown, polled before every request head.
+struct ShutdownStart {
+    wait: Pin<Box<dyn Future<Output = ()> + Send>>,
+    registry: Arc<crate::registry::Registry>,
+    /// The waker the wait holds: while it is this task's, polling the wait again would only
+    /// take the watch's lock (shared by every connection) to find it unchanged.
+    registered: Option<std::task::Waker>,
+}
+
+// === impl ShutdownStart ===
+
+impl ShutdownStart {
+    /// Ready once the shutdown has started (the registry's flag is set before the watch
+    /// wakes its waiters).
+    fn poll_started(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if !self.registry.is_shutting_down() && self.registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return Poll::Pending;
+        }
+        let started = self.wait.as_mut().poll(cx);
+        if started.is_pending() {
+            self.registered = Some(cx.waker().clone());
+        }
+        started
+    }
 }
 
 /// The client address the TLS front names in `head` (removing its headers), if the front's

@@ -9,7 +9,7 @@
 
 use std::sync::{
     Arc,
-    atomic::{AtomicBool, AtomicU64, Ordering},
+    atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
 };
 
 use herald_core::DisconnectCode;
@@ -27,19 +27,7 @@ use crate::{
 /// As many shards as housekeeping slices: each tick walks one shard.
 const SHARDS: usize = crate::slice::SLICES;
 
-/// How many connection ids a thread takes from the registry at a time (see [`Registry::next_id`]).
-const ID_BLOCK: u64 = 1024;
-
-/// One shard of the registry: its connections and their count by transport. (Counted under
-/// the shard's lock, which registering takes anyway, rather than in atomics every core writes.)
-#[derive(Default)]
-struct ConnectionShard {
-    outboxes: ById<Arc<Outbox>>,
-    counts: [usize; 3],
-}
-
-/// Registries made so far in this process: each one's serial.
-static REGISTRIES: AtomicU64 = AtomicU64::new(0);
+type ConnectionShard = ById<Arc<Outbox>>;
 
 /// Open connections by transport.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
@@ -55,9 +43,8 @@ pub struct ConnectionCounts {
 /// The registry of open connections.
 pub struct Registry {
     shards: Box<[Mutex<ConnectionShard>]>,
-    /// Which registry this is, for the threads' blocks of ids.
-    serial: u64,
     next_id: AtomicU64,
+    counts: [AtomicUsize; 3],
     limits: QueueLimits,
     metrics: Arc<Metrics>,
     shutting_down: AtomicBool,
@@ -77,11 +64,11 @@ impl Registry {
     /// `metrics`.
     pub fn new(limits: QueueLimits, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(ConnectionShard::default())).collect(),
-            serial: REGISTRIES.fetch_add(1, Ordering::Relaxed),
+            shards: (0..SHARDS).map(|_| Mutex::new(ById::default())).collect(),
             // A random start: connection ids (presence's `client`) stay distinct across the
             // nodes of a cluster.
             next_id: AtomicU64::new((u64::from(rand::random::<u32>()) << 20) | 1),
+            counts: Default::default(),
             limits,
             metrics,
             shutting_down: AtomicBool::new(false),
@@ -91,12 +78,10 @@ impl Registry {
 
     /// Registers a new connection.
     pub fn register(self: &Arc<Self>, transport: Transport) -> Registration {
-        let id = self.next_id();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let outbox = Arc::new(Outbox::new(id, transport, self.limits, now_ms(), self.metrics.clone()));
-        let mut shard = self.shards[id as usize % SHARDS].lock();
-        shard.outboxes.insert(id, outbox.clone());
-        shard.counts[transport as usize] += 1;
-        drop(shard);
+        self.shards[id as usize % SHARDS].lock().insert(id, outbox.clone());
+        self.counts[transport as usize].fetch_add(1, Ordering::Relaxed);
         // A connection that registers while the shutdown walk runs must still hear of it.
         if self.is_shutting_down() {
             outbox.close(DisconnectCode::SHUTDOWN);
@@ -104,36 +89,9 @@ impl Registry {
         Registration { registry: self.clone(), outbox }
     }
 
-    /// A new connection id: unique in this registry. Each thread takes a block of
-    /// [`ID_BLOCK`] ids at a time, so that registering does not write a counter every core
-    /// shares.
-    fn next_id(&self) -> u64 {
-        thread_local! {
-            /// The calling thread's block: (registry serial, next id, end of the block).
-            static IDS: std::cell::Cell<(u64, u64, u64)> = const { std::cell::Cell::new((u64::MAX, 0, 0)) };
-        }
-        IDS.with(|ids| {
-            let (serial, next, end) = ids.get();
-            let (next, end) = match serial == self.serial && next < end {
-                true => (next, end),
-                false => {
-                    let start = self.next_id.fetch_add(ID_BLOCK, Ordering::Relaxed);
-                    (start, start + ID_BLOCK)
-                }
-            };
-            ids.set((self.serial, next + 1, end));
-            next
-        })
-    }
-
     /// Open connections by transport.
     pub fn counts(&self) -> ConnectionCounts {
-        let mut counts = [0; 3];
-        for shard in self.shards.iter() {
-            let shard = shard.lock();
-            counts.iter_mut().zip(shard.counts).for_each(|(total, n)| *total += n);
-        }
-        let get = |t: Transport| counts[t as usize];
+        let get = |t: Transport| self.counts[t as usize].load(Ordering::Relaxed);
         ConnectionCounts { ws: get(Transport::Ws), sse: get(Transport::Sse), poll: get(Transport::Poll) }
     }
 
@@ -146,7 +104,7 @@ impl Registry {
     fn for_each(&self, mut f: impl FnMut(&Arc<Outbox>)) {
         for shard in self.shards.iter() {
             // Clone out so that no registry lock is held while touching queues.
-            let outboxes: Vec<Arc<Outbox>> = shard.lock().outboxes.values().cloned().collect();
+            let outboxes: Vec<Arc<Outbox>> = shard.lock().values().cloned().collect();
             outboxes.iter().for_each(&mut f);
         }
     }
@@ -158,7 +116,7 @@ impl Registry {
     pub fn heartbeat(&self, slice: crate::slice::Slice, ws_idle_ms: u64) {
         let now = now_ms();
         for shard in slice.shards(SHARDS) {
-            let outboxes: Vec<Arc<Outbox>> = self.shards[shard].lock().outboxes.values().cloned().collect();
+            let outboxes: Vec<Arc<Outbox>> = self.shards[shard].lock().values().cloned().collect();
             for outbox in &outboxes {
                 match outbox.transport() {
                     Transport::Ws | Transport::Sse if outbox.expired(now) => {
@@ -225,9 +183,8 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         let id = self.outbox.id();
-        let mut shard = self.registry.shards[id as usize % SHARDS].lock();
-        shard.outboxes.remove(&id);
-        shard.counts[self.outbox.transport() as usize] -= 1;
+        self.registry.shards[id as usize % SHARDS].lock().remove(&id);
+        self.registry.counts[self.outbox.transport() as usize].fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -251,29 +208,5 @@ mod tests {
             per_connection.iter_mut().zip(now).for_each(|(total, n)| *total += n);
         }
         assert!(per_connection.iter().all(|&n| n == 1), "one heartbeat each per round: {per_connection:?}");
-    }
-
-    /// Threads take ids a block at a time: they stay unique across threads, also for a thread
-    /// that registers in two registries by turns; counts follow registrations.
-    #[test]
-    fn connection_ids_are_unique_across_threads_and_registries() {
-        let limits = QueueLimits { frames: 10, bytes: 10_000 };
-        let registries = [Registry::new(limits, Arc::default()), Registry::new(limits, Arc::default())];
-        let per_thread: Vec<Vec<(usize, u64)>> = std::thread::scope(|scope| {
-            let threads: Vec<_> = (0..4)
-                .map(|_| scope.spawn(|| (0..3000).map(|i| (i % 2, registries[i % 2].next_id())).collect::<Vec<_>>()))
-                .collect();
-            threads.into_iter().map(|t| t.join().expect("no panic")).collect()
-        });
-        for which in 0..registries.len() {
-            let ids: Vec<u64> = per_thread.iter().flatten().filter(|(r, _)| *r == which).map(|(_, id)| *id).collect();
-            let distinct: std::collections::HashSet<u64> = ids.iter().copied().collect();
-            assert_eq!(distinct.len(), ids.len(), "registry {which}: no id twice");
-        }
-        assert_eq!(registries[0].counts().poll, 0);
-        let polls: Vec<Registration> = (0..5).map(|_| registries[0].register(Transport::Poll)).collect();
-        assert_eq!((registries[0].counts().poll, registries[0].total()), (5, 5));
-        drop(polls);
-        assert_eq!(registries[0].total(), 0, "a registration leaves the count when dropped");
     }
 }

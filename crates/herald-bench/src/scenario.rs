@@ -166,9 +166,29 @@ fn is_failure_count(name: &str) -> bool {
 /// What a measured window used: see [`Reading::usage_since`].
 #[derive(Default)]
 struct Usage {
-    server_cpu_secs: f64,
+    /// The server's CPU seconds, when the server's process is known.
+    server_cpu_secs: Option<f64>,
+    /// Their user-space part, when known.
     server_user_secs: Option<f64>,
     bytes: u64,
+}
+
+// === impl Usage ===
+
+impl Usage {
+    /// Sets `row`'s figures per delivery (server CPU and its user-space part when known, wire
+    /// bytes) for `delivered` deliveries, and the deliveries per second over `window`.
+    fn per_delivery(&self, row: &mut Row, delivered: f64, window: Duration) {
+        let delivered = delivered.max(1.0);
+        if let Some(secs) = self.server_cpu_secs {
+            row.set("server_cpu_us_per_delivery", secs * 1e6 / delivered);
+        }
+        if let Some(secs) = self.server_user_secs {
+            row.set("server_user_cpu_us_per_delivery", secs * 1e6 / delivered);
+        }
+        row.set("bytes_per_delivery", self.bytes as f64 / delivered);
+        row.set("deliveries_per_sec", delivered / window.as_secs_f64());
+    }
 }
 
 // === impl Reading ===
@@ -189,7 +209,7 @@ impl Reading {
         let mut usage = Usage { bytes: (self.rx - earlier.rx) + (self.tx - earlier.tx), ..Usage::default() };
         if let (Some(now), Some(then)) = (self.server, earlier.server) {
             row.set(&format!("{prefix}server_cpu_pct"), now.cpu_percent_since(&then));
-            usage.server_cpu_secs = now.cpu_secs - then.cpu_secs;
+            usage.server_cpu_secs = Some(now.cpu_secs - then.cpu_secs);
             usage.server_user_secs = now.user_secs.zip(then.user_secs).map(|(now, then)| now - then);
         }
         if let (Some(now), Some(then)) = (self.bench, earlier.bench) {
@@ -325,16 +345,11 @@ impl Crowd {
         let after = Reading::now(target, wire).await;
         self.delivery_figures(row);
         let usage = after.usage_since(&before, row, "");
-        let delivered = row.figures.get("delivered").copied().unwrap_or(0.0).max(1.0);
-        if after.server.is_some() {
-            row.set("server_cpu_us_per_delivery", usage.server_cpu_secs * 1e6 / delivered);
-            row.set("server_rss_mb", after.server.map_or(0.0, |s| s.rss_bytes as f64 / 1e6));
+        if let Some(server) = after.server {
+            row.set("server_rss_mb", server.rss_bytes as f64 / 1e6);
         }
-        if let Some(user_secs) = usage.server_user_secs {
-            row.set("server_user_cpu_us_per_delivery", user_secs * 1e6 / delivered);
-        }
-        row.set("bytes_per_delivery", usage.bytes as f64 / delivered);
-        row.set("deliveries_per_sec", delivered / duration.as_secs_f64());
+        let delivered = row.figures.get("delivered").copied().unwrap_or(0.0);
+        usage.per_delivery(row, delivered, duration);
     }
 
     async fn stop(self) {
@@ -432,9 +447,7 @@ async fn tokens(target: &Target, transport: Transport, sizes: &Sizes) -> Row {
         let lost = pass.figures.get("lost").copied().unwrap_or(0.0);
         let delivered = (crowd.channels.total_published() as f64 * TOKEN_SUBSCRIBERS as f64 - lost).max(1.0);
         pass.set("delivered", delivered);
-        pass.set("server_cpu_us_per_delivery", usage.server_cpu_secs * 1e6 / delivered);
-        pass.set("bytes_per_delivery", usage.bytes as f64 / delivered);
-        pass.set("deliveries_per_sec", delivered / sizes.duration.as_secs_f64());
+        usage.per_delivery(&mut pass, delivered, sizes.duration);
         for (name, value) in pass.figures {
             if !matches!(name.as_str(), "duplicated" | "out_of_order") {
                 row.set(&format!("{prefix}{name}"), value);

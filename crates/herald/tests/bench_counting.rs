@@ -2,8 +2,8 @@
 //! purpose, it reports exactly those losses and duplicates; against one that stalls a
 //! delivery on purpose (as a heartbeat burst would), its latency figures show the stall;
 //! against one that is late for half its subscribers, a message's first delivery stays quick
-//! and its last one carries the lag; against Herald, no loss; and compressed WebSocket deliveries and long polls are counted,
-//! against Herald and Nchan.
+//! and its last one carries the lag; against Herald, no loss; and compressed WebSocket
+//! deliveries and long polls are counted, against Herald and Nchan.
 
 #![allow(clippy::unwrap_used)] // Test helpers: any failure is the test failing.
 

@@ -432,6 +432,8 @@ fn poll_exchange<'a>(
     let after = |open| if open { After::KeepAlive } else { After::Close };
     if !poll::starts_at_once(state) {
         return Box::pin(async move {
+            // Boxed on its own: the hooks' and the mirroring's state is gone while the poll
+            // waits, instead of widening this future for the wait's whole length.
             let waiting = Box::pin(poll::start_admitted(state, &head, peer.ip())).await;
             drop(head);
             let started = poll::Started::new(waiting, cors, keep_alive);

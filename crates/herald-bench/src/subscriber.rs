@@ -3,8 +3,9 @@
 //! resume, and on command drops its connection and comes back from where it was.
 
 use std::{
+    fmt::Write as _,
     sync::{
-        Arc,
+        Arc, LazyLock,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -15,7 +16,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use hdrhistogram::Histogram;
 use http_body_util::BodyExt as _;
 use hyper::{StatusCode, header};
-use memchr::memmem;
+use memchr::memmem::{self, Finder, FinderRev};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::{
@@ -225,7 +226,9 @@ impl Subscriber {
         if offer.compact && target.kind == ServerKind::Herald {
             request.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("herald.compact"));
         }
-        let config = WebSocketConfig::default().read_buffer_size(16 * 1024);
+        // tungstenite zeroes this much before every read: a small buffer keeps the bench's
+        // own CPU per message low (it shares the machine with the server it measures).
+        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
         let io = WsIo::new(stream, offer.deflate);
         let (mut ws, answer) = tokio_tungstenite::client_async_with_config(request, io, Some(config)).await?;
         let extensions = answer.headers().get(header::SEC_WEBSOCKET_EXTENSIONS).and_then(|v| v.to_str().ok());
@@ -271,11 +274,14 @@ impl Subscriber {
     }
 
     fn receive_herald_ws(&self, fleet: &Fleet, text: &[u8]) {
-        if let (Some(epoch), Some(offset)) = (json_str(text, "epoch"), json_u64(text, "offset"))
-            && (memmem::find(text, b"\"type\":\"message\"").is_some()
-                || memmem::find(text, b"\"type\":\"reset\"").is_some())
+        if let (Some(epoch), Some(offset)) = (json_str(text, &EPOCH), json_u64(text, &OFFSET))
+            && (TYPE_MESSAGE.find(text).is_some() || TYPE_RESET.find(text).is_some())
         {
-            *self.resume.lock() = Resume::Position { epoch: epoch.to_string(), offset };
+            let mut resume = self.resume.lock();
+            match &mut *resume {
+                Resume::Position { epoch: held, offset: at } if held == epoch => *at = offset,
+                other => *other = Resume::Position { epoch: epoch.to_string(), offset },
+            }
         }
         self.receive(fleet, text);
     }
@@ -321,10 +327,10 @@ impl Subscriber {
 
     /// Handles every complete event in `pending` and keeps the incomplete rest.
     fn take_events(&self, fleet: &Fleet, pending: &mut Vec<u8>) {
-        let Some(end) = memmem::rfind(pending, b"\n\n") else { return };
+        let Some(end) = EVENT_END.rfind(pending.as_slice()) else { return };
         let complete = &pending[..end + 2];
         if let Some(id) = last_sse_id(complete) {
-            *self.resume.lock() = Resume::Id(id.to_string());
+            self.resume_at(id);
         }
         self.receive(fleet, complete);
         pending.drain(..end + 2);
@@ -340,32 +346,32 @@ impl Subscriber {
         let mut client = PollClient::new(fleet.connector.connect().await?, target.addr.to_string());
         let base = target.subscribe_path(Transport::Poll, &self.channel_name);
         let mut was_subscribed = false;
+        // Herald's request path, rebuilt in place for every poll.
+        let mut herald_path = String::new();
         loop {
-            let resume = self.resume.lock().clone();
-            let (path, validators) = match (target.kind, &resume) {
-                (ServerKind::Herald, Resume::Id(cursor)) => {
-                    let held: Vec<String> =
-                        self.held_streams.lock().iter().map(|(id, seq)| format!("{id}.{seq}")).collect();
-                    let query = format!(
-                        "{base}&cursor={cursor}&timeout={}&streams={}",
-                        fleet.poll_timeout_secs,
-                        held.join(",")
-                    );
-                    (query, None)
+            let nchan_resume;
+            let (path, validators) = match target.kind {
+                ServerKind::Herald => {
+                    self.herald_poll_path(&base, fleet.poll_timeout_secs, &mut herald_path);
+                    (&herald_path, None)
                 }
-                // The first poll only fetches the current cursor: nothing published after it is lost.
-                (ServerKind::Herald, _) => (format!("{base}&timeout=0"), None),
-                (ServerKind::Nchan, Resume::Nchan { last_modified, etag }) => {
-                    (base.clone(), Some([("if-modified-since", last_modified.as_str()), ("if-none-match", etag)]))
+                ServerKind::Nchan => {
+                    nchan_resume = self.resume.lock().clone();
+                    match &nchan_resume {
+                        Resume::Nchan { last_modified, etag } => (
+                            &base,
+                            Some([("if-modified-since", last_modified.as_str()), ("if-none-match", etag.as_str())]),
+                        ),
+                        _ => (&base, None),
+                    }
                 }
-                (ServerKind::Nchan, _) => (base.clone(), None),
             };
             if target.kind == ServerKind::Nchan && !was_subscribed {
                 // Nchan registers the poll when it arrives; there is no reply to wait for.
                 self.subscribed(fleet, started);
                 was_subscribed = true;
             }
-            let exchange = client.get(&path, validators.as_ref().map_or(&[], |v| &v[..]));
+            let exchange = client.get(path, validators.as_ref().map_or(&[], |v| &v[..]));
             let answer = tokio::select! {
                 result = exchange => match result {
                     Ok(answer) => answer,
@@ -388,9 +394,9 @@ impl Subscriber {
                 if status != 200 {
                     bail!("poll answered {status}: {}", String::from_utf8_lossy(body));
                 }
-                let cursor = json_str(body, "cursor").context("poll answer without a cursor")?;
-                *self.resume.lock() = Resume::Id(cursor.to_string());
-                if memmem::find(body, b"\"streams\":[").is_some() {
+                let cursor = json_str(body, &CURSOR).context("poll answer without a cursor")?;
+                self.resume_at(cursor);
+                if STREAMS.find(body).is_some() {
                     self.hold_streams(body);
                 }
             }
@@ -407,6 +413,33 @@ impl Subscriber {
         }
         self.receive(fleet, body);
         Ok(())
+    }
+
+    /// Writes into `path` the next Herald poll: from the cursor held, with the open streams
+    /// held, or (the first poll) only to fetch the current cursor, so that nothing published
+    /// after it is lost.
+    fn herald_poll_path(&self, base: &str, timeout_secs: u64, path: &mut String) {
+        path.clear();
+        path.push_str(base);
+        let Resume::Id(cursor) = &*self.resume.lock() else {
+            path.push_str("&timeout=0");
+            return;
+        };
+        let _ = write!(path, "&cursor={cursor}&timeout={timeout_secs}&streams=");
+        for (i, (id, seq)) in self.held_streams.lock().iter().enumerate() {
+            let _ = write!(path, "{}{id}.{seq}", if i == 0 { "" } else { "," });
+        }
+    }
+
+    /// Resumes at the SSE event id or poll cursor `id`, reusing the string held so far.
+    fn resume_at(&self, id: &str) {
+        match &mut *self.resume.lock() {
+            Resume::Id(held) => {
+                held.clear();
+                held.push_str(id);
+            }
+            other => *other = Resume::Id(id.to_string()),
+        }
     }
 }
 
@@ -443,24 +476,37 @@ async fn departure(control: &mut watch::Receiver<Control>) -> Control {
 
 /// The value of the last `id:` line in complete SSE events.
 fn last_sse_id(events: &[u8]) -> Option<&str> {
-    let at = memmem::rfind(events, b"id: ").filter(|&at| at == 0 || events[at - 1] == b'\n')?;
+    let at = ID_LINE.rfind(events).filter(|&at| at == 0 || events[at - 1] == b'\n')?;
     let rest = &events[at + 4..];
     let end = memchr::memchr(b'\n', rest)?;
     std::str::from_utf8(&rest[..end]).ok()
 }
 
-/// The string value of the first `"key":"…"` in `json` (no escapes expected).
-fn json_str<'a>(json: &'a [u8], key: &str) -> Option<&'a str> {
-    let needle = format!("\"{key}\":\"");
-    let at = memmem::find(json, needle.as_bytes())? + needle.len();
+/// The read buffer of a WebSocket subscriber, in bytes: a few messages of the `compression`
+/// scenario's size.
+const READ_BUFFER: usize = 4 * 1024;
+
+/// The needles searched in every message, built once: building a searcher costs more than
+/// searching a message of a few hundred bytes.
+static EPOCH: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"epoch\":\""));
+static OFFSET: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"offset\":"));
+static CURSOR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"cursor\":\""));
+static TYPE_MESSAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"type\":\"message\""));
+static TYPE_RESET: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"type\":\"reset\""));
+static STREAMS: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"streams\":["));
+static EVENT_END: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(b"\n\n"));
+static ID_LINE: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(b"id: "));
+
+/// The string value after the first `"key":"` (`key`'s needle) in `json` (no escapes expected).
+fn json_str<'a>(json: &'a [u8], key: &Finder<'_>) -> Option<&'a str> {
+    let at = key.find(json)? + key.needle().len();
     let end = memchr::memchr(b'"', &json[at..])?;
     std::str::from_utf8(&json[at..at + end]).ok()
 }
 
-/// The number value of the first `"key":N` in `json`.
-fn json_u64(json: &[u8], key: &str) -> Option<u64> {
-    let needle = format!("\"{key}\":");
-    let at = memmem::find(json, needle.as_bytes())? + needle.len();
+/// The number value after the first `"key":` (`key`'s needle) in `json`.
+fn json_u64(json: &[u8], key: &Finder<'_>) -> Option<u64> {
+    let at = key.find(json)? + key.needle().len();
     let digits = json[at..].iter().take_while(|b| b.is_ascii_digit()).count();
     std::str::from_utf8(&json[at..at + digits]).ok()?.parse().ok()
 }
@@ -472,10 +518,23 @@ mod tests {
     #[test]
     fn reads_resume_positions() {
         let envelope = br#"{"type":"message","channel":"c","offset":42,"epoch":"k3j2","data":{}}"#;
-        assert_eq!(json_str(envelope, "epoch"), Some("k3j2"));
-        assert_eq!(json_u64(envelope, "offset"), Some(42));
+        assert_eq!(json_str(envelope, &EPOCH), Some("k3j2"));
+        assert_eq!(json_u64(envelope, &OFFSET), Some(42));
         let events = b": herald\nretry: 2000\nid: c~e~1\n\nid: c~e~2\nevent: message\ndata: {}\n\n";
         assert_eq!(last_sse_id(events), Some("c~e~2"));
         assert_eq!(last_sse_id(b"data: {\"id: x\"}\n\n"), None);
+    }
+
+    #[test]
+    fn a_herald_poll_resumes_from_its_last_cursor_with_the_streams_it_holds() {
+        let subscriber = Subscriber::new(0, 0, Arc::from("c"));
+        let mut path = String::from("left over");
+        subscriber.herald_poll_path("/poll?channel=c", 30, &mut path);
+        assert_eq!(path, "/poll?channel=c&timeout=0");
+        subscriber.resume_at("c~e~1");
+        subscriber.resume_at("c~e~2");
+        subscriber.held_streams.lock().extend([("s1".to_string(), 3), ("s2".to_string(), 5)]);
+        subscriber.herald_poll_path("/poll?channel=c", 30, &mut path);
+        assert_eq!(path, "/poll?channel=c&cursor=c~e~2&timeout=30&streams=s1.3,s2.5");
     }
 }

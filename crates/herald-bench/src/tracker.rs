@@ -11,10 +11,13 @@
 //! then reads as a late start (the publish waited before anyone got it) or a long spread (the
 //! server, or the reader, took long to reach everyone).
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock},
+};
 
 use hdrhistogram::Histogram;
-use memchr::memmem;
+use memchr::memmem::Finder;
 use parking_lot::Mutex;
 
 /// One payload found in delivered bytes.
@@ -47,8 +50,11 @@ pub fn text_piece(marker: Marker) -> String {
 
 /// Every marker in `bytes`: those of payloads, then those of stream pieces.
 pub fn markers(bytes: &[u8]) -> impl Iterator<Item = Marker> + '_ {
-    let payloads = memmem::find_iter(bytes, b"\"b\":[").filter_map(move |at| parse_marker(&bytes[at + 5..]));
-    let pieces = memmem::find_iter(bytes, b"~b[").filter_map(move |at| parse_marker(&bytes[at + 3..]));
+    // Built once: building a searcher costs more than searching a message.
+    static PAYLOAD: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"b\":["));
+    static PIECE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"~b["));
+    let payloads = PAYLOAD.find_iter(bytes).filter_map(move |at| parse_marker(&bytes[at + 5..]));
+    let pieces = PIECE.find_iter(bytes).filter_map(move |at| parse_marker(&bytes[at + 3..]));
     payloads.chain(pieces)
 }
 

@@ -5,54 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{API_KEY, TestServer, WAIT};
+use common::{API_KEY, TestServer, WAIT, read_responses};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
-
-async fn connect(server: &TestServer) -> TcpStream {
-    TcpStream::connect(server.base.trim_start_matches("http://")).await.expect("connects")
-}
-
-/// Reads until `want` responses (by their complete Content-Length bodies) have arrived.
-async fn read_responses(stream: &mut TcpStream, want: usize) -> Vec<(String, String)> {
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    tokio::time::timeout(WAIT, async {
-        loop {
-            while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                let length: usize = head
-                    .lines()
-                    .filter_map(|l| {
-                        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
-                    })
-                    .map(|v| v.parse().expect("numeric length"))
-                    .next()
-                    .unwrap_or(0);
-                if buf.len() < end + 4 + length {
-                    break;
-                }
-                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).to_string();
-                buf.drain(..end + 4 + length);
-                out.push((head, body));
-            }
-            if out.len() >= want {
-                return;
-            }
-            let mut chunk = [0u8; 4096];
-            let n = stream.read(&mut chunk).await.expect("reads");
-            if n == 0 {
-                return;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    })
-    .await
-    .expect("responses arrive");
-    out
-}
 
 fn count_header(head: &str, name: &str) -> usize {
     head.lines().filter(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:"))).count()
@@ -61,7 +18,7 @@ fn count_header(head: &str, name: &str) -> usize {
 #[tokio::test]
 async fn pipelined_requests_on_one_connection_are_answered_in_order_with_one_length_each() {
     let server = TestServer::start(&[]);
-    let mut stream = connect(&server).await;
+    let mut stream = server.connect().await;
     let body = r#"{"channel":"pipe","data":1}"#;
     let publish = format!(
         "POST /api/publish HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {API_KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
@@ -86,7 +43,7 @@ async fn pipelined_requests_on_one_connection_are_answered_in_order_with_one_len
 #[tokio::test]
 async fn chunked_and_expect_continue_bodies_publish() {
     let server = TestServer::start(&[]);
-    let mut stream = connect(&server).await;
+    let mut stream = server.connect().await;
     let head = format!(
         "POST /api/publish HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {API_KEY}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
     );
@@ -128,7 +85,7 @@ async fn malformed_and_oversize_requests_get_json_errors_and_the_server_lives_on
         (b"POST /api/publish HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n".to_vec(), "HTTP/1.1 400"),
     ];
     for (request, status) in cases {
-        let mut stream = connect(&server).await;
+        let mut stream = server.connect().await;
         stream.write_all(&request).await.unwrap();
         let responses = read_responses(&mut stream, 1).await;
         let (head, body) = responses.first().unwrap_or_else(|| panic!("an answer for {status}"));
@@ -145,7 +102,7 @@ async fn malformed_and_oversize_requests_get_json_errors_and_the_server_lives_on
 #[tokio::test]
 async fn sse_streams_as_chunked_and_http10_requests_close() {
     let server = TestServer::start(&[]);
-    let mut stream = connect(&server).await;
+    let mut stream = server.connect().await;
     stream.write_all(b"GET /sse/wire HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -163,7 +120,7 @@ async fn sse_streams_as_chunked_and_http10_requests_close() {
     assert_eq!(count_header(&text, "transfer-encoding"), 1, "{text}");
     assert!(text.contains("content-type: text/event-stream"), "{text}");
 
-    let mut old = connect(&server).await;
+    let mut old = server.connect().await;
     old.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").await.unwrap();
     let mut all = Vec::new();
     tokio::time::timeout(WAIT, old.read_to_end(&mut all)).await.expect("HTTP/1.0 closes").unwrap();
@@ -172,7 +129,7 @@ async fn sse_streams_as_chunked_and_http10_requests_close() {
 
 /// Opens a connection and starts `GET /poll?<query>` on it; returns once the server counts it.
 async fn waiting_poll(server: &TestServer, query: &str) -> TcpStream {
-    let mut stream = connect(server).await;
+    let mut stream = server.connect().await;
     stream
         .write_all(format!("GET /poll?{query} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
         .await

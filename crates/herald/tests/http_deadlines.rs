@@ -16,10 +16,6 @@ use tokio::{
     net::TcpStream,
 };
 
-async fn connect(server: &TestServer) -> TcpStream {
-    TcpStream::connect(server.base.trim_start_matches("http://")).await.expect("connects")
-}
-
 /// Reads until the server closes `stream` (within [`WAIT`]): what it sent before.
 async fn until_closed(stream: &mut TcpStream) -> String {
     let mut answer = Vec::new();
@@ -86,7 +82,7 @@ async fn slow_heads_are_closed_and_counted_while_others_are_served() {
 #[tokio::test]
 async fn a_connection_that_never_sends_a_head_is_closed() {
     let server = TestServer::start(&["http_head_timeout_secs=1"]);
-    let mut silent = connect(&server).await;
+    let mut silent = server.connect().await;
     let started = Instant::now();
     assert_eq!(until_closed(&mut silent).await, "", "closed without an answer: it asked nothing");
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -96,7 +92,7 @@ async fn a_connection_that_never_sends_a_head_is_closed() {
 #[tokio::test]
 async fn a_partial_head_gets_408_and_a_close() {
     let server = TestServer::start(&["http_head_timeout_secs=1"]);
-    let mut stream = connect(&server).await;
+    let mut stream = server.connect().await;
     stream.write_all(b"GET /healthz HTTP/1.1\r\nHost:").await.expect("writes");
     let answer = until_closed(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
@@ -106,7 +102,7 @@ async fn a_partial_head_gets_408_and_a_close() {
 #[tokio::test]
 async fn a_body_that_stops_arriving_is_closed_and_not_published() {
     let server = TestServer::start(&["http_body_timeout_secs=1"]);
-    let mut stream = connect(&server).await;
+    let mut stream = server.connect().await;
     let head =
         format!("POST /api/publish/stalled HTTP/1.1\r\nHost: h\r\nX-API-Key: {API_KEY}\r\nContent-Length: 100\r\n\r\n");
     stream.write_all(head.as_bytes()).await.expect("writes");
@@ -121,7 +117,7 @@ async fn a_body_that_stops_arriving_is_closed_and_not_published() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_not_a_slow_head() {
     let server = TestServer::start(&["http_head_timeout_secs=1"]);
-    let mut stream = connect(&server).await;
+    let mut stream = server.connect().await;
     let mut answer = [0u8; 1024];
     for _ in 0..2 {
         stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n").await.expect("writes");

@@ -67,6 +67,8 @@ async fn answer(
 enum After {
     /// It waits for the next request.
     KeepAlive,
+    /// It waits for the next request, holding a long poll's subscription for it.
+    Parked(Box<poll::Parked>),
     /// It closes.
     Close,
     /// A [`Takeover`] writes the rest (the head is written); `bool`: chunked.
@@ -116,6 +118,8 @@ pub async fn serve(mut stream: TcpStream, mut peer: SocketAddr, via: Via, state:
     // shorter timeout, does); the idle deadline is set only when the timer fires before it.
     let mut timer = Box::pin(tokio::time::sleep(head_timeout));
     let mut first = true;
+    // The last long poll's subscription, until the next request (see `poll::Parked`).
+    let mut parked: Option<Box<poll::Parked>> = None;
     loop {
         let mut status = 0;
         // The request's exchange — serving it, or answering a refused head — built in a block
@@ -123,9 +127,12 @@ pub async fn serve(mut stream: TcpStream, mut peer: SocketAddr, via: Via, state:
         // waiting long poll holds only boxed futures.
         let (exchanging, route, began): (Pin<Box<dyn Future<Output = After> + Send + '_>>, _, _) = 'next: {
             let waits = HeadWaits { first: std::mem::take(&mut first), head_timeout };
-            let Some(head) = next_head(&mut stream, &mut buf, timer.as_mut(), &mut shutdown, waits).await else {
+            let Some(head) = next_head(&mut stream, &mut buf, timer.as_mut(), &mut shutdown, waits, &mut parked).await
+            else {
                 return;
             };
+            // Only the poll that comes next may continue it; any other request drops it here.
+            let parked = parked.take();
             let forwarded = head.and_then(|mut head| match &via {
                 Via::Direct => {
                     let client = state.proxies.client(&head, peer);
@@ -171,7 +178,8 @@ pub async fn serve(mut stream: TcpStream, mut peer: SocketAddr, via: Via, state:
             {
                 // The route most requests take, and the one that waits: one future from the
                 // head to the answer, without the router (a poll with a body takes the router's).
-                let polling = poll_exchange(&mut stream, &mut buf, head, peer, &state, timer.as_mut(), &mut status);
+                free_idle_buffer(&mut buf);
+                let polling = poll_exchange(&mut stream, head, peer, &state, timer.as_mut(), &mut status, parked);
                 break 'next (polling, route, began);
             }
             (Box::pin(exchange(&mut stream, &mut buf, head, peer, &state, &router, &mut status)), route, began)
@@ -182,6 +190,7 @@ pub async fn serve(mut stream: TcpStream, mut peer: SocketAddr, via: Via, state:
         }
         match after {
             After::KeepAlive => {}
+            After::Parked(poll) => parked = Some(poll),
             After::Close => return,
             After::Takeover(body, chunked) => {
                 // Its own task too: nothing of this loop lives as long as the stream.
@@ -204,13 +213,15 @@ struct HeadWaits {
 /// requests, or the shutdown started before a request began to arrive (one that has begun is
 /// read and answered). A head must be all in within the head timeout of its first byte (the
 /// first request's, of the connection's start): `Stalled` otherwise. Deadlines are kept on
-/// `timer`, the connection's.
+/// `timer`, the connection's. A `parked` long poll's subscription ends when the timer passes
+/// that poll's deadline first.
 async fn next_head(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     mut timer: Pin<&mut tokio::time::Sleep>,
     shutdown: &mut ShutdownWait,
     waits: HeadWaits,
+    parked: &mut Option<Box<poll::Parked>>,
 ) -> Option<Result<Head, Refused>> {
     let mut started = !buf.is_empty();
     let now = tokio::time::Instant::now();
@@ -246,8 +257,12 @@ async fn next_head(
                 limit = limit.min(tokio::time::Instant::now() + waits.head_timeout);
             }
             Woke::Read(_) => {}
-            // It may have run to an earlier deadline (the last poll's): then on to the limit.
-            Woke::Timer if timer.deadline() < limit => timer.as_mut().reset(limit),
+            // It may have run to an earlier deadline (the last poll's): its parked subscription
+            // ends there (no other timer is needed for it), and the timer runs on to the limit.
+            Woke::Timer if timer.deadline() < limit => {
+                *parked = None;
+                timer.as_mut().reset(limit);
+            }
             Woke::Timer if started || waits.first => return Some(Err(Refused::Stalled(Limit::HeadTimeout))),
             Woke::Timer => return None,
             Woke::Shutdown => {
@@ -409,38 +424,43 @@ async fn exchange(
 }
 
 /// Serves `GET /poll` whose `head` has no body, on the connection's loop and without the
-/// router: starts the poll (subscribes) and returns the future that waits for its answer (on
-/// `timer`, the connection's) and writes it (setting `status`). The request's head is gone
-/// while the poll waits, and the future is the only block a poll allocates on the way.
+/// router: continues the connection's `parked` poll or starts the poll (subscribes), and returns
+/// the future that waits for its answer (on `timer`, the connection's) and writes it (setting
+/// `status`). The request's head is gone while the poll waits, and the future is the only
+/// block a poll allocates on the way. The caller frees its idle read buffer first.
 fn poll_exchange<'a>(
     stream: &'a mut TcpStream,
-    buf: &mut BytesMut,
     head: Head,
     peer: SocketAddr,
     state: &'a AppState,
     timer: Pin<&'a mut tokio::time::Sleep>,
     status: &'a mut u16,
+    parked: Option<Box<poll::Parked>>,
 ) -> Pin<Box<dyn Future<Output = After> + Send + 'a>> {
     use futures_util::FutureExt as _;
-    free_idle_buffer(buf);
     let keep_alive = wants_keep_alive(&head);
     let cors = match cross_origin(state, &head, Route::Poll, peer) {
         Ok(cors) => cors,
         Err(refused) => return Box::pin(answer(stream, Err(refused), b"", keep_alive, status)),
     };
     // Closes without an answer when the client left meanwhile.
-    let after = |open| if open { After::KeepAlive } else { After::Close };
+    let after = |answered| match answered {
+        poll::Answered::Close => After::Close,
+        poll::Answered::KeepAlive(None) => After::KeepAlive,
+        poll::Answered::KeepAlive(Some(parked)) => After::Parked(parked),
+    };
     if !poll::starts_at_once(state) {
         return Box::pin(async move {
             // Boxed on its own: the hooks' and the mirroring's state is gone while the poll
             // waits, instead of widening this future for the wait's whole length.
             let waiting = Box::pin(poll::start_admitted(state, &head, peer.ip())).await;
             drop(head);
-            let started = poll::Started::new(waiting, cors, keep_alive);
+            // The hooks are asked again for every poll: nothing is parked.
+            let started = poll::Started::new(waiting, cors, keep_alive, false);
             after(poll::answer(stream, started, timer, status).await)
         });
     }
-    let started = poll::Started::new(poll::start_at_once(state, &head, peer.ip()), cors, keep_alive);
+    let started = poll::Started::new(poll::start_at_once(state, &head, peer.ip(), parked), cors, keep_alive, true);
     drop(head);
     Box::pin(poll::answer(stream, started, timer, status).map(after))
 }
@@ -645,7 +665,7 @@ mod tests {
         assert!(size <= 1024, "an exchange's future is {size} bytes");
         drop(exchange);
         let mut timer = Box::pin(tokio::time::sleep(super::IDLE_TIMEOUT));
-        let poll = super::poll_exchange(&mut stream, &mut buf, head(), peer, &state, timer.as_mut(), &mut status);
+        let poll = super::poll_exchange(&mut stream, head(), peer, &state, timer.as_mut(), &mut status, None);
         let size = std::mem::size_of_val(&*poll);
         assert!(size <= 1024, "a long poll's future is {size} bytes");
     }

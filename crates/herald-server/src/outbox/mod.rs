@@ -96,6 +96,12 @@ impl Wakeup {
         self.waker.wake();
     }
 
+    /// Forgets the waiting task and any wake-up not yet waited for.
+    fn forget(&self) {
+        drop(self.waker.take());
+        self.pending.store(false, Ordering::Release);
+    }
+
     /// Waits for a wake-up given since the last wait ended. One task waits at a time.
     async fn wait(&self) {
         std::future::poll_fn(|cx| {
@@ -326,6 +332,14 @@ impl Outbox {
         self.wakeup.wait().await;
     }
 
+    /// Forgets the task that waited and any wake-up it did not wait for: a long poll's queue,
+    /// just taken, kept for the connection's next poll. A later push still counts for the
+    /// next wait; one that came before, its frames taken, no longer does, so that the next
+    /// poll does not answer empty at once.
+    pub fn forget_wakeup(&self) {
+        self.wakeup.forget();
+    }
+
     /// Records that the peer was heard from at `now_ms`.
     pub fn touch(&self, now_ms: u64) {
         self.last_seen_ms.store(now_ms, Ordering::Relaxed);
@@ -420,5 +434,20 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert!(pusher.push(text("b")));
         assert!(waiter.await.unwrap_or(false), "the waiting task is woken");
+    }
+
+    #[tokio::test]
+    async fn a_kept_poll_queue_forgets_the_wake_up_of_frames_already_taken() {
+        let o = Outbox::new(1, Transport::Poll, QueueLimits { frames: 10, bytes: 100 }, 0, Arc::default());
+        let wait = || tokio::time::timeout(std::time::Duration::from_millis(50), o.ready());
+        assert!(o.push(text("a")));
+        let _ = o.take();
+        o.forget_wakeup();
+        // The next poll waits: nothing it has not got is queued.
+        assert!(!o.is_ready());
+        assert!(wait().await.is_err(), "no wake-up for frames already taken");
+        // A push from then on still ends its wait.
+        assert!(o.push(text("b")));
+        assert!(wait().await.is_ok());
     }
 }

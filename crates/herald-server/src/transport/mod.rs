@@ -334,6 +334,11 @@ impl Subscriptions {
         self.broker.stream_snapshots(&self.channels, held)
     }
 
+    /// The subscribed channels, in the order they were subscribed.
+    pub fn channels(&self) -> &[ChannelName] {
+        &self.channels
+    }
+
     /// Whether `channel` is subscribed.
     pub fn contains(&self, channel: &ChannelName) -> bool {
         self.channels.contains(channel)

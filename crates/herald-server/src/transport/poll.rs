@@ -1,9 +1,14 @@
 //! Long polling (docs/protocol.md §5): `GET /poll?channel=a&channel=b&cursor=…&timeout=…`.
 //!
-//! No session lives on the server between polls: each request subscribes from its cursor
-//! (recovering what it missed, atomically with registering for live messages), answers as soon
-//! as anything is queued or the timeout passes, and unsubscribes. The cursor it returns
-//! resumes every channel on any node.
+//! Each request subscribes from its cursor (recovering what it missed, atomically with
+//! registering for live messages) and answers as soon as anything is queued or the timeout
+//! passes. The cursor it returns resumes every channel on any node.
+//!
+//! On a keep-alive connection, the answered poll's subscription stays [`Parked`] until the
+//! connection's next request: a poll that comes back from the answer's cursor, for the same
+//! channels and identity, continues it, and finds queued what was published in between. Any
+//! other request drops it, and so does the connection's end. This spares the usual case —
+//! a client polling again at once — subscribing and leaving each channel on every message.
 
 use std::{
     borrow::Cow,
@@ -38,6 +43,7 @@ use crate::{
     reply::{ApiError, json_ok, splice_envelopes},
     state::AppState,
 };
+use herald_auth::Identity;
 
 /// Most messages recovered per channel in one poll; the client's next poll gets the rest.
 const POLL_BATCH: usize = 1000;
@@ -73,7 +79,7 @@ pub async fn wait(
     ip: IpAddr,
 ) -> Result<Vec<u8>, ApiError> {
     let waiting = if starts_at_once(state) {
-        start(state, &request(state, query, bearer)?, ip)?
+        start(state, request(state, query, bearer)?, ip)?
     } else {
         admit_and_start(state, headers, query, bearer.map(str::to_string), ip).await?
     };
@@ -86,14 +92,17 @@ pub struct Started {
     waiting: Result<Waiting, ApiError>,
     cors: Option<HeaderValue>,
     keep_alive: bool,
+    parks: bool,
 }
 
 // === impl Started ===
 
 impl Started {
-    /// A started poll: `waiting` (or why it was refused), the allowed `cors` origin, `keep_alive`.
-    pub fn new(waiting: Result<Waiting, ApiError>, cors: Option<HeaderValue>, keep_alive: bool) -> Self {
-        Self { waiting, cors, keep_alive }
+    /// A started poll: `waiting` (or why it was refused), the allowed `cors` origin,
+    /// `keep_alive`. With `parks`, a keep-alive connection keeps the poll's subscription
+    /// for its next poll ([`Parked`]).
+    pub fn new(waiting: Result<Waiting, ApiError>, cors: Option<HeaderValue>, keep_alive: bool, parks: bool) -> Self {
+        Self { waiting, cors, keep_alive, parks }
     }
 }
 
@@ -103,11 +112,23 @@ pub fn starts_at_once(state: &AppState) -> bool {
 }
 
 /// Starts `GET /poll` on the connection's own loop, without the router, when it
-/// [`starts_at_once`]: reads the token, the channels and the cursor from `head` and subscribes.
-/// Nothing of the request is kept while the poll waits.
-pub fn start_at_once(state: &AppState, head: &Head, ip: IpAddr) -> Result<Waiting, ApiError> {
+/// [`starts_at_once`]: reads the token, the channels and the cursor from `head`, continues
+/// the connection's `parked` subscription when the request picks up where it left off, and
+/// subscribes otherwise. Nothing of the request is kept while the poll waits.
+pub fn start_at_once(
+    state: &AppState,
+    head: &Head,
+    ip: IpAddr,
+    parked: Option<Box<Parked>>,
+) -> Result<Waiting, ApiError> {
     let bearer = crate::auth::bearer_token(head)?;
-    start(state, &request(state, head.query(), bearer.as_deref())?, ip)
+    let request = request(state, head.query(), bearer.as_deref())?;
+    let Some(parked) = parked else { return start(state, request, ip) };
+    match (*parked).resume(state, request) {
+        Ok(waiting) => Ok(waiting),
+        // The parked subscription is dropped (unsubscribed) before this one subscribes.
+        Err(request) => start(state, *request, ip),
+    }
 }
 
 /// [`start_at_once`] for a poll that does not: asks the backend's hooks first, and with Redis
@@ -117,35 +138,52 @@ pub async fn start_admitted(state: &AppState, head: &Head, ip: IpAddr) -> Result
     admit_and_start(state, head, head.query(), bearer, ip).await
 }
 
+/// What a connection does after a poll's answer.
+pub enum Answered {
+    /// It closes.
+    Close,
+    /// It waits for the next request, with the poll's subscription [`Parked`] when it can be
+    /// continued.
+    KeepAlive(Option<Box<Parked>>),
+}
+
 /// Waits for a started poll's answer (on `timer`, the connection's) and writes it (setting
-/// `status`); returns whether the connection stays open. A client that left meanwhile gets no
-/// answer, and nothing of the poll is kept.
+/// `status`). A client that left meanwhile gets no answer, and nothing of the poll is kept.
 pub async fn answer(
     stream: &mut TcpStream,
     started: Started,
     timer: Pin<&mut tokio::time::Sleep>,
     status: &mut u16,
-) -> bool {
-    let Started { waiting, cors, keep_alive } = started;
-    let body = match waiting {
-        Ok(waiting) => match wait_poll(stream, waiting, timer).await {
-            Some(body) => Ok(body),
-            None => return false,
+) -> Answered {
+    let Started { waiting, cors, keep_alive, parks } = started;
+    let (body, parked) = match waiting {
+        Ok(waiting) => match wait_poll(stream, waiting, timer, keep_alive && parks).await {
+            Some((body, parked)) => (Ok(body), parked),
+            None => return Answered::Close,
         },
-        Err(e) => Err(e),
+        Err(e) => (Err(e), None),
     };
     const NO_STORE: &[u8] = b"cache-control: no-store\r\n";
     let extra = match &cors {
         None => Cow::Borrowed(NO_STORE),
         Some(origin) => Cow::Owned([NO_STORE, &crate::http::origin::cors_header_lines(origin)].concat()),
     };
-    write_answer(stream, body, &extra, keep_alive, status).await
+    match write_answer(stream, body, &extra, keep_alive, status).await {
+        true => Answered::KeepAlive(parked),
+        false => Answered::Close,
+    }
 }
 
 /// Waits for the answer to a long poll: until anything is queued for it or its timeout passes
 /// (on `timer`, the connection's). `None` when the peer closes the connection meanwhile: the
-/// poll then unsubscribes at once instead of holding its socket until the timeout.
-async fn wait_poll(stream: &TcpStream, waiting: Waiting, mut timer: Pin<&mut tokio::time::Sleep>) -> Option<Vec<u8>> {
+/// poll then unsubscribes at once instead of holding its socket until the timeout. With
+/// `park`, the subscription is kept for the connection's next poll.
+async fn wait_poll(
+    stream: &TcpStream,
+    waiting: Waiting,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+    park: bool,
+) -> Option<(Vec<u8>, Option<Box<Parked>>)> {
     timer.as_mut().reset(tokio::time::Instant::now() + waiting.timeout());
     // The socket may still be marked readable from reading the request: forget that without a
     // system call, so that only a new event (the peer's FIN, or a pipelined request) wakes the
@@ -168,7 +206,7 @@ async fn wait_poll(stream: &TcpStream, waiting: Waiting, mut timer: Pin<&mut tok
         () = timer => {}
         () = left => return None,
     }
-    Some(waiting.answer())
+    Some(waiting.answer(park))
 }
 
 /// [`request`] and [`start`], asking the backend's hooks ([`super::admit_stream`]) and having
@@ -185,22 +223,39 @@ pub async fn admit_and_start(
     let identity = super::admit_stream(state, Transport::Poll, ip, headers, token.as_deref(), &mut request).await?;
     request.identity = identity.map(Box::new);
     super::prepare_stream(state, &request).await?;
-    start(state, &request, ip)
+    start(state, request, ip)
 }
 
 /// A long poll that is subscribed and waits: only what the wait needs, so that a waiting poll
 /// holds as little memory as possible (the request is gone by then).
 pub struct Waiting {
-    // Field order is drop order: unsubscribe before leaving the registry.
-    subscriptions: Subscriptions,
-    registration: Registration,
-    _permit: StreamPermit,
+    subscribed: Subscribed,
     cursor: Cursor,
     timeout: Duration,
     /// The open streams the client holds (see [`StreamRequest::held`]).
     held: Option<Box<[super::Held]>>,
     /// A stream is ahead of what the client holds: answer at once.
     ahead: bool,
+}
+
+/// A long poll's standing in the server: its subscriptions, its queue and its permit.
+struct Subscribed {
+    // Field order is drop order: unsubscribe before leaving the registry.
+    subscriptions: Subscriptions,
+    registration: Registration,
+    _permit: StreamPermit,
+    /// Who the poll's token names (compared with the next poll's before it continues).
+    identity: Option<Box<Identity>>,
+}
+
+/// An answered poll's subscription, kept on its keep-alive connection for the next poll (see
+/// the module's docs). Messages published meanwhile wait in its queue, within the queue's
+/// bounds; a queue that passed them is closed, and the next poll subscribes anew from its
+/// cursor.
+pub struct Parked {
+    subscribed: Subscribed,
+    /// The answer's cursor: the position the subscription stands at.
+    cursor: Cursor,
 }
 
 /// Reads and checks `GET /poll?<query>` with the request's `bearer` token (else the query's).
@@ -214,23 +269,52 @@ pub fn request(state: &AppState, query: Option<&str>, bearer: Option<&str>) -> R
 
 /// Subscribes the poll `request` from `ip` (recovering what it missed, atomically with
 /// registering for live messages).
-pub fn start(state: &AppState, request: &StreamRequest, ip: IpAddr) -> Result<Waiting, ApiError> {
+pub fn start(state: &AppState, mut request: StreamRequest, ip: IpAddr) -> Result<Waiting, ApiError> {
     if state.registry.is_shutting_down() {
         return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down; retry shortly"));
     }
     let permit = state.guard.open_stream(ip)?;
-    let timeout =
-        request.timeout_secs.unwrap_or(state.config.poll_timeout_secs).min(state.config.poll_max_timeout_secs);
+    let timeout = timeout_of(state, &request);
     let registration = state.registry.register(Transport::Poll);
     let mut subscriptions = Subscriptions::new(state, registration.outbox().clone());
     if let Some(identity) = &request.identity {
         subscriptions.set_identity(identity);
     }
-    let cursor = subscriptions.add_stream(request, POLL_BATCH);
-    let held = request.held.clone();
+    let cursor = subscriptions.add_stream(&request, POLL_BATCH);
+    let held = request.held.take();
     let ahead = held.as_deref().is_some_and(|held| state.broker.streams_ahead(&request.channels, held));
-    let timeout = Duration::from_secs(timeout);
-    Ok(Waiting { subscriptions, registration, _permit: permit, cursor, timeout, held, ahead })
+    let identity = request.identity.take();
+    let subscribed = Subscribed { subscriptions, registration, _permit: permit, identity };
+    Ok(Waiting { subscribed, cursor, timeout, held, ahead })
+}
+
+/// How long `request` waits at most.
+fn timeout_of(state: &AppState, request: &StreamRequest) -> Duration {
+    let secs = request.timeout_secs.unwrap_or(state.config.poll_timeout_secs).min(state.config.poll_max_timeout_secs);
+    Duration::from_secs(secs)
+}
+
+// === impl Parked ===
+
+impl Parked {
+    /// The poll `request`, continuing this subscription when it picks up where the answer left
+    /// it: the answer's cursor, the same channels and identity, a queue not closing, and no
+    /// shutdown under way. Otherwise the request back, this subscription dropped.
+    fn resume(self, state: &AppState, mut request: StreamRequest) -> Result<Waiting, Box<StreamRequest>> {
+        let Parked { subscribed, cursor } = self;
+        let continues = request.cursor == cursor
+            && request.channels == subscribed.subscriptions.channels()
+            && request.identity == subscribed.identity
+            && subscribed.registration.outbox().closing().is_none()
+            && !state.registry.is_shutting_down();
+        if !continues {
+            return Err(Box::new(request));
+        }
+        let timeout = timeout_of(state, &request);
+        let held = request.held.take();
+        let ahead = held.as_deref().is_some_and(|held| state.broker.streams_ahead(&request.channels, held));
+        Ok(Waiting { subscribed, cursor, timeout, held, ahead })
+    }
 }
 
 // === impl Waiting ===
@@ -246,7 +330,7 @@ impl Waiting {
         if self.ahead {
             return;
         }
-        let outbox = self.registration.outbox();
+        let outbox = self.subscribed.registration.outbox();
         if !outbox.is_ready() {
             outbox.ready().await;
         }
@@ -256,20 +340,31 @@ impl Waiting {
     /// answer's body.
     pub async fn finish(self) -> Vec<u8> {
         let _ = tokio::time::timeout(self.timeout, self.ready()).await;
-        self.answer()
+        self.answer(false).0
     }
 
-    /// Unsubscribes and returns the answer's body: what is queued now (possibly nothing).
-    pub fn answer(self) -> Vec<u8> {
-        let Waiting { subscriptions, registration, _permit, mut cursor, timeout: _, held, ahead: _ } = self;
+    /// Returns the answer's body — what is queued now (possibly nothing) — and, with `park`,
+    /// the subscription [`Parked`] for the connection's next poll when it can continue;
+    /// otherwise unsubscribes.
+    pub fn answer(self, park: bool) -> (Vec<u8>, Option<Box<Parked>>) {
+        let Waiting { subscribed, mut cursor, timeout: _, held, ahead: _ } = self;
         // What the client lacks of each stream: an append that comes after this look is in
         // the next poll's.
-        let snapshots = subscriptions.stream_snapshots(held.as_deref());
-        drop(subscriptions);
-        let (frames, _) = registration.outbox().take();
-        drop(registration);
-        drop(_permit);
-        answer_body(&mut cursor, &frames, &snapshots)
+        let snapshots = subscribed.subscriptions.stream_snapshots(held.as_deref());
+        if !park {
+            // Unsubscribed before the queue is taken, so that nothing comes after it.
+            let Subscribed { subscriptions, registration, .. } = subscribed;
+            drop(subscriptions);
+            let (frames, _) = registration.outbox().take();
+            return (answer_body(&mut cursor, &frames, &snapshots), None);
+        }
+        let outbox = subscribed.registration.outbox();
+        let (frames, closing) = outbox.take();
+        // A push from now on is for the next poll, which sees it queued before it waits.
+        outbox.forget_wakeup();
+        let body = answer_body(&mut cursor, &frames, &snapshots);
+        let parked = closing.is_none().then(|| Box::new(Parked { subscribed, cursor }));
+        (body, parked)
     }
 }
 

@@ -116,6 +116,11 @@ impl TestServer {
         }
     }
 
+    /// A raw TCP connection to the server, for requests written byte by byte.
+    pub async fn connect(&self) -> tokio::net::TcpStream {
+        tokio::net::TcpStream::connect(self.base.trim_start_matches("http://")).await.expect("connects")
+    }
+
     /// `GET /poll` with raw query; returns (status, body).
     pub async fn poll(&self, query: &str) -> (u16, Value) {
         let response = self.http.get(format!("{}/poll?{query}", self.base)).send().await.unwrap();
@@ -477,4 +482,43 @@ pub fn ws_texts(bytes: &[u8]) -> Vec<Value> {
     }
     let (frames, _) = server_frames(bytes);
     frames.iter().filter(|(opcode, _)| *opcode == 0x1).map(|(_, p)| serde_json::from_slice(p).unwrap()).collect()
+}
+
+/// Reads until `want` responses (by their complete Content-Length bodies) have arrived.
+pub async fn read_responses(stream: &mut tokio::net::TcpStream, want: usize) -> Vec<(String, String)> {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                let length: usize = head
+                    .lines()
+                    .filter_map(|l| {
+                        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                    })
+                    .map(|v| v.parse().expect("numeric length"))
+                    .next()
+                    .unwrap_or(0);
+                if buf.len() < end + 4 + length {
+                    break;
+                }
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + length]).to_string();
+                buf.drain(..end + 4 + length);
+                out.push((head, body));
+            }
+            if out.len() >= want {
+                return;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::io::AsyncReadExt::read(stream, &mut chunk).await.expect("reads");
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .expect("responses arrive");
+    out
 }

@@ -476,7 +476,10 @@ impl Broker {
             match recovery {
                 Recovery::Live { .. } => {}
                 Recovery::Recovered { messages, .. } => {
-                    self.metrics.delivered(outbox.transport(), messages.len() as u64);
+                    // A long poll counts its deliveries when its answer takes them.
+                    if outbox.transport() != Transport::Poll {
+                        self.metrics.delivered(outbox.transport(), messages.len() as u64);
+                    }
                     for m in messages {
                         outbox.push(Frame::Message(m));
                     }
@@ -699,8 +702,11 @@ fn deliver(round: &Round, metrics: &Metrics) {
             }
         }
         for (i, transport) in [Transport::Ws, Transport::Sse, Transport::Poll].into_iter().enumerate() {
-            if deliveries[i] > 0 {
+            // A long poll's messages wait for its answer, which counts them (`Outbox::take_answer`).
+            if deliveries[i] > 0 && transport != Transport::Poll {
                 metrics.delivered(transport, deliveries[i]);
+            }
+            if bytes[i] > 0 {
                 metrics.bytes_out(transport, bytes[i]);
             }
         }

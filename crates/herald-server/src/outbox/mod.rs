@@ -321,6 +321,16 @@ impl Outbox {
         self.locked.lock().queue.take()
     }
 
+    /// [`Outbox::take`] for a long poll's answer: its messages are delivered now, and counted
+    /// so (a long poll's queued messages are not counted when pushed: a kept subscription's
+    /// may never be collected).
+    pub fn take_answer(&self) -> (VecDeque<Frame>, Option<DisconnectCode>) {
+        let taken = self.take();
+        let messages = taken.0.iter().filter(|frame| matches!(frame, Frame::Message(_))).count();
+        self.metrics.delivered(self.transport, messages as u64);
+        taken
+    }
+
     /// Whether frames are waiting or the connection is closing.
     pub fn is_ready(&self) -> bool {
         self.locked.lock().queue.is_ready()

@@ -355,11 +355,11 @@ impl Waiting {
             // Unsubscribed before the queue is taken, so that nothing comes after it.
             let Subscribed { subscriptions, registration, .. } = subscribed;
             drop(subscriptions);
-            let (frames, _) = registration.outbox().take();
+            let (frames, _) = registration.outbox().take_answer();
             return (answer_body(&mut cursor, &frames, &snapshots), None);
         }
         let outbox = subscribed.registration.outbox();
-        let (frames, closing) = outbox.take();
+        let (frames, closing) = outbox.take_answer();
         // A push from now on is for the next poll, which sees it queued before it waits.
         outbox.forget_wakeup();
         let body = answer_body(&mut cursor, &frames, &snapshots);

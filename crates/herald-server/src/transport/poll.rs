@@ -7,8 +7,9 @@
 //! On a keep-alive connection, the answered poll's subscription stays [`Parked`] until the
 //! connection's next request: a poll that comes back from the answer's cursor, for the same
 //! channels and identity, continues it, and finds queued what was published in between. Any
-//! other request drops it, and so does the connection's end. This spares the usual case —
-//! a client polling again at once — subscribing and leaving each channel on every message.
+//! other request drops it, and so do the connection's end and the answered poll's deadline
+//! (on the connection's timer: no timer of its own). This spares the usual case — a client
+//! polling again at once — subscribing and leaving each channel on every message.
 
 use std::{
     borrow::Cow,
@@ -30,6 +31,7 @@ use herald_core::{
     protocol::{StreamPushKind, encode_reset},
 };
 
+use herald_auth::Identity;
 use herald_core::Cursor;
 use herald_http1::Head;
 use tokio::{io::Interest, net::TcpStream};
@@ -43,7 +45,6 @@ use crate::{
     reply::{ApiError, json_ok, splice_envelopes},
     state::AppState,
 };
-use herald_auth::Identity;
 
 /// Most messages recovered per channel in one poll; the client's next poll gets the rest.
 const POLL_BATCH: usize = 1000;

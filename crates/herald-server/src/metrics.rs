@@ -283,6 +283,16 @@ impl Metrics {
         self.delivered[transport as usize].inc_by(n);
     }
 
+    /// Counts `n` messages handed to a connection over `transport` by a fan-out round or a
+    /// recovery: deliveries over WebSocket and SSE. A long poll's are not counted here but when
+    /// its answer takes them (`Outbox::take_answer`): a kept subscription's queue may never be
+    /// collected.
+    pub fn handed(&self, transport: Transport, n: u64) {
+        if transport != Transport::Poll {
+            self.delivered(transport, n);
+        }
+    }
+
     /// Counts `n` bytes out over `transport`.
     pub fn bytes_out(&self, transport: Transport, n: usize) {
         self.bytes_out[transport as usize].inc_by(n as u64);

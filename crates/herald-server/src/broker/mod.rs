@@ -476,10 +476,7 @@ impl Broker {
             match recovery {
                 Recovery::Live { .. } => {}
                 Recovery::Recovered { messages, .. } => {
-                    // A long poll counts its deliveries when its answer takes them.
-                    if outbox.transport() != Transport::Poll {
-                        self.metrics.delivered(outbox.transport(), messages.len() as u64);
-                    }
+                    self.metrics.handed(outbox.transport(), messages.len() as u64);
                     for m in messages {
                         outbox.push(Frame::Message(m));
                     }
@@ -702,11 +699,8 @@ fn deliver(round: &Round, metrics: &Metrics) {
             }
         }
         for (i, transport) in [Transport::Ws, Transport::Sse, Transport::Poll].into_iter().enumerate() {
-            // A long poll's messages wait for its answer, which counts them (`Outbox::take_answer`).
-            if deliveries[i] > 0 && transport != Transport::Poll {
-                metrics.delivered(transport, deliveries[i]);
-            }
-            if bytes[i] > 0 {
+            if deliveries[i] > 0 {
+                metrics.handed(transport, deliveries[i]);
                 metrics.bytes_out(transport, bytes[i]);
             }
         }

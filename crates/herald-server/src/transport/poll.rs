@@ -275,24 +275,15 @@ pub fn start(state: &AppState, mut request: StreamRequest, ip: IpAddr) -> Result
         return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down; retry shortly"));
     }
     let permit = state.guard.open_stream(ip)?;
-    let timeout = timeout_of(state, &request);
     let registration = state.registry.register(Transport::Poll);
     let mut subscriptions = Subscriptions::new(state, registration.outbox().clone());
     if let Some(identity) = &request.identity {
         subscriptions.set_identity(identity);
     }
     let cursor = subscriptions.add_stream(&request, POLL_BATCH);
-    let held = request.held.take();
-    let ahead = held.as_deref().is_some_and(|held| state.broker.streams_ahead(&request.channels, held));
     let identity = request.identity.take();
     let subscribed = Subscribed { subscriptions, registration, _permit: permit, identity };
-    Ok(Waiting { subscribed, cursor, timeout, held, ahead })
-}
-
-/// How long `request` waits at most.
-fn timeout_of(state: &AppState, request: &StreamRequest) -> Duration {
-    let secs = request.timeout_secs.unwrap_or(state.config.poll_timeout_secs).min(state.config.poll_max_timeout_secs);
-    Duration::from_secs(secs)
+    Ok(Waiting::new(state, subscribed, cursor, request))
 }
 
 // === impl Parked ===
@@ -301,7 +292,7 @@ impl Parked {
     /// The poll `request`, continuing this subscription when it picks up where the answer left
     /// it: the answer's cursor, the same channels and identity, a queue not closing, and no
     /// shutdown under way. Otherwise the request back, this subscription dropped.
-    fn resume(self, state: &AppState, mut request: StreamRequest) -> Result<Waiting, Box<StreamRequest>> {
+    fn resume(self, state: &AppState, request: StreamRequest) -> Result<Waiting, Box<StreamRequest>> {
         let Parked { subscribed, cursor } = self;
         let continues = request.cursor == cursor
             && request.channels == subscribed.subscriptions.channels()
@@ -311,16 +302,23 @@ impl Parked {
         if !continues {
             return Err(Box::new(request));
         }
-        let timeout = timeout_of(state, &request);
-        let held = request.held.take();
-        let ahead = held.as_deref().is_some_and(|held| state.broker.streams_ahead(&request.channels, held));
-        Ok(Waiting { subscribed, cursor, timeout, held, ahead })
+        Ok(Waiting::new(state, subscribed, cursor, request))
     }
 }
 
 // === impl Waiting ===
 
 impl Waiting {
+    /// The wait of `request`, subscribed (`subscribed`, standing at `cursor`): its timeout and
+    /// the open streams it holds, taken from the request.
+    fn new(state: &AppState, subscribed: Subscribed, cursor: Cursor, mut request: StreamRequest) -> Self {
+        let secs =
+            request.timeout_secs.unwrap_or(state.config.poll_timeout_secs).min(state.config.poll_max_timeout_secs);
+        let held = request.held.take();
+        let ahead = held.as_deref().is_some_and(|held| state.broker.streams_ahead(&request.channels, held));
+        Waiting { subscribed, cursor, timeout: Duration::from_secs(secs), held, ahead }
+    }
+
     /// How long the poll waits at most.
     pub fn timeout(&self) -> Duration {
         self.timeout

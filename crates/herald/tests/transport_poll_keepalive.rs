@@ -100,3 +100,20 @@ async fn a_kept_subscription_ends_with_its_poll_timeout_or_its_connection() {
     wait_for_subscribers(&server, "kept", 0).await;
     server.wait_for_connections("poll", 0).await;
 }
+
+#[tokio::test]
+async fn an_answer_larger_than_the_socket_takes_at_once_arrives_whole_and_the_connection_goes_on() {
+    let server = TestServer::start(&["max_message_bytes=8000000", "max_queued_bytes=16000000"]);
+    let mut stream = server.connect().await;
+    // Megabytes: more than the socket takes in one write while the client reads nothing, so
+    // the rest follows as the client reads.
+    let big = "x".repeat(6_000_000);
+    send_poll(&mut stream, "channel=big&timeout=10").await;
+    server.wait_for_connections("poll", 1).await;
+    server.publish("big", json!(big)).await;
+    let (got, cursor, _) = poll_answer(&mut stream).await;
+    let sizes: Vec<usize> = got.iter().map(|data| data.as_str().map_or(0, str::len)).collect();
+    assert_eq!(sizes, [big.len()], "the one message, whole");
+    assert!(got[0].as_str() == Some(big.as_str()));
+    answered_poll(&server, &mut stream, "big", &format!("cursor={cursor}&timeout=10"), json!("small")).await;
+}

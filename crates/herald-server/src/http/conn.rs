@@ -112,6 +112,9 @@ pub async fn serve(mut stream: TcpStream, mut peer: SocketAddr, via: Via, state:
         }
     }
     let mut shutdown = shutdown_wait(&state);
+    // Shared only with a waiting long poll's outbox, whose pusher may answer the poll
+    // (`outbox::PollAnswer`): every other use has it to itself.
+    let mut shared = Arc::new(stream);
     // One timer for the connection's life: a waiting long poll's deadline, between requests
     // the idle deadline, and while a head arrives its deadline. Polls with the same timeout
     // only move it later, which does not touch the timer wheel (an earlier deadline, as for a
@@ -127,7 +130,9 @@ pub async fn serve(mut stream: TcpStream, mut peer: SocketAddr, via: Via, state:
         // waiting long poll holds only boxed futures.
         let (exchanging, route, began): (Pin<Box<dyn Future<Output = After> + Send + '_>>, _, _) = 'next: {
             let waits = HeadWaits { first: std::mem::take(&mut first), head_timeout };
-            let Some(head) = next_head(&mut stream, &mut buf, timer.as_mut(), &mut shutdown, waits, &mut parked).await
+            // A long poll's wait ends with its outbox's share of the socket dropped.
+            let Some(stream) = Arc::get_mut(&mut shared) else { return };
+            let Some(head) = next_head(stream, &mut buf, timer.as_mut(), &mut shutdown, waits, &mut parked).await
             else {
                 return;
             };
@@ -143,9 +148,8 @@ pub async fn serve(mut stream: TcpStream, mut peer: SocketAddr, via: Via, state:
             let (head, peer) = match forwarded {
                 Ok(forwarded) => forwarded,
                 Err(Refused::Gone) => return,
-                Err(Refused::Stalled(limit)) => return stalled(&stream, &state, peer, limit, !buf.is_empty()),
+                Err(Refused::Stalled(limit)) => return stalled(stream, &state, peer, limit, !buf.is_empty()),
                 Err(Refused::Answer(refusal)) => {
-                    let stream = &mut stream;
                     let refuse = async move {
                         let _ = write_error(stream, refusal).await;
                         After::Close
@@ -157,7 +161,6 @@ pub async fn serve(mut stream: TcpStream, mut peer: SocketAddr, via: Via, state:
             if route == Route::Ws && !matches!(BodyFraming::of(&head, 0), Ok(BodyFraming::None)) {
                 // An upgrade has no body: bytes after its head are WebSocket frames, and a
                 // body there would be read as frames by one side and as a body by another.
-                let stream = &mut stream;
                 let refuse = async move {
                     let _ = write_error(stream, Refusal::bad("a WebSocket upgrade request has no body")).await;
                     After::Close
@@ -168,6 +171,7 @@ pub async fn serve(mut stream: TcpStream, mut peer: SocketAddr, via: Via, state:
                 // The handshake in a task of its own (which starts the connection's), so this
                 // loop's state is freed for the life of the WebSocket.
                 let leftover = std::mem::take(&mut buf);
+                let Ok(stream) = Arc::try_unwrap(shared) else { return };
                 tokio::spawn(crate::transport::ws::accept(stream, peer.ip(), head, leftover, state));
                 return;
             }
@@ -179,10 +183,10 @@ pub async fn serve(mut stream: TcpStream, mut peer: SocketAddr, via: Via, state:
                 // The route most requests take, and the one that waits: one future from the
                 // head to the answer, without the router (a poll with a body takes the router's).
                 free_idle_buffer(&mut buf);
-                let polling = poll_exchange(&mut stream, head, peer, &state, timer.as_mut(), &mut status, parked);
+                let polling = poll_exchange(&mut shared, head, peer, &state, timer.as_mut(), &mut status, parked);
                 break 'next (polling, route, began);
             }
-            (Box::pin(exchange(&mut stream, &mut buf, head, peer, &state, &router, &mut status)), route, began)
+            (Box::pin(exchange(stream, &mut buf, head, peer, &state, &router, &mut status)), route, began)
         };
         let after = exchanging.await;
         if status != 0 {
@@ -194,6 +198,7 @@ pub async fn serve(mut stream: TcpStream, mut peer: SocketAddr, via: Via, state:
             After::Close => return,
             After::Takeover(body, chunked) => {
                 // Its own task too: nothing of this loop lives as long as the stream.
+                let Ok(stream) = Arc::try_unwrap(shared) else { return };
                 tokio::spawn(body(stream, chunked));
                 return;
             }
@@ -429,7 +434,7 @@ async fn exchange(
 /// `status`). The request's head is gone while the poll waits, and the future is the only
 /// block a poll allocates on the way. The caller frees its idle read buffer first.
 fn poll_exchange<'a>(
-    stream: &'a mut TcpStream,
+    stream: &'a mut Arc<TcpStream>,
     head: Head,
     peer: SocketAddr,
     state: &'a AppState,
@@ -441,7 +446,10 @@ fn poll_exchange<'a>(
     let keep_alive = wants_keep_alive(&head);
     let cors = match cross_origin(state, &head, Route::Poll, peer) {
         Ok(cors) => cors,
-        Err(refused) => return Box::pin(answer(stream, Err(refused), b"", keep_alive, status)),
+        Err(refused) => {
+            let Some(stream) = Arc::get_mut(stream) else { return Box::pin(std::future::ready(After::Close)) };
+            return Box::pin(answer(stream, Err(refused), b"", keep_alive, status));
+        }
     };
     // Closes without an answer when the client left meanwhile.
     let after = |answered| match answered {
@@ -665,6 +673,7 @@ mod tests {
         assert!(size <= 1024, "an exchange's future is {size} bytes");
         drop(exchange);
         let mut timer = Box::pin(tokio::time::sleep(super::IDLE_TIMEOUT));
+        let mut stream = std::sync::Arc::new(stream);
         let poll = super::poll_exchange(&mut stream, head(), peer, &state, timer.as_mut(), &mut status, None);
         let size = std::mem::size_of_val(&*poll);
         assert!(size <= 1024, "a long poll's future is {size} bytes");

@@ -154,6 +154,12 @@ pub async fn write_answer(
 /// Writes a `200` JSON answer with `body` and the `extra` header lines, head and body in one
 /// write; returns whether the connection stays open.
 async fn write_json_ok(stream: &mut TcpStream, body: &[u8], extra: &[u8], keep_alive: bool) -> std::io::Result<bool> {
+    stream.write_all(&json_ok_bytes(body, extra, keep_alive)).await?;
+    Ok(keep_alive)
+}
+
+/// A whole `200` JSON response — head and `body` — with the `extra` header lines.
+pub fn json_ok_bytes(body: &[u8], extra: &[u8], keep_alive: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(160 + extra.len() + body.len());
     out.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n");
     out.extend_from_slice(extra);
@@ -167,8 +173,7 @@ async fn write_json_ok(stream: &mut TcpStream, body: &[u8], extra: &[u8], keep_a
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
-    stream.write_all(&out).await?;
-    Ok(keep_alive)
+    out
 }
 
 /// Writes `response`; returns whether the connection stays open for another request.

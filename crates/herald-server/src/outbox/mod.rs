@@ -12,9 +12,13 @@
 //! socket drains ([`Outbox::flush`]). Every write to an attached socket happens under the lock,
 //! so frames never interleave, and they leave in push order.
 //!
+//! A waiting long poll may arm its [`PollAnswer`] here: the pusher then answers the poll itself,
+//! and the connection's task is not woken for the delivery ([`answer`]).
+//!
 //! A connection whose backlog passes its bounds is a slow consumer: it is closed with
 //! [`DisconnectCode::SLOW_CONSUMER`], and nobody else waits for it.
 
+pub mod answer;
 pub mod queue;
 
 use std::{
@@ -33,8 +37,9 @@ use herald_core::DisconnectCode;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 
-pub use self::queue::QueueLimits;
+use self::answer::Stage;
 use self::queue::{Batch, Push, Queue, Raw};
+pub use self::{answer::PollAnswer, queue::QueueLimits};
 use crate::{
     frame::{Frame, Transport},
     metrics::Metrics,
@@ -63,6 +68,8 @@ struct Locked {
     socket: Option<Arc<TcpStream>>,
     /// The token's user, for `POST /api/disconnect`.
     user: Option<Arc<str>>,
+    /// A waiting long poll's answer (see [`Outbox::arm`]).
+    poll: Option<Box<PollAnswer>>,
 }
 
 /// One connection's queue, shared between the connection task and every channel it is in.
@@ -127,7 +134,7 @@ impl Outbox {
         Self {
             id,
             transport,
-            locked: Mutex::new(Locked { queue: Queue::new(limits), socket: None, user: None }),
+            locked: Mutex::new(Locked { queue: Queue::new(limits), socket: None, user: None, poll: None }),
             wakeup: Wakeup::default(),
             last_seen_ms: AtomicU64::new(now_ms),
             expires_at_ms: AtomicU64::new(0),
@@ -165,14 +172,16 @@ impl Outbox {
     fn push_with(&self, decide: impl FnOnce(&mut Queue, Option<&TcpStream>) -> Push) -> Option<usize> {
         let mut locked = self.locked.lock();
         let Locked { queue, socket, .. } = &mut *locked;
-        self.settle_push(decide(queue, socket.as_deref()))
+        let push = decide(queue, socket.as_deref());
+        self.settle_push(&mut locked, push)
     }
 
-    /// Wakes the task or counts the overflow a push asks for; the wire bytes it wrote.
-    fn settle_push(&self, push: Push) -> Option<usize> {
+    /// Wakes the task (unless an armed long poll's answer spares it: [`Outbox::wakes_for`]) or
+    /// counts the overflow a push asks for; the wire bytes it wrote.
+    fn settle_push(&self, locked: &mut Locked, push: Push) -> Option<usize> {
         match push {
             Push::Taken { bytes, wake } => {
-                if wake {
+                if wake && self.wakes_for(locked) {
                     self.wakeup.notify_one();
                 }
                 Some(bytes)
@@ -181,6 +190,29 @@ impl Outbox {
             Push::Overflowed => {
                 self.overflowed();
                 None
+            }
+        }
+    }
+
+    /// Whether frames just queued wake the task. Not when a pusher can answer the armed long
+    /// poll with them (queued messages only: the task wakes for anything else, and for what
+    /// the socket did not take), nor after a pusher answered it (they wait for the next poll).
+    fn wakes_for(&self, locked: &mut Locked) -> bool {
+        let Locked { queue, poll, .. } = locked;
+        let Some(answer) = poll.as_mut() else { return true };
+        match answer.stage() {
+            Stage::Held => true,
+            Stage::Answered(_) => false,
+            Stage::Armed(_) if queue.closing().is_some() || !queue.only_messages() => {
+                answer.hold();
+                true
+            }
+            Stage::Armed(_) => {
+                let (frames, _) = queue.take();
+                let left = answer.answer(&frames);
+                self.metrics.delivered(self.transport, frames.len() as u64);
+                self.metrics.http_request(crate::routes::Route::Poll, 200, answer.waited_secs());
+                left
             }
         }
     }
@@ -205,18 +237,24 @@ impl Outbox {
     /// Returns the wire bytes they became (the caller counts them, once per fan-out part), or
     /// `None` when the connection is closing.
     pub fn push_messages(&self, messages: &[Message]) -> Option<usize> {
-        let one_by_one =
-            || messages.iter().try_fold(0, |sum, m| Some(sum + self.push_frame(Frame::Message(m.clone()))?));
         if messages.len() == 1 {
-            return one_by_one();
+            return self.push_frame(Frame::Message(messages[0].clone()));
         }
         let mut guard = self.locked.lock();
         let locked = &mut *guard;
         match locked.queue.push_messages(messages) {
             Batch::Refused => None,
             Batch::OneByOne => {
-                drop(guard);
-                one_by_one()
+                // Under one lock, so that a long poll's answer carries them all.
+                let (mut sum, mut woken) = (0, false);
+                for m in messages {
+                    let Locked { queue, socket, .. } = &mut *locked;
+                    match queue.push(Frame::Message(m.clone()), transmit_to(socket.as_deref())) {
+                        Push::Taken { bytes, wake } => (sum, woken) = (sum + bytes, woken || wake),
+                        refused => return self.settle_push(locked, refused),
+                    }
+                }
+                self.settle_push(locked, Push::Taken { bytes: sum, wake: woken })
             }
             Batch::Transmit(mut batch) => {
                 let bytes = batch.bytes();
@@ -350,6 +388,37 @@ impl Outbox {
         self.wakeup.forget();
     }
 
+    /// Arms a waiting long poll's `answer`: from now on, a push of messages is answered by the
+    /// pusher, on the answer's socket, without waking the task. Handed back when something is
+    /// queued already (the poll answers at once, the usual way). Arming forgets a wake-up whose
+    /// frames were taken: with nothing queued, none is due.
+    pub fn arm(&self, answer: Box<PollAnswer>) -> Result<(), Box<PollAnswer>> {
+        let mut locked = self.locked.lock();
+        if locked.queue.is_ready() {
+            return Err(answer);
+        }
+        locked.poll = Some(answer);
+        self.wakeup.pending.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// Stops pushers answering the armed poll (a request came in behind it: the task answers
+    /// in turn). Returns whether a pusher already did.
+    pub fn hold_answer(&self) -> bool {
+        match self.locked.lock().poll.as_mut() {
+            Some(answer) => {
+                answer.hold();
+                answer.answered().is_some()
+            }
+            None => false,
+        }
+    }
+
+    /// Takes the armed answer back (its socket is no longer shared once it is dropped).
+    pub fn disarm(&self) -> Option<Box<PollAnswer>> {
+        self.locked.lock().poll.take()
+    }
+
     /// Records that the peer was heard from at `now_ms`.
     pub fn touch(&self, now_ms: u64) {
         self.last_seen_ms.store(now_ms, Ordering::Relaxed);
@@ -444,6 +513,71 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert!(pusher.push(text("b")));
         assert!(waiter.await.unwrap_or(false), "the waiting task is woken");
+    }
+
+    /// A connected pair: the server's end, shared as a waiting poll's is, and the client's.
+    async fn sockets() -> (Arc<TcpStream>, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let client = TcpStream::connect(listener.local_addr().expect("an address")).await.expect("connects");
+        let (server, _) = listener.accept().await.expect("accepts");
+        (Arc::new(server), client)
+    }
+
+    /// A stand-in for the poll's HTTP answer: how many messages, the extra lines, the cursor.
+    fn respond(cursor: &mut herald_core::Cursor, frames: &VecDeque<Frame>, extra: &[u8]) -> Vec<u8> {
+        let channel = herald_core::ChannelName::new("a").expect("a valid name");
+        cursor.set(&channel, herald_core::StreamPosition { epoch: Arc::from("e"), offset: frames.len() as u64 });
+        format!("{} messages, {}", frames.len(), String::from_utf8_lossy(extra)).into_bytes()
+    }
+
+    fn armed(o: &Outbox, socket: &Arc<TcpStream>) {
+        let answer = PollAnswer::new(Arc::clone(socket), herald_core::Cursor::default(), respond, b"x".into());
+        assert!(o.arm(answer).is_ok(), "nothing queued: armed");
+    }
+
+    #[tokio::test]
+    async fn messages_pushed_to_an_armed_poll_are_answered_by_the_pusher_without_waking_the_task() {
+        let o = Outbox::new(1, Transport::Poll, QueueLimits { frames: 10, bytes: 1000 }, 0, Arc::default());
+        let (socket, mut client) = sockets().await;
+        armed(&o, &socket);
+        let quiet = || tokio::time::timeout(std::time::Duration::from_millis(50), o.ready());
+        // A round of two messages: one answer carries both.
+        let round = [queue::tests::message("a", 1), queue::tests::message("a", 2)];
+        assert!(o.push_messages(&round).is_some());
+        let mut got = vec![0; 64];
+        let read = tokio::io::AsyncReadExt::read(&mut client, &mut got);
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), read).await.expect("answered").expect("reads");
+        assert_eq!(&got[..n], b"2 messages, x");
+        assert!(quiet().await.is_err(), "the task is not woken");
+        // Pushed after the answer: it waits for the next poll, and wakes nobody.
+        assert!(o.push(Frame::Message(queue::tests::message("a", 3))));
+        assert!(quiet().await.is_err());
+        let answer = o.disarm().expect("the answer back");
+        assert_eq!(answer.answered(), Some(None), "answered whole");
+        assert_eq!(answer.into_cursor().to_string(), "a~e~2", "the cursor moved past the answer");
+        assert!(o.is_ready(), "the third message waits for the next poll");
+        drop(o);
+        assert_eq!(Arc::strong_count(&socket), 1, "the socket is no longer shared");
+    }
+
+    #[tokio::test]
+    async fn anything_but_messages_is_left_to_the_task_and_a_queue_with_frames_is_not_armed() {
+        let o = Outbox::new(1, Transport::Poll, QueueLimits { frames: 10, bytes: 1000 }, 0, Arc::default());
+        let (socket, client) = sockets().await;
+        armed(&o, &socket);
+        assert!(o.push(text("a reset, say")));
+        let wait = tokio::time::timeout(std::time::Duration::from_secs(5), o.ready());
+        assert!(wait.await.is_ok(), "the task is woken to answer");
+        // A message behind it is not answered by the pusher either.
+        assert!(o.push(Frame::Message(queue::tests::message("a", 1))));
+        let answer = o.disarm().expect("the answer back");
+        assert_eq!(answer.answered(), None, "the task answers");
+        let mut nothing = [0; 8];
+        let read = client.try_read(&mut nothing);
+        assert!(read.is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock), "nothing was written");
+        // With frames queued, a poll answers at once: there is nothing to arm.
+        let answer = PollAnswer::new(Arc::clone(&socket), herald_core::Cursor::default(), respond, b"x".into());
+        assert!(o.arm(answer).is_err());
     }
 
     #[tokio::test]

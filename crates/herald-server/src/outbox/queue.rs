@@ -359,6 +359,11 @@ impl Queue {
         (std::mem::take(&mut self.frames), self.close)
     }
 
+    /// Whether every queued frame is a message.
+    pub fn only_messages(&self) -> bool {
+        self.frames.iter().all(|frame| matches!(frame, Frame::Message(_)))
+    }
+
     /// Whether frames are waiting or the connection is closing.
     pub fn is_ready(&self) -> bool {
         !self.frames.is_empty() || self.close.is_some()
@@ -375,7 +380,7 @@ fn frame_weight(frame: &Frame) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     //! The queue against a simulated socket that takes a given number of bytes per write.
 
     use super::*;
@@ -396,7 +401,7 @@ mod tests {
     }
 
     /// Message `offset` of `channel`.
-    fn message(channel: &str, offset: u64) -> Message {
+    pub(in crate::outbox) fn message(channel: &str, offset: u64) -> Message {
         let channel = herald_core::ChannelName::new(channel).expect("a valid name");
         let position = herald_core::StreamPosition { epoch: std::sync::Arc::from("e"), offset };
         let data = serde_json::value::RawValue::from_string("1".to_string()).expect("JSON");

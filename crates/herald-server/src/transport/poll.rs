@@ -10,11 +10,18 @@
 //! other request drops it, and so do the connection's end and the answered poll's deadline
 //! (on the connection's timer: no timer of its own). This spares the usual case — a client
 //! polling again at once — subscribing and leaving each channel on every message.
+//!
+//! While such a poll waits, its answer is armed on its outbox ([`PollAnswer`]): the fan-out
+//! that brings messages writes the whole HTTP answer itself, and the connection's task wakes
+//! only for the client's next request. Anything else a poll can be answered with (a reset, an
+//! open stream's snapshot, a close) is answered by the connection's task as before.
 
 use std::{
     borrow::Cow,
+    collections::VecDeque,
     net::{IpAddr, SocketAddr},
     pin::Pin,
+    sync::Arc,
     task::Poll,
     time::Duration,
 };
@@ -34,13 +41,17 @@ use herald_core::{
 use herald_auth::Identity;
 use herald_core::Cursor;
 use herald_http1::Head;
-use tokio::{io::Interest, net::TcpStream};
+use tokio::{
+    io::{AsyncWriteExt as _, Interest},
+    net::TcpStream,
+};
 
 use super::{StreamRequest, Subscriptions, advance_cursor, authorize_stream};
 use crate::{
     frame::{Frame, Transport},
     guard::StreamPermit,
     http::response::write_answer,
+    outbox::PollAnswer,
     registry::Registration,
     reply::{ApiError, json_ok, splice_envelopes},
     state::AppState,
@@ -149,65 +160,137 @@ pub enum Answered {
 }
 
 /// Waits for a started poll's answer (on `timer`, the connection's) and writes it (setting
-/// `status`). A client that left meanwhile gets no answer, and nothing of the poll is kept.
+/// `status`), unless a pusher wrote it (see [`PollAnswer`]; it counted the request then). A
+/// client that left meanwhile gets no answer, and nothing of the poll is kept. The `stream` is
+/// shared with the poll's outbox only while the poll waits.
 pub async fn answer(
-    stream: &mut TcpStream,
+    stream: &mut Arc<TcpStream>,
     started: Started,
     timer: Pin<&mut tokio::time::Sleep>,
     status: &mut u16,
 ) -> Answered {
     let Started { waiting, cors, keep_alive, parks } = started;
     let (body, parked) = match waiting {
-        Ok(waiting) => match wait_poll(stream, waiting, timer, keep_alive && parks).await {
-            Some((body, parked)) => (Ok(body), parked),
-            None => return Answered::Close,
+        Ok(waiting) => match wait_poll(stream, waiting, timer, (keep_alive && parks).then_some(&cors)).await {
+            Waited::Gone => return Answered::Close,
+            Waited::Body(body, parked) => (Ok(body), parked),
+            Waited::Answered { rest, parked } => {
+                let Some(stream) = Arc::get_mut(stream) else { return Answered::Close };
+                return match rest {
+                    Some(rest) if stream.write_all(&rest).await.is_err() => Answered::Close,
+                    _ => Answered::KeepAlive(parked),
+                };
+            }
         },
         Err(e) => (Err(e), None),
     };
-    const NO_STORE: &[u8] = b"cache-control: no-store\r\n";
-    let extra = match &cors {
-        None => Cow::Borrowed(NO_STORE),
-        Some(origin) => Cow::Owned([NO_STORE, &crate::http::origin::cors_header_lines(origin)].concat()),
-    };
-    match write_answer(stream, body, &extra, keep_alive, status).await {
+    let Some(stream) = Arc::get_mut(stream) else { return Answered::Close };
+    match write_answer(stream, body, &extra_lines(cors.as_ref()), keep_alive, status).await {
         true => Answered::KeepAlive(parked),
         false => Answered::Close,
     }
 }
 
+/// The header lines a poll's answer carries besides its framing: `Cache-Control: no-store`, and
+/// the CORS headers for the allowed `cors` origin.
+fn extra_lines(cors: Option<&HeaderValue>) -> Cow<'static, [u8]> {
+    const NO_STORE: &[u8] = b"cache-control: no-store\r\n";
+    match cors {
+        None => Cow::Borrowed(NO_STORE),
+        Some(origin) => Cow::Owned([NO_STORE, &crate::http::origin::cors_header_lines(origin)].concat()),
+    }
+}
+
+/// How a long poll's wait ended.
+enum Waited {
+    /// The peer closed the connection.
+    Gone,
+    /// The answer's body, for the connection's task to write.
+    Body(Vec<u8>, Option<Box<Parked>>),
+    /// A pusher answered, leaving `rest` (what the socket did not take) to write.
+    Answered { rest: Option<Bytes>, parked: Option<Box<Parked>> },
+}
+
 /// Waits for the answer to a long poll: until anything is queued for it or its timeout passes
-/// (on `timer`, the connection's). `None` when the peer closes the connection meanwhile: the
+/// (on `timer`, the connection's). `Gone` when the peer closes the connection meanwhile: the
 /// poll then unsubscribes at once instead of holding its socket until the timeout. With
-/// `park`, the subscription is kept for the connection's next poll.
+/// `park` (the answer's CORS origin, if any), the subscription is kept for the connection's
+/// next poll, and a pusher may answer the poll itself ([`PollAnswer`]): the wait then ends
+/// when the next request comes (or the poll's deadline passes).
 async fn wait_poll(
-    stream: &TcpStream,
-    waiting: Waiting,
+    stream: &Arc<TcpStream>,
+    mut waiting: Waiting,
     mut timer: Pin<&mut tokio::time::Sleep>,
-    park: bool,
-) -> Option<(Vec<u8>, Option<Box<Parked>>)> {
+    park: Option<&Option<HeaderValue>>,
+) -> Waited {
     timer.as_mut().reset(tokio::time::Instant::now() + waiting.timeout());
     // The socket may still be marked readable from reading the request: forget that without a
     // system call, so that only a new event (the peer's FIN, or a pipelined request) wakes the
     // watch below. An event that came in between is missed, and the poll then simply runs to
     // its end.
     let _ = stream.try_io(Interest::READABLE, || Err::<(), _>(std::io::ErrorKind::WouldBlock.into()));
+    let armed = match park {
+        Some(cors) if waiting.answerable => {
+            let cursor = std::mem::take(&mut waiting.cursor);
+            let answer = PollAnswer::new(Arc::clone(stream), cursor, respond, extra_lines(cors.as_ref()));
+            match waiting.subscribed.registration.outbox().arm(answer) {
+                Ok(()) => true,
+                Err(answer) => {
+                    waiting.cursor = answer.into_cursor();
+                    false
+                }
+            }
+        }
+        _ => false,
+    };
+    let outbox = waiting.subscribed.registration.outbox();
     let left = std::future::poll_fn(|cx| {
+        // Something came in (or the socket failed). After a pusher answered, it is the next
+        // request (or the close, which the connection's read finds): the wait is over, with
+        // no system call here. Before that, a look at it tells.
+        if stream.poll_read_ready(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if armed && outbox.hold_answer() {
+            return Poll::Ready(false);
+        }
         let mut byte = [0u8; 1];
         let mut peeked = tokio::io::ReadBuf::new(&mut byte);
         match stream.poll_peek(cx, &mut peeked) {
             // End of stream or a failed socket: the peer is gone.
-            Poll::Ready(Ok(0) | Err(_)) => Poll::Ready(()),
-            // A pipelined request: it waits for its turn; stop watching.
+            Poll::Ready(Ok(0) | Err(_)) => Poll::Ready(true),
+            // A pipelined request waits for its turn (the answer is this task's now).
             Poll::Ready(Ok(_)) | Poll::Pending => Poll::Pending,
         }
     });
-    tokio::select! {
+    let gone = tokio::select! {
         biased;
-        () = waiting.ready() => {}
-        () = timer => {}
-        () = left => return None,
+        () = waiting.ready() => false,
+        () = timer => false,
+        gone = left => gone,
+    };
+    let answered = match armed.then(|| waiting.subscribed.registration.outbox().disarm()).flatten() {
+        Some(answer) => {
+            let rest = answer.answered().map(|rest| rest.cloned());
+            waiting.cursor = answer.into_cursor();
+            rest
+        }
+        None => None,
+    };
+    match answered {
+        _ if gone => Waited::Gone,
+        Some(rest) => Waited::Answered { rest, parked: waiting.park() },
+        None => {
+            let (body, parked) = waiting.answer(park.is_some());
+            Waited::Body(body, parked)
+        }
     }
-    Some(waiting.answer(park))
+}
+
+/// The whole response a pusher writes for a long poll (see [`PollAnswer`]): the messages of
+/// `frames`, and `cursor` moved past them. Only a poll with no open stream to carry is armed.
+fn respond(cursor: &mut Cursor, frames: &VecDeque<Frame>, extra: &[u8]) -> Vec<u8> {
+    crate::http::response::json_ok_bytes(&answer_body(cursor, frames, &[]), extra, true)
 }
 
 /// [`request`] and [`start`], asking the backend's hooks ([`super::admit_stream`]) and having
@@ -232,11 +315,16 @@ pub async fn admit_and_start(
 pub struct Waiting {
     subscribed: Subscribed,
     cursor: Cursor,
-    timeout: Duration,
+    /// How long it waits at most, in seconds (at most `poll_max_timeout_secs`).
+    timeout_secs: u32,
     /// The open streams the client holds (see [`StreamRequest::held`]).
     held: Option<Box<[super::Held]>>,
     /// A stream is ahead of what the client holds: answer at once.
     ahead: bool,
+    /// A pusher may answer it: no stream was open anywhere when it started, so its answer has
+    /// no stream snapshots to carry (one opened later reaches it as a frame, which the
+    /// connection's task answers).
+    answerable: bool,
 }
 
 /// A long poll's standing in the server: its subscriptions, its queue and its permit.
@@ -316,12 +404,14 @@ impl Waiting {
             request.timeout_secs.unwrap_or(state.config.poll_timeout_secs).min(state.config.poll_max_timeout_secs);
         let held = request.held.take();
         let ahead = held.as_deref().is_some_and(|held| state.broker.streams_ahead(&request.channels, held));
-        Waiting { subscribed, cursor, timeout: Duration::from_secs(secs), held, ahead }
+        let answerable = !ahead && state.broker.open_stream_count() == 0;
+        let timeout_secs = u32::try_from(secs).unwrap_or(u32::MAX);
+        Waiting { subscribed, cursor, timeout_secs, held, ahead, answerable }
     }
 
     /// How long the poll waits at most.
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        Duration::from_secs(self.timeout_secs.into())
     }
 
     /// Waits until anything is queued (messages, a reset, a close), without a timeout.
@@ -338,7 +428,7 @@ impl Waiting {
     /// Waits until anything is queued or the timeout passes, unsubscribes, and returns the
     /// answer's body.
     pub async fn finish(self) -> Vec<u8> {
-        let _ = tokio::time::timeout(self.timeout, self.ready()).await;
+        let _ = tokio::time::timeout(self.timeout(), self.ready()).await;
         self.answer(false).0
     }
 
@@ -346,24 +436,31 @@ impl Waiting {
     /// the subscription [`Parked`] for the connection's next poll when it can continue;
     /// otherwise unsubscribes.
     pub fn answer(self, park: bool) -> (Vec<u8>, Option<Box<Parked>>) {
-        let Waiting { subscribed, mut cursor, timeout: _, held, ahead: _ } = self;
         // What the client lacks of each stream: an append that comes after this look is in
         // the next poll's.
-        let snapshots = subscribed.subscriptions.stream_snapshots(held.as_deref());
+        let snapshots = self.subscribed.subscriptions.stream_snapshots(self.held.as_deref());
         if !park {
+            let Waiting { subscribed, mut cursor, .. } = self;
             // Unsubscribed before the queue is taken, so that nothing comes after it.
             let Subscribed { subscriptions, registration, .. } = subscribed;
             drop(subscriptions);
             let (frames, _) = registration.outbox().take_answer();
             return (answer_body(&mut cursor, &frames, &snapshots), None);
         }
+        let mut waiting = self;
+        let (frames, _) = waiting.subscribed.registration.outbox().take_answer();
+        let body = answer_body(&mut waiting.cursor, &frames, &snapshots);
+        (body, waiting.park())
+    }
+
+    /// Its subscription [`Parked`] at its cursor, once its answer's frames are taken, unless
+    /// the connection is closing. A push from now on is for the next poll, which sees it
+    /// queued before it waits.
+    fn park(self) -> Option<Box<Parked>> {
+        let Waiting { subscribed, cursor, .. } = self;
         let outbox = subscribed.registration.outbox();
-        let (frames, closing) = outbox.take_answer();
-        // A push from now on is for the next poll, which sees it queued before it waits.
         outbox.forget_wakeup();
-        let body = answer_body(&mut cursor, &frames, &snapshots);
-        let parked = closing.is_none().then(|| Box::new(Parked { subscribed, cursor }));
-        (body, parked)
+        outbox.closing().is_none().then(|| Box::new(Parked { subscribed, cursor }))
     }
 }
 

@@ -194,23 +194,24 @@ impl Outbox {
         }
     }
 
-    /// Whether frames just queued wake the task. Not when a pusher can answer the armed long
-    /// poll with them (queued messages only: the task wakes for anything else, and for what
-    /// the socket did not take), nor after a pusher answered it (they wait for the next poll).
+    /// Whether frames just queued (a push that queued them is never refused: the queue is not
+    /// closing) wake the task. Not when a pusher can answer the armed long poll with them
+    /// (queued messages only: the task wakes for anything else, and for what the socket did not
+    /// take), nor after a pusher answered it (they wait for the next poll).
     fn wakes_for(&self, locked: &mut Locked) -> bool {
         let Locked { queue, poll, .. } = locked;
         let Some(answer) = poll.as_mut() else { return true };
         match answer.stage() {
             Stage::Held => true,
             Stage::Answered(_) => false,
-            Stage::Armed(_) if queue.closing().is_some() || !queue.only_messages() => {
+            Stage::Armed(_) if !queue.only_messages() => {
                 answer.hold();
                 true
             }
             Stage::Armed(_) => {
                 let (frames, _) = queue.take();
                 let left = answer.answer(&frames);
-                self.metrics.delivered(self.transport, frames.len() as u64);
+                self.count_answered(&frames);
                 self.metrics.http_request(crate::routes::Route::Poll, 200, answer.waited_secs());
                 left
             }
@@ -364,9 +365,14 @@ impl Outbox {
     /// may never be collected).
     pub fn take_answer(&self) -> (VecDeque<Frame>, Option<DisconnectCode>) {
         let taken = self.take();
-        let messages = taken.0.iter().filter(|frame| matches!(frame, Frame::Message(_))).count();
-        self.metrics.delivered(self.transport, messages as u64);
+        self.count_answered(&taken.0);
         taken
+    }
+
+    /// Counts the messages among `frames`, taken by a long poll's answer, as delivered.
+    fn count_answered(&self, frames: &VecDeque<Frame>) {
+        let messages = frames.iter().filter(|frame| matches!(frame, Frame::Message(_))).count();
+        self.metrics.delivered(self.transport, messages as u64);
     }
 
     /// Whether frames are waiting or the connection is closing.
@@ -398,7 +404,7 @@ impl Outbox {
             return Err(answer);
         }
         locked.poll = Some(answer);
-        self.wakeup.pending.store(false, Ordering::Release);
+        self.wakeup.forget();
         Ok(())
     }
 
@@ -565,7 +571,10 @@ mod tests {
         let o = Outbox::new(1, Transport::Poll, QueueLimits { frames: 10, bytes: 1000 }, 0, Arc::default());
         let (socket, client) = sockets().await;
         armed(&o, &socket);
-        assert!(o.push(text("a reset, say")));
+        let channel = herald_core::ChannelName::new("a").expect("a valid name");
+        let position = herald_core::StreamPosition { epoch: Arc::from("e"), offset: 5 };
+        let reason = herald_core::ResetReason::HistoryExceeded;
+        assert!(o.push(Frame::Reset { channel, position, reason }));
         let wait = tokio::time::timeout(std::time::Duration::from_secs(5), o.ready());
         assert!(wait.await.is_ok(), "the task is woken to answer");
         // A message behind it is not answered by the pusher either.
